@@ -1,0 +1,76 @@
+/* config.h - the daemon's configuration, loaded and validated completely
+ * before anything starts.
+ *
+ * config_load() reads the JSON file, checks every key against the table of
+ * known keys (type, bounds, allowed values), fills defaults and resolves the
+ * streams and views (core/defs.h). Every problem is reported with its JSON
+ * path, e.g. "views[2].metrics[0].field: required for metric type 'sum'".
+ * The result is immutable and shared read-only by all threads.
+ */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "core/defs.h"
+
+typedef struct {
+    char *key;
+    char *value;
+} config_kv;
+
+typedef struct {
+    char *topic;
+    int32_t *partitions;   /* the partitions this instance owns */
+    size_t npartitions;
+} config_owned;
+
+typedef struct {
+    /* kafka */
+    char *brokers;              /* default "127.0.0.1:9092" */
+    char *group_id;             /* default "lambdad" */
+    char *start;                /* "earliest" (default) or "latest" */
+    config_kv *options;         /* passed to librdkafka as is */
+    size_t noptions;
+    config_owned *owned;        /* kafka.partitions: empty = all partitions */
+    size_t nowned;
+    int metadata_refresh_ms;    /* default 5000: how often new partitions are looked for */
+
+    /* archive */
+    char *archive_path;         /* default "/var/lib/lambdad/archive.db" */
+    int commit_interval_ms;     /* default 50, 1..60000 */
+    int commit_max_events;      /* default 100000, 1..10000000 */
+    int compression_level;      /* zstd level, default 3, 1..19 */
+
+    /* batch */
+    int batch_interval_s;       /* default 300 */
+    gran_t batch_partition;     /* GRAN_HOUR, GRAN_DAY (default) or GRAN_MONTH */
+
+    /* http */
+    char *http_host;            /* from http.listen, default "127.0.0.1" */
+    int http_port;              /* default 8080; 0 = any free port */
+    int http_threads;           /* default 2, 1..64 */
+
+    stream_def *streams;
+    size_t nstreams;
+    view_def *views;
+    size_t nviews;
+
+    char fingerprint[17];       /* hash of the whole file's canonical JSON */
+} config;
+
+/* A list of problems found while loading; each "path: message". */
+typedef struct {
+    char **items;
+    size_t n;
+} config_errors;
+
+/* Loads and validates path. On success returns 0 and *out (free with
+ * config_free). On any problem returns -EINVAL (or -errno when the file
+ * cannot be read, or -ENOMEM) and fills errs with every problem found. */
+int config_load(const char *path, config **out, config_errors *errs);
+/* Same, from a JSON text in memory (tests). */
+int config_load_string(const char *text, config **out, config_errors *errs);
+void config_free(config *c);               /* accepts NULL */
+void config_errors_clear(config_errors *e);
+
+/* The view named name, or NULL. */
+const view_def *config_find_view(const config *c, const char *name, size_t *idx);

@@ -1,0 +1,43 @@
+/* vtable.h - a view table: (time bucket, dimension values) -> row of cells.
+ *
+ * Open-addressing hash table; rows live in an arena and are freed with the
+ * table. Not thread-safe: the owner (the speed thread for L, a batch run for
+ * its view) serializes writers; readers of a shared table hold the owner's
+ * read lock.
+ */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "core/cell.h"
+
+/* A dimension value: a byte string, or null. */
+typedef struct {
+    const char *s;
+    uint32_t len;
+    bool null;
+} dimval;
+
+typedef struct vtable vtable;
+
+typedef struct {
+    int64_t bucket;
+    const dimval *dims;   /* ndims values, valid during the callback only */
+    const cell *cells;    /* ncells cells */
+} vrow;
+
+vtable *vtable_new(size_t ndims, size_t ncells);
+void vtable_free(vtable *t);           /* accepts NULL */
+size_t vtable_ndims(const vtable *t);
+size_t vtable_ncells(const vtable *t);
+size_t vtable_rows(const vtable *t);
+size_t vtable_bytes(const vtable *t);  /* memory held */
+
+/* The cells of the row for (bucket, dims), created (all cells empty) if
+ * missing. NULL only when out of memory. */
+cell *vtable_upsert(vtable *t, int64_t bucket, const dimval *dims);
+/* Merges every row of src into dst (same ndims and ncells). 0 or -ENOMEM. */
+int vtable_merge(vtable *dst, const vtable *src);
+/* Calls fn for each row, in no particular order; stops when fn returns
+ * non-zero and returns that value. */
+int vtable_foreach(const vtable *t, int (*fn)(const vrow *row, void *ud), void *ud);

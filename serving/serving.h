@@ -1,0 +1,39 @@
+/* serving.h - the HTTP JSON API (libmicrohttpd, thread pool).
+ *
+ * The server reads the views through a serving_source that the daemon wires
+ * to the speed (and later batch) layers, so this folder depends on neither.
+ * Handlers run on libmicrohttpd's pool threads.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "config/config.h"
+#include "core/vtable.h"
+
+typedef struct {
+    int64_t batch_seq;     /* R: archive seq the batch views cover (0: none) */
+    int64_t batch_at;      /* epoch s of the last batch run, 0 = never */
+    int64_t live_events;   /* events counted by the speed layer beyond R */
+} serving_watermark;
+
+typedef struct {
+    void *ud;
+    /* Visits every row of the view's current answer set (batch + pending +
+     * live); rows with equal keys may repeat and are merged by the caller.
+     * Returns 0, fn's non-zero value, or a negative code. */
+    int (*scan_view)(void *ud, size_t view_idx, int (*fn)(const vrow *row, void *fnud),
+                     void *fnud, serving_watermark *wm);
+    /* Adds the layers' figures to the /v1/status object. */
+    void (*status)(void *ud, json_t *obj);
+    /* true when recovery is done and consuming; else *reason says why not. */
+    bool (*ready)(void *ud, const char **reason);
+} serving_source;
+
+typedef struct serving serving;
+
+/* Starts listening on cfg->http_host:cfg->http_port (port 0: any free one)
+ * with cfg->http_threads threads. cfg and src must outlive the server. */
+int serving_start(const config *cfg, const serving_source *src, serving **out, char **errmsg);
+int serving_port(const serving *s);    /* the bound port */
+void serving_stop(serving *s);         /* accepts NULL */

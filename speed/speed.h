@@ -1,0 +1,64 @@
+/* speed.h - the speed layer: the Kafka consumer loop and the live views.
+ *
+ * The speed thread owns the archive writer. It reads messages of every
+ * partition of the configured topics (assigned explicitly, started at the
+ * offsets stored in the archive), decodes them, appends them to the archive
+ * in one transaction every commit interval, and only after COMMIT applies
+ * them to the live tables. Other threads read the live tables through
+ * speed_scan_view() under a read lock.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include "config/config.h"
+#include "archive/archive.h"
+#include "core/vtable.h"
+
+typedef struct speed speed;
+
+/* Creates the speed layer for cfg (borrowed; must outlive it). Takes
+ * ownership of the archive writer w. Does not contact Kafka yet. */
+int speed_new(const config *cfg, arch *w, speed **out, char **errmsg);
+/* Rebuilds the live tables from every archived event with seq > after_seq
+ * (reads through the writer connection; call before speed_start). */
+int speed_recover(speed *s, int64_t after_seq, char **errmsg);
+/* Creates the Kafka consumer and starts the speed thread. */
+int speed_start(speed *s, char **errmsg);
+/* Asks the thread to finish its current transaction and stop; joins it. */
+void speed_stop(speed *s);
+void speed_free(speed *s);   /* stops first if running; accepts NULL */
+
+typedef struct {
+    int64_t last_seq;      /* highest archived seq applied to the live tables */
+    int64_t live_events;   /* events in the live tables */
+} speed_watermark;
+
+/* Calls fn for every live row of view view_idx, under the read lock (fn
+ * must not block for long). Fills *wm consistently with the rows seen. */
+int speed_scan_view(speed *s, size_t view_idx, int (*fn)(const vrow *row, void *ud), void *ud,
+                    speed_watermark *wm);
+
+typedef struct {
+    int32_t partition;
+    int64_t next_offset;   /* next offset to archive */
+    int64_t high_watermark;/* Kafka's end of log, -1 unknown */
+} speed_partition;
+
+typedef struct {
+    bool consuming;            /* recovery done, consumer assigned */
+    int64_t consumed;          /* messages read from Kafka since start */
+    int64_t archived_events;   /* accepted events in the archive (all time) */
+    int64_t rejects;           /* rejected messages in the archive (all time) */
+    int64_t last_seq;
+    int64_t live_events;
+    int64_t live_rows;
+    int64_t live_bytes;
+    int64_t commits;           /* archive transactions since start */
+    int64_t archive_bytes;     /* database + WAL on disk */
+} speed_stats;
+
+void speed_get_stats(speed *s, speed_stats *st);
+
+/* Per-partition positions of topic: fills up to max entries, returns the
+ * count. Any thread. */
+size_t speed_get_partitions(speed *s, const char *topic, speed_partition *out, size_t max);
