@@ -1,1 +1,264 @@
-/* placeholder: being written */
+/* vtable.c - view table: open addressing over rows kept in an arena.
+ *
+ * A row is one arena allocation: header, cells, then the encoded key (for
+ * each dimension a u32 length, UINT32_MAX for null, then the bytes). Slots
+ * hold the row's hash and pointer, so probing compares hashes before keys.
+ * Rows are never removed; the whole table is freed at once (the speed layer
+ * drops a table when the batch layer has absorbed it). Not thread-safe; see
+ * vtable.h for who locks.
+ */
+#include "core/vtable.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NULL_LEN UINT32_MAX
+#define MAX_DIMS 64
+#define ARENA_BLOCK (256 * 1024)
+
+typedef struct row {
+    uint64_t hash;
+    int64_t bucket;
+    uint32_t keylen;
+    uint32_t pad;
+    cell cells[];      /* ncells cells, then keylen key bytes */
+} row;
+
+typedef struct {
+    uint64_t hash;
+    row *r;
+} slot;
+
+typedef struct block {
+    struct block *next;
+    size_t used, size;
+    char data[];
+} block;
+
+struct vtable {
+    size_t ndims, ncells;
+    slot *slots;
+    size_t cap, rows;       /* cap is a power of two */
+    block *arena;
+    size_t arena_bytes;
+    char *scratch;          /* key being built by vtable_upsert */
+    size_t scratch_cap;
+};
+
+static inline char *row_key(const vtable *t, row *r)
+{
+    return (char *)&r->cells[t->ncells];
+}
+
+/* A fast 64-bit hash (multiply-xorshift over 8-byte words). */
+static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
+{
+    const unsigned char *s = p;
+    uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ (w * 0xBF58476D1CE4E5B9ull)) * 0x94D049BB133111EBull;
+        h ^= h >> 29;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ (w * 0xBF58476D1CE4E5B9ull)) * 0x94D049BB133111EBull;
+    h ^= h >> 31;
+    h *= 0xD6E8FEB86659FD93ull;
+    h ^= h >> 32;
+    return h;
+}
+
+vtable *vtable_new(size_t ndims, size_t ncells)
+{
+    if (ndims > MAX_DIMS)
+        return NULL;
+    vtable *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->ndims = ndims;
+    t->ncells = ncells;
+    t->cap = 64;
+    t->slots = calloc(t->cap, sizeof(slot));
+    t->scratch_cap = 256;
+    t->scratch = malloc(t->scratch_cap);
+    if (!t->slots || !t->scratch) {
+        vtable_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void vtable_free(vtable *t)
+{
+    if (!t)
+        return;
+    for (block *b = t->arena, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(t->slots);
+    free(t->scratch);
+    free(t);
+}
+
+size_t vtable_ndims(const vtable *t) { return t->ndims; }
+size_t vtable_ncells(const vtable *t) { return t->ncells; }
+size_t vtable_rows(const vtable *t) { return t->rows; }
+
+size_t vtable_bytes(const vtable *t)
+{
+    return sizeof(*t) + t->cap * sizeof(slot) + t->arena_bytes + t->scratch_cap;
+}
+
+static void *arena_alloc(vtable *t, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    block *b = t->arena;
+    if (!b || b->size - b->used < n) {
+        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        b = malloc(sizeof(block) + size);
+        if (!b)
+            return NULL;
+        b->next = t->arena;
+        b->used = 0;
+        b->size = size;
+        t->arena = b;
+        t->arena_bytes += sizeof(block) + size;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static int grow(vtable *t)
+{
+    size_t ncap = t->cap * 2;
+    slot *ns = calloc(ncap, sizeof(slot));
+    if (!ns)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slots[i].r)
+            continue;
+        size_t j = t->slots[i].hash & (ncap - 1);
+        while (ns[j].r)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = t->slots[i];
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->cap = ncap;
+    return 0;
+}
+
+/* The row for an encoded key, created when missing. */
+static row *upsert_raw(vtable *t, uint64_t hash, int64_t bucket, const char *key, uint32_t keylen)
+{
+    size_t mask = t->cap - 1;
+    for (size_t j = hash & mask;; j = (j + 1) & mask) {
+        slot *s = &t->slots[j];
+        if (!s->r)
+            break;
+        if (s->hash == hash && s->r->bucket == bucket && s->r->keylen == keylen &&
+            memcmp(row_key(t, s->r), key, keylen) == 0)
+            return s->r;
+    }
+    if ((t->rows + 1) * 10 > t->cap * 7 && grow(t) < 0)
+        return NULL;
+    row *r = arena_alloc(t, sizeof(row) + t->ncells * sizeof(cell) + keylen);
+    if (!r)
+        return NULL;
+    r->hash = hash;
+    r->bucket = bucket;
+    r->keylen = keylen;
+    r->pad = 0;
+    for (size_t i = 0; i < t->ncells; i++)
+        cell_init(&r->cells[i]);
+    memcpy(row_key(t, r), key, keylen);
+    mask = t->cap - 1;
+    size_t j = hash & mask;
+    while (t->slots[j].r)
+        j = (j + 1) & mask;
+    t->slots[j].hash = hash;
+    t->slots[j].r = r;
+    t->rows++;
+    return r;
+}
+
+cell *vtable_upsert(vtable *t, int64_t bucket, const dimval *dims)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < t->ndims; i++)
+        need += 4 + (dims[i].null ? 0 : dims[i].len);
+    if (need > UINT32_MAX)
+        return NULL;
+    if (need > t->scratch_cap) {
+        size_t ncap = need < 256 ? 256 : need * 2;
+        char *ns = realloc(t->scratch, ncap);
+        if (!ns)
+            return NULL;
+        t->scratch = ns;
+        t->scratch_cap = ncap;
+    }
+    char *p = t->scratch;
+    for (size_t i = 0; i < t->ndims; i++) {
+        uint32_t len = dims[i].null ? NULL_LEN : dims[i].len;
+        memcpy(p, &len, 4);
+        p += 4;
+        if (!dims[i].null) {
+            memcpy(p, dims[i].s, dims[i].len);
+            p += dims[i].len;
+        }
+    }
+    uint64_t hash = hash_bytes(t->scratch, need, (uint64_t)bucket);
+    row *r = upsert_raw(t, hash, bucket, t->scratch, (uint32_t)need);
+    return r ? r->cells : NULL;
+}
+
+int vtable_merge(vtable *dst, const vtable *src)
+{
+    if (dst->ndims != src->ndims || dst->ncells != src->ncells)
+        return -EINVAL;
+    for (size_t i = 0; i < src->cap; i++) {
+        row *s = src->slots[i].r;
+        if (!s)
+            continue;
+        row *d = upsert_raw(dst, s->hash, s->bucket, row_key(src, s), s->keylen);
+        if (!d)
+            return -ENOMEM;
+        for (size_t c = 0; c < dst->ncells; c++)
+            cell_merge(&d->cells[c], &s->cells[c]);
+    }
+    return 0;
+}
+
+int vtable_foreach(const vtable *t, int (*fn)(const vrow *row, void *ud), void *ud)
+{
+    dimval dims[MAX_DIMS];
+    for (size_t i = 0; i < t->cap; i++) {
+        row *r = t->slots[i].r;
+        if (!r)
+            continue;
+        const char *p = row_key(t, r);
+        for (size_t d = 0; d < t->ndims; d++) {
+            uint32_t len;
+            memcpy(&len, p, 4);
+            p += 4;
+            if (len == NULL_LEN) {
+                dims[d] = (dimval){.s = NULL, .len = 0, .null = true};
+            } else {
+                dims[d] = (dimval){.s = p, .len = len, .null = false};
+                p += len;
+            }
+        }
+        vrow vr = {.bucket = r->bucket, .dims = dims, .cells = r->cells};
+        int rc = fn(&vr, ud);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
