@@ -27,6 +27,9 @@ int speed_start(speed *s, char **errmsg);
 /* Asks the thread to finish its current transaction and stop; joins it. */
 void speed_stop(speed *s);
 void speed_free(speed *s);   /* stops first if running; accepts NULL */
+/* true when a fatal error (out of memory) stopped the speed thread; the
+ * daemon then exits and a restart recovers from the archive. */
+bool speed_failed(const speed *s);
 
 typedef struct {
     int64_t last_seq;      /* highest archived seq applied to the live tables */

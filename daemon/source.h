@@ -1,0 +1,17 @@
+/* source.h - the daemon's serving_source: what the HTTP layer reads,
+ * wired to the speed layer (and later the batch layer). */
+#pragma once
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "config/config.h"
+#include "serving/serving.h"
+#include "speed/speed.h"
+
+typedef struct {
+    const config *cfg;
+    speed *sp;
+    atomic_bool recovered;
+} daemon_source;
+
+void daemon_source_init(daemon_source *ds, serving_source *src);

@@ -1,0 +1,67 @@
+/* speed_int.h - private state of the speed layer, shared by speed.c (the
+ * consumer loop, live tables) and assign.c (partition discovery and
+ * assignment). Not for other folders. */
+#pragma once
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "core/event.h"
+#include "speed/speed.h"
+
+/* One owned Kafka partition. Written by the speed thread; next_offset and
+ * high_watermark are also read by other threads under parts_lock. */
+typedef struct {
+    size_t stream_idx;
+    int32_t partition;
+    int64_t next_offset;      /* next offset to archive; -1 = not known yet */
+    int64_t high_watermark;   /* -1 = unknown */
+    bool dirty;               /* next_offset changed in the current transaction */
+} speed_part;
+
+struct speed {
+    const config *cfg;
+    arch *w;                  /* archive writer: speed thread only (recovery before) */
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;  /* the consumer queue */
+
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop_requested;
+    atomic_bool consuming;
+    atomic_bool failed;       /* a fatal error stopped the thread */
+
+    /* Live tables: written by the speed thread, read by queries. */
+    pthread_rwlock_t lock;
+    vtable **live;            /* per view: L */
+    int64_t last_seq;         /* under lock */
+    int64_t live_events;      /* under lock */
+
+    /* Speed thread only: the transaction being built. */
+    arch_txn *txn;
+    vtable **stage;           /* per view: events of the open transaction */
+    int64_t stage_events;
+    int64_t txn_started_ms;   /* monotonic; 0 = empty transaction */
+    event_decoder *dec;
+    field_value *vals;        /* room for the widest stream */
+
+    /* Owned partitions: array grown by assign.c, guarded by parts_lock for
+     * readers on other threads. */
+    pthread_mutex_t parts_lock;
+    speed_part *parts;
+    size_t nparts, parts_cap;
+    int64_t next_metadata_ms;
+    char **topic_problem;     /* per stream: last metadata problem logged */
+
+    /* Figures for status (written by the speed thread). */
+    atomic_llong consumed, commits, archived_events, rejects, archive_bytes;
+};
+
+int64_t speed_now_ms(void);
+/* Looks up partitions of every stream's topic in the cluster metadata and
+ * assigns the new ones (at their archived offset, or per kafka.start).
+ * Speed thread. Logs its own problems (topic missing, metadata timeout). */
+void speed_refresh_assignment(speed *s, int timeout_ms);
+/* The partition entry, or NULL if not owned. */
+speed_part *speed_find_part(speed *s, size_t stream_idx, int32_t partition);
