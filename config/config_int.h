@@ -1,0 +1,85 @@
+/* config_int.h - private to config/: the key tables and the generic walker
+ * that checks a JSON object against one.
+ *
+ * Each JSON object of the config (the top level, each section, each stream,
+ * view and metric) has a table of cfg_key, in the manner of redis
+ * config.c's static_configs[]: its name, its kind, where it is stored, its
+ * bounds, default and allowed values. cfg_object() walks an object with its
+ * table, reports unknown keys, bad values and missing required keys, stores
+ * the good values and fills defaults. What a table cannot say (rules that
+ * involve two keys, or other parts of the document) is checked by the
+ * CK_CUSTOM functions in config_keys.c.
+ *
+ * Runs on the thread that loads the config; no shared state, no locks.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+#include "config/config.h"
+
+/* One load: where problems go, and the whole document for the checks that
+ * look across it (a view's stream, kafka.partitions' topics). */
+typedef struct {
+    config_errors *errs;
+    json_t *root;
+    bool oom;   /* an allocation failed: the load returns -ENOMEM */
+} cfg_ctx;
+
+typedef enum {
+    CK_OBJECT,   /* a section whose keys (sub) fill the same target */
+    CK_STRING,   /* char *, non-empty */
+    CK_NAME,     /* char *, 1..64 characters of [A-Za-z0-9_.-] */
+    CK_TOPIC,    /* char *, a Kafka topic name */
+    CK_INT,      /* int, min..max */
+    CK_ENUM,     /* an enum field: one of name_of(min..max) */
+    CK_ENUM_STR, /* char *: one of name_of(min..max), stored as its name */
+    CK_CUSTOM,   /* custom() parses, checks and stores */
+} cfg_kind;
+
+typedef struct cfg_key cfg_key;
+
+/* Checks and stores v at path into target; v is NULL when the key is
+ * absent (then it fills the default). */
+typedef void (*cfg_custom_fn)(cfg_ctx *ctx, const char *path, json_t *v, void *target);
+
+struct cfg_key {
+    const char *name;               /* NULL ends a table */
+    cfg_kind kind;
+    bool required;
+    size_t offset;                  /* of the field in the target struct */
+    long long min, max;             /* CK_INT bounds; CK_ENUM* value range */
+    long long def_int;              /* CK_INT, CK_ENUM* default */
+    const char *def_str;            /* CK_STRING default (NULL: none) */
+    const char *(*name_of)(int);    /* CK_ENUM*: the name of each value */
+    const cfg_key *sub;             /* CK_OBJECT */
+    cfg_custom_fn custom;           /* CK_CUSTOM */
+};
+
+/* The top-level table (config_keys.c). */
+extern const cfg_key cfg_top_keys[];
+
+/* Walks obj (NULL: absent, fill defaults) with keys into target. */
+void cfg_object(cfg_ctx *ctx, const char *path, json_t *obj, const cfg_key *keys, void *target);
+
+/* Appends "path: message" to the load's problems. */
+void cfg_err(cfg_ctx *ctx, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Child paths: "parent.key" (or parent["key"] when key is not a plain
+ * identifier; just "key" at the top level) and "parent[i]". Both return a
+ * malloc'd string, or NULL after flagging ctx->oom; the walkers then skip
+ * the child, and the load fails with -ENOMEM. */
+char *cfg_path_key(cfg_ctx *ctx, const char *parent, const char *key);
+char *cfg_path_idx(cfg_ctx *ctx, const char *parent, size_t i);
+
+/* strdup that flags ctx->oom. */
+char *cfg_strdup(cfg_ctx *ctx, const char *s);
+
+/* Value checks shared by the table walker and the custom checks: each
+ * returns true when v is good, and reports at path otherwise. */
+bool cfg_check_string(cfg_ctx *ctx, const char *path, json_t *v);   /* non-empty string */
+bool cfg_check_name(cfg_ctx *ctx, const char *path, json_t *v);
+bool cfg_check_topic(cfg_ctx *ctx, const char *path, json_t *v);
+bool cfg_check_int(cfg_ctx *ctx, const char *path, json_t *v, long long min, long long max);
