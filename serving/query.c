@@ -1,1 +1,397 @@
-/* placeholder: being written */
+/* query.c - parsing the parameters of GET /v1/views/{view}/query.
+ *
+ * Runs on an HTTP pool thread; touches only the immutable config and the
+ * request's own memory, so it takes no lock. Every bad parameter is a 400
+ * whose message names it exactly; parameters are checked in a fixed order
+ * (view, unknown/duplicate/empty names in request order, then from, to,
+ * granularity, group_by, filter, metrics, order_by, order, limit), so the
+ * first problem reported does not depend on the parameters' order.
+ *
+ * Values arrive URL-decoded (libmicrohttpd decodes %XX and '+'). List
+ * values are split on every ',' (commas inside values are not supported);
+ * a filter item is split on its first ':'. Values are compared as exact
+ * bytes.
+ */
+#include "serving/query.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The epoch range of RFC 3339 years 0001..9999, so every bound renders. */
+#define EPOCH_MIN (-62135596800LL)
+#define EPOCH_MAX 253402300799LL
+
+enum { P_FROM, P_TO, P_GRAN, P_GROUP_BY, P_FILTER, P_METRICS, P_ORDER_BY, P_ORDER, P_LIMIT, P_N };
+
+static const char *const param_names[P_N] = {
+    "from", "to", "granularity", "group_by", "filter", "metrics", "order_by", "order", "limit",
+};
+
+void qerror_clear(qerror *e)
+{
+    free(e->msg);
+    *e = (qerror){0};
+}
+
+/* err = pre + val + post (val: client bytes, may be any bytes). Always
+ * returns -EINVAL, or -ENOMEM (status 500) when the message cannot be built. */
+static int fail(qerror *err, int status, const char *pre, const char *val, size_t vlen,
+                const char *post)
+{
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, pre);
+    if (val)
+        jb_raw(&b, val, vlen);
+    if (post)
+        jb_lit(&b, post);
+    qerror_clear(err);
+    err->msg = jb_take(&b, &err->len);
+    if (!err->msg) {
+        err->status = 500;
+        return -ENOMEM;
+    }
+    err->status = status;
+    return -EINVAL;
+}
+
+static int fail_oom(qerror *err)
+{
+    qerror_clear(err);
+    err->status = 500;
+    return -ENOMEM;
+}
+
+static bool eq(const char *s, size_t len, const char *lit)
+{
+    return strlen(lit) == len && memcmp(s, lit, len) == 0;
+}
+
+/* The next comma-separated item of [*pos, len): 0 when the list is done. */
+static bool next_item(const char *s, size_t len, size_t *pos, qstr *item)
+{
+    if (*pos > len)
+        return false;
+    const char *comma = memchr(s + *pos, ',', len - *pos);
+    size_t end = comma ? (size_t)(comma - s) : len;
+    item->s = s + *pos;
+    item->len = end - *pos;
+    *pos = end + 1;
+    return true;
+}
+
+static size_t count_items(const char *s, size_t len)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++)
+        n += s[i] == ',';
+    return n;
+}
+
+static int find_dim(const view_def *v, const qstr *name)
+{
+    for (size_t i = 0; i < v->ndims; i++)
+        if (eq(name->s, name->len, v->dims[i]))
+            return (int)i;
+    return -1;
+}
+
+static int find_metric(const view_def *v, const char *s, size_t len)
+{
+    for (size_t i = 0; i < v->nmetrics; i++)
+        if (eq(s, len, v->metrics[i].name))
+            return (int)i;
+    return -1;
+}
+
+/* Epoch seconds ("-?[0-9]+") or RFC 3339, floored to seconds. libmicrohttpd
+ * turns '+' into ' ' in query strings, so an unescaped "+01:00" offset
+ * arrives as " 01:00"; it is read back as '+' (it cannot mean anything
+ * else there). 0 or -EINVAL. */
+static int parse_time(const char *s, size_t len, int64_t *out)
+{
+    size_t i = s[0] == '-';
+    size_t ndigits = 0;
+    while (i + ndigits < len && s[i + ndigits] >= '0' && s[i + ndigits] <= '9')
+        ndigits++;
+    if (ndigits && i + ndigits == len) {
+        int64_t v = 0;
+        for (; i < len; i++) {
+            if (v > EPOCH_MAX)
+                return -EINVAL;   /* also stops overflow: at most 13 digits get here */
+            v = v * 10 + (s[i] - '0');
+        }
+        if (s[0] == '-')
+            v = -v;
+        if (v < EPOCH_MIN || v > EPOCH_MAX)
+            return -EINVAL;
+        *out = v;
+        return 0;
+    }
+    char buf[64];
+    if (len >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, s, len);
+    if (len >= 6 && buf[len - 6] == ' ' && buf[len - 3] == ':')
+        buf[len - 6] = '+';
+    int64_t ms;
+    if (time_parse_rfc3339(buf, len, &ms) < 0)
+        return -EINVAL;
+    *out = floor_div(ms, 1000);
+    return 0;
+}
+
+static int parse_gran(const char *s, size_t len, gran_t *out)
+{
+    for (int g = GRAN_SECOND; g <= GRAN_ALL; g++)
+        if (eq(s, len, gran_name((gran_t)g))) {
+            *out = (gran_t)g;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static int parse_group_by(query *q, const char *s, size_t len, qerror *err)
+{
+    const view_def *v = q->view;
+    size_t n = count_items(s, len);
+    if (n > v->ndims)
+        n = v->ndims + 1;   /* one past: enough to find the unknown or duplicate */
+    q->group = calloc(n, sizeof(*q->group));
+    if (!q->group)
+        return fail_oom(err);
+    size_t pos = 0;
+    qstr it;
+    while (next_item(s, len, &pos, &it)) {
+        if (it.len == 0)
+            return fail(err, 400, "empty item in group_by", NULL, 0, NULL);
+        int d = find_dim(v, &it);
+        if (d < 0)
+            return fail(err, 400, "unknown dimension '", it.s, it.len, "' in group_by");
+        for (size_t k = 0; k < q->ngroup; k++)
+            if (q->group[k] == (size_t)d)
+                return fail(err, 400, "duplicate dimension '", it.s, it.len, "' in group_by");
+        q->group[q->ngroup++] = (size_t)d;
+    }
+    return 0;
+}
+
+/* Splits a filter item on its first ':'; false when malformed. */
+static bool split_filter(const qstr *it, qstr *dim, qstr *val)
+{
+    const char *colon = memchr(it->s, ':', it->len);
+    if (!colon || colon == it->s)
+        return false;
+    dim->s = it->s;
+    dim->len = (size_t)(colon - it->s);
+    val->s = colon + 1;
+    val->len = it->len - dim->len - 1;
+    return true;
+}
+
+static int parse_filter(query *q, const char *s, size_t len, qerror *err)
+{
+    const view_def *v = q->view;
+    size_t n = count_items(s, len);
+    size_t *per_dim = calloc(v->ndims ? v->ndims : 1, sizeof(*per_dim));
+    if (!per_dim)
+        return fail_oom(err);
+    int rc = 0;
+    size_t pos = 0;
+    qstr it, dim, val;
+    /* pass 1: validate and count the values of each dimension */
+    while (next_item(s, len, &pos, &it)) {
+        if (!split_filter(&it, &dim, &val)) {
+            rc = fail(err, 400, "malformed filter item '", it.s, it.len,
+                      "' (expected dimension:value)");
+            goto out;
+        }
+        int d = find_dim(v, &dim);
+        if (d < 0) {
+            rc = fail(err, 400, "unknown dimension '", dim.s, dim.len, "' in filter");
+            goto out;
+        }
+        if (per_dim[d]++ == 0)
+            q->nfilters++;
+    }
+    q->filters = calloc(q->nfilters, sizeof(*q->filters));
+    qstr *vals = calloc(n, sizeof(*vals));
+    if (!q->filters || !vals) {
+        free(vals);
+        rc = fail_oom(err);
+        goto out;
+    }
+    /* pass 2: one filter per dimension, in view order, values in request
+     * order; filters[0].vals owns the shared array */
+    size_t f = 0, off = 0;
+    for (size_t d = 0; d < v->ndims; d++) {
+        if (!per_dim[d])
+            continue;
+        q->filters[f] = (qfilter){.dim = d, .vals = vals + off};
+        off += per_dim[d];
+        f++;
+    }
+    pos = 0;
+    while (next_item(s, len, &pos, &it)) {
+        split_filter(&it, &dim, &val);
+        size_t d = (size_t)find_dim(v, &dim);
+        for (f = 0; q->filters[f].dim != d; f++)
+            ;
+        q->filters[f].vals[q->filters[f].nvals++] = val;
+    }
+out:
+    free(per_dim);
+    return rc;
+}
+
+static int parse_metrics(query *q, const char *s, size_t len, qerror *err)
+{
+    const view_def *v = q->view;
+    size_t n = count_items(s, len);
+    if (n > v->nmetrics)
+        n = v->nmetrics + 1;
+    q->metrics = calloc(n, sizeof(*q->metrics));
+    if (!q->metrics)
+        return fail_oom(err);
+    size_t pos = 0;
+    qstr it;
+    while (next_item(s, len, &pos, &it)) {
+        if (it.len == 0)
+            return fail(err, 400, "empty item in metrics", NULL, 0, NULL);
+        int m = find_metric(v, it.s, it.len);
+        if (m < 0)
+            return fail(err, 400, "unknown metric '", it.s, it.len, "' in metrics");
+        for (size_t k = 0; k < q->nmetrics; k++)
+            if (q->metrics[k] == (size_t)m)
+                return fail(err, 400, "duplicate metric '", it.s, it.len, "' in metrics");
+        q->metrics[q->nmetrics++] = (size_t)m;
+    }
+    return 0;
+}
+
+static int parse_limit(const char *s, size_t len, size_t *out)
+{
+    if (len == 0 || len > 7)
+        return -EINVAL;
+    size_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        v = v * 10 + (size_t)(s[i] - '0');
+    }
+    if (v < 1 || v > QUERY_MAX_LIMIT)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int query_parse(const config *cfg, const char *view, size_t view_len, const qparam *p,
+                size_t np, query *q, qerror *err)
+{
+    int rc;
+    *q = (query){.order_by = -1};
+
+    for (size_t i = 0; i < cfg->nviews && !q->view; i++)
+        if (eq(view, view_len, cfg->views[i].name)) {
+            q->view = &cfg->views[i];
+            q->view_idx = i;
+        }
+    if (!q->view)
+        return fail(err, 404, "unknown view '", view, view_len, "'");
+    const view_def *v = q->view;
+
+    const qparam *given[P_N] = {0};
+    for (size_t i = 0; i < np; i++) {
+        int k = 0;
+        while (k < P_N && !eq(p[i].key, p[i].klen, param_names[k]))
+            k++;
+        if (k == P_N)
+            return fail(err, 400, "unknown parameter '", p[i].key, p[i].klen, "'");
+        if (given[k])
+            return fail(err, 400, "duplicate parameter '", p[i].key, p[i].klen, "'");
+        if (!p[i].val || p[i].vlen == 0)
+            return fail(err, 400, "empty value for parameter '", p[i].key, p[i].klen, "'");
+        given[k] = &p[i];
+    }
+#define VAL(k) given[k]->val, given[k]->vlen
+
+    if (given[P_FROM]) {
+        if (parse_time(VAL(P_FROM), &q->from) < 0)
+            return fail(err, 400, "invalid 'from': expected epoch seconds or RFC 3339", NULL, 0,
+                        NULL);
+        q->has_from = true;
+    }
+    if (given[P_TO]) {
+        if (parse_time(VAL(P_TO), &q->to) < 0)
+            return fail(err, 400, "invalid 'to': expected epoch seconds or RFC 3339", NULL, 0,
+                        NULL);
+        q->has_to = true;
+    }
+    if (q->has_from && q->has_to && q->from > q->to)
+        return fail(err, 400, "'from' is after 'to'", NULL, 0, NULL);
+
+    q->gran = v->gran;
+    if (given[P_GRAN]) {
+        if (parse_gran(VAL(P_GRAN), &q->gran) < 0)
+            return fail(err, 400, "unknown granularity '", VAL(P_GRAN),
+                        "' (expected second, minute, hour, day, month or all)");
+        if (q->gran < v->gran) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "granularity '%s' is finer than the view's '%s'",
+                     gran_name(q->gran), gran_name(v->gran));
+            return fail(err, 400, msg, NULL, 0, NULL);
+        }
+    }
+
+    if (given[P_GROUP_BY] && (rc = parse_group_by(q, VAL(P_GROUP_BY), err)) < 0)
+        return rc;
+    if (given[P_FILTER] && (rc = parse_filter(q, VAL(P_FILTER), err)) < 0)
+        return rc;
+
+    if (given[P_METRICS]) {
+        if ((rc = parse_metrics(q, VAL(P_METRICS), err)) < 0)
+            return rc;
+    } else {
+        q->metrics = calloc(v->nmetrics ? v->nmetrics : 1, sizeof(*q->metrics));
+        if (!q->metrics)
+            return fail_oom(err);
+        for (size_t m = 0; m < v->nmetrics; m++)
+            q->metrics[q->nmetrics++] = m;
+    }
+
+    if (given[P_ORDER_BY]) {
+        int m = find_metric(v, VAL(P_ORDER_BY));
+        if (m < 0)
+            return fail(err, 400, "unknown metric '", VAL(P_ORDER_BY), "' in order_by");
+        for (size_t k = 0; k < q->nmetrics; k++)
+            if (q->metrics[k] == (size_t)m)
+                q->order_by = (int)k;
+        if (q->order_by < 0)
+            return fail(err, 400, "order_by metric '", VAL(P_ORDER_BY),
+                        "' is not among the selected metrics");
+    }
+    if (given[P_ORDER]) {
+        if (eq(VAL(P_ORDER), "asc"))
+            q->asc = true;
+        else if (!eq(VAL(P_ORDER), "desc"))
+            return fail(err, 400, "invalid order '", VAL(P_ORDER), "' (expected asc or desc)");
+        if (!given[P_ORDER_BY])
+            return fail(err, 400, "order requires order_by", NULL, 0, NULL);
+    }
+    if (given[P_LIMIT] && parse_limit(VAL(P_LIMIT), &q->limit) < 0)
+        return fail(err, 400, "invalid limit '", VAL(P_LIMIT),
+                    "' (expected an integer from 1 to 1000000)");
+#undef VAL
+    return 0;
+}
+
+void query_clear(query *q)
+{
+    free(q->group);
+    if (q->filters)
+        free(q->filters[0].vals);
+    free(q->filters);
+    free(q->metrics);
+    *q = (query){.order_by = -1};
+}

@@ -1,1 +1,379 @@
-/* placeholder: being written */
+/* query_run.c - executing a parsed query and rendering its answer.
+ *
+ * Runs on an HTTP pool thread. The source's scan callback (scan_row) runs
+ * under the speed layer's read lock, so it does the least possible: bucket
+ * range check, filter, one vtable_upsert into the query's private result
+ * table and a cell_merge per selected metric. Rows with equal keys from
+ * several layers (batch, pending, live) merge there. Ordering, limit and
+ * rendering happen after the scan returned, with no lock held.
+ */
+#include "serving/query.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/vtable.h"
+
+typedef struct {
+    const query *q;
+    vtable *t;
+    dimval *key;          /* q->ngroup values, scratch for the upsert */
+} scan_ctx;
+
+static bool dim_matches(const dimval *d, const qfilter *f)
+{
+    if (d->null)
+        return false;   /* filtering on null is not supported */
+    for (size_t i = 0; i < f->nvals; i++)
+        if (f->vals[i].len == d->len && memcmp(f->vals[i].s, d->s, d->len) == 0)
+            return true;
+    return false;
+}
+
+/* Under the source's read lock: keep it cheap. */
+static int scan_row(const vrow *r, void *ud)
+{
+    scan_ctx *c = ud;
+    const query *q = c->q;
+    if ((q->has_from && r->bucket < q->from) || (q->has_to && r->bucket >= q->to))
+        return 0;
+    for (size_t f = 0; f < q->nfilters; f++)
+        if (!dim_matches(&r->dims[q->filters[f].dim], &q->filters[f]))
+            return 0;
+    for (size_t g = 0; g < q->ngroup; g++)
+        c->key[g] = r->dims[q->group[g]];
+    cell *cells = vtable_upsert(c->t, gran_floor(q->gran, r->bucket), c->key);
+    if (!cells)
+        return -ENOMEM;
+    for (size_t m = 0; m < q->nmetrics; m++)
+        cell_merge(&cells[m], &r->cells[q->metrics[m]]);
+    return 0;
+}
+
+/* ---- result rows, copied out of the table so they can be sorted ---- */
+
+typedef struct {
+    int64_t bucket;
+    dimval *dims;
+    cell *cells;
+} rrow;
+
+typedef struct ablock {
+    struct ablock *next;
+    size_t used, size;
+    max_align_t data[];
+} ablock;
+
+typedef struct {
+    const query *q;
+    rrow *rows;
+    size_t nrows, cap;
+    ablock *arena;
+} result;
+
+static void *arena_alloc(result *res, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    ablock *b = res->arena;
+    if (!b || b->size - b->used < n) {
+        size_t size = n > 64 * 1024 ? n : 64 * 1024;
+        b = malloc(sizeof(*b) + size);
+        if (!b)
+            return NULL;
+        b->next = res->arena;
+        b->used = 0;
+        b->size = size;
+        res->arena = b;
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static void result_clear(result *res)
+{
+    for (ablock *b = res->arena, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(res->rows);
+}
+
+static int collect_row(const vrow *r, void *ud)
+{
+    result *res = ud;
+    size_t ng = res->q->ngroup, nm = res->q->nmetrics;
+    size_t bytes = nm * sizeof(cell) + ng * sizeof(dimval);
+    for (size_t g = 0; g < ng; g++)
+        bytes += r->dims[g].null ? 0 : r->dims[g].len;
+    char *p = arena_alloc(res, bytes);
+    if (!p)
+        return -ENOMEM;
+    if (res->nrows == res->cap) {
+        size_t ncap = res->cap ? res->cap * 2 : 64;
+        rrow *nr = realloc(res->rows, ncap * sizeof(*nr));
+        if (!nr)
+            return -ENOMEM;
+        res->rows = nr;
+        res->cap = ncap;
+    }
+    rrow *row = &res->rows[res->nrows++];
+    row->bucket = r->bucket;
+    row->cells = (cell *)p;   /* cells first: the arena keeps them aligned */
+    memcpy(row->cells, r->cells, nm * sizeof(cell));
+    p += nm * sizeof(cell);
+    row->dims = (dimval *)p;
+    p += ng * sizeof(dimval);
+    for (size_t g = 0; g < ng; g++) {
+        row->dims[g] = r->dims[g];
+        if (!r->dims[g].null) {
+            memcpy(p, r->dims[g].s, r->dims[g].len);
+            row->dims[g].s = p;
+            p += r->dims[g].len;
+        }
+    }
+    return 0;
+}
+
+/* ---- metric values: the same reading for ordering and rendering ---- */
+
+typedef struct {
+    bool null, is_int;
+    int64_t i;
+    double d;
+} mval;
+
+static mval metric_value(metric_type type, const cell *c)
+{
+    mval v = {0};
+    switch (type) {
+    case MT_COUNT:
+        v.is_int = true;
+        v.i = c->n;
+        break;
+    case MT_SUM:
+        v.is_int = cell_sum_is_int(c, &v.i);
+        if (!v.is_int)
+            v.d = cell_sum(c);
+        break;
+    case MT_MIN:
+        v.null = c->n == 0;
+        v.d = c->min;
+        break;
+    case MT_MAX:
+        v.null = c->n == 0;
+        v.d = c->max;
+        break;
+    case MT_AVG:
+        v.null = c->n == 0;
+        if (!v.null)
+            v.d = cell_sum(c) / (double)c->n;
+        break;
+    }
+    if (!v.null && !v.is_int && isnan(v.d))
+        v.null = true;
+    return v;
+}
+
+static int cmp_mval(const mval *a, const mval *b)
+{
+    if (a->is_int && b->is_int)
+        return (a->i > b->i) - (a->i < b->i);
+    double x = a->is_int ? (double)a->i : a->d;
+    double y = b->is_int ? (double)b->i : b->d;
+    return (x > y) - (x < y);
+}
+
+static int cmp_dimval(const dimval *a, const dimval *b)
+{
+    if (a->null || b->null)
+        return (int)b->null - (int)a->null;   /* null first */
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = n ? memcmp(a->s, b->s, n) : 0;
+    if (c)
+        return c;
+    return (a->len > b->len) - (a->len < b->len);
+}
+
+/* time, then the group_by values */
+static int cmp_key(const rrow *a, const rrow *b, size_t ng)
+{
+    if (a->bucket != b->bucket)
+        return a->bucket < b->bucket ? -1 : 1;
+    for (size_t g = 0; g < ng; g++) {
+        int c = cmp_dimval(&a->dims[g], &b->dims[g]);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+static int cmp_rows(const void *pa, const void *pb, void *ud)
+{
+    const query *q = ud;
+    const rrow *a = pa, *b = pb;
+    if (q->order_by >= 0) {
+        metric_type t = q->view->metrics[q->metrics[q->order_by]].type;
+        mval va = metric_value(t, &a->cells[q->order_by]);
+        mval vb = metric_value(t, &b->cells[q->order_by]);
+        if (va.null != vb.null)
+            return va.null ? 1 : -1;   /* null last, whatever the order */
+        if (!va.null) {
+            int c = cmp_mval(&va, &vb);
+            if (c)
+                return q->asc ? c : -c;
+        }
+    }
+    return cmp_key(a, b, q->ngroup);
+}
+
+/* ---- rendering ---- */
+
+static void render_time(jbuf *b, int64_t ts)
+{
+    char buf[48];
+    time_format_rfc3339(ts, buf, sizeof(buf));
+    jb_cstr(b, buf);
+}
+
+static void render_row(jbuf *b, const query *q, const rrow *r)
+{
+    const view_def *v = q->view;
+    jb_lit(b, "{");
+    if (q->gran != GRAN_ALL) {
+        jb_lit(b, "\"time\":");
+        render_time(b, r->bucket);
+        jb_lit(b, ",\"ts\":");
+        jb_int(b, r->bucket);
+        jb_lit(b, ",");
+    }
+    jb_lit(b, "\"dims\":{");
+    for (size_t g = 0; g < q->ngroup; g++) {
+        if (g)
+            jb_lit(b, ",");
+        jb_cstr(b, v->dims[q->group[g]]);
+        jb_lit(b, ":");
+        if (r->dims[g].null)
+            jb_lit(b, "null");
+        else
+            jb_str(b, r->dims[g].s, r->dims[g].len);
+    }
+    jb_lit(b, "},\"metrics\":{");
+    for (size_t m = 0; m < q->nmetrics; m++) {
+        const metric_def *md = &v->metrics[q->metrics[m]];
+        if (m)
+            jb_lit(b, ",");
+        jb_cstr(b, md->name);
+        jb_lit(b, ":");
+        mval mv = metric_value(md->type, &r->cells[m]);
+        if (mv.null)
+            jb_lit(b, "null");
+        else if (mv.is_int)
+            jb_int(b, mv.i);
+        else
+            jb_num(b, mv.d);
+    }
+    jb_lit(b, "}}");
+}
+
+static void render(jbuf *b, const query *q, const result *res, const serving_watermark *wm)
+{
+    jb_lit(b, "{\"view\":");
+    jb_cstr(b, q->view->name);
+    jb_lit(b, ",\"granularity\":");
+    jb_cstr(b, gran_name(q->gran));
+    jb_lit(b, ",\"rows\":[");
+    size_t n = res->nrows;
+    if (q->limit && q->limit < n)
+        n = q->limit;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            jb_lit(b, ",");
+        render_row(b, q, &res->rows[i]);
+    }
+    jb_lit(b, "],\"watermark\":{\"batch_seq\":");
+    jb_int(b, wm->batch_seq);
+    jb_lit(b, ",\"batch_at\":");
+    if (wm->batch_at)
+        render_time(b, wm->batch_at);
+    else
+        jb_lit(b, "null");
+    jb_lit(b, ",\"live_events\":");
+    jb_int(b, wm->live_events);
+    jb_lit(b, "}}");
+}
+
+static int fail_run(qerror *err, int rc, const char *what)
+{
+    qerror_clear(err);
+    err->status = 500;
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, what);
+    jb_lit(&b, ": ");
+    jb_lit(&b, strerror(-rc));
+    err->msg = jb_take(&b, &err->len);
+    return rc;
+}
+
+int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
+{
+    serving_watermark wm = {0};
+    result res = {.q = q};
+    scan_ctx ctx = {.q = q};
+    int rc;
+
+    ctx.t = vtable_new(q->ngroup, q->nmetrics);
+    ctx.key = calloc(q->ngroup ? q->ngroup : 1, sizeof(*ctx.key));
+    if (!ctx.t || !ctx.key) {
+        rc = fail_run(err, -ENOMEM, "cannot run query");
+        goto out;
+    }
+    rc = src->scan_view(src->ud, q->view_idx, scan_row, &ctx, &wm);
+    if (rc) {
+        rc = fail_run(err, rc < 0 ? rc : -EIO, "cannot scan view");
+        goto out;
+    }
+    rc = vtable_foreach(ctx.t, collect_row, &res);
+    if (rc) {
+        rc = fail_run(err, rc, "cannot collect rows");
+        goto out;
+    }
+    vtable_free(ctx.t);   /* the rows are copied: release the table early */
+    ctx.t = NULL;
+    if (res.nrows > 1)
+        qsort_r(res.rows, res.nrows, sizeof(*res.rows), cmp_rows, (void *)q);
+    render(out, q, &res, &wm);
+    if (out->oom)
+        rc = fail_run(err, -ENOMEM, "cannot render answer");
+out:
+    vtable_free(ctx.t);
+    free(ctx.key);
+    result_clear(&res);
+    return rc;
+}
+
+int query_handle(const config *cfg, const serving_source *src, const char *view,
+                 size_t view_len, const qparam *p, size_t np, char **body, size_t *len)
+{
+    query q;
+    qerror err = {0};
+    jbuf b;
+    jb_init(&b);
+    int status = 200;
+    if (query_parse(cfg, view, view_len, p, np, &q, &err) < 0 ||
+        query_run(&q, src, &b, &err) < 0) {
+        jb_free(&b);
+        status = err.status ? err.status : 500;
+        if (err.msg)
+            jb_error(&b, status, err.msg, err.len);
+        else
+            jb_error(&b, status, "out of memory", strlen("out of memory"));
+    }
+    query_clear(&q);
+    qerror_clear(&err);
+    *body = jb_take(&b, len);
+    return status;
+}

@@ -1,0 +1,238 @@
+/* api.c - the endpoints of the HTTP API and the route table.
+ *
+ * Runs on HTTP pool threads, concurrently: it reads the immutable config
+ * and calls the serving_source (which locks what it owns); no state and no
+ * lock of its own. Routes are a table ending in a catch-all 404 entry, as
+ * libmicrohttpd's examples do. Only the query route reads parameters; the
+ * others ignore them (so probes may add cache busters).
+ */
+#include "serving/api.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serving/jbuf.h"
+
+int64_t api_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void api_reply_clear(api_reply *r)
+{
+    free(r->body);
+    *r = (api_reply){0};
+}
+
+static void reply_take(api_reply *r, int status, jbuf *b)
+{
+    free(r->body);
+    r->status = status;
+    r->body = jb_take(b, &r->len);
+    if (!r->body)
+        r->status = 500;   /* the HTTP layer sends its static out-of-memory body */
+}
+
+void api_error(api_reply *r, int status, const char *msg, size_t len)
+{
+    jbuf b;
+    jb_init(&b);
+    jb_error(&b, status, msg, len);
+    reply_take(r, status, &b);
+}
+
+/* An error whose message is the concatenation of the C strings given,
+ * up to a NULL. */
+static void error_cat(api_reply *r, int status, ...)
+{
+    jbuf m;
+    jb_init(&m);
+    va_list ap;
+    va_start(ap, status);
+    for (const char *part; (part = va_arg(ap, const char *));)
+        jb_lit(&m, part);
+    va_end(ap);
+    if (m.oom || !m.p)
+        api_error(r, 500, "out of memory", strlen("out of memory"));
+    else
+        api_error(r, status, m.p, m.len);
+    jb_free(&m);
+}
+
+/* GET /v1/views */
+static void h_views(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
+                    api_reply *r)
+{
+    const config *cfg = ctx->cfg;
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, "{\"views\":[");
+    for (size_t i = 0; i < cfg->nviews; i++) {
+        const view_def *v = &cfg->views[i];
+        if (i)
+            jb_lit(&b, ",");
+        jb_lit(&b, "{\"name\":");
+        jb_cstr(&b, v->name);
+        jb_lit(&b, ",\"stream\":");
+        jb_cstr(&b, v->stream);
+        jb_lit(&b, ",\"granularity\":");
+        jb_cstr(&b, gran_name(v->gran));
+        jb_lit(&b, ",\"dimensions\":[");
+        for (size_t d = 0; d < v->ndims; d++) {
+            if (d)
+                jb_lit(&b, ",");
+            jb_cstr(&b, v->dims[d]);
+        }
+        jb_lit(&b, "],\"metrics\":[");
+        for (size_t m = 0; m < v->nmetrics; m++) {
+            const metric_def *md = &v->metrics[m];
+            if (m)
+                jb_lit(&b, ",");
+            jb_lit(&b, "{\"name\":");
+            jb_cstr(&b, md->name);
+            jb_lit(&b, ",\"type\":");
+            jb_cstr(&b, metric_type_name(md->type));
+            if (md->field) {
+                jb_lit(&b, ",\"field\":");
+                jb_cstr(&b, md->field);
+            }
+            jb_lit(&b, "}");
+        }
+        jb_lit(&b, "]}");
+    }
+    jb_lit(&b, "]}");
+    reply_take(r, 200, &b);
+}
+
+/* GET /v1/views/{view}/query: path is "/v1/views/" + view + "/query" */
+static void h_query(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
+                    api_reply *r)
+{
+    const char *view = path + strlen("/v1/views/");
+    size_t view_len = strlen(view) - strlen("/query");
+    free(r->body);
+    r->body = NULL;
+    r->status = query_handle(ctx->cfg, ctx->src, view, view_len, p, np, &r->body, &r->len);
+    if (!r->body)
+        r->status = 500;
+}
+
+/* GET /v1/status */
+static void h_status(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
+                     api_reply *r)
+{
+    json_t *obj = json_object();
+    char *text = NULL;
+    if (obj) {
+        json_object_set_new(obj, "version", json_string(LAMBDAD_VERSION));
+        json_object_set_new(obj, "config_fingerprint", json_string(ctx->cfg->fingerprint));
+        json_object_set_new(obj, "uptime_s",
+                            json_integer((api_now_ms() - ctx->started_ms) / 1000));
+        if (ctx->src->status)
+            ctx->src->status(ctx->src->ud, obj);
+        text = json_dumps(obj, JSON_COMPACT);
+        json_decref(obj);
+    }
+    if (!text) {
+        api_error(r, 500, "cannot render status", strlen("cannot render status"));
+        return;
+    }
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, text);   /* copied so that every body is ours to free() */
+    free(text);
+    reply_take(r, 200, &b);
+}
+
+/* GET /healthz: the process is up and answering */
+static void h_healthz(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
+                      api_reply *r)
+{
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, "{\"status\":\"ok\"}");
+    reply_take(r, 200, &b);
+}
+
+/* GET /readyz: recovery done and consuming */
+static void h_readyz(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
+                     api_reply *r)
+{
+    const char *reason = NULL;
+    if (ctx->src->ready && !ctx->src->ready(ctx->src->ud, &reason)) {
+        if (!reason)
+            reason = "not ready";
+        api_error(r, 503, reason, strlen(reason));
+        return;
+    }
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, "{\"status\":\"ready\"}");
+    reply_take(r, 200, &b);
+}
+
+static void h_not_found(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
+                        api_reply *r)
+{
+    error_cat(r, 404, "no such endpoint: ", path, (char *)NULL);
+}
+
+typedef enum {
+    M_EXACT,     /* path equals pattern */
+    M_QUERY,     /* "/v1/views/" + one non-empty segment + "/query" */
+    M_ANY,       /* the final catch-all */
+} match_kind;
+
+typedef struct {
+    const char *pattern;
+    match_kind kind;
+    void (*fn)(const api_ctx *ctx, const char *path, const qparam *p, size_t np, api_reply *r);
+} route;
+
+static const route routes[] = {
+    {"/v1/views", M_EXACT, h_views},
+    {"/v1/views/{view}/query", M_QUERY, h_query},
+    {"/v1/status", M_EXACT, h_status},
+    {"/healthz", M_EXACT, h_healthz},
+    {"/readyz", M_EXACT, h_readyz},
+    {NULL, M_ANY, h_not_found},
+};
+
+static bool matches(const route *rt, const char *path)
+{
+    static const char pre[] = "/v1/views/", suf[] = "/query";
+    switch (rt->kind) {
+    case M_EXACT:
+        return strcmp(path, rt->pattern) == 0;
+    case M_QUERY: {
+        size_t len = strlen(path), lp = strlen(pre), ls = strlen(suf);
+        if (len <= lp + ls || strncmp(path, pre, lp) != 0 || strcmp(path + len - ls, suf) != 0)
+            return false;
+        const char *slash = memchr(path + lp, '/', len - lp - ls);
+        return slash == NULL;
+    }
+    case M_ANY:
+        return true;
+    }
+    return false;
+}
+
+void api_dispatch(const api_ctx *ctx, const char *method, const char *path, const qparam *p,
+                  size_t np, api_reply *r)
+{
+    const route *rt = routes;
+    while (!matches(rt, path))
+        rt++;
+    *r = (api_reply){0};
+    if (rt->kind != M_ANY && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        r->allow = "GET, HEAD";
+        error_cat(r, 405, "method ", method, " not allowed on ", path, (char *)NULL);
+        return;
+    }
+    rt->fn(ctx, path, p, np, r);
+}

@@ -1,0 +1,83 @@
+/* query.h - the view query engine behind GET /v1/views/{view}/query
+ * (serving/ private).
+ *
+ * query_parse() turns the request's decoded parameters into a query (every
+ * bad parameter is a 400 with an exact message), query_run() scans the
+ * view through the serving_source, rolls the rows up into a private result
+ * table, orders, limits and renders the JSON answer. Both run on the
+ * calling (HTTP pool) thread and hold no lock of their own; the source's
+ * scan callback runs under the speed layer's read lock, so it only
+ * filters and merges.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "config/config.h"
+#include "serving/jbuf.h"
+#include "serving/serving.h"
+
+#define QUERY_MAX_LIMIT 1000000
+
+/* One decoded query parameter; bytes with lengths (values may hold NUL).
+ * A parameter written without '=' has val == NULL. */
+typedef struct {
+    const char *key;
+    size_t klen;
+    const char *val;
+    size_t vlen;
+} qparam;
+
+typedef struct {
+    const char *s;
+    size_t len;
+} qstr;
+
+/* filter on one dimension: the row matches when its value equals any of vals */
+typedef struct {
+    size_t dim;          /* index into the view's dimensions */
+    qstr *vals;
+    size_t nvals;
+} qfilter;
+
+typedef struct {
+    const view_def *view;
+    size_t view_idx;
+    bool has_from, has_to;
+    int64_t from, to;    /* epoch s; rows with from <= bucket < to */
+    gran_t gran;         /* the answer's granularity (may be GRAN_ALL) */
+    size_t *group;       /* indexes into the view's dimensions, in group_by order */
+    size_t ngroup;
+    qfilter *filters;    /* one per distinct filtered dimension */
+    size_t nfilters;
+    size_t *metrics;     /* indexes into the view's metrics, in answer order */
+    size_t nmetrics;
+    int order_by;        /* index into metrics[] (not the view's), -1: none */
+    bool asc;
+    size_t limit;        /* 0: none */
+} query;
+
+/* An error for the client: HTTP status and message bytes (malloc'd). */
+typedef struct {
+    int status;
+    char *msg;
+    size_t len;
+} qerror;
+
+void qerror_clear(qerror *e);
+
+/* Parses the parameters of a query on the view named (view, view_len).
+ * q borrows from p (filter values point into it): keep p alive while q is
+ * used. Returns 0, -EINVAL (err: 400 or 404) or -ENOMEM (err: 500). */
+int query_parse(const config *cfg, const char *view, size_t view_len, const qparam *p,
+                size_t np, query *q, qerror *err);
+void query_clear(query *q);      /* accepts a zeroed query */
+
+/* Runs q against src and appends the JSON answer to out. Returns 0, or a
+ * negative code with err filled (500). */
+int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err);
+
+/* Both steps: returns the HTTP status and sets *body (malloc'd JSON, the
+ * answer or the error) and *len; *body is NULL only when out of memory. */
+int query_handle(const config *cfg, const serving_source *src, const char *view,
+                 size_t view_len, const qparam *p, size_t np, char **body, size_t *len);
