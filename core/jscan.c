@@ -36,9 +36,10 @@ static const unsigned char plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
-/* Nonzero if one of the 8 bytes of w is '"', '\\', < 0x20 or >= 0x80. The
- * classic has-zero-byte tests are exact as "is there any", which is all we
- * ask of them. */
+/* Nonzero if one of the 8 bytes of w (little-endian) is '"', '\\', < 0x20
+ * or >= 0x80: bit 7 of each such byte is set. The has-zero-byte tests can
+ * also flag a byte above (after) a true hit, never below one, so the lowest
+ * set bit marks the first byte that needs a look. */
 static inline uint64_t attention8(uint64_t w)
 {
     const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
@@ -169,13 +170,20 @@ int jscan_string(const unsigned char *b, size_t len, size_t *pos, bool *escaped,
     size_t start = *pos, p = start + 1;
     bool esc = false;
     for (;;) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         while (p + 8 <= len) {
-            uint64_t w;
+            uint64_t w, m;
             memcpy(&w, b + p, 8);
-            if (attention8(w))
+            m = attention8(w);
+            if (m) {
+                /* The lowest flagged byte is always a true hit (false
+                 * positives only appear above a true one). */
+                p += (size_t)__builtin_ctzll(m) >> 3;
                 break;
+            }
             p += 8;
         }
+#endif
         while (p < len && plain[b[p]])
             p++;
         if (p >= len)
@@ -267,8 +275,10 @@ static int scan_literal(const unsigned char *b, size_t len, size_t *pos, const c
 
 int jscan_value(const unsigned char *b, size_t len, size_t *pos, unsigned depth, jscan_error *e)
 {
-    /* Bit i set: the i-th container opened by this call is an object. */
-    uint64_t objbits[JSCAN_MAX_DEPTH / 64] = {0};
+    /* Bit i set: the i-th container opened by this call is an object.
+     * Bits are written when a level opens, before they are read, so the
+     * array needs no clearing (scalars, the common case, never touch it). */
+    uint64_t objbits[JSCAN_MAX_DEPTH / 64];
     unsigned d = 0;
     size_t p = *pos;
     bool esc;
@@ -280,6 +290,8 @@ value:
     case '{':
         if (depth + d >= JSCAN_MAX_DEPTH)
             return fail(e, JS_TOO_DEEP, p);
+        if (d % 64 == 0)
+            objbits[d / 64] = 0;
         objbits[d / 64] |= 1ull << (d % 64);
         d++;
         p = jscan_ws(b, len, p + 1);
@@ -292,6 +304,8 @@ value:
     case '[':
         if (depth + d >= JSCAN_MAX_DEPTH)
             return fail(e, JS_TOO_DEEP, p);
+        if (d % 64 == 0)
+            objbits[d / 64] = 0;
         objbits[d / 64] &= ~(1ull << (d % 64));
         d++;
         p = jscan_ws(b, len, p + 1);

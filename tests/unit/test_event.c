@@ -444,6 +444,29 @@ static void test_unicode(void)
     CHECK_INT(vals[3].kind, FV_MISSING);    /* "flag\0" is another key */
     CHECK_VAL(2, FV_NUMBER, "3");
 
+    /* A byte that needs a look at every offset of the 8-byte string skip. */
+    for (int k = 0; k < 24; k++) {
+        char json[128], want[64];
+        const char *pre = "{\"ts\":1,\"page\":\"";   /* the string starts at byte 16 */
+        memset(want, 'a', 24);
+        want[24] = '\0';
+        snprintf(json, sizeof(json), "%s%.*s\x01%s\"}", pre, k, want, want + k);
+        CHECK_INT(decode(&s_epoch_s, json), -EINVAL);
+        char d1[80];
+        snprintf(d1, sizeof(d1), "control character 0x01 in string at byte %d", 16 + k);
+        CHECK_STR(detail, d1);
+        snprintf(json, sizeof(json), "%s%.*s\xc3\xa9%s\"}", pre, k, want, want + k);
+        CHECK_INT(decode(&s_epoch_s, json), 0);
+        CHECK_MEM(vals[0].str, vals[0].len, json + 16, 26);
+        snprintf(json, sizeof(json), "%s%.*s\\\"%s\"}", pre, k, want, want + k);
+        CHECK_INT(decode(&s_epoch_s, json), 0);
+        CHECK_INT(vals[0].len, 25);
+        CHECK(vals[0].len == 25 && vals[0].str[k] == '"' && vals[0].str[k + 1] == 'a');
+        snprintf(json, sizeof(json), "%s%.*s\"}", pre, k, want);
+        CHECK_INT(decode(&s_epoch_s, json), 0);
+        CHECK_INT(vals[0].len, k);
+    }
+
     /* Large escaped values grow the scratch; all pointers stay valid. */
     size_t big = 20000;
     char *json = malloc(8 * big + 200), *p = json;
