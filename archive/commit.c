@@ -1,0 +1,138 @@
+/* commit.c - writing one arch_txn in one SQLite transaction.
+ *
+ * BEGIN IMMEDIATE takes the write lock up front, so nothing inside the
+ * transaction can fail with SQLITE_BUSY halfway. Chunks, rejects and next
+ * offsets go in together, then COMMIT; on any failure ROLLBACK, so either
+ * all of a transaction is stored or none of it. The running totals of the
+ * handle change only after COMMIT succeeded. Runs on the writer's thread
+ * (the speed thread); the compression context and buffer are the handle's.
+ */
+#include "archive/archive_int.h"
+#include "archive/txn.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+/* Steps a statement that returns no rows; the message is taken before the
+ * reset, which may replace it. */
+static int run(arch *a, sqlite3_stmt *st, const char *what, char **errmsg)
+{
+    int rc = sqlite3_step(st);
+    int r = rc == SQLITE_DONE ? 0 : arch_sqlfail(a, errmsg, rc, what);
+    sqlite3_reset(st);
+    return r;
+}
+
+static int insert_chunk(arch *a, const chunk_builder *b, int64_t *seq, char **errmsg)
+{
+    const void *data;
+    size_t dlen;
+    int codec;
+    const char *zerr = NULL;
+    int r = chunk_compress(a->cctx, a->level, b->buf, b->len, &a->zbuf, &a->zcap, &data, &dlen,
+                           &codec, &zerr);
+    if (r < 0)
+        return arch_fail(errmsg, r, "compress chunk: %s", zerr ? zerr : strerror(-r));
+
+    sqlite3_stmt *st = a->st_chunk;
+    sqlite3_bind_text(st, 1, b->stream, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, b->part);
+    sqlite3_bind_int64(st, 3, b->tpart);
+    sqlite3_bind_int64(st, 4, b->first_offset);
+    sqlite3_bind_int64(st, 5, b->last_offset);
+    sqlite3_bind_int64(st, 6, (int64_t)b->n);
+    sqlite3_bind_int64(st, 7, b->min_ts);
+    sqlite3_bind_int64(st, 8, b->max_ts);
+    sqlite3_bind_int64(st, 9, (int64_t)b->len);
+    sqlite3_bind_int64(st, 10, b->payload_bytes);
+    sqlite3_bind_int(st, 11, codec);
+    if ((r = run(a, st, "insert chunk", errmsg)) < 0)
+        return r;
+    *seq = sqlite3_last_insert_rowid(a->db);
+
+    st = a->st_data;
+    sqlite3_bind_int64(st, 1, *seq);
+    sqlite3_bind_blob64(st, 2, data, dlen, SQLITE_STATIC);
+    return run(a, st, "insert chunk data", errmsg);
+}
+
+static int insert_reject(arch *a, const txn_reject *j, int64_t at_ms, char **errmsg)
+{
+    sqlite3_stmt *st = a->st_reject;
+    sqlite3_bind_text(st, 1, j->topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, j->part);
+    sqlite3_bind_int64(st, 3, j->offset);
+    sqlite3_bind_text(st, 4, j->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, j->detail, -1, SQLITE_STATIC);
+    /* raw is never NULL (it points into the reject's allocation), so an
+     * empty payload stays an empty blob rather than NULL */
+    sqlite3_bind_blob64(st, 6, j->raw, j->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, at_ms);
+    return run(a, st, "insert reject", errmsg);
+}
+
+static int store_offset(arch *a, const txn_offset *o, char **errmsg)
+{
+    sqlite3_stmt *st = a->st_offset;
+    sqlite3_bind_text(st, 1, o->topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, o->part);
+    sqlite3_bind_int64(st, 3, o->next);
+    return run(a, st, "store offset", errmsg);
+}
+
+int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    if (a->readonly)
+        return arch_fail(errmsg, -EROFS, "archive %s is open read-only", a->path);
+    if (!t->nevents && !t->nrejects && !t->noffsets) {
+        if (last_seq)
+            *last_seq = a->tot.last_seq;
+        return 0;
+    }
+    int r = run(a, a->st_begin, "begin", errmsg);
+    if (r < 0)
+        return r;
+
+    int64_t seq = 0, chunks = 0, events = 0, payload = 0;
+    for (size_t i = 0; i < t->nchunks; i++) {
+        const chunk_builder *b = &t->chunks[i];
+        if (!b->n)
+            continue;   /* left empty by a failed add */
+        if ((r = insert_chunk(a, b, &seq, errmsg)) < 0)
+            goto fail;
+        chunks++;
+        events += (int64_t)b->n;
+        payload += b->payload_bytes;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    for (size_t i = 0; i < t->nrejects; i++)
+        if ((r = insert_reject(a, &t->rejects[i], at_ms, errmsg)) < 0)
+            goto fail;
+    for (size_t i = 0; i < t->noffsets; i++)
+        if ((r = store_offset(a, &t->offsets[i], errmsg)) < 0)
+            goto fail;
+    if ((r = run(a, a->st_commit, "commit", errmsg)) < 0)
+        goto fail;
+
+    a->tot.chunks += chunks;
+    a->tot.events += events;
+    a->tot.payload_bytes += payload;
+    a->tot.rejects += (int64_t)t->nrejects;
+    if (seq > a->tot.last_seq)
+        a->tot.last_seq = seq;
+    if (last_seq)
+        *last_seq = a->tot.last_seq;
+    return 0;
+fail:
+    /* some errors (disk full, I/O) already rolled back */
+    if (!sqlite3_get_autocommit(a->db)) {
+        sqlite3_step(a->st_rollback);
+        sqlite3_reset(a->st_rollback);
+    }
+    return r;
+}
