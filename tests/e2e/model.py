@@ -20,6 +20,15 @@ def floor_time(ts, gran):
     return (ts // g) * g
 
 
+def parse_time(v):
+    """A query's from/to: epoch seconds or RFC 3339 (floored to seconds)."""
+    if v is None:
+        return None
+    if isinstance(v, int) or v.lstrip("-").isdigit():
+        return int(v)
+    return math.floor(datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp())
+
+
 def rfc3339(ts):
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -99,7 +108,7 @@ def expected(payloads, stream, view, **q):
     metrics = [m for m in q.get("metrics", "").split(",") if m] or [m["name"] for m in view["metrics"]]
     mdefs = {m["name"]: m for m in view["metrics"]}
     vgran = view.get("granularity", "minute")
-    lo, hi = q.get("from"), q.get("to")
+    lo, hi = parse_time(q.get("from")), parse_time(q.get("to"))
 
     groups = {}
     for p in payloads:
