@@ -20,10 +20,12 @@
 #include "serving/serving.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -146,6 +148,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         return MHD_YES;
     }
 
+    /* the absolute form "http://host/path" (RFC 9112 3.2.2) names /path */
+    if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
+        const char *path = strchr(strstr(url, "//") + 2, '/');
+        url = path ? path : "/";
+    }
+
     param_list params = {0};
     MHD_get_connection_values_n(con, MHD_GET_ARGUMENT_KIND, collect_param, &params);
     api_reply r = {0};
@@ -264,7 +272,10 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_END);
     if (!s->mhd) {
-        close(fd);
+        /* libmicrohttpd leaves the socket open when it rejects its options
+         * and may close it when a later step fails: close it if still ours */
+        if (fcntl(fd, F_GETFD) != -1)
+            close(fd);
         *errmsg = listen_error(cfg->http_host, cfg->http_port,
                                "cannot start the HTTP server (libmicrohttpd)");
         free(s);

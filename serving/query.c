@@ -303,6 +303,8 @@ int query_parse(const config *cfg, const char *view, size_t view_len, const qpar
 
     const qparam *given[P_N] = {0};
     for (size_t i = 0; i < np; i++) {
+        if (p[i].klen == 0 && p[i].vlen == 0)
+            continue;   /* an empty segment ("a=1&&b=2", "?&a=1"): nothing given */
         int k = 0;
         while (k < P_N && !eq(p[i].key, p[i].klen, param_names[k]))
             k++;

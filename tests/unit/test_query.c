@@ -200,6 +200,10 @@ static void test_errors(void)
     Q_ERR("from=1&x", 400, "unknown parameter 'x'");
     Q_ERR("FROM=1", 400, "unknown parameter 'FROM'");
     Q_ERR("from=1&from=2", 400, "duplicate parameter 'from'");
+    Q_ERR("=1", 400, "unknown parameter ''");
+    /* empty segments give nothing */
+    CHECK_INT(run("pages", "="), 200);
+    Q_ERR("&&limit=0&", 400, "invalid limit '0' (expected an integer from 1 to 1000000)");
     Q_ERR("from=", 400, "empty value for parameter 'from'");
     Q_ERR("limit", 400, "empty value for parameter 'limit'");
     /* unknown names win over bad values: names are checked first */

@@ -1,0 +1,510 @@
+/* Unit tests: the real libmicrohttpd server on 127.0.0.1 (port 0) with a
+ * fake source, spoken to in raw HTTP/1.1 over sockets: every route, exact
+ * error bodies and headers, size limits, idle clients, readyz flipping.
+ * Sockets have receive timeouts, so a hung server fails the test instead
+ * of hanging it; nothing asserts on speed. */
+#include "serving/serving.h"
+#include "tests/unit/check.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define T 1795428000   /* 2026-11-23T10:00:00Z */
+
+static char *dims[] = {"page"};
+static metric_def metrics[] = {
+    {.name = "views", .type = MT_COUNT, .field = NULL, .field_idx = -1},
+    {.name = "bytes", .type = MT_SUM, .field = "bytes", .field_idx = 1},
+};
+static view_def views[] = {
+    {.name = "pages", .stream = "pageviews", .gran = GRAN_MINUTE, .dims = dims, .ndims = 1,
+     .metrics = metrics, .nmetrics = 2},
+};
+static config cfg = {.http_host = "127.0.0.1", .http_port = 0, .http_threads = 2,
+                     .views = views, .nviews = 1, .fingerprint = "0123456789abcdef"};
+
+/* ---- the fake source ---- */
+
+static vtable *table;
+static atomic_bool is_ready;
+
+static int fake_scan(void *ud, size_t view_idx, int (*fn)(const vrow *, void *), void *fnud,
+                     serving_watermark *wm)
+{
+    *wm = (serving_watermark){.batch_seq = 9, .batch_at = 0, .live_events = 4};
+    return vtable_foreach(table, fn, fnud);
+}
+
+static void fake_status(void *ud, json_t *obj)
+{
+    json_object_set_new(obj, "speed", json_pack("{s:i}", "events", 4));
+}
+
+static bool fake_ready(void *ud, const char **reason)
+{
+    if (atomic_load(&is_ready))
+        return true;
+    *reason = "recovering: 3 of 10 chunks";
+    return false;
+}
+
+static const serving_source src = {
+    .scan_view = fake_scan, .status = fake_status, .ready = fake_ready,
+};
+
+static void add(int64_t ts, const char *page, double bytes)
+{
+    dimval d = {.s = page, .len = (uint32_t)strlen(page)};
+    cell *c = vtable_upsert(table, ts, &d);
+    cell_count(&c[0]);
+    cell_add(&c[1], bytes);
+}
+
+/* ---- a raw HTTP/1.1 client ---- */
+
+static int port;
+
+static int dial(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -errno;
+    }
+    return fd;
+}
+
+static int send_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+typedef struct {
+    int status;            /* 0: no response (closed or timed out) */
+    char *head;            /* status line and headers */
+    char *body;
+    size_t body_len;
+} response;
+
+static void response_clear(response *r)
+{
+    free(r->head);
+    free(r->body);
+    *r = (response){0};
+}
+
+/* The value of header name in r->head (a static copy), or NULL. */
+static const char *header(const response *r, const char *name)
+{
+    static char val[256];
+    size_t nl = strlen(name);
+    for (const char *line = r->head ? strstr(r->head, "\r\n") : NULL; line;
+         line = strstr(line, "\r\n")) {
+        line += 2;
+        if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = strcspn(v, "\r");
+            if (vl >= sizeof(val))
+                vl = sizeof(val) - 1;
+            memcpy(val, v, vl);
+            val[vl] = '\0';
+            return val;
+        }
+    }
+    return NULL;
+}
+
+/* Reads one response; head_only for answers to HEAD. */
+static response read_response(int fd, bool head_only)
+{
+    response r = {0};
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap + 1);
+    char *end = NULL;
+    while (!end) {
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+        }
+        ssize_t n = recv(fd, buf + len, 1, 0);   /* byte by byte: never read past the head */
+        if (n <= 0) {
+            free(buf);
+            return r;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        end = len >= 4 ? strstr(buf + len - 4, "\r\n\r\n") : NULL;
+    }
+    *end = '\0';
+    r.head = buf;
+    if (sscanf(buf, "HTTP/1.1 %d", &r.status) != 1)
+        r.status = -1;
+    const char *cl = header(&r, "Content-Length");
+    size_t want = cl && !head_only ? strtoul(cl, NULL, 10) : 0;
+    r.body = malloc(want + 1);
+    while (r.body_len < want) {
+        ssize_t n = recv(fd, r.body + r.body_len, want - r.body_len, 0);
+        if (n <= 0)
+            break;
+        r.body_len += (size_t)n;
+    }
+    r.body[r.body_len] = '\0';
+    return r;
+}
+
+static response request(const char *raw, size_t len)
+{
+    response r = {0};
+    int fd = dial();
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return r;
+    if (send_all(fd, raw, len) == 0)
+        r = read_response(fd, strncmp(raw, "HEAD ", 5) == 0);
+    close(fd);
+    return r;
+}
+
+static response get(const char *target)
+{
+    char *raw = NULL;
+    int n = asprintf(&raw, "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", target);
+    response r = request(raw, (size_t)n);
+    free(raw);
+    return r;
+}
+
+/* Checks status, JSON headers and the exact body. */
+#define CHECK_RESP(r, st, expected) do { \
+    CHECK_INT((r).status, st); \
+    CHECK_STR(header(&(r), "Content-Type"), "application/json"); \
+    CHECK_STR(header(&(r), "Cache-Control"), "no-store"); \
+    CHECK_STR((r).body, expected); } while (0)
+
+#define CHECK_GET(target, st, expected) do { \
+    response _r = get(target); CHECK_RESP(_r, st, expected); response_clear(&_r); } while (0)
+
+#define ERR(st, msg) "{\"error\":{\"status\":" #st ",\"message\":\"" msg "\"}}"
+
+static void test_routes(void)
+{
+    CHECK_GET("/healthz", 200, "{\"status\":\"ok\"}");
+    CHECK_GET("/healthz?probe=1", 200, "{\"status\":\"ok\"}");   /* parameters ignored */
+
+    CHECK_GET("/readyz", 503, ERR(503, "recovering: 3 of 10 chunks"));
+    atomic_store(&is_ready, true);
+    CHECK_GET("/readyz", 200, "{\"status\":\"ready\"}");
+
+    CHECK_GET("/v1/views", 200,
+              "{\"views\":[{\"name\":\"pages\",\"stream\":\"pageviews\",\"granularity\":\"minute\","
+              "\"dimensions\":[\"page\"],\"metrics\":[{\"name\":\"views\",\"type\":\"count\"},"
+              "{\"name\":\"bytes\",\"type\":\"sum\",\"field\":\"bytes\"}]}]}");
+
+    response r = get("/v1/status");
+    CHECK_INT(r.status, 200);
+    CHECK_STR(header(&r, "Content-Type"), "application/json");
+    json_error_t jerr;
+    json_t *st = json_loads(r.body ? r.body : "", 0, &jerr);
+    CHECK(st != NULL);
+    CHECK_STR(json_string_value(json_object_get(st, "version")), LAMBDAD_VERSION);
+    CHECK_STR(json_string_value(json_object_get(st, "config_fingerprint")), "0123456789abcdef");
+    CHECK(json_is_integer(json_object_get(st, "uptime_s")));
+    CHECK(json_integer_value(json_object_get(st, "uptime_s")) >= 0);
+    CHECK_INT(json_integer_value(json_object_get(json_object_get(st, "speed"), "events")), 4);
+    json_decref(st);
+    response_clear(&r);
+
+    CHECK_GET("/v1/views/pages/query?granularity=all&group_by=page", 200,
+              "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
+              "{\"dims\":{\"page\":\"/a\"},\"metrics\":{\"views\":2,\"bytes\":30}},"
+              "{\"dims\":{\"page\":\"/b c\"},\"metrics\":{\"views\":1,\"bytes\":2.5}}],"
+              "\"watermark\":{\"batch_seq\":9,\"batch_at\":null,\"live_events\":4}}");
+    /* percent-decoding of values; '+' is a space; a '+' offset arrives as one */
+    CHECK_GET("/v1/views/pages/query?filter=page%3A%2Fb+c&from=2026-11-23T11:00:00+01:00", 200,
+              "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
+              "{\"time\":\"2026-11-23T10:01:00Z\",\"ts\":1795428060,\"dims\":{},"
+              "\"metrics\":{\"views\":1,\"bytes\":2.5}}],"
+              "\"watermark\":{\"batch_seq\":9,\"batch_at\":null,\"live_events\":4}}");
+    CHECK_GET("/v1/views/pages/query?from=2026-11-23T11:00:00%2B01:00&to=1795428060&metrics=bytes",
+              200,
+              "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
+              "{\"time\":\"2026-11-23T10:00:00Z\",\"ts\":1795428000,\"dims\":{},"
+              "\"metrics\":{\"bytes\":30}}],"
+              "\"watermark\":{\"batch_seq\":9,\"batch_at\":null,\"live_events\":4}}");
+    /* a percent-encoded view name */
+    CHECK_GET("/v1/views/pag%65s/query?metrics=views&granularity=all", 200,
+              "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
+              "{\"dims\":{},\"metrics\":{\"views\":3}}],"
+              "\"watermark\":{\"batch_seq\":9,\"batch_at\":null,\"live_events\":4}}");
+
+    /* 400 */
+    /* empty segments are nothing given; an empty name with a value is unknown */
+    CHECK_GET("/v1/views/pages/query?&metrics=views&&limit=1&", 200,
+              "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
+              "{\"time\":\"2026-11-23T10:00:00Z\",\"ts\":1795428000,\"dims\":{},"
+              "\"metrics\":{\"views\":2}}],"
+              "\"watermark\":{\"batch_seq\":9,\"batch_at\":null,\"live_events\":4}}");
+    CHECK_GET("/v1/views/pages/query?metrics=views&=1", 400, ERR(400, "unknown parameter ''"));
+    CHECK_GET("/v1/views/pages/query?metrics=views&limit", 400,
+              ERR(400, "empty value for parameter 'limit'"));
+    /* %00 decodes to a NUL byte inside the value; a bad escape stays as is */
+    CHECK_GET("/v1/views/pages/query?limit=1%002", 400,
+              ERR(400, "invalid limit '1\\u00002' (expected an integer from 1 to 1000000)"));
+    CHECK_GET("/v1/views/pages/query?limit=1%2", 400,
+              ERR(400, "invalid limit '1%2' (expected an integer from 1 to 1000000)"));
+    CHECK_GET("/v1/views/pages/query?x=1", 400, ERR(400, "unknown parameter 'x'"));
+    CHECK_GET("/v1/views/pages/query?from=1&from=2", 400, ERR(400, "duplicate parameter 'from'"));
+    CHECK_GET("/v1/views/pages/query?group_by=country", 400,
+              ERR(400, "unknown dimension 'country' in group_by"));
+    CHECK_GET("/v1/views/pages/query?from=soon", 400,
+              ERR(400, "invalid 'from': expected epoch seconds or RFC 3339"));
+    CHECK_GET("/v1/views/pages/query?limit=%FF", 400,
+              ERR(400, "invalid limit '\\ufffd' (expected an integer from 1 to 1000000)"));
+
+    /* 404 */
+    CHECK_GET("/nope", 404, ERR(404, "no such endpoint: /nope"));
+    CHECK_GET("/", 404, ERR(404, "no such endpoint: /"));
+    CHECK_GET("/v1/views/", 404, ERR(404, "no such endpoint: /v1/views/"));
+    CHECK_GET("/v1/views/pages", 404, ERR(404, "no such endpoint: /v1/views/pages"));
+    CHECK_GET("/v1/views//query", 404, ERR(404, "no such endpoint: /v1/views//query"));
+    CHECK_GET("/v1/views/a/b/query", 404, ERR(404, "no such endpoint: /v1/views/a/b/query"));
+    CHECK_GET("/v1/views/pages/query/x", 404,
+              ERR(404, "no such endpoint: /v1/views/pages/query/x"));
+    CHECK_GET("/v1/views/nope/query", 404, ERR(404, "unknown view 'nope'"));
+    CHECK_GET("/v1/%00x", 404, ERR(404, "no such endpoint: /v1/"));
+    /* the absolute form of a request target names the same resource */
+    CHECK_GET("http://example.com/healthz", 200, "{\"status\":\"ok\"}");
+    CHECK_GET("http://example.com", 404, ERR(404, "no such endpoint: /"));
+    CHECK_GET("/v1/views/%22q%22/query", 404, ERR(404, "unknown view '\\\"q\\\"'"));
+
+    /* 405, with Allow */
+    static const char post[] = "POST /v1/views HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                               "Content-Length: 5\r\n\r\nhello";
+    r = request(post, strlen(post));
+    CHECK_RESP(r, 405, ERR(405, "method POST not allowed on /v1/views"));
+    CHECK_STR(header(&r, "Allow"), "GET, HEAD");
+    response_clear(&r);
+    static const char del[] = "DELETE /v1/views/pages/query?x=1 HTTP/1.1\r\nHost: t\r\n"
+                              "Connection: close\r\n\r\n";
+    r = request(del, strlen(del));
+    CHECK_RESP(r, 405, ERR(405, "method DELETE not allowed on /v1/views/pages/query"));
+    CHECK_STR(header(&r, "Allow"), "GET, HEAD");
+    response_clear(&r);
+    /* an unknown path is a 404 whatever the method */
+    static const char put[] = "PUT /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                              "Content-Length: 0\r\n\r\n";
+    r = request(put, strlen(put));
+    CHECK_RESP(r, 404, ERR(404, "no such endpoint: /x"));
+    response_clear(&r);
+
+    /* HEAD: headers only */
+    static const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    r = request(head, strlen(head));
+    CHECK_INT(r.status, 200);
+    CHECK_STR(header(&r, "Content-Type"), "application/json");
+    CHECK_STR(header(&r, "Content-Length"), "15");
+    CHECK_INT(r.body_len, 0);
+    response_clear(&r);
+}
+
+static void test_keepalive(void)
+{
+    /* two requests on one connection, the second sent before the first answer is read */
+    int fd = dial();
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    static const char two[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "GET /v1/views/nope/query HTTP/1.1\r\nHost: t\r\n\r\n";
+    CHECK_INT(send_all(fd, two, strlen(two)), 0);
+    response r = read_response(fd, false);
+    CHECK_RESP(r, 200, "{\"status\":\"ok\"}");
+    response_clear(&r);
+    r = read_response(fd, false);
+    CHECK_RESP(r, 404, ERR(404, "unknown view 'nope'"));
+    response_clear(&r);
+    close(fd);
+}
+
+static void test_limits(void)
+{
+    /* a query string just under and just over 8 KiB */
+    size_t n = 8192;
+    char *qs = malloc(n + 64);
+    memcpy(qs, "/v1/views/pages/query?x=", 24);
+    size_t plen = 24 + (n - strlen("x="));
+    memset(qs + 24, 'a', plen - 24);
+    qs[plen] = '\0';
+    response r = get(qs);
+    CHECK_INT(r.status, 400);   /* exactly 8192 bytes: accepted, then the unknown parameter */
+    CHECK(r.body && strncmp(r.body, "{\"error\":{\"status\":400,\"message\":\"unknown parameter 'x'", 40) == 0);
+    response_clear(&r);
+    strcat(qs, "a");
+    CHECK_GET(qs, 413, ERR(413, "query string too long (limit 8192 bytes)"));
+    free(qs);
+
+    /* a huge request line: libmicrohttpd refuses it itself; the server lives on */
+    size_t huge = 200 * 1024;
+    qs = malloc(huge + 64);
+    strcpy(qs, "/v1/views/pages/query?x=");
+    memset(qs + strlen(qs), 'b', huge);
+    qs[24 + huge] = '\0';
+    r = get(qs);
+    CHECK(r.status == 0 || (r.status >= 400 && r.status < 500));
+    response_clear(&r);
+    free(qs);
+    CHECK_GET("/healthz", 200, "{\"status\":\"ok\"}");
+
+    /* an announced body over 1 MiB: 413 before it is sent */
+    static const char big[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                              "Content-Length: 1048577\r\n\r\n";
+    r = request(big, strlen(big));
+    CHECK_RESP(r, 413, ERR(413, "request body too large (limit 1048576 bytes)"));
+    response_clear(&r);
+    static const char bigger[] = "POST /v1/views HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                                 "Content-Length: 99999999999999\r\n\r\n";
+    r = request(bigger, strlen(bigger));
+    CHECK_RESP(r, 413, ERR(413, "request body too large (limit 1048576 bytes)"));
+    response_clear(&r);
+
+    /* a body within the limit on a GET route: read, discarded, answered */
+    size_t blen = 1024 * 1024;
+    char *raw = malloc(blen + 256);
+    int hl = sprintf(raw, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                          "Content-Length: %zu\r\n\r\n", blen);
+    memset(raw + hl, 'z', blen);
+    r = request(raw, (size_t)hl + blen);
+    CHECK_RESP(r, 200, "{\"status\":\"ok\"}");
+    response_clear(&r);
+    free(raw);
+
+    /* a chunked body that grows past 1 MiB: the connection is closed */
+    int fd = dial();
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        static const char ch[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\n";
+        send_all(fd, ch, strlen(ch));
+        char chunk[64 * 1024 + 16];
+        int cl = sprintf(chunk, "%x\r\n", 64 * 1024);
+        memset(chunk + cl, 'c', 64 * 1024);
+        memcpy(chunk + cl + 64 * 1024, "\r\n", 2);
+        for (int i = 0; i < 40; i++)   /* 2.5 MiB, or until the server hangs up */
+            if (send_all(fd, chunk, (size_t)cl + 64 * 1024 + 2) < 0)
+                break;
+        r = read_response(fd, false);
+        CHECK_INT(r.status, 0);
+        response_clear(&r);
+        close(fd);
+    }
+    CHECK_GET("/healthz", 200, "{\"status\":\"ok\"}");
+}
+
+static void test_idle_client(void)
+{
+    /* one client connects and sends nothing, another sends half a request:
+     * a third is still answered (the sockets' 10 s timeout fails a hang) */
+    int idle = dial(), half = dial();
+    CHECK(idle >= 0 && half >= 0);
+    send_all(half, "GET /healthz HTTP/1.1\r\nHo", 25);
+    CHECK_GET("/healthz", 200, "{\"status\":\"ok\"}");
+    CHECK_GET("/v1/views/pages/query?metrics=views&granularity=all", 200,
+              "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
+              "{\"dims\":{},\"metrics\":{\"views\":3}}],"
+              "\"watermark\":{\"batch_seq\":9,\"batch_at\":null,\"live_events\":4}}");
+    /* the half request can still complete */
+    send_all(half, "st: t\r\nConnection: close\r\n\r\n", 29);
+    response r = read_response(half, false);
+    CHECK_RESP(r, 200, "{\"status\":\"ok\"}");
+    response_clear(&r);
+    close(idle);
+    close(half);
+}
+
+static void test_start_errors(serving *running)
+{
+    /* the port is taken */
+    config busy = cfg;
+    busy.http_port = port;
+    serving *s = NULL;
+    char *err = NULL;
+    CHECK_INT(serving_start(&busy, &src, &s, &err), -EADDRINUSE);
+    CHECK(s == NULL);
+    char want[96];
+    snprintf(want, sizeof(want), "cannot listen on 127.0.0.1:%d: Address already in use", port);
+    CHECK_STR(err, want);
+    free(err);
+
+    /* an address that is not ours */
+    busy.http_host = "192.0.2.1";
+    busy.http_port = 0;
+    err = NULL;
+    CHECK_INT(serving_start(&busy, &src, &s, &err), -EADDRNOTAVAIL);
+    CHECK_STR(err, "cannot listen on 192.0.2.1:0: Cannot assign requested address");
+    free(err);
+
+    /* not an address at all */
+    busy.http_host = "no such host.invalid";
+    err = NULL;
+    CHECK(serving_start(&busy, &src, &s, &err) < 0);
+    CHECK(err && strncmp(err, "cannot listen on no such host.invalid:0: ", 41) == 0);
+    free(err);
+    (void)running;
+}
+
+int main(void)
+{
+    table = vtable_new(1, 2);
+    add(T, "/a", 10);
+    add(T, "/a", 20);
+    add(T + 60, "/b c", 2.5);
+
+    serving *s = NULL;
+    char *err = NULL;
+    CHECK_INT(serving_start(&cfg, &src, &s, &err), 0);
+    CHECK(err == NULL);
+    if (!s) {
+        fprintf(stderr, "serving_start: %s\n", err ? err : "?");
+        free(err);
+        vtable_free(table);
+        return 1;
+    }
+    port = serving_port(s);
+    CHECK(port > 0);
+
+    test_routes();
+    test_keepalive();
+    test_limits();
+    test_idle_client();
+    test_start_errors(s);
+
+    serving_stop(s);
+    serving_stop(NULL);
+    /* stopped: the port no longer answers */
+    CHECK_INT(dial(), -ECONNREFUSED);
+
+    vtable_free(table);
+    CHECK_DONE();
+}
