@@ -249,6 +249,15 @@ fail_errno:
     return r;
 }
 
+int fwd_port(const fwd_t *f)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(f->lfd, (struct sockaddr *)&sa, &len) < 0)
+        return -errno;
+    return ntohs(sa.sin_port);
+}
+
 int fwd_start(fwd_t *f, uint16_t upstream_port)
 {
     f->upstream = (struct sockaddr_in){.sin_family = AF_INET,

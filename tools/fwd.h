@@ -18,6 +18,9 @@ typedef struct fwd fwd_t;
  * (-EADDRINUSE when the port is taken). */
 int fwd_new(fwd_t **out, uint16_t port);
 
+/* The bound port (useful after fwd_new(..., 0)), or a negative errno. */
+int fwd_port(const fwd_t *f);
+
 /* Starts the relay thread towards 127.0.0.1:upstream_port. 0 or -errno. */
 int fwd_start(fwd_t *f, uint16_t upstream_port);
 
