@@ -531,8 +531,11 @@ void speed_free(speed *s)
     if (s->queue)
         rd_kafka_queue_destroy(s->queue);
     if (s->rk) {
-        rd_kafka_consumer_close(s->rk);
-        rd_kafka_destroy(s->rk);
+        /* No consumer close: with explicit assignment there is no group
+         * membership to leave, and rd_kafka_consumer_close() waits forever
+         * for an unreachable coordinator, which would hang SIGTERM while
+         * the broker is down. The archive already holds every offset. */
+        rd_kafka_destroy_flags(s->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
     free_tables(s->live, s->cfg->nviews);
     free_tables(s->stage, s->cfg->nviews);
