@@ -474,6 +474,49 @@ static void test_start_errors(serving *running)
     (void)running;
 }
 
+/* An IPv6 listener, where the machine has ::1 (skipped otherwise). */
+static void test_ipv6(void)
+{
+    config v6 = cfg;
+    v6.http_host = "::1";
+    serving *s = NULL;
+    char *err = NULL;
+    int rc = serving_start(&v6, &src, &s, &err);
+    if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
+        fprintf(stderr, "no IPv6 loopback here: %s\n", err ? err : "?");
+        free(err);
+        return;
+    }
+    CHECK_INT(rc, 0);
+    free(err);
+    if (!s)
+        return;
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6,
+                              .sin6_port = htons((uint16_t)serving_port(s))};
+    inet_pton(AF_INET6, "::1", &sa.sin6_addr);
+    CHECK_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    response r = read_response(fd, false);
+    CHECK_RESP(r, 200, "{\"status\":\"ok\"}");
+    response_clear(&r);
+    close(fd);
+
+    /* the error names an IPv6 address in brackets */
+    v6.http_port = serving_port(s);
+    serving *s2 = NULL;
+    err = NULL;
+    CHECK_INT(serving_start(&v6, &src, &s2, &err), -EADDRINUSE);
+    char want[96];
+    snprintf(want, sizeof(want), "cannot listen on [::1]:%d: Address already in use", v6.http_port);
+    CHECK_STR(err, want);
+    free(err);
+    serving_stop(s);
+}
+
 int main(void)
 {
     table = vtable_new(1, 2);
@@ -499,6 +542,7 @@ int main(void)
     test_limits();
     test_idle_client();
     test_start_errors(s);
+    test_ipv6();
 
     serving_stop(s);
     serving_stop(NULL);
