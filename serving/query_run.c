@@ -332,6 +332,17 @@ int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
         goto out;
     }
     rc = src->scan_view(src->ud, q->view_idx, scan_row, &ctx, &wm);
+    if (rc == -EAGAIN) {
+        /* The source cannot answer exactly yet (recovery or a recompute of
+         * this view is running): say so instead of a partial answer. */
+        qerror_clear(err);
+        err->status = 503;
+        jbuf b;
+        jb_init(&b);
+        jb_lit(&b, "view is not available yet (recovering or recomputing); retry shortly");
+        err->msg = jb_take(&b, &err->len);
+        goto out;
+    }
     if (rc) {
         rc = fail_run(err, rc < 0 ? rc : -EIO, "cannot scan view");
         goto out;

@@ -213,7 +213,10 @@ static void test_routes(void)
     CHECK_GET("/healthz", 200, "{\"status\":\"ok\"}");
     CHECK_GET("/healthz?probe=1", 200, "{\"status\":\"ok\"}");   /* parameters ignored */
 
-    CHECK_GET("/readyz", 503, ERR(503, "recovering: 3 of 10 chunks"));
+    response nr = get("/readyz");
+    CHECK_RESP(nr, 503, ERR(503, "recovering: 3 of 10 chunks"));
+    CHECK_STR(header(&nr, "Retry-After"), "1");   /* every 503 says when to retry */
+    response_clear(&nr);
     atomic_store(&is_ready, true);
     CHECK_GET("/readyz", 200, "{\"status\":\"ready\"}");
 
