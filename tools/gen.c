@@ -279,8 +279,9 @@ static rd_kafka_t *producer_new(const struct opts *o, struct counters *k)
         {"linger.ms", "5"},
         {"batch.num.messages", "10000"},
         {"batch.size", "1000000"},
-        /* Room for ~1 s of a fast run, so QUEUE_FULL is the exception. */
-        {"queue.buffering.max.messages", "1000000"},
+        /* ~0.2 s of a fast run: deep enough to never stall a live broker,
+         * small enough (~50 MB) when the broker is gone. */
+        {"queue.buffering.max.messages", "200000"},
         {"compression.codec", o->compression ? o->compression : "none"},
         {"log_level", o->quiet ? "3" : "4"},
     };
@@ -386,17 +387,20 @@ int main(int argc, char **argv)
         int64_t t_ms = o.has_start ? o.start_time * 1000 + (int64_t)i * o.step_ms : now_wall_ms();
         genev_next(&g, t_ms, &ev);
         /* RD_KAFKA_MSG_F_COPY: ev is reused for the next event. */
-        while (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, ev.payload, ev.len,
-                                ev.key, ev.keylen, NULL) == -1) {
+        bool queued;
+        while (!(queued = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                                           ev.payload, ev.len, ev.key, ev.keylen, NULL) == 0)) {
             rd_kafka_resp_err_t err = rd_kafka_last_error();
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 fprintf(stderr, PROG ": produce failed: %s\n", rd_kafka_err2str(err));
                 fatal = true;
                 break;
             }
+            if (stop_flag) /* e.g. the broker is gone: drop this one, stop */
+                break;
             rd_kafka_poll(rk, 10); /* the queue drains as deliveries are reported */
         }
-        if (fatal)
+        if (!queued)
             break;
         if (dump) {
             fwrite(ev.payload, 1, ev.len, dump);
