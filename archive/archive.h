@@ -108,3 +108,11 @@ typedef struct {
 
 int arch_list_rejects(arch *a, int limit, int (*fn)(const arch_reject *r, void *ud), void *ud,
                       char **errmsg);
+
+/* ---- settings fixed for the archive's lifetime (table meta) ---------- */
+
+/* The value stored under key: 0 and *value (malloc'd), -ENOENT when none,
+ * or a negative code with *errmsg. */
+int arch_meta_get(arch *a, const char *key, char **value, char **errmsg);
+/* Stores value under key in its own transaction (writer only). */
+int arch_meta_set(arch *a, const char *key, const char *value, char **errmsg);

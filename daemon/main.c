@@ -1,8 +1,9 @@
 /* main.c - lambdad: wires the layers together and runs the lifecycle.
  *
- * Start: load and validate the config, open the archive, start the HTTP
- * server (so /healthz answers and /readyz says "recovering"), rebuild the
- * live tables from the archive, then start consuming Kafka.
+ * Start: load and validate the config, open the archive, load the
+ * persisted batch views, start the HTTP server (so /healthz answers and
+ * /readyz says "recovering"), replay the archive after the batch views' R
+ * into the live tables, then start the batch thread and consume Kafka.
  * Signals are blocked in every thread and taken here with sigtimedwait:
  * SIGTERM/SIGINT stop cleanly (the speed thread finishes its transaction),
  * SIGHUP is reserved for config reload.
@@ -22,6 +23,8 @@
 #include "daemon/source.h"
 #include "serving/serving.h"
 #include "speed/speed.h"
+#include "batch/batch.h"
+#include "core/vstate.h"
 
 static void usage(FILE *f)
 {
@@ -44,6 +47,27 @@ static int print_config_errors(const char *path, const config_errors *errs)
     for (size_t i = 0; i < errs->n; i++)
         fprintf(stderr, "%s: %s\n", path, errs->items[i]);
     return 1;
+}
+
+/* The archive's chunks are cut by batch.partition; that unit is fixed for
+ * the archive's lifetime (batch runs scan partitions by it). */
+static int check_partition_unit(const config *cfg, arch *w, char **err)
+{
+    char *stored = NULL;
+    const char *want = gran_name(cfg->batch_partition);
+    int r = arch_meta_get(w, "partition", &stored, err);
+    if (r == -ENOENT)
+        return arch_meta_set(w, "partition", want, err);
+    if (r < 0)
+        return r;
+    if (strcmp(stored, want) != 0) {
+        if (asprintf(err, "it partitions events by '%s', but batch.partition is '%s' (the unit "
+                          "cannot change for an existing archive)", stored, want) < 0)
+            *err = NULL;
+        r = -EINVAL;
+    }
+    free(stored);
+    return r;
 }
 
 int main(int argc, char **argv)
@@ -97,6 +121,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int exit_code = 1;
+    vstate *vs = NULL;
+    batch *bt = NULL;
     speed *sp = NULL;
     serving *srv = NULL;
     daemon_source ds = {.cfg = cfg};
@@ -110,12 +136,43 @@ int main(int argc, char **argv)
         log_error("Failed to open archive %s: %s", cfg->archive_path, err ? err : strerror(-r));
         goto out;
     }
-    r = speed_new(cfg, w, &sp, &err);   /* takes w, also on failure */
+    r = check_partition_unit(cfg, w, &err);
+    if (r < 0) {
+        log_error("Failed to open archive %s: %s", cfg->archive_path, err);
+        arch_close(w);
+        goto out;
+    }
+    arch_stats ast;
+    r = arch_get_stats(w, &ast);
+    if (r < 0) {
+        log_error("Failed to read archive %s", cfg->archive_path);
+        arch_close(w);
+        goto out;
+    }
+    vs = vstate_new(cfg->views, cfg->nviews);
+    if (!vs) {
+        log_error("Out of memory");
+        arch_close(w);
+        r = -ENOMEM;
+        goto out;
+    }
+    r = batch_new(cfg, vs, &bt, &err);
+    int64_t R = 0;
+    if (r == 0)
+        r = batch_load(bt, ast.last_seq, &R, &err);
+    if (r < 0) {
+        log_error("Failed to load the batch views: %s", err);
+        arch_close(w);
+        goto out;
+    }
+    r = speed_new(cfg, vs, w, &sp, &err);   /* takes w, also on failure */
     if (r < 0) {
         log_error("Failed to set up the speed layer: %s", err);
         goto out;
     }
     ds.sp = sp;
+    ds.vs = vs;
+    ds.b = bt;
     serving_source src;
     daemon_source_init(&ds, &src);
     r = serving_start(cfg, &src, &srv, &err);
@@ -127,7 +184,7 @@ int main(int argc, char **argv)
 
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    r = speed_recover(sp, 0, &err);
+    r = speed_recover(sp, R, &err);
     if (r < 0) {
         log_error("Recovery failed: %s", err);
         goto out;
@@ -137,6 +194,11 @@ int main(int argc, char **argv)
     log_info("Recovery done in %.3f s",
              (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 
+    r = batch_start(bt, &err);
+    if (r < 0) {
+        log_error("Failed to start the batch layer: %s", err);
+        goto out;
+    }
     r = speed_start(sp, &err);
     if (r < 0) {
         log_error("Failed to start consuming Kafka: %s", err);
@@ -154,15 +216,18 @@ int main(int argc, char **argv)
         }
         if (sig == SIGHUP)
             log_warn("SIGHUP: config reload is not implemented yet; restart to apply changes");
-        if (speed_failed(sp)) {
-            log_error("The speed layer stopped after a fatal error; exiting");
+        if (speed_failed(sp) || batch_failed(bt)) {
+            log_error("The %s layer stopped after a fatal error; exiting (a restart recovers "
+                      "from the archive)", speed_failed(sp) ? "speed" : "batch");
             break;
         }
     }
 
 out:
     serving_stop(srv);   /* no more queries, then stop consuming */
-    speed_free(sp);
+    batch_free(bt);      /* abandons a run in progress: nothing of it is kept */
+    speed_free(sp);      /* commits the open transaction */
+    vstate_free(vs);
     free(err);
     config_free(cfg);
     if (exit_code == 0)

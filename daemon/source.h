@@ -1,5 +1,6 @@
 /* source.h - the daemon's serving_source: what the HTTP layer reads,
- * wired to the speed layer (and later the batch layer). */
+ * wired to the views' state (batch + pending + live), the speed layer and
+ * the batch layer. */
 #pragma once
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -7,10 +8,14 @@
 #include "config/config.h"
 #include "serving/serving.h"
 #include "speed/speed.h"
+#include "batch/batch.h"
+#include "core/vstate.h"
 
 typedef struct {
     const config *cfg;
     speed *sp;
+    vstate *vs;
+    batch *b;
     atomic_bool recovered;
 } daemon_source;
 

@@ -6,13 +6,12 @@
  *   to the transaction (archive chunk or reject) and to per-view staging
  *   tables, and every archive.commit_interval_ms (or commit_max_events)
  *   commits the transaction.
- * - Only after COMMIT are the staging tables merged into the live tables,
- *   under the write lock (held for one merge of pre-aggregated rows, not per
- *   event). So the live tables hold exactly the archived events with
- *   seq <= last_seq, which is what makes answers exact across crashes
- *   (DESIGN.md, "The exactness protocol", step 1).
- * - Query threads read the live tables under the read lock
- *   (speed_scan_view).
+ * - Only after COMMIT are the staging tables merged into the live tables L
+ *   (core/vstate.h, under its write lock, held for one merge of
+ *   pre-aggregated rows, not per event). So the answer state holds exactly
+ *   the archived events with seq <= last_seq, which is what makes answers
+ *   exact across crashes (DESIGN.md, "The exactness protocol", step 1).
+ * - Query threads read the tables through vstate_scan().
  */
 #include <errno.h>
 #include <signal.h>
@@ -65,7 +64,7 @@ static vtable **new_tables(const config *cfg)
     return t;
 }
 
-int speed_new(const config *cfg, arch *w, speed **out, char **errmsg)
+int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg)
 {
     speed *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -74,21 +73,20 @@ int speed_new(const config *cfg, arch *w, speed **out, char **errmsg)
         return -ENOMEM;
     }
     s->cfg = cfg;
+    s->vs = vs;
     s->w = w;   /* owned from here on */
-    pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->parts_lock, NULL);
 
     size_t maxfields = 1;
     for (size_t i = 0; i < cfg->nstreams; i++)
         if (cfg->streams[i].nfields > maxfields)
             maxfields = cfg->streams[i].nfields;
-    s->live = new_tables(cfg);
     s->stage = new_tables(cfg);
     s->txn = arch_txn_new();
     s->dec = event_decoder_new();
     s->vals = calloc(maxfields, sizeof(*s->vals));
     s->topic_problem = calloc(cfg->nstreams ? cfg->nstreams : 1, sizeof(char *));
-    if (!s->live || !s->stage || !s->txn || !s->dec || !s->vals || !s->topic_problem) {
+    if (!s->stage || !s->txn || !s->dec || !s->vals || !s->topic_problem) {
         speed_free(s);
         *errmsg = strdup("out of memory");
         return -ENOMEM;
@@ -98,7 +96,6 @@ int speed_new(const config *cfg, arch *w, speed **out, char **errmsg)
         s->archived_events = st.events;
         s->rejects = st.rejects;
         s->archive_bytes = st.file_bytes;
-        s->last_seq = st.last_seq;
     }
     *out = s;
     return 0;
@@ -132,7 +129,7 @@ static int recover_event(const arch_event *ev, void *ud)
     }
     for (size_t v = 0; v < cfg->nviews; v++)
         if (cfg->views[v].stream_idx == rc->stream_idx &&
-            event_apply(&cfg->views[v], s->live[v], ts_ms, s->vals) < 0)
+            event_apply(&cfg->views[v], s->stage[v], ts_ms, s->vals) < 0)
             return -ENOMEM;
     rc->events++;
     return 0;
@@ -151,13 +148,10 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
     for (size_t si = 0; si < cfg->nstreams; si++) {
         recover_ctx rc = {.s = s, .stream_idx = si};
         char *err = NULL;
-        /* The write lock is held for the whole scan of a stream: queries
-         * answer 503 until recovery is done anyway (see speed_ready). */
-        pthread_rwlock_wrlock(&s->lock);
+        /* Replayed into the staging tables, published below in one step;
+         * queries answer 503 until recovery is done anyway. */
         r = arch_scan(s->w, cfg->streams[si].name, after_seq, st.last_seq, 0, -1, recover_event,
                       &rc, &err);
-        s->live_events += rc.events;
-        pthread_rwlock_unlock(&s->lock);
         if (r != 0) {
             *errmsg = dup_printf("replaying stream '%s' from the archive: %s",
                                  cfg->streams[si].name,
@@ -170,9 +164,13 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
                      "were skipped", (long long)rc.undecodable, cfg->streams[si].name);
         total += rc.events;
     }
-    pthread_rwlock_wrlock(&s->lock);
-    s->last_seq = st.last_seq;
-    pthread_rwlock_unlock(&s->lock);
+    r = vstate_apply(s->vs, s->stage, total, st.last_seq);   /* takes the staged tables */
+    free_tables(s->stage, cfg->nviews);                      /* only what it did not take */
+    s->stage = r == 0 ? new_tables(cfg) : NULL;
+    if (!s->stage) {
+        *errmsg = strdup("out of memory publishing the replayed events");
+        return -ENOMEM;
+    }
     log_info("Recovery: replayed %lld archived event(s) after seq %lld up to seq %lld",
              (long long)total, (long long)after_seq, (long long)st.last_seq);
     return 0;
@@ -221,28 +219,19 @@ static int commit_txn(speed *s)
     }
     int64_t t1 = speed_now_ms();
 
-    /* Apply: one merge per view under the write lock. */
-    vtable **fresh = new_tables(s->cfg);
-    pthread_rwlock_wrlock(&s->lock);
-    for (size_t v = 0; v < s->cfg->nviews; v++) {
-        if (vtable_merge(s->live[v], s->stage[v]) < 0) {
-            pthread_rwlock_unlock(&s->lock);
-            free_tables(fresh, s->cfg->nviews);
-            /* The archive has the events; a restart rebuilds the live
-             * tables from it. Stop rather than answer inexactly. */
-            log_error("Out of memory applying a committed transaction; stopping (a restart "
-                      "recovers it from the archive)");
-            s->failed = true;
-            return -ENOMEM;
-        }
+    /* Apply: one merge per view under the state's write lock. The staged
+     * tables move into L; fresh ones take their place. */
+    if (vstate_apply(s->vs, s->stage, s->stage_events, last_seq) < 0) {
+        /* The archive has the events; a restart rebuilds the live tables
+         * from it. Stop rather than answer inexactly. */
+        log_error("Out of memory applying a committed transaction; stopping (a restart "
+                  "recovers it from the archive)");
+        s->failed = true;
+        return -ENOMEM;
     }
-    s->live_events += s->stage_events;
-    s->last_seq = last_seq;
-    pthread_rwlock_unlock(&s->lock);
-    if (fresh) {
-        free_tables(s->stage, s->cfg->nviews);
-        s->stage = fresh;
-    } else {
+    free_tables(s->stage, s->cfg->nviews);   /* emptied by vstate_apply */
+    s->stage = new_tables(s->cfg);
+    if (!s->stage) {
         log_error("Out of memory resetting staging tables; stopping");
         s->failed = true;
         return -ENOMEM;
@@ -537,7 +526,6 @@ void speed_free(speed *s)
          * the broker is down. The archive already holds every offset. */
         rd_kafka_destroy_flags(s->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
-    free_tables(s->live, s->cfg->nviews);
     free_tables(s->stage, s->cfg->nviews);
     arch_txn_free(s->txn);
     event_decoder_free(s->dec);
@@ -548,27 +536,11 @@ void speed_free(speed *s)
     free(s->topic_problem);
     free(s->parts);
     arch_close(s->w);
-    pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->parts_lock);
     free(s);
 }
 
 /* ---- readers (any thread) --------------------------------------------- */
-
-int speed_scan_view(speed *s, size_t view_idx, int (*fn)(const vrow *row, void *ud), void *ud,
-                    speed_watermark *wm)
-{
-    if (view_idx >= s->cfg->nviews)
-        return -EINVAL;
-    pthread_rwlock_rdlock(&s->lock);
-    int r = vtable_foreach(s->live[view_idx], fn, ud);
-    if (wm) {
-        wm->last_seq = s->last_seq;
-        wm->live_events = s->live_events;
-    }
-    pthread_rwlock_unlock(&s->lock);
-    return r;
-}
 
 void speed_get_stats(speed *s, speed_stats *st)
 {
@@ -579,14 +551,6 @@ void speed_get_stats(speed *s, speed_stats *st)
     st->rejects = s->rejects;
     st->commits = s->commits;
     st->archive_bytes = s->archive_bytes;
-    pthread_rwlock_rdlock(&s->lock);
-    st->last_seq = s->last_seq;
-    st->live_events = s->live_events;
-    for (size_t v = 0; v < s->cfg->nviews; v++) {
-        st->live_rows += (int64_t)vtable_rows(s->live[v]);
-        st->live_bytes += (int64_t)vtable_bytes(s->live[v]);
-    }
-    pthread_rwlock_unlock(&s->lock);
 }
 
 size_t speed_get_partitions(speed *s, const char *topic, speed_partition *out, size_t max)

@@ -12,15 +12,17 @@
 #include <stdint.h>
 #include "config/config.h"
 #include "archive/archive.h"
-#include "core/vtable.h"
+#include "core/vstate.h"
 
 typedef struct speed speed;
 
-/* Creates the speed layer for cfg (borrowed; must outlive it). Takes
- * ownership of the archive writer w. Does not contact Kafka yet. */
-int speed_new(const config *cfg, arch *w, speed **out, char **errmsg);
+/* Creates the speed layer for cfg and the views' state vs (both borrowed;
+ * they must outlive it). Takes ownership of the archive writer w, also on
+ * failure. Does not contact Kafka yet. */
+int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg);
 /* Rebuilds the live tables from every archived event with seq > after_seq
- * (reads through the writer connection; call before speed_start). */
+ * (the persisted batch views cover the rest; reads through the writer
+ * connection; call before speed_start). */
 int speed_recover(speed *s, int64_t after_seq, char **errmsg);
 /* Creates the Kafka consumer and starts the speed thread. */
 int speed_start(speed *s, char **errmsg);
@@ -30,16 +32,6 @@ void speed_free(speed *s);   /* stops first if running; accepts NULL */
 /* true when a fatal error (out of memory) stopped the speed thread; the
  * daemon then exits and a restart recovers from the archive. */
 bool speed_failed(const speed *s);
-
-typedef struct {
-    int64_t last_seq;      /* highest archived seq applied to the live tables */
-    int64_t live_events;   /* events in the live tables */
-} speed_watermark;
-
-/* Calls fn for every live row of view view_idx, under the read lock (fn
- * must not block for long). Fills *wm consistently with the rows seen. */
-int speed_scan_view(speed *s, size_t view_idx, int (*fn)(const vrow *row, void *ud), void *ud,
-                    speed_watermark *wm);
 
 typedef struct {
     int32_t partition;
@@ -52,10 +44,6 @@ typedef struct {
     int64_t consumed;          /* messages read from Kafka since start */
     int64_t archived_events;   /* accepted events in the archive (all time) */
     int64_t rejects;           /* rejected messages in the archive (all time) */
-    int64_t last_seq;
-    int64_t live_events;
-    int64_t live_rows;
-    int64_t live_bytes;
     int64_t commits;           /* archive transactions since start */
     int64_t archive_bytes;     /* database + WAL on disk */
 } speed_stats;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "core/event.h"
+#include "core/vstate.h"
 #include "speed/speed.h"
 
 /* One owned Kafka partition. Written by the speed thread; next_offset and
@@ -32,11 +33,7 @@ struct speed {
     atomic_bool consuming;
     atomic_bool failed;       /* a fatal error stopped the thread */
 
-    /* Live tables: written by the speed thread, read by queries. */
-    pthread_rwlock_t lock;
-    vtable **live;            /* per view: L */
-    int64_t last_seq;         /* under lock */
-    int64_t live_events;      /* under lock */
+    vstate *vs;               /* the live tables L live there (borrowed) */
 
     /* Speed thread only: the transaction being built. */
     arch_txn *txn;

@@ -1,0 +1,274 @@
+/* batch.c - the batch layer's lifecycle and scheduler (see batch.h).
+ *
+ * The batch thread sleeps on `cv` until batch.interval_s has passed since
+ * the last run, a run is requested, or stop is asked; then it runs
+ * (recompute.c). `mu` guards the requests and the status figures; the run
+ * itself holds no lock of ours (vstate locks what it swaps).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batch/batch_int.h"
+#include "core/log.h"
+
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
+{
+    batch *b = calloc(1, sizeof(*b));
+    if (!b) {
+        *errmsg = strdup("out of memory");
+        return -ENOMEM;
+    }
+    b->cfg = cfg;
+    b->vs = vs;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    size_t maxfields = 1, nv = cfg->nviews ? cfg->nviews : 1;
+    for (size_t i = 0; i < cfg->nstreams; i++)
+        if (cfg->streams[i].nfields > maxfields)
+            maxfields = cfg->streams[i].nfields;
+    b->dec = event_decoder_new();
+    b->vals = calloc(maxfields, sizeof(*b->vals));
+    b->unit = calloc(nv, sizeof(*b->unit));
+    b->needs_full = calloc(nv, sizeof(*b->needs_full));
+    b->vst = calloc(nv, sizeof(*b->vst));
+    b->store_path = dup_printf("%s-views", cfg->archive_path);
+    if (!b->dec || !b->vals || !b->unit || !b->needs_full || !b->vst || !b->store_path) {
+        batch_free(b);
+        *errmsg = strdup("out of memory");
+        return -ENOMEM;
+    }
+    for (size_t v = 0; v < cfg->nviews; v++)
+        b->unit[v] = cfg->views[v].gran > cfg->batch_partition ? cfg->views[v].gran
+                                                               : cfg->batch_partition;
+    char *err = NULL;
+    int r = arch_open(cfg->archive_path, ARCH_READONLY, cfg->compression_level, &b->ro, &err);
+    if (r == 0)
+        r = bstore_open(b->store_path, &b->store, &err);
+    if (r < 0) {
+        *errmsg = err ? err : strdup("cannot open the batch layer's files");
+        batch_free(b);
+        return r;
+    }
+    *out = b;
+    return 0;
+}
+
+int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg)
+{
+    const config *cfg = b->cfg;
+    int64_t pR = 0, at = 0;
+    int r = bstore_get_watermark(b->store, &pR, &at, errmsg);
+    if (r < 0)
+        return r;
+    if (pR > archive_last_seq) {
+        /* The views claim events the archive does not have (restored from
+         * another copy, or lost its newest commits): trust the archive. */
+        log_warn("Batch views in %s cover seq %lld but the archive ends at %lld; "
+                 "recomputing every view from the archive", b->store_path, (long long)pR,
+                 (long long)archive_last_seq);
+        pR = 0;
+        at = 0;
+    }
+    size_t loaded = 0;
+    for (size_t v = 0; v < cfg->nviews; v++) {
+        const view_def *vd = &cfg->views[v];
+        char fp[17] = "";
+        gran_t unit;
+        int g = pR > 0 ? bstore_get_view(b->store, vd->name, fp, &unit, errmsg) : -ENOENT;
+        if (g < 0 && g != -ENOENT)
+            return g;
+        bool valid = g == 0 && strcmp(fp, vd->fingerprint) == 0 && unit == b->unit[v];
+        if (valid) {
+            bversion *ver = NULL;
+            r = bstore_load_view(b->store, vd, &ver, errmsg);
+            if (r < 0)
+                return r;
+            bversion **next = calloc(cfg->nviews, sizeof(*next));
+            bversion **old = calloc(cfg->nviews, sizeof(*old));
+            if (!next || !old) {
+                bversion_free(ver);
+                free(next);
+                free(old);
+                *errmsg = strdup("out of memory");
+                return -ENOMEM;
+            }
+            next[v] = ver;
+            vstate_swap(b->vs, next, pR, at, old);
+            for (size_t k = 0; k < cfg->nviews; k++)
+                bversion_free(old[k]);   /* the empty initial versions */
+            free(next);
+            free(old);
+            b->vst[v].R = pR;
+            loaded++;
+        } else if (pR > 0) {
+            /* Its persisted rows are missing or stale, and recovery only
+             * replays events after R: unanswerable until recomputed. */
+            log_notice("View '%s' %s; recomputing it in full from the archive", vd->name,
+                       g == -ENOENT ? "is new" : "changed definition");
+            b->needs_full[v] = true;
+            b->vst[v].needs_full = true;
+            vstate_set_available(b->vs, v, false);
+        }
+    }
+    vstate_set_batch_watermark(b->vs, pR, at);
+    if (pR > 0)
+        log_info("Loaded %zu persisted batch view(s) covering seq <= %lld", loaded, (long long)pR);
+    *R = pR;
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *batch_main(void *arg)
+{
+    batch *b = arg;
+    const config *cfg = b->cfg;
+    size_t nv = cfg->nviews;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    bool *full = calloc(nv ? nv : 1, sizeof(bool));
+    if (!full) {
+        log_error("Batch: out of memory; the batch layer is stopped");
+        b->failed = true;
+        return NULL;
+    }
+    int64_t interval = (int64_t)cfg->batch_interval_s * 1000;
+    int64_t next = now_ms() + interval;
+
+    pthread_mutex_lock(&b->mu);
+    for (size_t v = 0; v < nv; v++)
+        if (b->needs_full[v])
+            b->run_requested = true;
+    while (!b->stop) {
+        b->st.next_run_at = (int64_t)time(NULL) + (next - now_ms() + 999) / 1000;
+        if (!b->run_requested && now_ms() < next) {
+            struct timespec until = {.tv_sec = next / 1000, .tv_nsec = (next % 1000) * 1000000};
+            pthread_cond_timedwait(&b->cv, &b->mu, &until);
+            continue;
+        }
+        b->run_requested = false;
+        for (size_t v = 0; v < nv; v++)
+            full[v] = b->needs_full[v];
+        b->st.running = true;
+        pthread_mutex_unlock(&b->mu);
+
+        char *err = NULL;
+        int r = batch_run(b, full, &err);
+
+        pthread_mutex_lock(&b->mu);
+        b->st.running = false;
+        if (r < 0 && r != -ECANCELED) {
+            b->st.failures++;
+            snprintf(b->st.last_error, sizeof(b->st.last_error), "%s", err ? err : "failed");
+            log_error("Batch run failed (the pending events stay live and the next run retries "
+                      "them): %s", err ? err : "unknown error");
+        }
+        free(err);
+        if (b->failed)
+            break;
+        next = now_ms() + interval;
+    }
+    pthread_mutex_unlock(&b->mu);
+    free(full);
+    return NULL;
+}
+
+int batch_start(batch *b, char **errmsg)
+{
+    int r = pthread_create(&b->thread, NULL, batch_main, b);
+    if (r != 0) {
+        *errmsg = dup_printf("cannot start the batch thread: %s", strerror(r));
+        return -r;
+    }
+    b->started = true;
+    return 0;
+}
+
+void batch_request(batch *b, long view_idx)
+{
+    pthread_mutex_lock(&b->mu);
+    if (view_idx >= 0 && (size_t)view_idx < b->cfg->nviews) {
+        b->needs_full[view_idx] = true;
+        b->vst[view_idx].needs_full = true;
+    }
+    b->run_requested = true;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void batch_stop(batch *b)
+{
+    if (!b || !b->started)
+        return;
+    pthread_mutex_lock(&b->mu);
+    b->stop = true;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->thread, NULL);
+    b->started = false;
+}
+
+bool batch_failed(batch *b)
+{
+    return b->failed;
+}
+
+void batch_free(batch *b)
+{
+    if (!b)
+        return;
+    batch_stop(b);
+    bstore_close(b->store);
+    arch_close(b->ro);
+    event_decoder_free(b->dec);
+    free(b->vals);
+    free(b->unit);
+    free(b->needs_full);
+    free(b->vst);
+    free(b->store_path);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    free(b);
+}
+
+void batch_get_status(batch *b, batch_status *st)
+{
+    pthread_mutex_lock(&b->mu);
+    *st = b->st;
+    pthread_mutex_unlock(&b->mu);
+}
+
+void batch_get_view_status(batch *b, size_t v, batch_view_status *st)
+{
+    pthread_mutex_lock(&b->mu);
+    *st = b->vst[v];
+    st->needs_full = b->needs_full[v];
+    pthread_mutex_unlock(&b->mu);
+}

@@ -1,0 +1,69 @@
+/* batch.h - the batch layer: recomputes views from the archive and
+ * publishes them (DESIGN.md, "The exactness protocol", steps 2 to 5).
+ *
+ * A batch thread with its own read-only archive connection runs every
+ * batch.interval_s, on request (POST /v1/admin/recompute) and at start when
+ * a view's definition changed. A run seals the live tables (L -> P, R = last
+ * applied seq), recomputes from archive rows with seq <= R only the
+ * partitions that P touches (a view whose definition changed, or that is
+ * asked for, in full), persists the new partitions with R in the views file
+ * (<archive.path>-views, one transaction), and swaps them in together with
+ * dropping P. Ingestion and queries wait at most for those pointer moves.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/vstate.h"
+
+typedef struct batch batch;
+
+/* Opens (creating) the views file beside the archive and a read-only
+ * archive connection. cfg and vs are borrowed and must outlive it. */
+int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg);
+
+/* At start, before recovery: loads the persisted batch views whose
+ * definition is unchanged into vs, and marks the others unavailable until
+ * their full recompute (unless nothing was persisted yet). Sets *R, the
+ * seq the loaded views cover: recovery replays the archive after it.
+ * archive_last_seq guards against a views file ahead of its archive. */
+int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg);
+
+/* Starts the batch thread; it runs at once when a view needs recomputing. */
+int batch_start(batch *b, char **errmsg);
+/* Asks for a run now. view_idx < 0: an incremental run of every view;
+ * otherwise that view is also recomputed in full. Any thread. */
+void batch_request(batch *b, long view_idx);
+/* Stops the thread, abandoning a run in progress (nothing of it is kept;
+ * P stays and the next start recovers it from the archive). */
+void batch_stop(batch *b);
+void batch_free(batch *b);   /* stops first; accepts NULL */
+/* true when a fatal error (out of memory while sealing) stopped the
+ * thread: the daemon exits and a restart recovers. */
+bool batch_failed(batch *b);
+
+typedef struct {
+    int64_t runs, failures;
+    bool running;
+    int64_t last_run_at;          /* epoch s of the last successful run's end, 0 = none */
+    int64_t last_duration_ms;
+    int64_t last_rows_scanned;    /* archived events decoded by the last run */
+    int64_t last_R;
+    int64_t next_run_at;          /* epoch s */
+    char last_error[256];         /* empty when the last run succeeded */
+} batch_status;
+
+typedef struct {
+    int64_t R;                    /* seq the published batch view covers */
+    int64_t last_run_at;          /* epoch s, 0 = never recomputed here */
+    int64_t last_duration_ms;
+    int64_t last_rows_scanned;    /* events recomputed into this view by the last run */
+    int64_t last_partitions;      /* partitions recomputed by the last run */
+    bool last_full;               /* the last run recomputed it in full */
+    int64_t full_recomputes;      /* since start */
+    bool needs_full;              /* waiting for a full recompute */
+} batch_view_status;
+
+void batch_get_status(batch *b, batch_status *st);
+void batch_get_view_status(batch *b, size_t v, batch_view_status *st);

@@ -1,0 +1,38 @@
+/* batch_int.h - private state of the batch layer (batch/ only). */
+#pragma once
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "archive/archive.h"
+#include "batch/batch.h"
+#include "batch/store.h"
+#include "core/event.h"
+
+struct batch {
+    const config *cfg;
+    vstate *vs;
+    arch *ro;                 /* read-only archive connection (batch thread) */
+    bstore *store;            /* the views file (batch thread, and batch_load) */
+    char *store_path;
+    event_decoder *dec;
+    field_value *vals;
+    gran_t *unit;             /* per view: its recompute partition unit */
+
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    atomic_bool failed;
+
+    /* Guarded by mu: requests, and the figures status reads. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool run_requested;
+    bool *needs_full;         /* per view: a full recompute is due */
+    batch_status st;
+    batch_view_status *vst;   /* per view */
+};
+
+/* One run: seal, recompute, persist, swap (DESIGN.md steps 2-4). full[v]
+ * says which views are recomputed in full. Batch thread. Returns 0, or a
+ * negative code with *errmsg (P then stays for the next run). */
+int batch_run(batch *b, const bool *full, char **errmsg);

@@ -1,0 +1,399 @@
+/* recompute.c - one batch run (DESIGN.md, "The exactness protocol"):
+ *
+ *   seal      L -> P, R = the last applied seq
+ *   plan      per view, the partitions P touches (all of them for a view
+ *             recomputed in full); a view's partition unit is the coarser
+ *             of its granularity and batch.partition, so each bucket lies
+ *             in exactly one partition
+ *   recompute per stream, one archive scan of seq <= R over the needed
+ *             time partitions (the archive's (stream, tpart, seq) index),
+ *             decoding the raw payloads again and applying them to fresh
+ *             partition tables
+ *   persist   the new partitions and R, in one views-file transaction
+ *   swap      publish the new versions and drop P, under the state lock
+ *
+ * Untouched partitions are shared with the previous version: P holds every
+ * event in (R_prev, R], so a partition without one in P is unchanged.
+ * Runs on the batch thread only.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include "batch/batch_int.h"
+#include "core/log.h"
+
+/* Sorted set of partition starts, with the tables being rebuilt. */
+typedef struct {
+    bpart *p;
+    size_t n, cap;
+    bool full;
+    int64_t rows_scanned;
+    size_t last;               /* index of the last hit: events come in runs */
+} work;
+
+static long find(const work *w, int64_t start)
+{
+    size_t lo = 0, hi = w->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (w->p[mid].start < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < w->n && w->p[lo].start == start ? (long)lo : -(long)lo - 1;
+}
+
+/* The index of partition start, inserted (at its sorted place, without a
+ * table yet) if absent; -1 when out of memory. */
+static long work_slot(work *w, int64_t start)
+{
+    if (w->last < w->n && w->p[w->last].start == start)
+        return (long)w->last;
+    long i = find(w, start);
+    if (i >= 0) {
+        w->last = (size_t)i;
+        return i;
+    }
+    size_t at = (size_t)(-i - 1);
+    if (w->n == w->cap) {
+        size_t ncap = w->cap ? w->cap * 2 : 16;
+        bpart *np = realloc(w->p, ncap * sizeof(*np));
+        if (!np)
+            return -1;
+        w->p = np;
+        w->cap = ncap;
+    }
+    memmove(&w->p[at + 1], &w->p[at], (w->n - at) * sizeof(*w->p));
+    w->p[at] = (bpart){.start = start, .t = NULL};
+    w->n++;
+    w->last = at;
+    return (long)at;
+}
+
+/* The table of partition start, created if absent. */
+static vtable *work_table(work *w, int64_t start, const view_def *v)
+{
+    long i = work_slot(w, start);
+    if (i < 0)
+        return NULL;
+    if (!w->p[i].t)
+        w->p[i].t = vtable_new(v->ndims, v->nmetrics);
+    return w->p[i].t;
+}
+
+static void work_clear(work *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        vtable_free(w->p[i].t);
+    free(w->p);
+    memset(w, 0, sizeof(*w));
+}
+
+typedef struct {
+    int64_t unit_start;
+    gran_t unit;
+    work *w;
+} touch_ctx;
+
+static int touch_row(const vrow *r, void *ud)
+{
+    touch_ctx *c = ud;
+    int64_t start = gran_floor(c->unit, r->bucket);
+    if (start == c->unit_start)
+        return 0;   /* same partition as the previous row */
+    c->unit_start = start;
+    /* Only the set of starts matters here; the tables are made below. */
+    return work_slot(c->w, start) >= 0 ? 0 : -ENOMEM;
+}
+
+typedef struct {
+    batch *b;
+    size_t stream_idx;
+    work *w;                   /* per view */
+    int64_t scanned, undecodable;
+} scan_ctx;
+
+static int scan_event(const arch_event *ev, void *ud)
+{
+    scan_ctx *c = ud;
+    batch *b = c->b;
+    const config *cfg = b->cfg;
+    if (b->stop)
+        return -ECANCELED;
+    int64_t ts_ms;
+    const char *reason, *detail;
+    int r = event_decode(b->dec, &cfg->streams[c->stream_idx], ev->payload, ev->len, ev->ts_ms,
+                         &ts_ms, b->vals, &reason, &detail);
+    if (r == -ENOMEM)
+        return r;
+    c->scanned++;
+    if (r < 0) {
+        c->undecodable++;
+        return 0;
+    }
+    for (size_t v = 0; v < cfg->nviews; v++) {
+        const view_def *vd = &cfg->views[v];
+        work *w = &c->w[v];
+        if (vd->stream_idx != c->stream_idx || (!w->full && w->n == 0))
+            continue;
+        int64_t bucket = gran_floor(vd->gran, floor_div(ts_ms, 1000));
+        int64_t start = gran_floor(b->unit[v], bucket);
+        vtable *t;
+        if (w->full) {
+            t = work_table(w, start, vd);
+        } else {
+            long i = find(w, start);
+            if (i < 0)
+                continue;   /* a partition this run does not recompute */
+            t = w->p[i].t;
+        }
+        if (!t || event_apply(vd, t, ts_ms, b->vals) < 0)
+            return -ENOMEM;
+        w->rows_scanned++;
+    }
+    return 0;
+}
+
+typedef struct {
+    int64_t lo, hi;   /* inclusive tpart range */
+} range;
+
+static int cmp_range(const void *a, const void *b)
+{
+    const range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Scans what stream si needs: everything when a view on it is recomputed
+ * in full, else the merged tpart ranges of the touched partitions. */
+static int scan_stream(batch *b, size_t si, work *w, int64_t R, int64_t *scanned, char **errmsg)
+{
+    const config *cfg = b->cfg;
+    bool any = false, full = false;
+    size_t nr = 0;
+    for (size_t v = 0; v < cfg->nviews; v++) {
+        if (cfg->views[v].stream_idx != si)
+            continue;
+        full |= w[v].full;
+        any |= w[v].full || w[v].n > 0;
+        nr += w[v].n;
+    }
+    if (!any)
+        return 0;
+    scan_ctx c = {.b = b, .stream_idx = si, .w = w};
+    const char *name = cfg->streams[si].name;
+    int r = 0;
+    if (full) {
+        r = arch_scan(b->ro, name, 0, R, 0, -1, scan_event, &c, errmsg);
+    } else {
+        range *rg = malloc(nr * sizeof(*rg));
+        if (!rg)
+            return -ENOMEM;
+        size_t k = 0;
+        for (size_t v = 0; v < cfg->nviews; v++)
+            for (size_t i = 0; cfg->views[v].stream_idx == si && i < w[v].n; i++) {
+                int64_t s = w[v].p[i].start;
+                rg[k++] = (range){.lo = s, .hi = gran_next(b->unit[v], s) - 1};
+            }
+        qsort(rg, k, sizeof(*rg), cmp_range);
+        size_t m = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (m > 0 && rg[i].lo <= rg[m - 1].hi + 1) {
+                if (rg[i].hi > rg[m - 1].hi)
+                    rg[m - 1].hi = rg[i].hi;
+            } else {
+                rg[m++] = rg[i];
+            }
+        }
+        for (size_t i = 0; i < m && r == 0; i++)
+            r = arch_scan(b->ro, name, 0, R, rg[i].lo, rg[i].hi, scan_event, &c, errmsg);
+        free(rg);
+    }
+    *scanned += c.scanned;
+    if (c.undecodable)
+        log_warn("Batch: %lld archived event(s) of stream '%s' no longer decode and were skipped",
+                 (long long)c.undecodable, name);
+    if (r > 0)
+        r = -EIO;
+    return r;
+}
+
+/* The next version of a view: the old partitions with the recomputed ones
+ * replaced or added (both lists are sorted by start). Takes w's tables. */
+static bversion *next_version(const bversion *old, work *w)
+{
+    bversion *nv = calloc(1, sizeof(*nv));
+    size_t cap = (w->full ? 0 : old->nparts) + w->n;
+    if (!nv || !(nv->parts = malloc((cap ? cap : 1) * sizeof(bpart)))) {
+        free(nv);
+        return NULL;
+    }
+    size_t i = 0, k = 0;
+    while (!w->full && i < old->nparts) {
+        while (k < w->n && w->p[k].start < old->parts[i].start)
+            nv->parts[nv->nparts++] = w->p[k++];
+        if (k < w->n && w->p[k].start == old->parts[i].start)
+            nv->parts[nv->nparts++] = w->p[k++];   /* recomputed */
+        else
+            nv->parts[nv->nparts++] = old->parts[i];   /* shared, unchanged */
+        i++;
+    }
+    while (k < w->n)
+        nv->parts[nv->nparts++] = w->p[k++];
+    w->n = 0;   /* the tables belong to the version now */
+    return nv;
+}
+
+/* Makes the archive's committed WAL frames durable before the views file
+ * claims R: with synchronous=NORMAL the archive may lose its newest commits
+ * on power loss, and batch views must never be ahead of their archive. */
+static void sync_archive(const char *archive_path)
+{
+    char wal[4096];
+    snprintf(wal, sizeof(wal), "%s-wal", archive_path);
+    int fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fd = open(archive_path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int batch_run(batch *b, const bool *full, char **errmsg)
+{
+    const config *cfg = b->cfg;
+    size_t nv = cfg->nviews;
+    int64_t t0 = now_ms(), R = 0, scanned = 0;
+    work *w = calloc(nv ? nv : 1, sizeof(*w));
+    bversion **next = calloc(nv ? nv : 1, sizeof(*next));
+    bversion **old = calloc(nv ? nv : 1, sizeof(*old));
+    int64_t **starts = calloc(nv ? nv : 1, sizeof(*starts));
+    size_t *nstarts = calloc(nv ? nv : 1, sizeof(*nstarts));
+    int r = w && next && old && starts && nstarts ? 0 : -ENOMEM;
+
+    if (r == 0 && (r = vstate_seal(b->vs, &R)) < 0) {
+        /* L is half moved: answers could be wrong. Stop; a restart
+         * recovers everything from the archive. */
+        b->failed = true;
+    }
+    /* Plan: which partitions of which view. */
+    for (size_t v = 0; r == 0 && v < nv; v++) {
+        w[v].full = full[v];
+        const vtable *p = vstate_pending(b->vs, v);
+        if (!w[v].full && p) {
+            touch_ctx tc = {.unit_start = INT64_MIN, .unit = b->unit[v], .w = &w[v]};
+            r = vtable_foreach(p, touch_row, &tc);
+            /* Every touched partition gets a table, filled by the scan. */
+            for (size_t i = 0; r == 0 && i < w[v].n; i++)
+                if (!work_table(&w[v], w[v].p[i].start, &cfg->views[v]))
+                    r = -ENOMEM;
+        }
+    }
+    for (size_t si = 0; r == 0 && si < cfg->nstreams; si++)
+        r = scan_stream(b, si, w, R, &scanned, errmsg);
+
+    /* Remember which partitions to persist, then build the versions. */
+    for (size_t v = 0; r == 0 && v < nv; v++) {
+        if (!w[v].full && w[v].n == 0)
+            continue;
+        starts[v] = malloc((w[v].n ? w[v].n : 1) * sizeof(int64_t));
+        if (!starts[v]) {
+            r = -ENOMEM;
+            break;
+        }
+        for (size_t i = 0; i < w[v].n; i++)
+            starts[v][i] = w[v].p[i].start;
+        nstarts[v] = w[v].n;
+        if (!(next[v] = next_version(vstate_batch(b->vs, v), &w[v])))
+            r = -ENOMEM;
+    }
+
+    /* Persist, then swap. */
+    int64_t at = (int64_t)time(NULL);
+    if (r == 0) {
+        sync_archive(cfg->archive_path);
+        r = bstore_begin(b->store, errmsg);
+        for (size_t v = 0; r == 0 && v < nv; v++)
+            if (next[v])
+                r = bstore_put_view(b->store, &cfg->views[v], b->unit[v], next[v], starts[v],
+                                    nstarts[v], w[v].full, errmsg);
+        if (r == 0)
+            r = bstore_drop_unknown_views(b->store, cfg->views, nv, errmsg);
+        if (r == 0)
+            r = bstore_put_watermark(b->store, R, at, errmsg);
+        if (r == 0)
+            r = bstore_commit(b->store, errmsg);
+        if (r < 0)
+            bstore_rollback(b->store);
+    }
+    if (r == 0) {
+        bool *was_next = calloc(nv ? nv : 1, sizeof(bool));
+        for (size_t v = 0; was_next && v < nv; v++)
+            was_next[v] = next[v] != NULL;
+        vstate_swap(b->vs, next, R, at, old);   /* takes next[] */
+        for (size_t v = 0; v < nv; v++)
+            vstate_free_replaced(old[v], vstate_batch(b->vs, v));
+
+        int64_t dur = now_ms() - t0;
+        pthread_mutex_lock(&b->mu);
+        for (size_t v = 0; v < nv; v++) {
+            batch_view_status *vs = &b->vst[v];
+            vs->R = R;
+            if (was_next && was_next[v]) {
+                vs->last_run_at = at;
+                vs->last_duration_ms = dur;
+                vs->last_rows_scanned = w[v].rows_scanned;
+                vs->last_partitions = (int64_t)nstarts[v];
+                vs->last_full = w[v].full;
+                if (w[v].full) {
+                    vs->full_recomputes++;
+                    b->needs_full[v] = false;
+                    vs->needs_full = false;
+                }
+            } else {
+                vs->last_rows_scanned = 0;
+                vs->last_partitions = 0;
+                vs->last_full = false;
+            }
+        }
+        b->st.runs++;
+        b->st.last_run_at = at;
+        b->st.last_duration_ms = dur;
+        b->st.last_rows_scanned = scanned;
+        b->st.last_R = R;
+        b->st.last_error[0] = '\0';
+        pthread_mutex_unlock(&b->mu);
+        free(was_next);
+        log_info("Batch run: R=%lld, %lld archived event(s) recomputed in %lld ms",
+                 (long long)R, (long long)scanned, (long long)dur);
+    } else {
+        for (size_t v = 0; next && v < nv; v++)
+            vstate_free_replaced(next[v], vstate_batch(b->vs, v));   /* keeps shared tables */
+        if (errmsg && !*errmsg)
+            *errmsg = strdup(r == -ECANCELED ? "stopped" : r == -ENOMEM ? "out of memory" : strerror(-r));
+    }
+    for (size_t v = 0; w && v < nv; v++)
+        work_clear(&w[v]);
+    for (size_t v = 0; starts && v < nv; v++)
+        free(starts[v]);
+    free(w);
+    free(next);
+    free(old);
+    free(starts);
+    free(nstarts);
+    return r;
+}
