@@ -163,10 +163,20 @@ static bool ready(void *ud, const char **reason)
     return true;
 }
 
+static int recompute(void *ud, long view_idx)
+{
+    daemon_source *ds = ud;
+    if (!ds->b || !atomic_load(&ds->recovered))
+        return -EAGAIN;
+    batch_request(ds->b, view_idx);
+    return 0;
+}
+
 void daemon_source_init(daemon_source *ds, serving_source *src)
 {
     src->ud = ds;
     src->scan_view = scan_view;
     src->status = status;
     src->ready = ready;
+    src->recompute = recompute;
 }

@@ -182,6 +182,54 @@ static void h_not_found(const api_ctx *ctx, const char *path, const qparam *p, s
     error_cat(r, 404, "no such endpoint: ", path, (char *)NULL);
 }
 
+/* POST /v1/admin/recompute[?view=NAME]: starts a batch run now; with a
+ * view, that view is recomputed in full from the archive. */
+static void h_recompute(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
+                        api_reply *r)
+{
+    const qparam *view = NULL;
+    for (size_t i = 0; i < np; i++) {
+        if (p[i].klen == 4 && memcmp(p[i].key, "view", 4) == 0 && !view) {
+            view = &p[i];
+            continue;
+        }
+        char *k = strndup(p[i].key, p[i].klen);
+        error_cat(r, 400, view && p[i].klen == 4 && memcmp(p[i].key, "view", 4) == 0
+                              ? "duplicate parameter '" : "unknown parameter '",
+                  k ? k : "", "'", (char *)NULL);
+        free(k);
+        return;
+    }
+    long idx = -1;
+    if (view) {
+        for (size_t v = 0; v < ctx->cfg->nviews && idx < 0; v++)
+            if (strlen(ctx->cfg->views[v].name) == view->vlen &&
+                memcmp(ctx->cfg->views[v].name, view->val, view->vlen) == 0)
+                idx = (long)v;
+        if (idx < 0) {
+            char *name = strndup(view->val, view->vlen);
+            error_cat(r, 404, "unknown view '", name ? name : "", "'", (char *)NULL);
+            free(name);
+            return;
+        }
+    }
+    if (!ctx->src->recompute || ctx->src->recompute(ctx->src->ud, idx) < 0) {
+        api_error(r, 503, "the batch layer is not running", strlen("the batch layer is not running"));
+        return;
+    }
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, "{\"status\":\"accepted\",\"view\":");
+    if (idx >= 0) {
+        jb_lit(&b, "\"");
+        jb_lit(&b, ctx->cfg->views[idx].name);   /* config names are [A-Za-z0-9_.-] */
+        jb_lit(&b, "\",\"full\":true}");
+    } else {
+        jb_lit(&b, "null,\"full\":false}");
+    }
+    reply_take(r, 202, &b);
+}
+
 typedef enum {
     M_EXACT,     /* path equals pattern */
     M_QUERY,     /* "/v1/views/" + one non-empty segment + "/query" */
@@ -192,15 +240,17 @@ typedef struct {
     const char *pattern;
     match_kind kind;
     void (*fn)(const api_ctx *ctx, const char *path, const qparam *p, size_t np, api_reply *r);
+    bool post;   /* POST only (else GET and HEAD) */
 } route;
 
 static const route routes[] = {
-    {"/v1/views", M_EXACT, h_views},
-    {"/v1/views/{view}/query", M_QUERY, h_query},
-    {"/v1/status", M_EXACT, h_status},
-    {"/healthz", M_EXACT, h_healthz},
-    {"/readyz", M_EXACT, h_readyz},
-    {NULL, M_ANY, h_not_found},
+    {"/v1/views", M_EXACT, h_views, false},
+    {"/v1/views/{view}/query", M_QUERY, h_query, false},
+    {"/v1/status", M_EXACT, h_status, false},
+    {"/healthz", M_EXACT, h_healthz, false},
+    {"/readyz", M_EXACT, h_readyz, false},
+    {"/v1/admin/recompute", M_EXACT, h_recompute, true},
+    {NULL, M_ANY, h_not_found, false},
 };
 
 static bool matches(const route *rt, const char *path)
@@ -229,7 +279,13 @@ void api_dispatch(const api_ctx *ctx, const char *method, const char *path, cons
     while (!matches(rt, path))
         rt++;
     *r = (api_reply){0};
-    if (rt->kind != M_ANY && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    if (rt->post && strcmp(method, "POST") != 0) {
+        r->allow = "POST";
+        error_cat(r, 405, "method ", method, " not allowed on ", path, (char *)NULL);
+        return;
+    }
+    if (!rt->post && rt->kind != M_ANY && strcmp(method, "GET") != 0 &&
+        strcmp(method, "HEAD") != 0) {
         r->allow = "GET, HEAD";
         error_cat(r, 405, "method ", method, " not allowed on ", path, (char *)NULL);
         return;

@@ -28,6 +28,9 @@ typedef struct {
     void (*status)(void *ud, json_t *obj);
     /* true when recovery is done and consuming; else *reason says why not. */
     bool (*ready)(void *ud, const char **reason);
+    /* Starts a batch run now (POST /v1/admin/recompute); view_idx >= 0 also
+     * recomputes that view in full. 0, or a negative code. May be NULL. */
+    int (*recompute)(void *ud, long view_idx);
 } serving_source;
 
 typedef struct serving serving;

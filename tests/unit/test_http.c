@@ -54,8 +54,18 @@ static bool fake_ready(void *ud, const char **reason)
     return false;
 }
 
+static atomic_long recompute_calls, recompute_last = -2;
+
+static int fake_recompute(void *ud, long view_idx)
+{
+    atomic_fetch_add(&recompute_calls, 1);
+    atomic_store(&recompute_last, view_idx);
+    return 0;
+}
+
 static const serving_source src = {
     .scan_view = fake_scan, .status = fake_status, .ready = fake_ready,
+    .recompute = fake_recompute,
 };
 
 static void add(int64_t ts, const char *page, double bytes)
@@ -520,6 +530,42 @@ static void test_ipv6(void)
     serving_stop(s);
 }
 
+static response post(const char *target)
+{
+    char *raw = NULL;
+    int n = asprintf(&raw, "POST %s HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n"
+                           "Connection: close\r\n\r\n", target);
+    response r = request(raw, (size_t)n);
+    free(raw);
+    return r;
+}
+
+static void test_recompute(void)
+{
+    response r = post("/v1/admin/recompute");
+    CHECK_RESP(r, 202, "{\"status\":\"accepted\",\"view\":null,\"full\":false}");
+    response_clear(&r);
+    CHECK_INT(atomic_load(&recompute_last), -1);
+    r = post("/v1/admin/recompute?view=pages");
+    CHECK_RESP(r, 202, "{\"status\":\"accepted\",\"view\":\"pages\",\"full\":true}");
+    response_clear(&r);
+    CHECK_INT(atomic_load(&recompute_last), 0);
+    r = post("/v1/admin/recompute?view=nope");
+    CHECK_RESP(r, 404, ERR(404, "unknown view 'nope'"));
+    response_clear(&r);
+    r = post("/v1/admin/recompute?views=pages");
+    CHECK_RESP(r, 400, ERR(400, "unknown parameter 'views'"));
+    response_clear(&r);
+    r = post("/v1/admin/recompute?view=pages&view=pages");
+    CHECK_RESP(r, 400, ERR(400, "duplicate parameter 'view'"));
+    response_clear(&r);
+    r = get("/v1/admin/recompute");
+    CHECK_RESP(r, 405, ERR(405, "method GET not allowed on /v1/admin/recompute"));
+    CHECK_STR(header(&r, "Allow"), "POST");
+    response_clear(&r);
+    CHECK_INT(atomic_load(&recompute_calls), 2);   /* bad requests never reach the source */
+}
+
 int main(void)
 {
     table = vtable_new(1, 2);
@@ -541,6 +587,7 @@ int main(void)
     CHECK(port > 0);
 
     test_routes();
+    test_recompute();
     test_keepalive();
     test_limits();
     test_idle_client();
