@@ -56,12 +56,16 @@ typedef struct {
 
 typedef struct {
     int64_t R;                    /* seq the published batch view covers */
-    int64_t last_run_at;          /* epoch s, 0 = never recomputed here */
+    /* The last run that recomputed any partition of this view: */
+    int64_t last_run_at;          /* epoch s, 0 = none since start */
     int64_t last_duration_ms;
-    int64_t last_rows_scanned;    /* events recomputed into this view by the last run */
-    int64_t last_partitions;      /* partitions recomputed by the last run */
+    int64_t last_rows_scanned;    /* events recomputed into this view */
+    int64_t last_partitions;      /* partitions recomputed */
     bool last_full;               /* the last run recomputed it in full */
-    int64_t full_recomputes;      /* since start */
+    int64_t recomputes;           /* runs that recomputed any of it, since start */
+    int64_t full_recomputes;      /* ... of which in full */
+    int64_t rows_scanned_total;   /* events recomputed into it, since start */
+    int64_t partitions_total;     /* partitions recomputed, since start */
     bool needs_full;              /* waiting for a full recompute */
 } batch_view_status;
 

@@ -359,15 +359,14 @@ int batch_run(batch *b, const bool *full, char **errmsg)
                 vs->last_rows_scanned = w[v].rows_scanned;
                 vs->last_partitions = (int64_t)nstarts[v];
                 vs->last_full = w[v].full;
+                vs->recomputes++;
+                vs->rows_scanned_total += w[v].rows_scanned;
+                vs->partitions_total += (int64_t)nstarts[v];
                 if (w[v].full) {
                     vs->full_recomputes++;
                     b->needs_full[v] = false;
                     vs->needs_full = false;
                 }
-            } else {
-                vs->last_rows_scanned = 0;
-                vs->last_partitions = 0;
-                vs->last_full = false;
             }
         }
         b->st.runs++;

@@ -66,7 +66,10 @@ static void add_batch(daemon_source *ds, json_t *obj)
         json_object_set_new(o, "last_rows_scanned", json_integer(s.last_rows_scanned));
         json_object_set_new(o, "last_partitions", json_integer(s.last_partitions));
         json_object_set_new(o, "last_full", json_boolean(s.last_full));
+        json_object_set_new(o, "recomputes", json_integer(s.recomputes));
         json_object_set_new(o, "full_recomputes", json_integer(s.full_recomputes));
+        json_object_set_new(o, "rows_scanned_total", json_integer(s.rows_scanned_total));
+        json_object_set_new(o, "partitions_total", json_integer(s.partitions_total));
         json_object_set_new(o, "needs_full", json_boolean(s.needs_full));
         json_object_set_new(o, "next_run_at", time_or_null(bs.next_run_at));
         json_object_set_new(o, "batch_partitions", json_integer(st.batch_parts));

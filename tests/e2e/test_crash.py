@@ -1,6 +1,7 @@
-"""End to end: kill -9 the daemon at random moments while lambdad-gen
-produces; after the last restart every answer equals the expectation
-computed from the generator's dump: nothing lost, nothing counted twice."""
+"""End to end: kill -9 the daemon at random moments (during ingestion,
+batch runs and swaps) while lambdad-gen produces; after the last restart
+every answer equals the expectation computed from the generator's dump:
+nothing lost, nothing counted twice."""
 import os
 import random
 import subprocess
@@ -31,7 +32,9 @@ class CrashTest(unittest.TestCase):
         wd = Workdir("crash")
         broker = Devbroker(["pageviews:8"])
         d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=VIEWS,
-                   extra={"archive": {"commit_interval_ms": 20}})
+                   extra={"archive": {"commit_interval_ms": 20},
+                          # batch runs every second: kills also land during runs and swaps
+                          "batch": {"interval_s": 1}})
         gen = None
         try:
             d.start()
@@ -61,6 +64,8 @@ class CrashTest(unittest.TestCase):
                             (VIEWS[0], {"granularity": "all", "group_by": "page"})]:
                 assert_rows(d.query(view["name"], **q)["rows"],
                             expected(payloads, STREAM, view, **q), "%s %s" % (view["name"], q))
+            st = d.status()
+            self.assertGreater(st["batch"]["R"], 0, "no batch run survived the kills")
             # one more kill -9 at rest: recovery alone rebuilds the same answers
             before = d.query("by_page", granularity="hour", group_by="page,country")["rows"]
             d.kill9()

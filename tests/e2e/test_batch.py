@@ -1,0 +1,192 @@
+"""The batch layer end to end: answers stay exact (batch + pending + live)
+through many batch runs while ingesting, late events are counted once
+before and after their partition is recomputed, a changed view is
+recomputed from the raw archive while an unchanged one is not, and a run
+after new events for one day scans only that day."""
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import GEN, Daemon, Devbroker, Workdir, produce, spawn, wait_until  # noqa: E402
+from model import assert_rows, expected  # noqa: E402
+
+DAY = 86400
+BASE = 1763856000   # 2025-11-23T00:00:00Z
+STREAM = {"name": "pageviews", "topic": "pageviews", "time_field": "ts", "time_format": "epoch_ms"}
+BY_PAGE = {"name": "by_page", "stream": "pageviews", "granularity": "minute",
+           "dimensions": ["page", "country"],
+           "metrics": [{"name": "views", "type": "count"},
+                       {"name": "bytes", "type": "sum", "field": "bytes"},
+                       {"name": "slowest", "type": "max", "field": "ms"}]}
+TOTALS = {"name": "totals", "stream": "pageviews", "granularity": "hour",
+          "metrics": [{"name": "events", "type": "count"}, {"name": "ms", "type": "avg", "field": "ms"}]}
+
+
+def events(n, seed, day_offsets=(0,), start=BASE):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        t = start + rng.choice(day_offsets) * DAY + rng.randrange(0, DAY)
+        out.append(json.dumps({"ts": t * 1000 + rng.randrange(1000), "page": "/p%d" % rng.randrange(20),
+                               "country": rng.choice(["DE", "FR", "US", "JP"]),
+                               "bytes": rng.randrange(1, 10000), "ms": rng.randrange(1, 500)}))
+    return out
+
+
+class BatchTest(unittest.TestCase):
+    def setUp(self):
+        self.wd = Workdir("batch")
+        self.broker = Devbroker(["pageviews:4"])
+        self.d = None
+
+    def tearDown(self):
+        if self.d:
+            self.d.stop()
+        self.broker.stop()
+        self.wd.cleanup()
+
+    def daemon(self, views, interval_s=3600, name="lambdad"):
+        self.d = Daemon(self.wd, self.broker.bootstrap, streams=[STREAM], views=views,
+                        extra={"batch": {"interval_s": interval_s, "partition": "day"}}, name=name)
+        return self.d
+
+    def run_batch(self, view=None):
+        """Asks for a run and waits until it is done; returns /v1/status."""
+        before = self.d.status()["batch"]["runs"]
+        path = "/v1/admin/recompute" + ("?view=" + view if view else "")
+        s, body, _ = self.d.request("POST", path, b"")
+        self.assertEqual(s, 202, body)
+        return wait_until(lambda: (lambda st: st if st["batch"]["runs"] > before
+                                   and not st["batch"]["running"] else None)(self.d.status()),
+                          60, "a batch run")
+
+    def check_shapes(self, payloads):
+        for view, q in [(TOTALS, {"granularity": "all"}), (TOTALS, {"granularity": "day"}),
+                        (BY_PAGE, {"granularity": "hour", "group_by": "country"}),
+                        (BY_PAGE, {"granularity": "all", "group_by": "page,country"}),
+                        (BY_PAGE, {"granularity": "day", "group_by": "page", "filter": "country:DE",
+                                   "order_by": "bytes", "limit": "5"})]:
+            want = expected(payloads, STREAM, view, **q)
+            self.assertTrue(want)
+            assert_rows(self.d.query(view["name"], **q)["rows"], want, "%s %s" % (view["name"], q))
+
+    def test_exact_through_many_runs_while_ingesting(self):
+        self.daemon([BY_PAGE, TOTALS], interval_s=1).start()
+        dump = self.wd.file("dump.txt")
+        n = 150000
+        gen = spawn([GEN, "--brokers", self.broker.bootstrap, "--topic", "pageviews", "--count", str(n),
+                     "--rate", "25000", "--seed", "4", "--time-format", "epoch_ms",
+                     "--start-time", str(BASE), "--step-ms", "500", "--late-share", "0.05",
+                     "--dump", dump, "--quiet"], stderr=subprocess.PIPE)
+        seen, last = [], 0
+        try:
+            while gen.poll() is None:
+                rows = self.d.query("totals", granularity="all")["rows"]
+                total = rows[0]["metrics"]["events"] if rows else 0
+                self.assertGreaterEqual(total, last, "the total went down")
+                self.assertLessEqual(total, n, "more counted than produced")
+                seen.append(total)
+                last = total
+                time.sleep(0.05)
+            self.assertEqual(gen.returncode, 0, gen.stderr.read())
+        finally:
+            if gen.poll() is None:
+                gen.kill()
+        with open(dump) as f:
+            payloads = [l.rstrip("\n") for l in f]
+        self.d.wait_archived(n)
+        st = self.run_batch()
+        self.assertGreaterEqual(st["batch"]["runs"], 4, "too few batch runs during ingestion")
+        self.assertEqual(st["views"]["totals"]["R"], st["archive"]["last_seq"])
+        self.assertGreater(len(set(seen)), 3)
+        self.check_shapes(payloads)
+        # everything is now in the batch views: nothing live or pending
+        wm = self.d.query("totals", granularity="all")["watermark"]
+        self.assertEqual(wm["live_events"], 0)
+        self.assertEqual(wm["batch_seq"], st["archive"]["last_seq"])
+
+    def test_late_events_counted_once_before_and_after_recompute(self):
+        self.daemon([BY_PAGE, TOTALS]).start()
+        today = events(3000, 1, day_offsets=(10,))
+        produce(self.broker.bootstrap, "pageviews", today)
+        self.d.wait_archived(3000)
+        self.run_batch()
+        late = events(500, 2, day_offsets=(3, 5))   # days before everything else
+        produce(self.broker.bootstrap, "pageviews", late)
+        self.d.wait_archived(3500)
+        self.check_shapes(today + late)             # at once, from the speed layer
+        st = self.run_batch()
+        self.assertEqual(st["views"]["totals"]["last_partitions"], 2)   # days 3 and 5 only
+        self.assertEqual(st["views"]["totals"]["last_rows_scanned"], 500)
+        self.check_shapes(today + late)             # after the recompute: still once
+        self.run_batch()                            # an empty run changes nothing
+        self.check_shapes(today + late)
+
+    def test_changed_view_is_recomputed_unchanged_view_is_not(self):
+        self.daemon([BY_PAGE, TOTALS]).start()
+        payloads = events(6000, 3, day_offsets=(0, 1, 2, 7))
+        produce(self.broker.bootstrap, "pageviews", payloads)
+        self.d.wait_archived(6000)
+        self.run_batch()
+        self.assertEqual(self.d.stop(), 0)
+
+        changed = dict(BY_PAGE, dimensions=["country"],
+                       metrics=BY_PAGE["metrics"] + [{"name": "fastest", "type": "min", "field": "ms"}])
+        self.d = Daemon(self.wd, self.broker.bootstrap, streams=[STREAM], views=[changed, TOTALS],
+                        extra={"batch": {"interval_s": 3600, "partition": "day"}})
+        self.d.start()
+        st = wait_until(lambda: (lambda s: s if s["views"]["by_page"]["available"] else None)(
+            self.d.status()), 60, "the changed view to be recomputed")
+        self.assertIn("View 'by_page' changed definition; recomputing it in full", self.d.logtext())
+        self.assertEqual(st["views"]["by_page"]["full_recomputes"], 1)
+        self.assertEqual(st["views"]["by_page"]["rows_scanned_total"], 6000)
+        self.assertEqual(st["views"]["totals"]["recomputes"], 0)       # unchanged: not recomputed
+        self.assertEqual(st["views"]["totals"]["rows_scanned_total"], 0)
+        for q in [{"granularity": "all", "group_by": "country"}, {"granularity": "day"}]:
+            assert_rows(self.d.query("by_page", **q)["rows"], expected(payloads, STREAM, changed, **q),
+                        "changed view %s" % q)
+        assert_rows(self.d.query("totals", granularity="day")["rows"],
+                    expected(payloads, STREAM, TOTALS, granularity="day"), "unchanged view")
+        s, body = self.d.get("/v1/views/by_page/query?group_by=page")
+        self.assertEqual(s, 400)
+        self.assertEqual(body, {"error": {"status": 400, "message": "unknown dimension 'page' in group_by"}})
+
+    def test_incremental_run_scans_only_the_touched_day(self):
+        self.daemon([BY_PAGE, TOTALS]).start()
+        history = events(30000, 4, day_offsets=tuple(range(30)))
+        produce(self.broker.bootstrap, "pageviews", history)
+        self.d.wait_archived(30000)
+        st = self.run_batch()
+        self.assertEqual(st["batch"]["last_rows_scanned"], 30000)
+        fresh = events(400, 5, day_offsets=(17,))
+        produce(self.broker.bootstrap, "pageviews", fresh)
+        self.d.wait_archived(30400)
+        st = self.run_batch()
+        day17 = sum(1 for p in history if (json.loads(p)["ts"] // 1000 - BASE) // DAY == 17) + 400
+        self.assertEqual(st["batch"]["last_rows_scanned"], day17)
+        self.assertEqual(st["views"]["by_page"]["last_partitions"], 1)
+        self.assertEqual(st["views"]["by_page"]["last_rows_scanned"], day17)
+        self.check_shapes(history + fresh)
+
+    def test_recompute_one_view_in_full_on_demand(self):
+        self.daemon([BY_PAGE, TOTALS]).start()
+        payloads = events(2000, 6, day_offsets=(0, 4))
+        produce(self.broker.bootstrap, "pageviews", payloads)
+        self.d.wait_archived(2000)
+        self.run_batch()
+        st = self.run_batch("totals")
+        self.assertTrue(st["views"]["totals"]["last_full"])
+        self.assertEqual(st["views"]["totals"]["last_rows_scanned"], 2000)
+        self.assertEqual(st["views"]["by_page"]["full_recomputes"], 0)
+        self.check_shapes(payloads)
+        s, body, _ = self.d.request("POST", "/v1/admin/recompute?view=nope", b"")
+        self.assertEqual((s, body), (404, {"error": {"status": 404, "message": "unknown view 'nope'"}}))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
