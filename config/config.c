@@ -282,6 +282,17 @@ void config_free(config *c)
     free(c->owned);
     free(c->archive_path);
     free(c->http_host);
+    free(c->http_auth_token_file);
+    if (c->http_auth_token)
+        explicit_bzero(c->http_auth_token, strlen(c->http_auth_token));
+    free(c->http_auth_token);
+    free(c->http_tls_cert_file);
+    free(c->http_tls_key_file);
+    free(c->http_tls_cert);
+    if (c->http_tls_key)
+        explicit_bzero(c->http_tls_key, strlen(c->http_tls_key));
+    free(c->http_tls_key);
+    free(c->http_cors_origin);
     for (size_t i = 0; c->streams && i < c->nstreams; i++)
         stream_def_clear(&c->streams[i]);
     free(c->streams);

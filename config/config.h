@@ -23,6 +23,9 @@ typedef struct {
     size_t npartitions;
 } config_owned;
 
+/* http.auth.protect: which routes need the bearer token */
+enum { CFG_PROTECT_ADMIN = 0, CFG_PROTECT_ALL = 1 };
+
 typedef struct {
     /* kafka */
     char *brokers;              /* default "127.0.0.1:9092" */
@@ -48,6 +51,23 @@ typedef struct {
     char *http_host;            /* from http.listen, default "127.0.0.1" */
     int http_port;              /* default 8080; 0 = any free port */
     int http_threads;           /* default 2, 1..64 */
+    /* http security (read at load; http_key and http_auth_token are
+     * secrets: config_free wipes them) */
+    char *http_auth_token_file; /* http.auth.token_file, NULL: no auth */
+    char *http_auth_token;      /* the token in it, trailing newline stripped */
+    int http_auth_protect;      /* CFG_PROTECT_ADMIN (default) or CFG_PROTECT_ALL */
+    char *http_tls_cert_file;   /* http.tls.cert_file, NULL: plain HTTP */
+    char *http_tls_key_file;
+    char *http_tls_cert;        /* the PEM texts of both files */
+    char *http_tls_key;
+    char *http_cors_origin;     /* "*" or an origin; NULL (default): no CORS headers */
+    /* http.limits */
+    int http_max_body_bytes;    /* default 1048576 */
+    int http_max_query_bytes;   /* default 8192 */
+    int http_max_rows;          /* rows in one answer, default 100000 */
+    int http_max_connections;   /* default 1024 */
+    int http_max_connections_per_ip;   /* default 64 */
+    int http_connection_timeout_s;     /* idle timeout, default 30 */
 
     stream_def *streams;
     size_t nstreams;

@@ -57,8 +57,28 @@ struct cfg_key {
     cfg_custom_fn custom;           /* CK_CUSTOM */
 };
 
-/* The top-level table (config_keys.c). */
+/* Table entries: name, struct and field, then what the kind needs. */
+#define KEY_STR(n, st, f, d, ...) \
+    { .name = n, .kind = CK_STRING, .offset = offsetof(st, f), .def_str = d, __VA_ARGS__ }
+#define KEY_NAME(n, st, f, ...) \
+    { .name = n, .kind = CK_NAME, .offset = offsetof(st, f), __VA_ARGS__ }
+#define KEY_TOPIC(n, st, f, ...) \
+    { .name = n, .kind = CK_TOPIC, .offset = offsetof(st, f), __VA_ARGS__ }
+#define KEY_INT(n, st, f, lo, hi, d) \
+    { .name = n, .kind = CK_INT, .offset = offsetof(st, f), .min = lo, .max = hi, .def_int = d }
+#define KEY_ENUM(n, st, f, names, lo, hi, d, ...) \
+    { .name = n, .kind = CK_ENUM, .offset = offsetof(st, f), .name_of = names, \
+      .min = lo, .max = hi, .def_int = d, __VA_ARGS__ }
+#define KEY_ENUM_STR(n, st, f, names, lo, hi, d) \
+    { .name = n, .kind = CK_ENUM_STR, .offset = offsetof(st, f), .name_of = names, \
+      .min = lo, .max = hi, .def_int = d }
+#define KEY_SECTION(n, keys) { .name = n, .kind = CK_OBJECT, .sub = keys }
+#define KEY_CUSTOM(n, fn, ...) { .name = n, .kind = CK_CUSTOM, .custom = fn, __VA_ARGS__ }
+#define REQUIRED .required = true
+
+/* The top-level table (config_keys.c) and the http section's (config_http.c). */
 extern const cfg_key cfg_top_keys[];
+extern const cfg_key cfg_http_keys[];
 
 /* Walks obj (NULL: absent, fill defaults) with keys into target. */
 void cfg_object(cfg_ctx *ctx, const char *path, json_t *obj, const cfg_key *keys, void *target);

@@ -1,7 +1,7 @@
 /* config_keys.c - the key tables of every object in the config file, with
  * their defaults and bounds, and the custom checks that a table entry
  * cannot express: arrays of streams, views and metrics, kafka.options,
- * kafka.partitions, http.listen, and the rules that tie keys together
+ * kafka.partitions, and the rules that tie keys together
  * (a metric's field and type, a stream's time field and format, unique
  * names, a view's stream, an owned partition's topic).
  *
@@ -12,7 +12,6 @@
  */
 #include "config/config_int.h"
 
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,23 +21,7 @@
 #define MAX_DIMENSIONS 16
 #define MAX_METRICS 64
 
-#define KEY_STR(n, st, f, d, ...) \
-    { .name = n, .kind = CK_STRING, .offset = offsetof(st, f), .def_str = d, __VA_ARGS__ }
-#define KEY_NAME(n, st, f, ...) \
-    { .name = n, .kind = CK_NAME, .offset = offsetof(st, f), __VA_ARGS__ }
-#define KEY_TOPIC(n, st, f, ...) \
-    { .name = n, .kind = CK_TOPIC, .offset = offsetof(st, f), __VA_ARGS__ }
-#define KEY_INT(n, st, f, lo, hi, d) \
-    { .name = n, .kind = CK_INT, .offset = offsetof(st, f), .min = lo, .max = hi, .def_int = d }
-#define KEY_ENUM(n, st, f, names, lo, hi, d, ...) \
-    { .name = n, .kind = CK_ENUM, .offset = offsetof(st, f), .name_of = names, \
-      .min = lo, .max = hi, .def_int = d, __VA_ARGS__ }
-#define KEY_ENUM_STR(n, st, f, names, lo, hi, d) \
-    { .name = n, .kind = CK_ENUM_STR, .offset = offsetof(st, f), .name_of = names, \
-      .min = lo, .max = hi, .def_int = d }
-#define KEY_SECTION(n, keys) { .name = n, .kind = CK_OBJECT, .sub = keys }
-#define KEY_CUSTOM(n, fn, ...) { .name = n, .kind = CK_CUSTOM, .custom = fn, __VA_ARGS__ }
-#define REQUIRED .required = true
+/* The KEY_* table helpers live in config_int.h. */
 
 /* ---- names of enum values, as the tables want them ---- */
 
@@ -449,56 +432,7 @@ static const cfg_key batch_keys[] = {
     { 0 },
 };
 
-/* ---- http ---- */
-
-#define LISTEN_DEFAULT "127.0.0.1:8080"
-
-/* "HOST:PORT", HOST an IPv4 address or localhost, PORT 0..65535. */
-static int parse_listen(const char *s, char host[INET_ADDRSTRLEN], int *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s || colon - s >= INET_ADDRSTRLEN)
-        return -1;
-    char h[INET_ADDRSTRLEN];
-    memcpy(h, s, (size_t)(colon - s));
-    h[colon - s] = '\0';
-    const char *p = colon + 1;
-    size_t plen = strlen(p);
-    if (plen == 0 || plen > 5 || strspn(p, "0123456789") != plen || atoi(p) > 65535)
-        return -1;
-    struct in_addr a;
-    if (strcmp(h, "localhost") == 0)
-        a.s_addr = htonl(INADDR_LOOPBACK);
-    else if (inet_pton(AF_INET, h, &a) != 1)
-        return -1;
-    if (!inet_ntop(AF_INET, &a, host, INET_ADDRSTRLEN))
-        return -1;
-    *port = atoi(p);
-    return 0;
-}
-
-static void check_listen(cfg_ctx *ctx, const char *path, json_t *v, void *target)
-{
-    config *c = target;
-    if (v && !json_is_string(v)) {
-        cfg_err(ctx, path, "must be a string");
-        return;
-    }
-    char host[INET_ADDRSTRLEN];
-    if (parse_listen(v ? json_string_value(v) : LISTEN_DEFAULT, host, &c->http_port) < 0) {
-        cfg_err(ctx, path, "must be HOST:PORT with an IPv4 address or localhost and a port "
-                "from 0 to 65535 (0: any free port)");
-        return;
-    }
-    free(c->http_host);
-    c->http_host = cfg_strdup(ctx, host);
-}
-
-static const cfg_key http_keys[] = {
-    KEY_CUSTOM("listen", check_listen),
-    KEY_INT("threads", config, http_threads, 1, 64, 2),
-    { 0 },
-};
+/* ---- http: config_http.c ---- */
 
 /* ---- the top level ---- */
 
@@ -506,7 +440,7 @@ const cfg_key cfg_top_keys[] = {
     KEY_SECTION("kafka", kafka_keys),
     KEY_SECTION("archive", archive_keys),
     KEY_SECTION("batch", batch_keys),
-    KEY_SECTION("http", http_keys),
+    KEY_SECTION("http", cfg_http_keys),
     KEY_CUSTOM("streams", check_streams, REQUIRED),
     KEY_CUSTOM("views", check_views, REQUIRED),
     { 0 },

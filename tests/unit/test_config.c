@@ -91,6 +91,18 @@ static void test_defaults(void)
     CHECK_STR(c->http_host, "127.0.0.1");
     CHECK_INT(c->http_port, 8080);
     CHECK_INT(c->http_threads, 2);
+    CHECK(c->http_auth_token_file == NULL);
+    CHECK(c->http_auth_token == NULL);
+    CHECK_INT(c->http_auth_protect, CFG_PROTECT_ADMIN);
+    CHECK(c->http_tls_cert_file == NULL && c->http_tls_key_file == NULL);
+    CHECK(c->http_tls_cert == NULL && c->http_tls_key == NULL);
+    CHECK(c->http_cors_origin == NULL);
+    CHECK_INT(c->http_max_body_bytes, 1048576);
+    CHECK_INT(c->http_max_query_bytes, 8192);
+    CHECK_INT(c->http_max_rows, 100000);
+    CHECK_INT(c->http_max_connections, 1024);
+    CHECK_INT(c->http_max_connections_per_ip, 64);
+    CHECK_INT(c->http_connection_timeout_s, 30);
     CHECK_INT(c->nstreams, 1);
     CHECK_STR(c->streams[0].name, "s");
     CHECK_STR(c->streams[0].topic, "t");
@@ -553,6 +565,154 @@ static void test_files(void)
     }
 }
 
+/* http.auth, http.tls, http.cors_origin and http.limits (issue #4) */
+static void test_http_security(void)
+{
+    char buf[2048];
+    char *tok = write_temp("s3cr3t-T0ken_~+/=\r\n\n");
+    char *empty = write_temp("\n");
+    char *spaced = write_temp("two words\n");
+    char *cert = write_temp("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    char *key = write_temp("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+    CHECK(tok && empty && spaced && cert && key);
+    if (!tok || !empty || !spaced || !cert || !key)
+        goto out;
+
+    /* a token with its trailing newlines stripped; protect defaults to admin */
+    snprintf(buf, sizeof(buf), "{\"http\":{\"auth\":{\"token_file\":\"%s\"}}," MIN "}", tok);
+    config *c = LOAD_OK(buf);
+    if (c) {
+        CHECK_STR(c->http_auth_token, "s3cr3t-T0ken_~+/=");
+        CHECK_STR(c->http_auth_token_file, tok);
+        CHECK_INT(c->http_auth_protect, CFG_PROTECT_ADMIN);
+    }
+    config_free(c);
+    snprintf(buf, sizeof(buf), "{\"http\":{\"auth\":{\"token_file\":\"%s\",\"protect\":\"all\"},"
+             "\"tls\":{\"cert_file\":\"%s\",\"key_file\":\"%s\"},"
+             "\"cors_origin\":\"https://dash.example.com:8443\"}," MIN "}", tok, cert, key);
+    c = LOAD_OK(buf);
+    if (c) {
+        CHECK_INT(c->http_auth_protect, CFG_PROTECT_ALL);
+        CHECK_STR(c->http_tls_cert, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        CHECK_STR(c->http_tls_key, "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+        CHECK_STR(c->http_tls_cert_file, cert);
+        CHECK_STR(c->http_cors_origin, "https://dash.example.com:8443");
+    }
+    config_free(c);
+
+    /* auth problems, each with the file's path */
+    char want[512];
+    EXPECT_ERRORS("{\"http\":{\"auth\":{\"protect\":\"all\"}}," MIN "}",
+                  "http.auth.token_file: required");
+    EXPECT_ERRORS("{\"http\":{\"auth\":{\"token_file\":\"/nonexistent/token\",\"protect\":\"some\"}}," MIN "}",
+                  "http.auth.protect: must be one of admin, all");
+    EXPECT_ERRORS("{\"http\":{\"auth\":\"secret\"}," MIN "}", "http.auth: must be an object");
+    EXPECT_ERRORS("{\"http\":{\"auth\":{\"token_file\":\"/nonexistent/token\",\"user\":\"x\"}}," MIN "}",
+                  "http.auth.user: unknown key");
+    EXPECT_ERRORS("{\"http\":{\"auth\":{\"token_file\":\"/nonexistent/token\"}}," MIN "}",
+                  "http.auth.token_file: cannot read /nonexistent/token: No such file or directory");
+    EXPECT_ERRORS("{\"http\":{\"auth\":{\"token_file\":\"/tmp\"}}," MIN "}",
+                  "http.auth.token_file: cannot read /tmp: Is a directory");
+    snprintf(buf, sizeof(buf), "{\"http\":{\"auth\":{\"token_file\":\"%s\"}}," MIN "}", empty);
+    snprintf(want, sizeof(want), "http.auth.token_file: %s is empty", empty);
+    EXPECT_ERRORS(buf, want);
+    snprintf(buf, sizeof(buf), "{\"http\":{\"auth\":{\"token_file\":\"%s\"}}," MIN "}", spaced);
+    snprintf(want, sizeof(want),
+             "http.auth.token_file: %s must hold one token of printable ASCII characters without spaces",
+             spaced);
+    EXPECT_ERRORS(buf, want);
+    /* a file that is far too big for a token */
+    char *big = malloc(5000);
+    memset(big, 'x', 4097);
+    big[4097] = '\0';
+    char *bigf = write_temp(big);
+    free(big);
+    snprintf(buf, sizeof(buf), "{\"http\":{\"auth\":{\"token_file\":\"%s\"}}," MIN "}", bigf);
+    snprintf(want, sizeof(want), "http.auth.token_file: %s is larger than 4096 bytes", bigf);
+    EXPECT_ERRORS(buf, want);
+    unlink(bigf);
+    free(bigf);
+
+    /* tls: both files or neither, each PEM */
+    snprintf(buf, sizeof(buf), "{\"http\":{\"tls\":{\"cert_file\":\"%s\"}}," MIN "}", cert);
+    EXPECT_ERRORS(buf, "http.tls.key_file: required with http.tls.cert_file");
+    snprintf(buf, sizeof(buf), "{\"http\":{\"tls\":{\"key_file\":\"%s\"}}," MIN "}", key);
+    EXPECT_ERRORS(buf, "http.tls.cert_file: required with http.tls.key_file");
+    snprintf(buf, sizeof(buf), "{\"http\":{\"tls\":{\"cert_file\":\"%s\",\"key_file\":\"%s\"}}," MIN "}",
+             tok, "/nonexistent/key.pem");
+    snprintf(want, sizeof(want), "http.tls.cert_file: %s is not PEM (no -----BEGIN line)", tok);
+    EXPECT_ERRORS(buf, want, "http.tls.key_file: cannot read /nonexistent/key.pem: No such file or directory");
+    snprintf(buf, sizeof(buf), "{\"http\":{\"tls\":{\"cert_file\":\"%s\",\"key_file\":\"%s\"}}," MIN "}",
+             cert, empty);
+    char want2[512];
+    snprintf(want2, sizeof(want2), "http.tls.key_file: %s is not PEM (no -----BEGIN line)", empty);
+    EXPECT_ERRORS(buf, want2);
+    EXPECT_ERRORS("{\"http\":{\"tls\":{\"cert_file\":\"\",\"key_file\":7}}," MIN "}",
+                  "http.tls.cert_file: must not be empty", "http.tls.key_file: must be a string");
+    c = LOAD_OK("{\"http\":{\"tls\":{}}," MIN "}");   /* neither: plain HTTP */
+    if (c)
+        CHECK(c->http_tls_cert == NULL);
+    config_free(c);
+
+    /* cors */
+    static const char *const good_origins[] = {
+        "*", "http://localhost:3000", "https://dash.example.com", "https://10.0.0.1", "http://[::1]:8080",
+    };
+    for (size_t i = 0; i < sizeof(good_origins) / sizeof(good_origins[0]); i++) {
+        snprintf(buf, sizeof(buf), "{\"http\":{\"cors_origin\":\"%s\"}," MIN "}", good_origins[i]);
+        c = LOAD_OK(buf);
+        if (c)
+            CHECK_STR(c->http_cors_origin, good_origins[i]);
+        config_free(c);
+    }
+    static const char *const bad_origins[] = {
+        "", "**", "dash.example.com", "ftp://x", "https://", "https://dash.example.com/",
+        "https://a.com/path", "https://a.com:", "https://a.com:123456", "https://a b",
+        "https://a.com\\r\\nX-Injected: 1", "https://a.com,https://b.com", "https://[::1", "https://-a",
+    };
+    for (size_t i = 0; i < sizeof(bad_origins) / sizeof(bad_origins[0]); i++) {
+        snprintf(buf, sizeof(buf), "{\"http\":{\"cors_origin\":\"%s\"}," MIN "}", bad_origins[i]);
+        EXPECT_ERRORS(buf, "http.cors_origin: must be \"*\" or an origin such as "
+                      "https://dash.example.com (scheme://host[:port], without a path)");
+    }
+    EXPECT_ERRORS("{\"http\":{\"cors_origin\":true}," MIN "}", "http.cors_origin: must be a string");
+out:
+    for (char **f = (char *[]){tok, empty, spaced, cert, key, NULL}; *f; f++)
+        unlink(*f);
+    free(tok);
+    free(empty);
+    free(spaced);
+    free(cert);
+    free(key);
+}
+
+static void test_http_limits(void)
+{
+    config *c = LOAD_OK("{\"http\":{\"limits\":{\"max_body_bytes\":0,\"max_query_bytes\":65536,"
+                        "\"max_rows\":1,\"max_connections\":100000,\"max_connections_per_ip\":1,"
+                        "\"connection_timeout_s\":3600}}," MIN "}");
+    if (c) {
+        CHECK_INT(c->http_max_body_bytes, 0);
+        CHECK_INT(c->http_max_query_bytes, 65536);
+        CHECK_INT(c->http_max_rows, 1);
+        CHECK_INT(c->http_max_connections, 100000);
+        CHECK_INT(c->http_max_connections_per_ip, 1);
+        CHECK_INT(c->http_connection_timeout_s, 3600);
+    }
+    config_free(c);
+    EXPECT_ERRORS("{\"http\":{\"limits\":{\"max_body_bytes\":-1,\"max_query_bytes\":65537,"
+                  "\"max_rows\":0,\"max_connections\":0,\"max_connections_per_ip\":100001,"
+                  "\"connection_timeout_s\":0,\"max_header_bytes\":1}}," MIN "}",
+                  "http.limits.max_body_bytes: must be an integer between 0 and 1073741824",
+                  "http.limits.max_query_bytes: must be an integer between 1 and 65536",
+                  "http.limits.max_rows: must be an integer between 1 and 10000000",
+                  "http.limits.max_connections: must be an integer between 1 and 100000",
+                  "http.limits.max_connections_per_ip: must be an integer between 1 and 100000",
+                  "http.limits.connection_timeout_s: must be an integer between 1 and 3600",
+                  "http.limits.max_header_bytes: unknown key");
+    EXPECT_ERRORS("{\"http\":{\"limits\":[]}," MIN "}", "http.limits: must be an object");
+}
+
 static void test_resolution(void)
 {
     config *c = LOAD_OK(
@@ -807,6 +967,12 @@ static void test_examples(void)
         CHECK_STR(ex->http_host, min->http_host);
         CHECK_INT(ex->http_port, min->http_port);
         CHECK_INT(ex->http_threads, min->http_threads);
+        CHECK_INT(ex->http_max_body_bytes, min->http_max_body_bytes);
+        CHECK_INT(ex->http_max_query_bytes, min->http_max_query_bytes);
+        CHECK_INT(ex->http_max_rows, min->http_max_rows);
+        CHECK_INT(ex->http_max_connections, min->http_max_connections);
+        CHECK_INT(ex->http_max_connections_per_ip, min->http_max_connections_per_ip);
+        CHECK_INT(ex->http_connection_timeout_s, min->http_connection_timeout_s);
         const view_def *v = config_find_view(ex, "views_by_page", NULL);
         if (v) {
             CHECK_INT(v->gran, GRAN_MINUTE);
@@ -838,6 +1004,8 @@ int main(void)
     test_listen();
     test_partitions();
     test_limits();
+    test_http_security();
+    test_http_limits();
     test_syntax_and_comments();
     test_many_problems();
     test_files();
