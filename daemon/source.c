@@ -5,6 +5,10 @@
 #include "daemon/source.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "core/metrics.h"
 
 static int scan_view(void *ud, size_t view_idx, int (*fn)(const vrow *row, void *fnud),
                      void *fnud, serving_watermark *wm)
@@ -175,6 +179,151 @@ static int recompute(void *ud, long view_idx)
     return 0;
 }
 
+/* ---- GET /metrics: the figures read from the layers at scrape time ----
+ *
+ * Counters here mirror counts the layers keep (they only grow, as
+ * Prometheus counters must); the metrics that need a hook at the moment
+ * something happens (rejects by reason, commit latency, freshness, batch
+ * run durations) are defined where that happens, with core/metrics.h. */
+
+METRIC_GAUGE(m_build, "lambdad_build_info", "Always 1; the version is the label.", "version");
+METRIC_GAUGE(m_started, "lambdad_start_time_seconds", "When the process started, epoch seconds.");
+METRIC_GAUGE(m_recovered, "lambdad_recovered",
+             "1 once the live views are rebuilt from the archive, else 0.");
+METRIC_GAUGE(m_consuming, "lambdad_consuming", "1 while Kafka is being consumed, else 0.");
+METRIC_GAUGE(m_ready, "lambdad_ready", "1 when /readyz answers 200, else 0.");
+METRIC_COUNTER(m_consumed, "lambdad_events_consumed_total",
+               "Kafka messages read since the process started.");
+METRIC_COUNTER(m_archived, "lambdad_events_archived_total",
+               "Accepted events in the archive (all time, across restarts).");
+METRIC_COUNTER(m_rejected, "lambdad_events_rejected_total",
+               "Rejected messages in the archive (all time, across restarts).");
+METRIC_COUNTER(m_commits, "lambdad_archive_commits_total",
+               "Archive transactions committed since the process started.");
+METRIC_GAUGE(m_archive_bytes, "lambdad_archive_size_bytes", "The archive database and its WAL on disk.");
+METRIC_GAUGE(m_last_seq, "lambdad_archive_last_seq",
+             "Seq of the last archive chunk applied to the live views.");
+METRIC_GAUGE(m_lag, "lambdad_kafka_consumer_lag_messages",
+             "Messages in Kafka not archived yet (high watermark minus next offset).",
+             "topic", "partition");
+METRIC_GAUGE(m_next_offset, "lambdad_kafka_next_offset",
+             "Next Kafka offset to archive (the offset stored in the archive).", "topic", "partition");
+METRIC_GAUGE(m_hwm, "lambdad_kafka_high_watermark",
+             "Kafka's end of log as last seen by the consumer.", "topic", "partition");
+METRIC_GAUGE(m_pending_events, "lambdad_pending_events",
+             "Events sealed for the running batch run (P).");
+METRIC_GAUGE(m_live_events, "lambdad_live_events", "Events in the live tables (L).");
+METRIC_GAUGE(m_view_rows, "lambdad_view_rows",
+             "Rows (a time bucket and dimension values) held, by view and layer.", "view", "layer");
+METRIC_GAUGE(m_view_bytes, "lambdad_view_bytes", "Memory held, by view and layer.", "view", "layer");
+METRIC_GAUGE(m_view_available, "lambdad_view_available",
+             "1 when the view can be queried, 0 while it waits for a full recompute.", "view");
+METRIC_GAUGE(m_batch_seq, "lambdad_batch_seq", "R: the archive seq the batch views cover.");
+METRIC_GAUGE(m_batch_at, "lambdad_batch_swap_timestamp_seconds",
+             "When the batch views were last swapped in, epoch seconds (0: never).");
+METRIC_COUNTER(m_batch_runs, "lambdad_batch_runs_total", "Batch runs since the process started.");
+METRIC_COUNTER(m_batch_failures, "lambdad_batch_failures_total",
+               "Failed batch runs since the process started.");
+METRIC_GAUGE(m_batch_running, "lambdad_batch_running", "1 while a batch run is in progress.");
+METRIC_GAUGE(m_batch_success, "lambdad_batch_last_success_timestamp_seconds",
+             "When the last successful batch run ended, epoch seconds (0: none since start).");
+METRIC_GAUGE(m_batch_since, "lambdad_batch_seconds_since_success",
+             "Seconds since the last successful batch run ended, or since the process started "
+             "when none has.");
+METRIC_GAUGE(m_batch_duration, "lambdad_batch_last_duration_seconds",
+             "How long the last successful batch run took.");
+METRIC_GAUGE(m_batch_rows, "lambdad_batch_last_rows_scanned",
+             "Archived events the last successful batch run decoded.");
+METRIC_GAUGE(m_batch_next, "lambdad_batch_next_run_timestamp_seconds",
+             "When the next batch run is due, epoch seconds.");
+
+static void metrics_partitions(daemon_source *ds)
+{
+    for (size_t i = 0; i < ds->cfg->nstreams; i++) {
+        const char *topic = ds->cfg->streams[i].topic;
+        speed_partition parts[1024];
+        size_t n = speed_get_partitions(ds->sp, topic, parts, 1024);
+        for (size_t k = 0; k < n; k++) {
+            char pnum[16];
+            snprintf(pnum, sizeof(pnum), "%d", (int)parts[k].partition);
+            const char *const *labels = METRIC_LABELS(topic, pnum);
+            int64_t next = parts[k].next_offset >= 0 ? parts[k].next_offset : 0;
+            if (parts[k].next_offset >= 0)
+                metrics_gauge_set(&m_next_offset, labels, (double)parts[k].next_offset);
+            if (parts[k].high_watermark >= 0) {   /* unknown until the first fetch */
+                metrics_gauge_set(&m_hwm, labels, (double)parts[k].high_watermark);
+                int64_t lag = parts[k].high_watermark - next;
+                metrics_gauge_set(&m_lag, labels, (double)(lag > 0 ? lag : 0));
+            }
+        }
+    }
+}
+
+static void metrics_views(daemon_source *ds)
+{
+    for (size_t v = 0; v < ds->cfg->nviews; v++) {
+        const char *name = ds->cfg->views[v].name;
+        vstate_view_stats st;
+        vstate_get_view_stats(ds->vs, v, &st);
+        metrics_gauge_set(&m_view_rows, METRIC_LABELS(name, "batch"), (double)st.batch_rows);
+        metrics_gauge_set(&m_view_rows, METRIC_LABELS(name, "pending"), (double)st.pending_rows);
+        metrics_gauge_set(&m_view_rows, METRIC_LABELS(name, "live"), (double)st.live_rows);
+        metrics_gauge_set(&m_view_bytes, METRIC_LABELS(name, "batch"), (double)st.batch_bytes);
+        metrics_gauge_set(&m_view_bytes, METRIC_LABELS(name, "pending"), (double)st.pending_bytes);
+        metrics_gauge_set(&m_view_bytes, METRIC_LABELS(name, "live"), (double)st.live_bytes);
+        metrics_gauge_set(&m_view_available, METRIC_LABELS(name), st.available ? 1 : 0);
+    }
+}
+
+static void metrics_batch(daemon_source *ds, int64_t now)
+{
+    if (!ds->b)
+        return;
+    batch_status bs;
+    batch_get_status(ds->b, &bs);
+    metrics_counter_set(&m_batch_runs, NULL, (uint64_t)bs.runs);
+    metrics_counter_set(&m_batch_failures, NULL, (uint64_t)bs.failures);
+    metrics_gauge_set(&m_batch_running, NULL, bs.running ? 1 : 0);
+    metrics_gauge_set(&m_batch_success, NULL, (double)bs.last_run_at);
+    metrics_gauge_set(&m_batch_since, NULL,
+                      (double)(now - (bs.last_run_at > 0 ? bs.last_run_at : ds->started_at)));
+    metrics_gauge_set(&m_batch_duration, NULL, (double)bs.last_duration_ms / 1000.0);
+    metrics_gauge_set(&m_batch_rows, NULL, (double)bs.last_rows_scanned);
+    metrics_gauge_set(&m_batch_next, NULL, (double)bs.next_run_at);
+}
+
+static void collect_metrics(void *ud)
+{
+    daemon_source *ds = ud;
+    int64_t now = (int64_t)time(NULL);
+    metrics_gauge_set(&m_build, METRIC_LABELS(LAMBDAD_VERSION), 1);
+    metrics_gauge_set(&m_started, NULL, (double)ds->started_at);
+    const char *why;
+    metrics_gauge_set(&m_ready, NULL, ready(ds, &why) ? 1 : 0);
+    metrics_gauge_set(&m_recovered, NULL, atomic_load(&ds->recovered) ? 1 : 0);
+
+    speed_stats st;
+    speed_get_stats(ds->sp, &st);
+    metrics_gauge_set(&m_consuming, NULL, st.consuming ? 1 : 0);
+    metrics_counter_set(&m_consumed, NULL, (uint64_t)st.consumed);
+    metrics_counter_set(&m_archived, NULL, (uint64_t)st.archived_events);
+    metrics_counter_set(&m_rejected, NULL, (uint64_t)st.rejects);
+    metrics_counter_set(&m_commits, NULL, (uint64_t)st.commits);
+    metrics_gauge_set(&m_archive_bytes, NULL, (double)st.archive_bytes);
+
+    vstate_watermark w;
+    vstate_get_watermark(ds->vs, &w);
+    metrics_gauge_set(&m_last_seq, NULL, (double)w.last_seq);
+    metrics_gauge_set(&m_batch_seq, NULL, (double)w.batch_seq);
+    metrics_gauge_set(&m_batch_at, NULL, (double)w.batch_at);
+    metrics_gauge_set(&m_pending_events, NULL, (double)w.pending_events);
+    metrics_gauge_set(&m_live_events, NULL, (double)w.live_events);
+
+    metrics_partitions(ds);
+    metrics_views(ds);
+    metrics_batch(ds, now);
+}
+
 void daemon_source_init(daemon_source *ds, serving_source *src)
 {
     src->ud = ds;
@@ -182,4 +331,6 @@ void daemon_source_init(daemon_source *ds, serving_source *src)
     src->status = status;
     src->ready = ready;
     src->recompute = recompute;
+    src->metrics = collect_metrics;
+    ds->started_at = (int64_t)time(NULL);
 }

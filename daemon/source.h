@@ -17,6 +17,7 @@ typedef struct {
     vstate *vs;
     batch *b;
     atomic_bool recovered;
+    int64_t started_at;     /* epoch s, set by daemon_source_init (for /metrics) */
 } daemon_source;
 
 void daemon_source_init(daemon_source *ds, serving_source *src);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/metrics.h"
 #include "serving/jbuf.h"
 
 int64_t api_now_ms(void)
@@ -176,6 +177,26 @@ static void h_readyz(const api_ctx *ctx, const char *path, const qparam *p, size
     reply_take(r, 200, &b);
 }
 
+/* GET /metrics: the Prometheus text of the process-wide registry, after
+ * the source has set the figures it reads at scrape time. */
+static void h_metrics(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
+                      api_reply *r)
+{
+    if (ctx->src->metrics)
+        ctx->src->metrics(ctx->src->ud);
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(NULL, &text, &len) < 0) {
+        api_error(r, 500, "cannot render metrics", strlen("cannot render metrics"));
+        return;
+    }
+    free(r->body);
+    r->status = 200;
+    r->body = text;   /* ownership moves to the reply */
+    r->len = len;
+    r->content_type = METRICS_CONTENT_TYPE;
+}
+
 static void h_not_found(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
                         api_reply *r)
 {
@@ -250,6 +271,7 @@ static const route routes[] = {
     {"/healthz", M_EXACT, h_healthz, false},
     {"/readyz", M_EXACT, h_readyz, false},
     {"/v1/admin/recompute", M_EXACT, h_recompute, true},
+    {"/metrics", M_EXACT, h_metrics, false},
     {NULL, M_ANY, h_not_found, false},
 };
 
@@ -270,6 +292,14 @@ static bool matches(const route *rt, const char *path)
         return true;
     }
     return false;
+}
+
+const char *api_route(const char *path)
+{
+    const route *rt = routes;
+    while (!matches(rt, path))
+        rt++;
+    return rt->pattern ? rt->pattern : "other";
 }
 
 void api_dispatch(const api_ctx *ctx, const char *method, const char *path, const qparam *p,

@@ -22,6 +22,7 @@ typedef struct {
     char *body;               /* malloc'd JSON; NULL only when out of memory */
     size_t len;
     const char *allow;        /* the Allow header of a 405, else NULL */
+    const char *content_type; /* NULL: application/json */
 } api_reply;
 
 int64_t api_now_ms(void);     /* CLOCK_MONOTONIC in ms */
@@ -30,6 +31,11 @@ int64_t api_now_ms(void);     /* CLOCK_MONOTONIC in ms */
  * query string); the parameters are borrowed for the call only. */
 void api_dispatch(const api_ctx *ctx, const char *method, const char *path, const qparam *p,
                   size_t np, api_reply *r);
+
+/* The pattern of the route that path matches ("/v1/views/{view}/query"),
+ * or "other": the label of the HTTP metrics, whose values must not grow
+ * with what clients send. */
+const char *api_route(const char *path);
 
 /* An error reply: {"error":{"status":N,"message":"..."}}. */
 void api_error(api_reply *r, int status, const char *msg, size_t len);

@@ -1,17 +1,32 @@
-/* http.c - the libmicrohttpd server: listening socket, request plumbing,
- * size limits, and handing each request to api_dispatch().
+/* http.c - the libmicrohttpd server: listening socket, TLS, request
+ * plumbing, auth, CORS, limits, HTTP metrics, and handing each request to
+ * api_dispatch().
  *
  * Threads: serving_start/serving_stop run on the daemon's main thread;
- * requests run on libmicrohttpd's pool (cfg->http_threads epoll threads).
- * Each request owns a small req_state (freed by on_completed); nothing is
- * shared between requests, so there is no lock here.
+ * requests run on libmicrohttpd's pool (cfg->http_threads epoll threads,
+ * each serving many connections, so a slow client holds a connection but
+ * never a thread). Each request owns a small req_state (freed by
+ * on_completed) and each connection a conn_slot (conns.c, which locks its
+ * counts); the rest is the immutable config, so there is no lock here.
  *
- * Limits, checked before anything is buffered: a query string over 8 KiB
- * is a 413 (seen in the URI callback, before arguments are parsed); a body
- * over 1 MiB is a 413 when its Content-Length says so, and a chunked body
- * that grows past 1 MiB closes the connection. Smaller bodies are read and
- * discarded. Request lines and headers beyond the connection memory limit
- * (32 KiB) are refused by libmicrohttpd itself (414/431, its own body).
+ * Checks, in order, before anything is buffered (http.limits.* in the
+ * config):
+ *  - a connection over max_connections (503) or max_connections_per_ip
+ *    (429) gets a JSON error to its first request and is closed.
+ *    libmicrohttpd itself refuses connections a quarter (at least 8)
+ *    beyond those, so a client that never sends a request holds at most
+ *    that many;
+ *  - a query string over max_query_bytes is a 413 (seen in the URI
+ *    callback, before arguments are parsed);
+ *  - with CORS on, OPTIONS is a preflight: 204 with the allowed methods
+ *    and headers, no auth (browsers send no credentials in a preflight);
+ *  - a route that needs the bearer token (auth.c) without it: 401;
+ *  - a body over max_body_bytes is a 413 when its Content-Length says so,
+ *    and a chunked body that grows past it closes the connection. Smaller
+ *    bodies are read and discarded.
+ * Request lines and headers beyond the connection memory limit are refused
+ * by libmicrohttpd itself (414/431, its own body). A connection idle for
+ * connection_timeout_s is closed.
  *
  * We bind the socket ourselves and pass it with MHD_OPTION_LISTEN_SOCKET:
  * that way a failure to listen reports the real errno ("Address already in
@@ -27,29 +42,47 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <unistd.h>
 #include <microhttpd.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "serving/api.h"
+#include "serving/auth.h"
+#include "serving/conns.h"
 
-#define MAX_QUERY_STRING   (8 * 1024)
-#define MAX_BODY           (1024 * 1024)
-#define CONN_TIMEOUT_S     30
-#define CONN_LIMIT         1024      /* issue #4: make these configurable */
-#define PER_IP_CONN_LIMIT  256
-#define CONN_MEMORY_LIMIT  (32 * 1024)
+#define CONN_MEMORY_BASE   (32 * 1024)   /* request line and headers, plus the query string */
 #define LISTEN_BACKLOG     1024
+#define TLS_PRIORITIES     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+METRIC_COUNTER(m_requests, "lambdad_http_requests_total",
+               "HTTP requests answered, by route pattern and status code.", "route", "code");
+METRIC_HISTOGRAM(m_duration, "lambdad_http_request_duration_seconds",
+                 "Time from a request's headers to its answer, by route pattern.",
+                 metrics_buckets_latency, "route");
+METRIC_GAUGE(m_in_flight, "lambdad_http_requests_in_flight",
+             "HTTP requests whose headers are read and whose answer is not sent yet.");
+METRIC_GAUGE(m_connections, "lambdad_http_connections", "Open HTTP connections.");
+METRIC_COUNTER(m_refused, "lambdad_http_connections_refused_total",
+               "Connections answered with an error for being over a connection limit, by limit.",
+               "limit");
 
 struct serving {
     struct MHD_Daemon *mhd;
     api_ctx api;
+    const config *cfg;
+    conns *conns;
     int port;
+    /* the limits' error messages, written once */
+    char *msg_query, *msg_body, *msg_total, *msg_per_ip;
 };
 
 typedef struct {
     uint64_t body_bytes;     /* request body read (and discarded) so far */
+    struct timespec t0;      /* when the headers were in */
+    const char *route;       /* api_route(): the metrics' label */
 } req_state;
 
 /* The URI callback returns this marker instead of a req_state when the
@@ -58,7 +91,48 @@ static char uri_too_long;
 
 static const char oom_body[] = "{\"error\":{\"status\":500,\"message\":\"out of memory\"}}";
 
-static enum MHD_Result send_reply(struct MHD_Connection *con, api_reply *r)
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Counts the answer in the HTTP metrics. */
+static void count_reply(const req_state *st, unsigned status)
+{
+    char code[16];
+    snprintf(code, sizeof(code), "%u", status);
+    metrics_counter_add(&m_requests, METRIC_LABELS(st->route, code), 1);
+    metrics_observe(&m_duration, METRIC_LABELS(st->route), seconds_since(&st->t0));
+}
+
+static void add_cors(const serving *s, struct MHD_Response *resp)
+{
+    const char *origin = s->cfg->http_cors_origin;
+    if (!origin)
+        return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    /* A fixed origin is a per-origin answer to caches; "*" is the same for all. */
+    if (strcmp(origin, "*") != 0)
+        MHD_add_response_header(resp, "Vary", "Origin");
+}
+
+static enum MHD_Result queue(const serving *s, struct MHD_Connection *con, const req_state *st,
+                             unsigned status, struct MHD_Response *resp)
+{
+    add_cors(s, resp);
+    enum MHD_Result ret = MHD_queue_response(con, status, resp);
+    MHD_destroy_response(resp);
+    if (ret == MHD_YES && st)
+        count_reply(st, status);
+    return ret;
+}
+
+/* Sends r (freeing its body); close asks for the connection to be closed
+ * after the answer. */
+static enum MHD_Result send_reply(const serving *s, struct MHD_Connection *con,
+                                  const req_state *st, api_reply *r, bool close)
 {
     struct MHD_Response *resp;
     if (r->body) {
@@ -68,6 +142,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *con, api_reply *r)
             r->body = NULL;
     } else {
         r->status = 500;
+        r->content_type = NULL;
         resp = MHD_create_response_from_buffer(strlen(oom_body), (void *)oom_body,
                                                MHD_RESPMEM_PERSISTENT);
     }
@@ -75,23 +150,45 @@ static enum MHD_Result send_reply(struct MHD_Connection *con, api_reply *r)
         api_reply_clear(r);
         return MHD_NO;     /* closes the connection */
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->content_type ? r->content_type : "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (r->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    if (r->status == 503)
+    if (r->status == 503 || r->status == 429)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    enum MHD_Result ret = MHD_queue_response(con, (unsigned)r->status, resp);
-    MHD_destroy_response(resp);
+    if (r->status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    unsigned status = (unsigned)r->status;
     api_reply_clear(r);
-    return ret;
+    return queue(s, con, st, status, resp);
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *con, int status, const char *msg)
+static enum MHD_Result send_error(const serving *s, struct MHD_Connection *con,
+                                  const req_state *st, int status, const char *msg, bool close)
 {
     api_reply r = {0};
+    if (!msg)
+        msg = "out of memory";
     api_error(&r, status, msg, strlen(msg));
-    return send_reply(con, &r);
+    return send_reply(s, con, st, &r, close);
+}
+
+/* The answer to a CORS preflight: who may call, with what. */
+static enum MHD_Result send_preflight(const serving *s, struct MHD_Connection *con,
+                                      const req_state *st)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return queue(s, con, st, MHD_HTTP_NO_CONTENT, resp);
 }
 
 typedef struct {
@@ -118,6 +215,46 @@ static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+/* The absolute form "http://host/path" (RFC 9112 3.2.2) names /path. */
+static const char *path_of(const char *url)
+{
+    if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
+        const char *path = strchr(strstr(url, "//") + 2, '/');
+        return path ? path : "/";
+    }
+    return url;
+}
+
+/* First call of a request, with its headers: the checks that come before
+ * reading a body. */
+static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const char *path,
+                                  const char *method, bool query_too_long, req_state *st)
+{
+    const config *cfg = s->cfg;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_verdict v = conns_verdict(ci ? ci->socket_context : NULL);
+    if (v == CONN_OVER_TOTAL)
+        return send_error(s, con, st, 503, s->msg_total, true);
+    if (v == CONN_OVER_IP)
+        return send_error(s, con, st, 429, s->msg_per_ip, true);
+    if (query_too_long)
+        return send_error(s, con, st, 413, s->msg_query, false);
+    if (cfg->http_cors_origin && strcmp(method, "OPTIONS") == 0)
+        return send_preflight(s, con, st);
+    if (cfg->http_auth_token && auth_required(path, cfg->http_auth_protect) &&
+        !auth_header_ok(MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_AUTHORIZATION),
+                        cfg->http_auth_token))
+        return send_error(s, con, st, 401, "missing or invalid bearer token", false);
+    /* refuse an announced oversized body before reading it */
+    const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)cfg->http_max_body_bytes)
+        return send_error(s, con, st, 413, s->msg_body, false);
+    return MHD_YES;
+}
+
 /* A pool thread: called once with the headers, once per body piece, then
  * once more with *upload_data_size == 0 when the request is complete. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
@@ -126,34 +263,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
                                   void **req_cls)
 {
     serving *s = cls;
-    if (*req_cls == &uri_too_long)
-        return send_error(con, 413, "query string too long (limit 8192 bytes)");
-
+    const char *path = path_of(url);
     req_state *st = *req_cls;
-    if (!st) {
-        /* headers are in: refuse an announced oversized body before reading it */
-        const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > MAX_BODY)
-            return send_error(con, 413, "request body too large (limit 1048576 bytes)");
-        st = calloc(1, sizeof(*st));
-        if (!st)
+    if (!st || *req_cls == &uri_too_long) {
+        bool too_long = *req_cls == &uri_too_long;
+        if (!(st = calloc(1, sizeof(*st))))
             return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &st->t0);
+        st->route = api_route(path);
         *req_cls = st;   /* freed by on_completed */
-        return MHD_YES;
+        metrics_gauge_add(&m_in_flight, NULL, 1);
+        return on_headers(s, con, path, method, too_long, st);
     }
     if (*upload_data_size) {
         st->body_bytes += *upload_data_size;
         *upload_data_size = 0;   /* discarded: no route takes a body */
-        if (st->body_bytes > MAX_BODY)
+        if (st->body_bytes > (uint64_t)s->cfg->http_max_body_bytes)
             return MHD_NO;       /* a chunked body past the limit: close */
         return MHD_YES;
-    }
-
-    /* the absolute form "http://host/path" (RFC 9112 3.2.2) names /path */
-    if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
-        const char *path = strchr(strstr(url, "//") + 2, '/');
-        url = path ? path : "/";
     }
 
     param_list params = {0};
@@ -162,30 +289,56 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     if (params.oom)
         api_error(&r, 500, "out of memory", strlen("out of memory"));
     else
-        api_dispatch(&s->api, method, url, params.p, params.n, &r);
+        api_dispatch(&s->api, method, path, params.p, params.n, &r);
     free(params.p);
     if (r.status >= 500 && r.status != 503)
-        log_warn("HTTP %s %s: %d %.*s", method, url, r.status, r.body ? (int)r.len : 0,
+        log_warn("HTTP %s %s: %d %.*s", method, path, r.status, r.body ? (int)r.len : 0,
                  r.body ? r.body : "");
-    return send_reply(con, &r);
+    return send_reply(s, con, st, &r, false);
 }
 
 /* A pool thread: the request is over (answered, failed or timed out). */
 static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    if (*req_cls != &uri_too_long)
+    if (*req_cls && *req_cls != &uri_too_long) {
+        metrics_gauge_add(&m_in_flight, NULL, -1);
         free(*req_cls);
+    }
     *req_cls = NULL;
 }
 
 /* A pool thread, before the URI is parsed: the raw request target. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
 {
+    const serving *s = cls;
     const char *q = strchr(uri, '?');
-    if (q && strlen(q + 1) > MAX_QUERY_STRING)
+    if (q && strlen(q + 1) > (size_t)s->cfg->http_max_query_bytes)
         return &uri_too_long;
     return NULL;
+}
+
+/* A pool thread: a connection was accepted or closed. */
+static void on_connection(void *cls, struct MHD_Connection *con, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    serving *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        conn_slot *slot = NULL;
+        conn_verdict v = conns_open(s->conns, ci ? ci->client_addr : NULL, &slot);
+        *socket_context = slot;   /* released below, when the connection closes */
+        metrics_gauge_add(&m_connections, NULL, 1);
+        if (v != CONN_OK)
+            metrics_counter_add(&m_refused, METRIC_LABELS(v == CONN_OVER_TOTAL
+                                                              ? "max_connections"
+                                                              : "max_connections_per_ip"), 1);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conns_close(s->conns, *socket_context);
+        *socket_context = NULL;
+        metrics_gauge_add(&m_connections, NULL, -1);
+    }
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -245,33 +398,92 @@ static int open_listener(const char *host, int port, int *family, char **errmsg)
     return -err;
 }
 
+/* libmicrohttpd's own hard limit, past ours: room for the connections
+ * that get our JSON error, bounded. */
+static unsigned hard_limit(int limit)
+{
+    unsigned extra = (unsigned)limit / 4;
+    return (unsigned)limit + (extra < 8 ? 8 : extra);
+}
+
+static int write_messages(serving *s)
+{
+    const config *c = s->cfg;
+    if (asprintf(&s->msg_query, "query string too long (limit %d bytes)",
+                 c->http_max_query_bytes) < 0)
+        s->msg_query = NULL;
+    if (asprintf(&s->msg_body, "request body too large (limit %d bytes)",
+                 c->http_max_body_bytes) < 0)
+        s->msg_body = NULL;
+    if (asprintf(&s->msg_total, "too many open connections (http.limits.max_connections = %d)",
+                 c->http_max_connections) < 0)
+        s->msg_total = NULL;
+    if (asprintf(&s->msg_per_ip, "too many open connections from your address "
+                 "(http.limits.max_connections_per_ip = %d)", c->http_max_connections_per_ip) < 0)
+        s->msg_per_ip = NULL;
+    return s->msg_query && s->msg_body && s->msg_total && s->msg_per_ip ? 0 : -ENOMEM;
+}
+
+static void serving_free(serving *s)
+{
+    conns_free(s->conns);
+    free(s->msg_query);
+    free(s->msg_body);
+    free(s->msg_total);
+    free(s->msg_per_ip);
+    free(s);
+}
+
 int serving_start(const config *cfg, const serving_source *src, serving **out, char **errmsg)
 {
     *out = NULL;
     *errmsg = NULL;
-    int family = AF_INET;
+    int family = AF_INET, rc;
+    bool tls = cfg->http_tls_cert && cfg->http_tls_key;
+    if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        *errmsg = strdup("http.tls is set, but this libmicrohttpd was built without TLS support");
+        return -ENOTSUP;
+    }
     serving *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
+    s->cfg = cfg;
     s->api = (api_ctx){.cfg = cfg, .src = src, .started_ms = api_now_ms()};
+    if ((rc = write_messages(s)) < 0 ||
+        (rc = conns_new((size_t)cfg->http_max_connections, (size_t)cfg->http_max_connections_per_ip,
+                        &s->conns)) < 0) {
+        serving_free(s);
+        return rc;
+    }
     int fd = open_listener(cfg->http_host, cfg->http_port, &family, errmsg);
     if (fd < 0) {
-        free(s);
+        serving_free(s);
         return fd;
     }
+    /* TLS options only with TLS: libmicrohttpd refuses them otherwise */
+    struct MHD_OptionItem tls_opts[] = {
+        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)cfg->http_tls_key},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->http_tls_cert},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY |
-                     MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+                     (tls ? MHD_USE_TLS : 0);
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, fd,   /* the daemon closes it when it stops */
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_CONN_LIMIT,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, hard_limit(cfg->http_max_connections),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, hard_limit(cfg->http_max_connections_per_ip),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONN_MEMORY_BASE + 2 * (size_t)cfg->http_max_query_bytes,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!s->mhd) {
         /* libmicrohttpd leaves the socket open when it rejects its options
@@ -279,8 +491,10 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         if (fcntl(fd, F_GETFD) != -1)
             close(fd);
         *errmsg = listen_error(cfg->http_host, cfg->http_port,
-                               "cannot start the HTTP server (libmicrohttpd)");
-        free(s);
+                               tls ? "cannot start the HTTPS server (libmicrohttpd; does "
+                                     "http.tls.key_file hold the key of http.tls.cert_file?)"
+                                   : "cannot start the HTTP server (libmicrohttpd)");
+        serving_free(s);
         return -EIO;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -306,6 +520,6 @@ void serving_stop(serving *s)
     if (!s)
         return;
     if (s->mhd)
-        MHD_stop_daemon(s->mhd);
-    free(s);
+        MHD_stop_daemon(s->mhd);   /* closes every connection: the slots are released */
+    serving_free(s);
 }

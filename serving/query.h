@@ -55,6 +55,7 @@ typedef struct {
     int order_by;        /* index into metrics[] (not the view's), -1: none */
     bool asc;
     size_t limit;        /* 0: none */
+    size_t max_rows;     /* http.limits.max_rows: a larger answer is a 413; 0: none */
 } query;
 
 /* An error for the client: HTTP status and message bytes (malloc'd). */

@@ -20,7 +20,10 @@ typedef struct {
     const query *q;
     vtable *t;
     dimval *key;          /* q->ngroup values, scratch for the upsert */
+    size_t cap;           /* more result rows than this: stop, the answer is too big; 0: none */
 } scan_ctx;
+
+#define SCAN_TOO_MANY 1   /* scan_row's "stop": over http.limits.max_rows */
 
 static bool dim_matches(const dimval *d, const qfilter *f)
 {
@@ -47,6 +50,8 @@ static int scan_row(const vrow *r, void *ud)
     cell *cells = vtable_upsert(c->t, gran_floor(q->gran, r->bucket), c->key);
     if (!cells)
         return -ENOMEM;
+    if (c->cap && vtable_rows(c->t) > c->cap)
+        return SCAN_TOO_MANY;   /* stop early: the lock is released, the memory bounded */
     for (size_t m = 0; m < q->nmetrics; m++)
         cell_merge(&cells[m], &r->cells[q->metrics[m]]);
     return 0;
@@ -331,7 +336,23 @@ int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
         rc = fail_run(err, -ENOMEM, "cannot run query");
         goto out;
     }
+    /* Only a limit above max_rows (or none) can let the answer grow past it. */
+    if (q->max_rows && (q->limit == 0 || q->limit > q->max_rows))
+        ctx.cap = q->max_rows;
     rc = src->scan_view(src->ud, q->view_idx, scan_row, &ctx, &wm);
+    if (rc == SCAN_TOO_MANY) {
+        qerror_clear(err);
+        err->status = 413;
+        jbuf b;
+        jb_init(&b);
+        jb_lit(&b, "answer has more than ");
+        jb_int(&b, (int64_t)q->max_rows);
+        jb_lit(&b, " rows (http.limits.max_rows); add a limit or narrow the query "
+                   "(from/to, filter, group_by or a coarser granularity)");
+        err->msg = jb_take(&b, &err->len);
+        rc = -E2BIG;
+        goto out;
+    }
     if (rc == -EAGAIN) {
         /* The source cannot answer exactly yet (recovery or a recompute of
          * this view is running): say so instead of a partial answer. */

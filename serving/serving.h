@@ -31,6 +31,10 @@ typedef struct {
     /* Starts a batch run now (POST /v1/admin/recompute); view_idx >= 0 also
      * recomputes that view in full. 0, or a negative code. May be NULL. */
     int (*recompute)(void *ud, long view_idx);
+    /* Called on an HTTP thread just before GET /metrics renders the
+     * process-wide registry (core/metrics.h): sets the metrics that are
+     * read from the layers at scrape time. May be NULL. */
+    void (*metrics)(void *ud);
 } serving_source;
 
 typedef struct serving serving;

@@ -27,6 +27,9 @@ static view_def views[] = {
      .metrics = metrics, .nmetrics = 2},
 };
 static config cfg = {.http_host = "127.0.0.1", .http_port = 0, .http_threads = 2,
+                     .http_max_body_bytes = 1048576, .http_max_query_bytes = 8192,
+                     .http_max_rows = 100000, .http_max_connections = 1024,
+                     .http_max_connections_per_ip = 64, .http_connection_timeout_s = 30,
                      .views = views, .nviews = 1, .fingerprint = "0123456789abcdef"};
 
 /* ---- the fake source ---- */
