@@ -13,9 +13,11 @@
  * config):
  *  - a connection over max_connections (503) or max_connections_per_ip
  *    (429) gets a JSON error to its first request and is closed.
- *    libmicrohttpd itself refuses connections a quarter (at least 8)
- *    beyond those, so a client that never sends a request holds at most
- *    that many;
+ *    libmicrohttpd itself refuses connections from one address a quarter
+ *    (at least 8) beyond max_connections_per_ip, so a client that never
+ *    sends a request holds at most that many; its total limit is as much
+ *    beyond max_connections, times the threads (it splits the total among
+ *    them, and one thread may get most connections);
  *  - a query string over max_query_bytes is a 413 (seen in the URI
  *    callback, before arguments are parsed);
  *  - with CORS on, OPTIONS is a preflight: 204 with the allowed methods
@@ -476,7 +478,10 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         MHD_OPTION_LISTEN_SOCKET, fd,   /* the daemon closes it when it stops */
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_connection_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, hard_limit(cfg->http_max_connections),
+        /* libmicrohttpd splits this among the pool's threads, each of which
+         * may get most connections: each gets the whole */
+        MHD_OPTION_CONNECTION_LIMIT,
+        hard_limit(cfg->http_max_connections) * (unsigned)cfg->http_threads,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, hard_limit(cfg->http_max_connections_per_ip),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)CONN_MEMORY_BASE + 2 * (size_t)cfg->http_max_query_bytes,
