@@ -4,6 +4,7 @@
  * Sockets have receive timeouts, so a hung server fails the test instead
  * of hanging it; nothing asserts on speed. */
 #include "serving/serving.h"
+#include "core/metrics.h"
 #include "tests/unit/check.h"
 
 #include <arpa/inet.h>
@@ -66,9 +67,16 @@ static int fake_recompute(void *ud, long view_idx)
     return 0;
 }
 
+METRIC_COUNTER(m_scrapes, "lambdad_test_scrapes_total", "Calls of the source's metrics callback.");
+
+static void fake_metrics(void *ud)
+{
+    metrics_counter_add(&m_scrapes, NULL, 1);
+}
+
 static const serving_source src = {
     .scan_view = fake_scan, .status = fake_status, .ready = fake_ready,
-    .recompute = fake_recompute,
+    .recompute = fake_recompute, .metrics = fake_metrics,
 };
 
 static void add(int64_t ts, const char *page, double bytes)
@@ -345,6 +353,40 @@ static void test_routes(void)
     response_clear(&r);
 }
 
+/* GET /metrics: the registry's text, after the source's callback; the
+ * requests made so far are counted by route pattern and status. */
+static void test_metrics(void)
+{
+    response r = get("/metrics");
+    CHECK_INT(r.status, 200);
+    CHECK_STR(header(&r, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+    /* counted by pattern: 10 different unknown paths are one series */
+    static const char *const want[] = {
+        "# TYPE lambdad_test_scrapes_total counter\nlambdad_test_scrapes_total 1\n",
+        "lambdad_http_requests_total{route=\"/healthz\",code=\"200\"} 4\n",   /* HEAD too */
+        "lambdad_http_requests_total{route=\"/readyz\",code=\"503\"} 1\n",
+        "lambdad_http_requests_total{route=\"/v1/admin/recompute\",code=\"202\"} 2\n",
+        "lambdad_http_requests_total{route=\"/v1/views/{view}/query\",code=\"400\"} 9\n",
+        "lambdad_http_requests_total{route=\"/v1/views/{view}/query\",code=\"404\"} 2\n",
+        "lambdad_http_requests_total{route=\"other\",code=\"404\"} 10\n",
+        "lambdad_http_request_duration_seconds_count{route=\"/healthz\"} 4\n",
+        "lambdad_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 4\n",
+        "lambdad_http_requests_in_flight 1\n",   /* this one */
+        "lambdad_http_connections 1\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!r.body || !strstr(r.body, want[i])) {
+            fprintf(stderr, "/metrics lacks: %s", want[i]);
+            check_failures++;
+        }
+    CHECK(r.body && !strstr(r.body, "/nope"));
+    response_clear(&r);
+    r = get("/metrics");
+    CHECK(r.body && strstr(r.body, "lambdad_test_scrapes_total 2\n"));
+    CHECK(r.body && strstr(r.body, "lambdad_http_requests_total{route=\"/metrics\",code=\"200\"} 1\n"));
+    response_clear(&r);
+}
+
 static void test_keepalive(void)
 {
     /* two requests on one connection, the second sent before the first answer is read */
@@ -591,6 +633,7 @@ int main(void)
 
     test_routes();
     test_recompute();
+    test_metrics();
     test_keepalive();
     test_limits();
     test_idle_client();

@@ -528,6 +528,30 @@ static void test_order_limit(void)
          "\"metrics\":{\"views\":2}}]," WM);
 }
 
+/* http.limits.max_rows: an answer that would hold more rows is a 413 */
+static void test_max_rows(void)
+{
+    cfg.http_max_rows = 2;   /* pages: /a, /b and /c */
+    Q_ERR("granularity=all&group_by=page&metrics=views", 413,
+          "answer has more than 2 rows (http.limits.max_rows); add a limit or narrow the query "
+          "(from/to, filter, group_by or a coarser granularity)");
+    Q_ERR("granularity=all&group_by=page&metrics=views&limit=3", 413,
+          "answer has more than 2 rows (http.limits.max_rows); add a limit or narrow the query "
+          "(from/to, filter, group_by or a coarser granularity)");
+    /* a limit within max_rows is never refused, whatever the table holds */
+    Q_OK("granularity=all&group_by=page&metrics=views&order_by=views&limit=2",
+         "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
+         "{\"dims\":{\"page\":\"/a\"},\"metrics\":{\"views\":7}},"
+         "{\"dims\":{\"page\":\"/b\"},\"metrics\":{\"views\":3}}]," WM);
+    Q_OK("granularity=all&group_by=page&metrics=views&filter=page:/a,page:/c",
+         "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
+         "{\"dims\":{\"page\":\"/a\"},\"metrics\":{\"views\":7}},"
+         "{\"dims\":{\"page\":\"/c\"},\"metrics\":{\"views\":1}}]," WM);
+    cfg.http_max_rows = 3;   /* exactly max_rows rows: fine */
+    CHECK_INT(run("pages", "granularity=all&group_by=page&metrics=views"), 200);
+    cfg.http_max_rows = 0;
+}
+
 static void test_raw_values(void)
 {
     /* null first, then bytewise ("" < "a" < "ab" < "b"), two layers merged;
@@ -669,6 +693,7 @@ int main(void)
     test_group_filter();
     test_range();
     test_order_limit();
+    test_max_rows();
     test_raw_values();
     test_numbers();
     free(body);
