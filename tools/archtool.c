@@ -1,0 +1,243 @@
+/* archtool.c - lambdad-archive: reads a lambdad archive back out, for
+ * operators and for bench/run's sqlite3 baseline.
+ *
+ *   lambdad-archive dump --stream NAME [--from-seq N] [--to-seq N] [--meta] ARCHIVE
+ *   lambdad-archive stats ARCHIVE
+ *
+ * The archive stores events in zstd-compressed chunks that no other tool can
+ * read; `dump` prints them as JSON lines (one accepted event per line, in
+ * seq order, in offset order within a chunk), through archive.h's arch_scan
+ * on an ARCH_READONLY connection, so it is safe while lambdad runs (it sees
+ * the archive as of its start: WAL snapshot). `--meta` wraps each event
+ * with where it came from. `stats` prints the totals as one JSON object.
+ *
+ * Runs on the caller's thread; the only shared state is getopt's.
+ */
+#include "tools/archtool.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "archive/archive.h"
+
+#define PROG "lambdad-archive"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: " PROG " dump --stream NAME [--from-seq N] [--to-seq N] [--meta] ARCHIVE\n"
+            "       " PROG " stats ARCHIVE\n"
+            "\n"
+            "Reads a lambdad archive (read-only; safe while lambdad runs).\n"
+            "\n"
+            "  dump     print the accepted events of stream NAME as JSON lines, in\n"
+            "           archive order (seq, then Kafka offset within a chunk)\n"
+            "    -s, --stream NAME  the stream (required)\n"
+            "        --from-seq N   only chunks with seq > N (default 0)\n"
+            "        --to-seq N     only chunks with seq <= N (default: all)\n"
+            "        --meta         print {\"seq\":S,\"partition\":P,\"offset\":O,\"ts_ms\":T,\n"
+            "                       \"event\":EVENT} instead of the bare event\n"
+            "  stats    print the archive's totals as one JSON object: events, rejects,\n"
+            "           chunks, last_seq, file_bytes, payload_bytes\n"
+            "\n"
+            "  -h, --help           this text\n"
+            "\n"
+            "A line break inside an event (JSON whitespace) is printed as a space, so\n"
+            "every line is one complete JSON value. Exit status: 0, 1 on an error, 2 on\n"
+            "bad usage.\n");
+}
+
+/* The payload without its line end; see archtool_write_line. */
+static void write_event(FILE *out, const char *p, size_t len)
+{
+    bool in_str = false, esc = false;
+    size_t from = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        }
+        if (c != '\n' && c != '\r')
+            continue;
+        fwrite(p + from, 1, i - from, out);
+        if (in_str)
+            fputs(c == '\n' ? "\\n" : "\\r", out);
+        else
+            fputc(' ', out);
+        from = i + 1;
+    }
+    fwrite(p + from, 1, len - from, out);
+}
+
+int archtool_write_line(FILE *out, const char *p, size_t len)
+{
+    write_event(out, p, len);
+    fputc('\n', out);
+    return ferror(out) ? -EIO : 0;
+}
+
+struct dump_ctx {
+    FILE *out;
+    bool meta;
+    bool write_failed;
+};
+
+static int dump_one(const arch_event *ev, void *ud)
+{
+    struct dump_ctx *d = ud;
+    if (!d->meta) {
+        d->write_failed = archtool_write_line(d->out, ev->payload, ev->len) < 0;
+        return d->write_failed; /* non-zero stops the scan */
+    }
+    fprintf(d->out,
+            "{\"seq\":%" PRId64 ",\"partition\":%" PRId32 ",\"offset\":%" PRId64
+            ",\"ts_ms\":%" PRId64 ",\"event\":",
+            ev->seq, ev->partition, ev->offset, ev->ts_ms);
+    write_event(d->out, ev->payload, ev->len);
+    fputs("}\n", d->out);
+    d->write_failed = ferror(d->out) != 0;
+    return d->write_failed;
+}
+
+static int parse_seq(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < 0)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int open_ro(const char *path, arch **a, FILE *err)
+{
+    char *msg = NULL;
+    int r = arch_open(path, ARCH_READONLY, 3, a, &msg);
+    if (r < 0) {
+        fprintf(err, PROG ": %s: %s\n", path, msg ? msg : strerror(-r));
+        free(msg);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_dump(int argc, char **argv, FILE *out, FILE *err)
+{
+    const char *stream = NULL;
+    int64_t lo = 0, hi = INT64_MAX;
+    bool meta = false;
+    enum { O_FROM = 256, O_TO, O_META };
+    static const struct option longopts[] = {
+        {"stream", required_argument, NULL, 's'}, {"from-seq", required_argument, NULL, O_FROM},
+        {"to-seq", required_argument, NULL, O_TO}, {"meta", no_argument, NULL, O_META},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': stream = optarg; break;
+        case O_FROM:
+        case O_TO:
+            if (parse_seq(optarg, c == O_FROM ? &lo : &hi) < 0) {
+                fprintf(err, PROG ": %s: expected a seq (integer >= 0), got '%s'\n",
+                        c == O_FROM ? "--from-seq" : "--to-seq", optarg);
+                return 2;
+            }
+            break;
+        case O_META: meta = true; break;
+        case 'h': usage(out); return 0;
+        default:
+            fprintf(err, PROG ": dump: bad option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (!stream) {
+        fprintf(err, PROG ": dump: --stream is required\n");
+        return 2;
+    }
+    if (optind != argc - 1) {
+        fprintf(err, PROG ": dump: expected one ARCHIVE\n");
+        return 2;
+    }
+    arch *a = NULL;
+    if (open_ro(argv[optind], &a, err))
+        return 1;
+    struct dump_ctx d = {out, meta, false};
+    char *msg = NULL;
+    int r = arch_scan(a, stream, lo, hi, 1, 0, dump_one, &d, &msg);
+    int rc = 0;
+    if (d.write_failed) {
+        fprintf(err, PROG ": write error\n");
+        rc = 1;
+    } else if (r < 0) {
+        fprintf(err, PROG ": %s: %s\n", argv[optind], msg ? msg : strerror(-r));
+        rc = 1;
+    } else if (fflush(out) != 0) {
+        fprintf(err, PROG ": write error\n");
+        rc = 1;
+    }
+    free(msg);
+    arch_close(a);
+    return rc;
+}
+
+static int cmd_stats(int argc, char **argv, FILE *out, FILE *err)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+            usage(out);
+            return 0;
+        }
+        fprintf(err, PROG ": stats: expected one ARCHIVE\n");
+        return 2;
+    }
+    arch *a = NULL;
+    if (open_ro(argv[1], &a, err))
+        return 1;
+    arch_stats st;
+    int r = arch_get_stats(a, &st);
+    arch_close(a);
+    if (r < 0) {
+        fprintf(err, PROG ": %s: %s\n", argv[1], strerror(-r));
+        return 1;
+    }
+    fprintf(out,
+            "{\"events\":%" PRId64 ",\"rejects\":%" PRId64 ",\"chunks\":%" PRId64
+            ",\"last_seq\":%" PRId64 ",\"file_bytes\":%" PRId64 ",\"payload_bytes\":%" PRId64 "}\n",
+            st.events, st.rejects, st.chunks, st.last_seq, st.file_bytes, st.payload_bytes);
+    return fflush(out) == 0 ? 0 : 1;
+}
+
+int archtool_main(int argc, char **argv, FILE *out, FILE *err)
+{
+    optind = 0; /* GNU getopt: full re-initialisation for every call */
+    opterr = 0; /* our own messages, to err */
+    if (argc < 2) {
+        usage(err);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+        usage(out);
+        return 0;
+    }
+    if (!strcmp(cmd, "dump"))
+        return cmd_dump(argc - 1, argv + 1, out, err);
+    if (!strcmp(cmd, "stats"))
+        return cmd_stats(argc - 1, argv + 1, out, err);
+    fprintf(err, PROG ": unknown command '%s' (dump, stats)\n", cmd);
+    return 2;
+}
