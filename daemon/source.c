@@ -5,8 +5,11 @@
 #include "daemon/source.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/metrics.h"
 
@@ -187,7 +190,12 @@ static int recompute(void *ud, long view_idx)
  * run durations) are defined where that happens, with core/metrics.h. */
 
 METRIC_GAUGE(m_build, "lambdad_build_info", "Always 1; the version is the label.", "version");
-METRIC_GAUGE(m_started, "lambdad_start_time_seconds", "When the process started, epoch seconds.");
+/* The process: under the names every Prometheus client library uses, so
+ * stock dashboards and alerts find them. */
+METRIC_GAUGE(m_started, "process_start_time_seconds", "When the process started, epoch seconds.");
+METRIC_GAUGE(m_rss, "process_resident_memory_bytes", "Resident memory size in bytes.");
+METRIC_GAUGE(m_fds, "process_open_fds", "Number of open file descriptors.");
+METRIC_GAUGE(m_max_fds, "process_max_fds", "Maximum number of open file descriptors.");
 METRIC_GAUGE(m_recovered, "lambdad_recovered",
              "1 once the live views are rebuilt from the archive, else 0.");
 METRIC_GAUGE(m_consuming, "lambdad_consuming", "1 while Kafka is being consumed, else 0.");
@@ -292,6 +300,28 @@ static void metrics_batch(daemon_source *ds, int64_t now)
     metrics_gauge_set(&m_batch_next, NULL, (double)bs.next_run_at);
 }
 
+static void metrics_process(void)
+{
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (f) {
+        if (fscanf(f, "%*d %ld", &pages) == 1)   /* size, then resident pages */
+            metrics_gauge_set(&m_rss, NULL, (double)pages * (double)sysconf(_SC_PAGESIZE));
+        fclose(f);
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        long n = 0;
+        for (struct dirent *e; (e = readdir(d));)
+            n += e->d_name[0] != '.';
+        closedir(d);
+        metrics_gauge_set(&m_fds, NULL, (double)(n - 1));   /* without opendir's own */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        metrics_gauge_set(&m_max_fds, NULL, rl.rlim_cur == RLIM_INFINITY ? -1 : (double)rl.rlim_cur);
+}
+
 static void collect_metrics(void *ud)
 {
     daemon_source *ds = ud;
@@ -322,6 +352,7 @@ static void collect_metrics(void *ud)
     metrics_partitions(ds);
     metrics_views(ds);
     metrics_batch(ds, now);
+    metrics_process();
 }
 
 void daemon_source_init(daemon_source *ds, serving_source *src)
