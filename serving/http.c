@@ -87,8 +87,10 @@ typedef struct {
     const char *route;       /* api_route(): the metrics' label */
 } req_state;
 
-/* The URI callback returns this marker instead of a req_state when the
- * query string is over the limit, so nothing is allocated for it. */
+/* The URI callback returns this marker when the query string is over the
+ * limit: it allocates nothing, because libmicrohttpd calls on_completed
+ * only for requests that reached on_request, which replaces the marker
+ * with a req_state. */
 static char uri_too_long;
 
 static const char oom_body[] = "{\"error\":{\"status\":500,\"message\":\"out of memory\"}}";
