@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <malloc.h>
 
 #include "batch/batch_int.h"
 #include "core/log.h"
@@ -347,6 +348,9 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         vstate_swap(b->vs, next, R, at, old);   /* takes next[] */
         for (size_t v = 0; v < nv; v++)
             vstate_free_replaced(old[v], vstate_batch(b->vs, v));
+        /* The dropped P and replaced partitions can be most of the heap:
+         * give it back to the system, or RSS stays at its high mark. */
+        malloc_trim(0);
 
         int64_t dur = now_ms() - t0;
         pthread_mutex_lock(&b->mu);
