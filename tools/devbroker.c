@@ -4,11 +4,14 @@
  * It creates a producer handle with no real bootstrap, starts a mock cluster
  * of --brokers brokers on it, creates the --topic topics, prints the
  * bootstrap address as the first line of stdout and serves until SIGTERM or
- * SIGINT. The mock cluster runs in librdkafka's own thread; the optional
- * --port forwarder (fwd.c) runs in one more. The main thread blocks
- * SIGTERM/SIGINT before any thread exists (so every thread inherits the
- * mask) and then only waits for them in sigwait(), then tears down in
- * reverse order. No shared state, no locks.
+ * SIGINT. SIGUSR1 takes every broker down (connections closed, new ones
+ * refused, all data kept) and SIGUSR2 brings them back, so tests can stage
+ * a broker outage. The mock cluster runs in librdkafka's own thread; the
+ * optional --port forwarder (fwd.c) runs in one more. The main thread
+ * blocks the four signals before any thread exists (so every thread
+ * inherits the mask), then takes them one at a time with sigwait() (no
+ * handler does any work) and acts on them from its loop; at the end it
+ * tears down in reverse order. No shared state, no locks.
  *
  * What the mock cluster of librdkafka 2.0.2 is not (measured; see --help):
  * - it keeps at most about 5 MiB (and 100k message sets) per partition and
@@ -70,10 +73,17 @@ static void usage(FILE *out)
             "                       at most %d), replication min(3, brokers); repeatable.\n"
             "                       Other topics are auto-created on first use, with 4\n"
             "                       partitions.\n"
-            "  -v, --verbose        librdkafka logs on stderr (default: errors only);\n"
-            "                       twice: also every connection and request (noisy)\n"
+            "  -v, --verbose        librdkafka logs and outages on stderr (default: errors\n"
+            "                       only); twice: also every connection and request (noisy)\n"
             "  -h, --help           this text\n"
             "  -V, --version        the version\n"
+            "\n"
+            "Signals:\n"
+            "  SIGUSR1              take every broker down: open connections are closed\n"
+            "                       and new ones refused (a broker outage); topics and\n"
+            "                       messages are kept\n"
+            "  SIGUSR2              bring every broker back up\n"
+            "  SIGTERM, SIGINT      stop and exit 0\n"
             "\n"
             "Limits of the mock cluster (librdkafka 2.0.2, measured):\n"
             "  - it keeps at most about 5 MiB (100k message sets) per partition and\n"
@@ -222,6 +232,23 @@ static void on_signal(int sig)
 {
 }
 
+/* Takes brokers 1..n down or up (their ids in a mock cluster). The call
+ * waits for the mock cluster's thread to apply it, so when this returns
+ * the brokers refuse connections (down) or accept them (up). */
+static int set_brokers(rd_kafka_mock_cluster_t *mc, int n, bool up)
+{
+    for (int32_t id = 1; id <= n; id++) {
+        rd_kafka_resp_err_t err =
+            up ? rd_kafka_mock_broker_set_up(mc, id) : rd_kafka_mock_broker_set_down(mc, id);
+        if (err) {
+            fprintf(stderr, PROG ": cannot take broker %d %s: %s\n", (int)id, up ? "up" : "down",
+                    rd_kafka_err2str(err));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The port of the first "host:port" in a bootstrap list (broker 1). */
 static int first_port(const char *bootstraps)
 {
@@ -263,6 +290,8 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     /* A shell starts background jobs with SIGINT ignored, and an ignored
    * signal is discarded instead of waiting for sigwait(): a handler (never
@@ -271,6 +300,8 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     /* A reader that closed our stdout must not kill us. */
     signal(SIGPIPE, SIG_IGN);
 
@@ -338,8 +369,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "; %zu topic(s) created\n", o.ntopics);
     }
 
+    /* The loop acts on one signal at a time: an outage (SIGUSR1) or its end
+     * (SIGUSR2) goes on serving; SIGTERM/SIGINT stop. */
     int sig = 0;
-    while (sigwait(&sigs, &sig) != 0) {
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig != SIGUSR1 && sig != SIGUSR2)
+            break;
+        bool up = sig == SIGUSR2;
+        if (set_brokers(mc, o.brokers, up) == 0 && o.verbose)
+            fprintf(stderr, PROG ": %s: %d broker(s) %s\n", up ? "SIGUSR2" : "SIGUSR1",
+                    o.brokers, up ? "up" : "down (data kept)");
     }
     if (o.verbose)
         fprintf(stderr, PROG ": %s, shutting down\n", strsignal(sig));

@@ -8,7 +8,9 @@ an independent Kafka client.
   what the options promise;
 - --count 0 runs until SIGTERM and exits 0 after flushing;
 - the devbroker's --port forwarder serves bootstrap, produce and consume,
-  a taken port is an error (exit 1), SIGTERM exits 0, bad usage exits 2.
+  a taken port is an error (exit 1), SIGTERM exits 0, bad usage exits 2;
+- SIGUSR1 takes every broker down (metadata requests fail) and SIGUSR2
+  brings them back with every message kept.
 
 Binaries come from DEVBROKER and LAMBDAD_GEN (set by tests/e2e/meson.build).
 Every process started here is stopped in a finally block or at exit.
@@ -290,6 +292,56 @@ class DevbrokerTest(unittest.TestCase):
         self.assertEqual(status, 0, err)
         self.assertEqual(err, "")  # quiet without -v
 
+    def test_outage_signals(self):
+        broker = Devbroker("-v", "--brokers", "2", "--topic", "o:2")
+        addr = broker.bootstrap
+        try:
+            def metadata():
+                return subprocess.run(["kcat", "-L", "-b", addr, "-m", "2"],
+                                      capture_output=True, timeout=60)
+
+            before = [b"before-%d" % i for i in range(200)]
+            r = subprocess.run(["kcat", "-P", "-b", addr, "-t", "o"],
+                               input=b"\n".join(before) + b"\n", capture_output=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            md = metadata()
+            self.assertEqual(md.returncode, 0, md.stderr)
+            self.assertIn(b" 2 brokers:", md.stdout)
+
+            # Down: no broker answers a metadata request. The devbroker acts
+            # on the signal asynchronously, so allow it a moment.
+            broker.proc.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 15
+            while True:
+                md = metadata()
+                if md.returncode != 0 or b" 0 brokers:" in md.stdout:
+                    break
+                self.assertLess(time.monotonic(), deadline, "brokers still up after SIGUSR1")
+                time.sleep(0.1)
+            self.assertIn(b"Failed to acquire metadata", md.stderr)
+            time.sleep(0.5)
+            md = metadata()   # and it stays down
+            self.assertNotEqual(md.returncode, 0, md.stdout)
+            self.assertIsNone(broker.proc.poll(), "the devbroker exited on SIGUSR1")
+
+            # Up again: everything produced before the outage is still there,
+            # and new messages go through.
+            broker.proc.send_signal(signal.SIGUSR2)
+            after = [b"after-%d" % i for i in range(100)]
+            r = subprocess.run(["kcat", "-P", "-b", addr, "-t", "o"],
+                               input=b"\n".join(after) + b"\n", capture_output=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            md = metadata()
+            self.assertEqual(md.returncode, 0, md.stderr)
+            self.assertIn(b" 2 brokers:", md.stdout)
+            got = collections.Counter(p for _, _, p in consume(addr, "o"))
+            self.assertEqual(got, collections.Counter(before + after))
+        finally:
+            status, err = broker.stop()
+        self.assertEqual(status, 0, err)
+        self.assertRegex(err, r"SIGUSR1: 2 broker\(s\) down \(data kept\)\n"
+                              r"(.*\n)*.*SIGUSR2: 2 broker\(s\) up\n")
+
     def test_usage_errors(self):
         cases = [
             ([DEVBROKER, "--topic", "a b:2"], b"invalid topic name"),
@@ -310,7 +362,7 @@ class DevbrokerTest(unittest.TestCase):
             r = subprocess.run(args, capture_output=True, timeout=30)
             self.assertEqual(r.returncode, 2, args)
             self.assertIn(msg, r.stderr, args)
-        for exe, want in ((DEVBROKER, b"5 MiB"), (GEN, b"--dump FILE")):
+        for exe, want in ((DEVBROKER, b"5 MiB"), (DEVBROKER, b"SIGUSR1"), (GEN, b"--dump FILE")):
             r = subprocess.run([exe, "--help"], capture_output=True, timeout=30)
             self.assertEqual(r.returncode, 0)
             self.assertIn(want, r.stdout)
