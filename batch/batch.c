@@ -167,9 +167,12 @@ static void *batch_main(void *arg)
         if (b->needs_full[v])
             b->run_requested = true;
     while (!b->stop) {
+        b->heartbeat_ms = now_ms();
         b->st.next_run_at = (int64_t)time(NULL) + (next - now_ms() + 999) / 1000;
         if (!b->run_requested && now_ms() < next) {
-            struct timespec until = {.tv_sec = next / 1000, .tv_nsec = (next % 1000) * 1000000};
+            /* Wake at least every second to show the thread is alive. */
+            int64_t wake = next < now_ms() + 1000 ? next : now_ms() + 1000;
+            struct timespec until = {.tv_sec = wake / 1000, .tv_nsec = (wake % 1000) * 1000000};
             pthread_cond_timedwait(&b->cv, &b->mu, &until);
             continue;
         }
@@ -238,6 +241,11 @@ void batch_stop(batch *b)
 bool batch_failed(batch *b)
 {
     return b->failed;
+}
+
+int64_t batch_since_heartbeat_ms(batch *b)
+{
+    return b->started ? now_ms() - b->heartbeat_ms : 0;
 }
 
 void batch_free(batch *b)

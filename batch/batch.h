@@ -42,6 +42,9 @@ void batch_free(batch *b);   /* stops first; accepts NULL */
 /* true when a fatal error (out of memory while sealing) stopped the
  * thread: the daemon exits and a restart recovers. */
 bool batch_failed(batch *b);
+/* Milliseconds since the batch thread last showed it is alive (between
+ * runs at least every second; during a run every 4096 events). */
+int64_t batch_since_heartbeat_ms(batch *b);
 
 typedef struct {
     int64_t runs, failures;

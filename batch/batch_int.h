@@ -22,6 +22,7 @@ struct batch {
     bool started;
     atomic_bool stop;
     atomic_bool failed;
+    atomic_llong heartbeat_ms;   /* monotonic: the thread is alive (watchdog) */
 
     /* Guarded by mu: requests, and the figures status reads. */
     pthread_mutex_t mu;

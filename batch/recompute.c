@@ -27,6 +27,14 @@
 
 #include "batch/batch_int.h"
 #include "core/log.h"
+#include "core/metrics.h"
+
+METRIC_HISTOGRAM(m_run, "lambdad_batch_run_duration_seconds",
+                 "Duration of successful batch runs (seal to swap).", metrics_buckets_long);
+METRIC_COUNTER(m_scanned, "lambdad_batch_rows_scanned_total",
+               "Archived events decoded again by batch runs.");
+
+static int64_t now_ms(void);
 
 /* Sorted set of partition starts, with the tables being rebuilt. */
 typedef struct {
@@ -127,6 +135,8 @@ static int scan_event(const arch_event *ev, void *ud)
     const config *cfg = b->cfg;
     if (b->stop)
         return -ECANCELED;
+    if ((c->scanned & 4095) == 0)
+        b->heartbeat_ms = now_ms();   /* a long run is alive, not stalled */
     int64_t ts_ms;
     const char *reason, *detail;
     int r = event_decode(b->dec, &cfg->streams[c->stream_idx], ev->payload, ev->len, ev->ts_ms,
@@ -329,7 +339,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         sync_archive(cfg->archive_path);
         r = bstore_begin(b->store, errmsg);
         for (size_t v = 0; r == 0 && v < nv; v++)
-            if (next[v])
+            if (next[v] && (b->heartbeat_ms = now_ms()))
                 r = bstore_put_view(b->store, &cfg->views[v], b->unit[v], next[v], starts[v],
                                     nstarts[v], w[v].full, errmsg);
         if (r == 0)
@@ -353,6 +363,8 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         malloc_trim(0);
 
         int64_t dur = now_ms() - t0;
+        metrics_observe(&m_run, NULL, (double)dur / 1000.0);
+        metrics_counter_add(&m_scanned, NULL, (uint64_t)scanned);
         pthread_mutex_lock(&b->mu);
         for (size_t v = 0; v < nv; v++) {
             batch_view_status *vs = &b->vst[v];

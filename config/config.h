@@ -36,6 +36,8 @@ typedef struct {
     config_owned *owned;        /* kafka.partitions: empty = all partitions */
     size_t nowned;
     int metadata_refresh_ms;    /* default 5000: how often new partitions are looked for */
+    int unreachable_after_ms;   /* default 30000: no broker answer this long -> not ready */
+    int stall_after_ms;         /* default 60000: lag but no message this long -> not ready */
 
     /* archive */
     char *archive_path;         /* default "/var/lib/lambdad/archive.db" */

@@ -413,6 +413,8 @@ static const cfg_key kafka_keys[] = {
     KEY_CUSTOM("options", check_options),
     KEY_CUSTOM("partitions", check_partitions),
     KEY_INT("metadata_refresh_ms", config, metadata_refresh_ms, 100, 3600000, 5000),
+    KEY_INT("unreachable_after_ms", config, unreachable_after_ms, 100, 3600000, 30000),
+    KEY_INT("stall_after_ms", config, stall_after_ms, 100, 3600000, 60000),
     { 0 },
 };
 

@@ -139,6 +139,11 @@ static void status(void *ud, json_t *obj)
     json_object_set_new(s, "consuming", json_boolean(st.consuming));
     json_object_set_new(s, "consumed", json_integer(st.consumed));
     json_object_set_new(s, "commits", json_integer(st.commits));
+    json_object_set_new(s, "lag", json_integer(st.lag));
+    json_object_set_new(s, "newest_event_at",
+                        st.newest_event_ms > 0 ? time_or_null(st.newest_event_ms / 1000) : json_null());
+    json_object_set_new(s, "since_message_ms", json_integer(st.since_message_ms));
+    json_object_set_new(s, "since_broker_contact_ms", json_integer(st.since_contact_ms));
     vstate_watermark w;
     vstate_get_watermark(ds->vs, &w);
     int64_t rows = 0, bytes = 0;
@@ -168,6 +173,26 @@ static bool ready(void *ud, const char **reason)
     speed_get_stats(ds->sp, &st);
     if (!st.consuming) {
         *reason = "not consuming Kafka";
+        return false;
+    }
+    /* The reason is formatted per calling thread (HTTP pool threads). */
+    static __thread char why[200];
+    if (st.since_loop_ms > 10000) {
+        snprintf(why, sizeof(why), "the consumer loop has not turned for %lld s",
+                 (long long)(st.since_loop_ms / 1000));
+        *reason = why;
+        return false;
+    }
+    if (st.since_contact_ms > ds->cfg->unreachable_after_ms) {
+        snprintf(why, sizeof(why), "Kafka brokers unreachable for %lld s",
+                 (long long)(st.since_contact_ms / 1000));
+        *reason = why;
+        return false;
+    }
+    if (st.lag > 0 && st.since_message_ms > ds->cfg->stall_after_ms) {
+        snprintf(why, sizeof(why), "consumption stalled: lag of %lld message(s), none consumed "
+                 "for %lld s", (long long)st.lag, (long long)(st.since_message_ms / 1000));
+        *reason = why;
         return false;
     }
     return true;
@@ -226,6 +251,8 @@ METRIC_GAUGE(m_view_rows, "lambdad_view_rows",
 METRIC_GAUGE(m_view_bytes, "lambdad_view_bytes", "Memory held, by view and layer.", "view", "layer");
 METRIC_GAUGE(m_view_available, "lambdad_view_available",
              "1 when the view can be queried, 0 while it waits for a full recompute.", "view");
+METRIC_GAUGE(m_freshness, "lambdad_freshness_seconds",
+             "Now minus the event time of the newest archived event (-1 before the first).");
 METRIC_GAUGE(m_batch_seq, "lambdad_batch_seq", "R: the archive seq the batch views cover.");
 METRIC_GAUGE(m_batch_at, "lambdad_batch_swap_timestamp_seconds",
              "When the batch views were last swapped in, epoch seconds (0: never).");
@@ -340,6 +367,11 @@ static void collect_metrics(void *ud)
     metrics_counter_set(&m_rejected, NULL, (uint64_t)st.rejects);
     metrics_counter_set(&m_commits, NULL, (uint64_t)st.commits);
     metrics_gauge_set(&m_archive_bytes, NULL, (double)st.archive_bytes);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    double now_s = (double)rt.tv_sec + (double)rt.tv_nsec / 1e9;
+    metrics_gauge_set(&m_freshness, NULL,
+                      st.newest_event_ms > 0 ? now_s - (double)st.newest_event_ms / 1000.0 : -1);
 
     vstate_watermark w;
     vstate_get_watermark(ds->vs, &w);

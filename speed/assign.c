@@ -104,6 +104,7 @@ void speed_refresh_assignment(speed *s, int timeout_ms)
             rd_kafka_topic_destroy(rkt);
             continue;
         }
+        s->last_contact_ms = speed_now_ms();   /* a broker answered */
         const struct rd_kafka_metadata_topic *mt = md->topic_cnt == 1 ? &md->topics[0] : NULL;
         if (!mt || mt->err) {
             note_topic_state(s, si, mt ? rd_kafka_err2str(mt->err) : "no metadata");

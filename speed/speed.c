@@ -22,7 +22,24 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "speed/speed_int.h"
+
+METRIC_COUNTER(m_rejects, "lambdad_rejects_total",
+               "Messages rejected (stored in the archive's rejects table), by topic and reason.",
+               "topic", "reason");
+METRIC_HISTOGRAM(m_commit, "lambdad_archive_commit_duration_seconds",
+                 "Duration of archive transactions (write and COMMIT).", metrics_buckets_latency);
+METRIC_GAUGE(m_newest, "lambdad_newest_event_timestamp_seconds",
+             "Event time of the newest archived event, by topic (freshness = now - this).",
+             "topic");
+METRIC_COUNTER(m_kafka_errors, "lambdad_kafka_errors_total",
+               "Errors reported by the Kafka client, by error name.", "error");
+
+/* The reject reasons, in the order of speed.reject_tally's columns. */
+static const char *const reject_reasons[4] = {
+    REJECT_INVALID_JSON, REJECT_NOT_OBJECT, REJECT_MISSING_TIME, REJECT_BAD_TIME,
+};
 
 #define BATCH_MAX 4096            /* messages taken from the queue per call */
 #define POLL_MAX_MS 100           /* longest wait for messages */
@@ -86,7 +103,9 @@ int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg
     s->dec = event_decoder_new();
     s->vals = calloc(maxfields, sizeof(*s->vals));
     s->topic_problem = calloc(cfg->nstreams ? cfg->nstreams : 1, sizeof(char *));
-    if (!s->stage || !s->txn || !s->dec || !s->vals || !s->topic_problem) {
+    s->reject_tally = calloc(cfg->nstreams ? cfg->nstreams : 1, sizeof(*s->reject_tally));
+    s->stream_newest_ms = calloc(cfg->nstreams ? cfg->nstreams : 1, sizeof(int64_t));
+    if (!s->stage || !s->reject_tally || !s->stream_newest_ms || !s->txn || !s->dec || !s->vals || !s->topic_problem) {
         speed_free(s);
         *errmsg = strdup("out of memory");
         return -ENOMEM;
@@ -218,6 +237,23 @@ static int commit_txn(speed *s)
         return r;
     }
     int64_t t1 = speed_now_ms();
+    metrics_observe(&m_commit, NULL, (double)(t1 - t0) / 1000.0);
+    for (size_t si = 0; si < s->cfg->nstreams; si++) {
+        for (int k = 0; k < 4; k++) {
+            if (s->reject_tally[si][k])
+                metrics_counter_add(&m_rejects,
+                                    METRIC_LABELS(s->cfg->streams[si].topic, reject_reasons[k]),
+                                    (uint64_t)s->reject_tally[si][k]);
+            s->reject_tally[si][k] = 0;
+        }
+        int64_t newest = s->stream_newest_ms[si];
+        if (newest > 0) {
+            metrics_gauge_set(&m_newest, METRIC_LABELS(s->cfg->streams[si].topic),
+                              (double)newest / 1000.0);
+            if (newest > s->newest_event_ms)
+                s->newest_event_ms = newest;
+        }
+    }
 
     /* Apply: one merge per view under the state's write lock. The staged
      * tables move into L; fresh ones take their place. */
@@ -298,7 +334,14 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
     if (r < 0) {
         r = arch_txn_add_reject(s->txn, topic, m->partition, m->offset, reason, detail, payload,
                                 m->len);
+        for (int k = 0; k < 4; k++)
+            if (reason == reject_reasons[k] || strcmp(reason, reject_reasons[k]) == 0) {
+                s->reject_tally[si][k]++;
+                break;
+            }
     } else {
+        if (ts_ms > s->stream_newest_ms[si])
+            s->stream_newest_ms[si] = ts_ms;
         int64_t tpart = gran_floor(cfg->batch_partition, floor_div(ts_ms, 1000));
         r = arch_txn_add_event(s->txn, st->name, m->partition, tpart, m->offset, ts_ms, payload,
                                m->len);
@@ -335,6 +378,25 @@ static void log_consumer_error(const rd_kafka_message_t *m)
         log_warn("Kafka: %s", rd_kafka_message_errstr(m));
 }
 
+/* Refreshes every partition's high watermark (librdkafka's cached value,
+ * updated by fetch responses: no request is sent) and the total lag. */
+static void refresh_lag(speed *s)
+{
+    int64_t lag = 0;
+    pthread_mutex_lock(&s->parts_lock);
+    for (size_t i = 0; i < s->nparts; i++) {
+        speed_part *p = &s->parts[i];
+        int64_t lo, hi;
+        if (rd_kafka_get_watermark_offsets(s->rk, s->cfg->streams[p->stream_idx].topic,
+                                           p->partition, &lo, &hi) == 0 && hi >= 0)
+            p->high_watermark = hi;
+        if (p->high_watermark >= 0)
+            lag += p->high_watermark - (p->next_offset >= 0 ? p->next_offset : 0);
+    }
+    pthread_mutex_unlock(&s->parts_lock);
+    s->lag = lag > 0 ? lag : 0;
+}
+
 static void *speed_main(void *arg)
 {
     speed *s = arg;
@@ -346,12 +408,20 @@ static void *speed_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals go to the main thread */
 
+    /* Contact and progress count from the start: a broker that never
+     * answers makes the daemon unready after kafka.unreachable_after_ms. */
+    s->last_loop_ms = s->last_message_ms = s->last_contact_ms = speed_now_ms();
     speed_refresh_assignment(s, 2000);
     s->next_metadata_ms = speed_now_ms() + cfg->metadata_refresh_ms;
     s->consuming = true;
 
     while (!s->stop_requested && !s->failed) {
         int64_t now = speed_now_ms();
+        s->last_loop_ms = now;
+        if (now >= s->next_watermarks_ms) {
+            refresh_lag(s);
+            s->next_watermarks_ms = now + 1000;
+        }
         if (now >= s->next_metadata_ms) {
             speed_refresh_assignment(s, 1000);
             s->next_metadata_ms = speed_now_ms() + cfg->metadata_refresh_ms;
@@ -379,6 +449,7 @@ static void *speed_main(void *arg)
             rd_kafka_message_t *m = msgs[i];
             if (!m->err) {
                 s->consumed++;
+                s->last_message_ms = s->last_contact_ms = speed_now_ms();
                 if (take_message(s, m) < 0) {
                     log_error("Out of memory taking a Kafka message; stopping (nothing "
                               "uncommitted was acknowledged)");
@@ -424,6 +495,7 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
     (void)opaque;
     static int last_err;
     static int64_t last_ms;
+    metrics_counter_add(&m_kafka_errors, METRIC_LABELS(rd_kafka_err2name((rd_kafka_resp_err_t)err)), 1);
     int64_t now = speed_now_ms();
     if (err == last_err && now - last_ms < 10000)
         return;   /* no log flood while a broker is down */
@@ -535,6 +607,8 @@ void speed_free(speed *s)
             free(s->topic_problem[i]);
     free(s->topic_problem);
     free(s->parts);
+    free(s->reject_tally);
+    free(s->stream_newest_ms);
     arch_close(s->w);
     pthread_mutex_destroy(&s->parts_lock);
     free(s);
@@ -551,6 +625,12 @@ void speed_get_stats(speed *s, speed_stats *st)
     st->rejects = s->rejects;
     st->commits = s->commits;
     st->archive_bytes = s->archive_bytes;
+    st->lag = s->lag;
+    st->newest_event_ms = s->newest_event_ms;
+    int64_t now = speed_now_ms();
+    st->since_loop_ms = s->consuming ? now - s->last_loop_ms : 0;
+    st->since_contact_ms = s->consuming ? now - s->last_contact_ms : 0;
+    st->since_message_ms = now - s->last_message_ms;
 }
 
 size_t speed_get_partitions(speed *s, const char *topic, speed_partition *out, size_t max)

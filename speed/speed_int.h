@@ -53,6 +53,16 @@ struct speed {
 
     /* Figures for status (written by the speed thread). */
     atomic_llong consumed, commits, archived_events, rejects, archive_bytes;
+    atomic_llong last_loop_ms;     /* monotonic: the loop's heartbeat (watchdog) */
+    atomic_llong last_contact_ms;  /* monotonic: last answer from a broker */
+    atomic_llong last_message_ms;  /* monotonic: last message consumed */
+    atomic_llong lag;              /* sum over partitions, as of the last refresh */
+    atomic_llong newest_event_ms;  /* newest event time archived (epoch ms) */
+    int64_t next_watermarks_ms;    /* speed thread: next lag refresh */
+    /* Speed thread: rejects of the open transaction by stream and reason,
+     * counted in metrics after COMMIT. */
+    int64_t (*reject_tally)[4];
+    int64_t *stream_newest_ms;     /* speed thread: per stream, newest event time taken */
 };
 
 int64_t speed_now_ms(void);

@@ -82,6 +82,8 @@ static void test_defaults(void)
     CHECK_INT(c->nowned, 0);
     CHECK(c->owned == NULL);
     CHECK_INT(c->metadata_refresh_ms, 5000);
+    CHECK_INT(c->unreachable_after_ms, 30000);
+    CHECK_INT(c->stall_after_ms, 60000);
     CHECK_STR(c->archive_path, "/var/lib/lambdad/archive.db");
     CHECK_INT(c->commit_interval_ms, 50);
     CHECK_INT(c->commit_max_events, 100000);
@@ -258,6 +260,9 @@ static void test_wrong_types(void)
 
 static void test_ranges(void)
 {
+    EXPECT_ERRORS("{\"kafka\":{\"unreachable_after_ms\":99,\"stall_after_ms\":3600001}," MIN "}",
+                  "kafka.unreachable_after_ms: must be an integer between 100 and 3600000",
+                  "kafka.stall_after_ms: must be an integer between 100 and 3600000");
     EXPECT_ERRORS("{\"kafka\":{\"metadata_refresh_ms\":99},"
                   "\"archive\":{\"commit_interval_ms\":0,\"commit_max_events\":10000001,\"compression_level\":20},"
                   "\"batch\":{\"interval_s\":604801},\"http\":{\"threads\":0}," MIN "}",
@@ -958,6 +963,8 @@ static void test_examples(void)
         CHECK_STR(ex->group_id, min->group_id);
         CHECK_STR(ex->start, min->start);
         CHECK_INT(ex->metadata_refresh_ms, min->metadata_refresh_ms);
+        CHECK_INT(ex->unreachable_after_ms, min->unreachable_after_ms);
+        CHECK_INT(ex->stall_after_ms, min->stall_after_ms);
         CHECK_STR(ex->archive_path, min->archive_path);
         CHECK_INT(ex->commit_interval_ms, min->commit_interval_ms);
         CHECK_INT(ex->commit_max_events, min->commit_max_events);
