@@ -9,6 +9,7 @@ PKGS=(
   librdkafka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libzstd-dev
   kcat python3 sqlite3 curl                      # tests and demo
   prometheus openssl                             # promtool and a test certificate (tests/e2e/test_ops_http.py)
+  wrk                                            # bench/run's query benchmark
 )
 
 missing=()
