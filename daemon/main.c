@@ -1,30 +1,40 @@
 /* main.c - lambdad: wires the layers together and runs the lifecycle.
  *
- * Start: load and validate the config, open the archive, load the
- * persisted batch views, start the HTTP server (so /healthz answers and
- * /readyz says "recovering"), replay the archive after the batch views' R
- * into the live tables, then start the batch thread and consume Kafka.
+ * A runtime is one config and the layers built from it. Start: open the
+ * archive, load the persisted batch views, start the HTTP server (so
+ * /healthz answers and /readyz says "recovering"), replay the archive after
+ * the batch views' R into the live tables, then start the batch thread and
+ * consume Kafka. SIGHUP reloads: the new config is validated first (a bad
+ * one is refused and the old one keeps running), then the runtime is
+ * stopped (the open transaction commits) and started again from it; new or
+ * changed views are recomputed from the archive. Settings fixed for the
+ * archive's lifetime keep their running value and are reported.
  * Signals are blocked in every thread and taken here with sigtimedwait:
- * SIGTERM/SIGINT stop cleanly (the speed thread finishes its transaction),
- * SIGHUP is reserved for config reload.
+ * SIGTERM/SIGINT stop cleanly, SIGHUP reloads. This thread also feeds
+ * systemd (READY, STATUS, WATCHDOG while the consumer and batch threads
+ * are alive, STOPPING).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "archive/archive.h"
+#include "batch/batch.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "core/vstate.h"
+#include "daemon/notify.h"
 #include "daemon/source.h"
 #include "serving/serving.h"
 #include "speed/speed.h"
-#include "batch/batch.h"
-#include "core/vstate.h"
 
 static void usage(FILE *f)
 {
@@ -37,9 +47,11 @@ static void usage(FILE *f)
             "\n"
             "  -c, --config FILE   the JSON config (see config/lambdad.example.json)\n"
             "      --check-config  validate the config, print every problem, and exit\n"
-            "  -v, --verbose       debug logging (repeatable has no further effect)\n"
+            "  -v, --verbose       debug logging\n"
             "      --version       print the version and exit\n"
-            "  -h, --help          this text\n");
+            "  -h, --help          this text\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the config.\n");
 }
 
 static int print_config_errors(const char *path, const config_errors *errs)
@@ -68,6 +80,261 @@ static int check_partition_unit(const config *cfg, arch *w, char **err)
     }
     free(stored);
     return r;
+}
+
+/* Refuses a second instance on the same archive: an exclusive flock on
+ * <archive>-lock, held until exit (the kernel drops it even on kill -9). */
+static int lock_archive(const char *archive_path, int *fd_out)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s-lock", archive_path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("Failed to open archive %s: cannot create its lock file %s: %s", archive_path,
+                  path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (e == EWOULDBLOCK)
+            log_error("Archive %s is in use by another lambdad%s%s%s; refusing to start",
+                      archive_path, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+        else
+            log_error("Failed to lock %s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n)
+        log_warn("Failed to write the pid into %s", path);
+    *fd_out = fd;
+    return 0;
+}
+
+/* One config and the layers built from it. Not moved once started: the
+ * layers keep pointers to cfg, ds and src. */
+typedef struct {
+    config *cfg;
+    vstate *vs;
+    batch *bt;
+    speed *sp;
+    serving *srv;
+    daemon_source ds;
+    serving_source src;
+} runtime;
+
+static void runtime_stop(runtime *rt)
+{
+    serving_stop(rt->srv);   /* no more queries, then stop the layers */
+    batch_free(rt->bt);      /* abandons a run in progress: nothing of it is kept */
+    speed_free(rt->sp);      /* commits the open transaction */
+    vstate_free(rt->vs);
+    config *cfg = rt->cfg;
+    memset(rt, 0, sizeof(*rt));
+    rt->cfg = cfg;           /* the caller decides about the config */
+}
+
+/* Builds and starts every layer from cfg (borrowed until runtime_stop).
+ * Logs its own failure once; on failure everything started is stopped. */
+static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
+{
+    memset(rt, 0, sizeof(*rt));
+    rt->cfg = cfg;
+    char *err = NULL;
+    arch *w = NULL;
+    int r = arch_open(cfg->archive_path, 0, cfg->compression_level, &w, &err);
+    if (r < 0) {
+        log_error("Failed to open archive %s: %s", cfg->archive_path, err ? err : strerror(-r));
+        goto fail;
+    }
+    r = check_partition_unit(cfg, w, &err);
+    arch_stats ast;
+    if (r == 0 && (r = arch_get_stats(w, &ast)) < 0)
+        err = strdup("cannot read its statistics");
+    if (r < 0) {
+        log_error("Failed to open archive %s: %s", cfg->archive_path, err ? err : "?");
+        arch_close(w);
+        goto fail;
+    }
+    rt->vs = vstate_new(cfg->views, cfg->nviews);
+    if (!rt->vs) {
+        log_error("Out of memory");
+        arch_close(w);
+        r = -ENOMEM;
+        goto fail;
+    }
+    int64_t R = 0;
+    r = batch_new(cfg, rt->vs, &rt->bt, &err);
+    if (r == 0)
+        r = batch_load(rt->bt, ast.last_seq, &R, &err);
+    if (r < 0) {
+        log_error("Failed to load the batch views: %s", err ? err : "?");
+        arch_close(w);
+        goto fail;
+    }
+    r = speed_new(cfg, rt->vs, w, &rt->sp, &err);   /* takes w, also on failure */
+    if (r < 0) {
+        log_error("Failed to set up the speed layer: %s", err ? err : "?");
+        goto fail;
+    }
+    rt->ds.cfg = cfg;
+    rt->ds.sp = rt->sp;
+    rt->ds.vs = rt->vs;
+    rt->ds.b = rt->bt;
+    snprintf(rt->ds.restart_required, sizeof(rt->ds.restart_required), "%s", restart_required);
+    daemon_source_init(&rt->ds, &rt->src);
+    r = serving_start(cfg, &rt->src, &rt->srv, &err);
+    if (r < 0) {
+        log_error("Failed to start the HTTP server: %s", err ? err : "?");
+        goto fail;
+    }
+    log_notice("Listening on %s://%s:%d/", cfg->http_tls_cert_file ? "https" : "http", cfg->http_host,
+               serving_port(rt->srv));
+
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = speed_recover(rt->sp, R, &err);
+    if (r < 0) {
+        log_error("Recovery failed: %s", err ? err : "?");
+        goto fail;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_store(&rt->ds.recovered, true);
+    log_info("Recovery done in %.3f s",
+             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    r = batch_start(rt->bt, &err);
+    if (r < 0) {
+        log_error("Failed to start the batch layer: %s", err ? err : "?");
+        goto fail;
+    }
+    r = speed_start(rt->sp, &err);
+    if (r < 0) {
+        log_error("Failed to start consuming Kafka: %s", err ? err : "?");
+        goto fail;
+    }
+    return 0;
+fail:
+    free(err);
+    runtime_stop(rt);
+    return r < 0 ? r : -EIO;
+}
+
+/* Keeps the running value of settings that cannot change while the
+ * archive is open, and lists them in *changed (for the log and status). */
+static void keep_restart_only(const config *old, config *next, char *changed, size_t size)
+{
+    changed[0] = '\0';
+    if (strcmp(old->archive_path, next->archive_path) != 0) {
+        char *keep = strdup(old->archive_path);
+        if (keep) {
+            free(next->archive_path);
+            next->archive_path = keep;
+        }
+        snprintf(changed + strlen(changed), size - strlen(changed), "%sarchive.path",
+                 changed[0] ? "," : "");
+    }
+    if (old->batch_partition != next->batch_partition) {
+        next->batch_partition = old->batch_partition;
+        snprintf(changed + strlen(changed), size - strlen(changed), "%sbatch.partition",
+                 changed[0] ? "," : "");
+    }
+}
+
+static void reload(runtime *rt, const char *path, char *restart_required, size_t size)
+{
+    config *next = NULL;
+    config_errors errs = {0};
+    log_notice("SIGHUP: reloading %s", path);
+    if (config_load(path, &next, &errs) < 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("Reload refused, %s: %s", path, errs.items[i]);
+        config_errors_clear(&errs);
+        log_warn("Still running with the previous config (fingerprint %s)", rt->cfg->fingerprint);
+        return;
+    }
+    char changed[256];
+    keep_restart_only(rt->cfg, next, changed, sizeof(changed));
+    if (changed[0])
+        log_warn("Reload: %s changed; that takes effect at the next restart (keeping the "
+                 "running value)", changed);
+    notify_send("RELOADING=1\nSTATUS=Reloading the config");
+    config *old = rt->cfg;
+    runtime_stop(rt);
+    if (runtime_start(rt, next, changed) == 0) {
+        config_free(old);
+        snprintf(restart_required, size, "%s", changed);
+        log_notice("Reloaded %s: %zu stream(s), %zu view(s) (fingerprint %s)", path,
+                   next->nstreams, next->nviews, next->fingerprint);
+        notify_send("READY=1\nSTATUS=Config reloaded");
+        return;
+    }
+    config_free(next);
+    log_error("Reload failed; going back to the previous config");
+    if (runtime_start(rt, old, restart_required) == 0) {
+        notify_send("READY=1\nSTATUS=Config reload failed; running the previous config");
+        return;
+    }
+    rt->cfg = old;   /* runtime_stop left it; main frees it */
+    rt->sp = NULL;
+}
+
+/* STATUS= for systemctl status, and WATCHDOG=1 only while the consumer
+ * and batch threads are turning (a stalled one stops the pings, and
+ * systemd restarts the service). */
+typedef struct {
+    int64_t last_status_ms, last_watchdog_ms, last_consumed, last_consumed_ms;
+    bool withheld;
+} feeder;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void feed_systemd(runtime *rt, feeder *f)
+{
+    int64_t now = mono_ms();
+    speed_stats st;
+    speed_get_stats(rt->sp, &st);
+    if (now - f->last_status_ms >= 5000) {
+        double rate = f->last_consumed_ms ? (double)(st.consumed - f->last_consumed) * 1000.0 /
+                                                (double)(now - f->last_consumed_ms) : 0;
+        batch_status bs;
+        batch_get_status(rt->bt, &bs);
+        char last[32] = "none yet";
+        if (bs.last_run_at)
+            time_format_rfc3339(bs.last_run_at, last, sizeof(last));
+        char msg[256];
+        snprintf(msg, sizeof(msg), "STATUS=%.0f events/s, lag %lld, %lld archived, last batch run %s",
+                 rate, (long long)st.lag, (long long)st.archived_events, last);
+        notify_send(msg);
+        f->last_status_ms = now;
+        f->last_consumed = st.consumed;
+        f->last_consumed_ms = now;
+    }
+    int64_t wd_ms = notify_watchdog_usec() / 1000;
+    if (wd_ms <= 0 || now - f->last_watchdog_ms < wd_ms / 2)
+        return;
+    int64_t batch_ms = batch_since_heartbeat_ms(rt->bt);
+    if (st.since_loop_ms < wd_ms && batch_ms < wd_ms) {
+        notify_send("WATCHDOG=1");
+        f->last_watchdog_ms = now;
+        if (f->withheld)
+            log_notice("Consumer and batch threads are turning again; watchdog pings resumed");
+        f->withheld = false;
+    } else if (!f->withheld) {
+        log_error("The %s thread has not turned for %lld s; withholding the watchdog ping",
+                  st.since_loop_ms >= wd_ms ? "consumer" : "batch",
+                  (long long)((st.since_loop_ms >= wd_ms ? st.since_loop_ms : batch_ms) / 1000));
+        f->withheld = true;
+    }
 }
 
 int main(int argc, char **argv)
@@ -119,117 +386,57 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* inherited by every thread */
     signal(SIGPIPE, SIG_IGN);
-
-    int exit_code = 1;
-    vstate *vs = NULL;
-    batch *bt = NULL;
-    speed *sp = NULL;
-    serving *srv = NULL;
-    daemon_source ds = {.cfg = cfg};
-    char *err = NULL;
-    arch *w = NULL;
+    int nr = notify_init();
+    if (nr < 0)
+        log_warn("NOTIFY_SOCKET is set but unusable (%s); not notifying systemd", strerror(-nr));
 
     log_info("lambdad %s starting: %zu stream(s), %zu view(s), config %s (fingerprint %s)",
              LAMBDAD_VERSION, cfg->nstreams, cfg->nviews, path, cfg->fingerprint);
-    int r = arch_open(cfg->archive_path, 0, cfg->compression_level, &w, &err);
-    if (r < 0) {
-        log_error("Failed to open archive %s: %s", cfg->archive_path, err ? err : strerror(-r));
-        goto out;
+    int exit_code = 1, lock_fd = -1;
+    static runtime rt;   /* static: the layers keep pointers into it */
+    char restart_required[256] = "";
+    if (lock_archive(cfg->archive_path, &lock_fd) < 0) {
+        config_free(cfg);
+        notify_close();
+        return 1;
     }
-    r = check_partition_unit(cfg, w, &err);
-    if (r < 0) {
-        log_error("Failed to open archive %s: %s", cfg->archive_path, err);
-        arch_close(w);
-        goto out;
-    }
-    arch_stats ast;
-    r = arch_get_stats(w, &ast);
-    if (r < 0) {
-        log_error("Failed to read archive %s", cfg->archive_path);
-        arch_close(w);
-        goto out;
-    }
-    vs = vstate_new(cfg->views, cfg->nviews);
-    if (!vs) {
-        log_error("Out of memory");
-        arch_close(w);
-        r = -ENOMEM;
-        goto out;
-    }
-    r = batch_new(cfg, vs, &bt, &err);
-    int64_t R = 0;
-    if (r == 0)
-        r = batch_load(bt, ast.last_seq, &R, &err);
-    if (r < 0) {
-        log_error("Failed to load the batch views: %s", err);
-        arch_close(w);
-        goto out;
-    }
-    r = speed_new(cfg, vs, w, &sp, &err);   /* takes w, also on failure */
-    if (r < 0) {
-        log_error("Failed to set up the speed layer: %s", err);
-        goto out;
-    }
-    ds.sp = sp;
-    ds.vs = vs;
-    ds.b = bt;
-    serving_source src;
-    daemon_source_init(&ds, &src);
-    r = serving_start(cfg, &src, &srv, &err);
-    if (r < 0) {
-        log_error("Failed to start the HTTP server: %s", err);
-        goto out;
-    }
-    log_notice("Listening on http://%s:%d/", cfg->http_host, serving_port(srv));
-
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    r = speed_recover(sp, R, &err);
-    if (r < 0) {
-        log_error("Recovery failed: %s", err);
-        goto out;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    atomic_store(&ds.recovered, true);
-    log_info("Recovery done in %.3f s",
-             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-
-    r = batch_start(bt, &err);
-    if (r < 0) {
-        log_error("Failed to start the batch layer: %s", err);
-        goto out;
-    }
-    r = speed_start(sp, &err);
-    if (r < 0) {
-        log_error("Failed to start consuming Kafka: %s", err);
+    if (runtime_start(&rt, cfg, "") < 0) {
+        config_free(cfg);
         goto out;
     }
     log_notice("Ready: consuming %s", cfg->brokers);
+    notify_send("READY=1\nSTATUS=Recovered; consuming Kafka");
 
+    feeder f = {0};
     for (;;) {
         struct timespec tick = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
         int sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
             log_notice("Received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            notify_send("STOPPING=1\nSTATUS=Stopping: committing the open transaction");
             exit_code = 0;
             break;
         }
-        if (sig == SIGHUP)
-            log_warn("SIGHUP: config reload is not implemented yet; restart to apply changes");
-        if (speed_failed(sp) || batch_failed(bt)) {
+        if (sig == SIGHUP) {
+            reload(&rt, path, restart_required, sizeof(restart_required));
+            if (!rt.sp) {
+                log_error("Could not restart with either config; exiting");
+                break;
+            }
+        }
+        if (speed_failed(rt.sp) || batch_failed(rt.bt)) {
             log_error("The %s layer stopped after a fatal error; exiting (a restart recovers "
-                      "from the archive)", speed_failed(sp) ? "speed" : "batch");
+                      "from the archive)", speed_failed(rt.sp) ? "speed" : "batch");
             break;
         }
+        feed_systemd(&rt, &f);
     }
-
+    runtime_stop(&rt);
+    config_free(rt.cfg);
 out:
-    serving_stop(srv);   /* no more queries, then stop consuming */
-    batch_free(bt);      /* abandons a run in progress: nothing of it is kept */
-    speed_free(sp);      /* commits the open transaction */
-    vstate_free(vs);
-    free(err);
-    config_free(cfg);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    notify_close();
     if (exit_code == 0)
         log_info("Stopped cleanly");
     return exit_code;

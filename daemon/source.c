@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -133,6 +134,13 @@ static void status(void *ud, json_t *obj)
     vstate_get_watermark(ds->vs, &aw);
     json_object_set_new(a, "last_seq", json_integer(aw.last_seq));   /* applied = committed */
     json_object_set_new(obj, "archive", a);
+    json_t *rr = json_array();
+    for (const char *p = ds->restart_required; *p;) {
+        size_t n = strcspn(p, ",");
+        json_array_append_new(rr, json_stringn(p, n));
+        p += n + (p[n] == ',');
+    }
+    json_object_set_new(obj, "restart_required", rr);
 
     json_t *s = json_object();
     json_object_set_new(s, "recovered", json_boolean(atomic_load(&ds->recovered)));

@@ -17,6 +17,7 @@ typedef struct {
     vstate *vs;
     batch *b;
     atomic_bool recovered;
+    char restart_required[256]; /* settings changed by a reload that need a restart */
     int64_t started_at;     /* epoch s, set by daemon_source_init (for /metrics) */
 } daemon_source;
 

@@ -584,6 +584,53 @@ bool speed_failed(const speed *s)
     return s->failed;
 }
 
+typedef struct {
+    rd_kafka_t *rk;
+    atomic_bool done;
+} destroyer;
+
+static void *destroy_main(void *arg)
+{
+    destroyer *d = arg;
+    /* No consumer close: with explicit assignment there is no group
+     * membership to leave, and rd_kafka_consumer_close() waits forever for
+     * an unreachable coordinator. */
+    rd_kafka_destroy_flags(d->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    atomic_store(&d->done, true);
+    return NULL;
+}
+
+/* librdkafka 2.0.2 can deadlock in rd_kafka_destroy() after a broker
+ * outage (a lock-order inversion between its main and broker threads;
+ * upstream issues 4519 and 5476). Everything is archived by now, so the
+ * handle is destroyed on a helper thread, and given up on (leaked, and
+ * said so) if that takes more than DESTROY_WAIT_MS: a stop never hangs. */
+#define DESTROY_WAIT_MS 10000
+
+static void destroy_consumer(rd_kafka_t *rk)
+{
+    destroyer *d = calloc(1, sizeof(*d));
+    pthread_t t;
+    if (d)
+        d->rk = rk;
+    if (!d || pthread_create(&t, NULL, destroy_main, d) != 0) {
+        free(d);
+        rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        return;
+    }
+    for (int waited = 0; waited < DESTROY_WAIT_MS && !atomic_load(&d->done); waited += 10)
+        usleep(10000);
+    if (atomic_load(&d->done)) {
+        pthread_join(t, NULL);
+        free(d);
+        return;
+    }
+    pthread_detach(t);   /* d stays with the stuck thread */
+    log_warn("The Kafka client did not shut down within %d s (a known librdkafka deadlock "
+             "after a broker outage); leaving it behind. Every consumed event is archived.",
+             DESTROY_WAIT_MS / 1000);
+}
+
 void speed_free(speed *s)
 {
     if (!s)
@@ -591,13 +638,8 @@ void speed_free(speed *s)
     speed_stop(s);
     if (s->queue)
         rd_kafka_queue_destroy(s->queue);
-    if (s->rk) {
-        /* No consumer close: with explicit assignment there is no group
-         * membership to leave, and rd_kafka_consumer_close() waits forever
-         * for an unreachable coordinator, which would hang SIGTERM while
-         * the broker is down. The archive already holds every offset. */
-        rd_kafka_destroy_flags(s->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    }
+    if (s->rk)
+        destroy_consumer(s->rk);
     free_tables(s->stage, s->cfg->nviews);
     arch_txn_free(s->txn);
     event_decoder_free(s->dec);

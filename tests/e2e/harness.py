@@ -93,6 +93,9 @@ class Devbroker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f:
+                f.close()
 
 
 def produce(bootstrap, topic, payloads, partition=None):
@@ -133,9 +136,10 @@ class Daemon:
             json.dump(self.cfg, f, indent=2)
         self.proc = None
 
-    def start(self, wait_ready=True):
+    def start(self, wait_ready=True, env=None):
         self.log = open(self.log_path, "ab")
-        self.proc = spawn([LAMBDAD, "-c", self.config_path], stdout=self.log, stderr=self.log)
+        self.proc = spawn([LAMBDAD, "-c", self.config_path], stdout=self.log, stderr=self.log,
+                          env=dict(os.environ, **(env or {})))
         wait_until(self._listening, 30, "lambdad to listen")
         if wait_ready:
             wait_until(lambda: self.get("/readyz")[0] == 200, 30, "lambdad /readyz")
@@ -149,6 +153,13 @@ class Daemon:
                 return True
         except OSError:
             return False
+
+    def rewrite_config(self, **sections):
+        """Changes config sections on disk (for SIGHUP tests)."""
+        for k, v in sections.items():
+            self.cfg[k] = v
+        with open(self.config_path, "w") as f:
+            json.dump(self.cfg, f, indent=2)
 
     def logtext(self):
         with open(self.log_path, errors="replace") as f:
@@ -167,9 +178,12 @@ class Daemon:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            bt = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-ex", "thread apply all bt 15"],
+                                capture_output=True, text=True, timeout=60).stdout if shutil.which("gdb") else ""
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("lambdad did not stop within %d s after SIGTERM" % timeout)
+            raise AssertionError("lambdad did not stop within %d s after SIGTERM; its threads:\n%s\nlog:\n%s"
+                                 % (timeout, bt, self.logtext()[-3000:]))
         self.log.close()
         return rc
 
