@@ -104,6 +104,8 @@ int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg)
             r = bstore_load_view(b->store, vd, &ver, errmsg);
             if (r < 0)
                 return r;
+            for (size_t i = 0; i < ver->nparts; i++)   /* for query pruning */
+                ver->parts[i].end = gran_next(b->unit[v], ver->parts[i].start);
             bversion **next = calloc(cfg->nviews, sizeof(*next));
             bversion **old = calloc(cfg->nviews, sizeof(*old));
             if (!next || !old) {

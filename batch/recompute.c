@@ -96,6 +96,13 @@ static vtable *work_table(work *w, int64_t start, const view_def *v)
     return w->p[i].t;
 }
 
+/* Sets each partition's end from the view's unit (for query pruning). */
+static void work_set_ends(work *w, gran_t unit)
+{
+    for (size_t i = 0; i < w->n; i++)
+        w->p[i].end = gran_next(unit, w->p[i].start);
+}
+
 static void work_clear(work *w)
 {
     for (size_t i = 0; i < w->n; i++)
@@ -329,6 +336,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         for (size_t i = 0; i < w[v].n; i++)
             starts[v][i] = w[v].p[i].start;
         nstarts[v] = w[v].n;
+        work_set_ends(&w[v], b->unit[v]);
         if (!(next[v] = next_version(vstate_batch(b->vs, v), &w[v])))
             r = -ENOMEM;
     }

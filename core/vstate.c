@@ -249,8 +249,8 @@ static void fill_watermark(const vstate *vs, vstate_watermark *wm)
     wm->live_events = vs->live_events;
 }
 
-int vstate_scan(vstate *vs, size_t v, int (*fn)(const vrow *row, void *ud), void *ud,
-                vstate_watermark *wm)
+int vstate_scan(vstate *vs, size_t v, int64_t from, int64_t to,
+                int (*fn)(const vrow *row, void *ud), void *ud, vstate_watermark *wm)
 {
     if (v >= vs->nviews)
         return -EINVAL;
@@ -261,8 +261,12 @@ int vstate_scan(vstate *vs, size_t v, int (*fn)(const vrow *row, void *ud), void
         goto out;
     }
     const bversion *b = vs->batch[v];
-    for (size_t i = 0; i < b->nparts && r == 0; i++)
-        r = vtable_foreach(b->parts[i].t, fn, ud);
+    for (size_t i = 0; i < b->nparts && r == 0; i++) {
+        const bpart *p = &b->parts[i];
+        if (p->end > p->start && (p->end <= from || p->start >= to))
+            continue;   /* no bucket of this partition can be asked for */
+        r = vtable_foreach(p->t, fn, ud);
+    }
     if (r == 0 && vs->pending[v])
         r = vtable_foreach(vs->pending[v], fn, ud);
     if (r == 0)

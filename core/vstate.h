@@ -24,6 +24,7 @@
 typedef struct {
     int64_t start;
     vtable *t;
+    int64_t end;     /* exclusive; end <= start: unknown (never skipped) */
 } bpart;
 
 /* A batch view: its partitions sorted by start. Immutable once published;
@@ -83,9 +84,10 @@ typedef struct {
 } vstate_watermark;
 
 /* Calls fn for every row of view v's batch partitions, P and L, under the
- * read lock. Returns -EAGAIN when the view is not available. */
-int vstate_scan(vstate *vs, size_t v, int (*fn)(const vrow *row, void *ud), void *ud,
-                vstate_watermark *wm);
+ * read lock; batch partitions entirely outside [from, to) are skipped.
+ * Returns -EAGAIN when the view is not available. */
+int vstate_scan(vstate *vs, size_t v, int64_t from, int64_t to,
+                int (*fn)(const vrow *row, void *ud), void *ud, vstate_watermark *wm);
 
 typedef struct {
     int64_t batch_rows, batch_bytes, batch_parts;

@@ -14,14 +14,14 @@
 
 #include "core/metrics.h"
 
-static int scan_view(void *ud, size_t view_idx, int (*fn)(const vrow *row, void *fnud),
-                     void *fnud, serving_watermark *wm)
+static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to,
+                     int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm)
 {
     daemon_source *ds = ud;
     if (!atomic_load(&ds->recovered))
         return -EAGAIN;   /* partial live tables would give wrong answers */
     vstate_watermark w;
-    int r = vstate_scan(ds->vs, view_idx, fn, fnud, &w);   /* -EAGAIN: being recomputed */
+    int r = vstate_scan(ds->vs, view_idx, from, to, fn, fnud, &w);   /* -EAGAIN: being recomputed */
     if (wm) {
         wm->batch_seq = w.batch_seq;
         wm->batch_at = w.batch_at;

@@ -339,7 +339,8 @@ int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
     /* Only a limit above max_rows (or none) can let the answer grow past it. */
     if (q->max_rows && (q->limit == 0 || q->limit > q->max_rows))
         ctx.cap = q->max_rows;
-    rc = src->scan_view(src->ud, q->view_idx, scan_row, &ctx, &wm);
+    rc = src->scan_view(src->ud, q->view_idx, q->has_from ? q->from : INT64_MIN,
+                        q->has_to ? q->to : INT64_MAX, scan_row, &ctx, &wm);
     if (rc == SCAN_TOO_MANY) {
         qerror_clear(err);
         err->status = 413;

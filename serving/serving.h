@@ -19,11 +19,13 @@ typedef struct {
 
 typedef struct {
     void *ud;
-    /* Visits every row of the view's current answer set (batch + pending +
+    /* Visits the rows of the view's current answer set (batch + pending +
      * live); rows with equal keys may repeat and are merged by the caller.
-     * Returns 0, fn's non-zero value, or a negative code. */
-    int (*scan_view)(void *ud, size_t view_idx, int (*fn)(const vrow *row, void *fnud),
-                     void *fnud, serving_watermark *wm);
+     * Rows whose bucket is outside [from, to) may be skipped (a hint: the
+     * caller still filters). Returns 0, fn's non-zero value, or a negative
+     * code. */
+    int (*scan_view)(void *ud, size_t view_idx, int64_t from, int64_t to,
+                     int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm);
     /* Adds the layers' figures to the /v1/status object. */
     void (*status)(void *ud, json_t *obj);
     /* true when recovery is done and consuming; else *reason says why not. */

@@ -38,8 +38,8 @@ static config cfg = {.http_host = "127.0.0.1", .http_port = 0, .http_threads = 2
 static vtable *table;
 static atomic_bool is_ready;
 
-static int fake_scan(void *ud, size_t view_idx, int (*fn)(const vrow *, void *), void *fnud,
-                     serving_watermark *wm)
+static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
+                     int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {
     *wm = (serving_watermark){.batch_seq = 9, .batch_at = 0, .live_events = 4};
     return vtable_foreach(table, fn, fnud);

@@ -40,8 +40,8 @@ typedef struct {
     int scans;
 } fake;
 
-static int fake_scan(void *ud, size_t view_idx, int (*fn)(const vrow *, void *), void *fnud,
-                     serving_watermark *wm)
+static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
+                     int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {
     fake *f = ud;
     f->scans++;
@@ -581,8 +581,8 @@ static void test_raw_values(void)
 /* Cells rendered as count/sum/min/max/avg, including fractions and sums
  * past 2^53, through a one-row source. */
 static cell one_cells[5];
-static int one_scan(void *ud, size_t view_idx, int (*fn)(const vrow *, void *), void *fnud,
-                    serving_watermark *wm)
+static int one_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
+                    int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {
     dimval d[2] = {dv("/x"), dv(NULL)};
     vrow r = {.bucket = T, .dims = d, .cells = one_cells};
