@@ -65,6 +65,7 @@ static int add_part(speed *s, size_t stream_idx, int32_t partition, int64_t next
     pthread_mutex_lock(&s->parts_lock);
     s->parts[s->nparts++] = (speed_part){
         .stream_idx = stream_idx, .partition = partition, .next_offset = next_offset,
+        .taken_offset = next_offset,
         .high_watermark = -1, .dirty = false,
     };
     pthread_mutex_unlock(&s->parts_lock);

@@ -222,7 +222,7 @@ static int commit_txn(speed *s)
     for (size_t i = 0; i < s->nparts; i++) {
         speed_part *p = &s->parts[i];
         if (p->dirty && arch_txn_set_offset(s->txn, s->cfg->streams[p->stream_idx].topic,
-                                            p->partition, p->next_offset) < 0)
+                                            p->partition, p->taken_offset) < 0)
             return -ENOMEM;
     }
     int64_t last_seq = 0;
@@ -292,6 +292,8 @@ static int commit_txn(speed *s)
     pthread_mutex_lock(&s->parts_lock);
     for (size_t i = 0; i < s->nparts; i++) {
         speed_part *p = &s->parts[i];
+        if (p->dirty)
+            p->next_offset = p->taken_offset;   /* archived now */
         int64_t lo, hi;
         if (rd_kafka_get_watermark_offsets(s->rk, s->cfg->streams[p->stream_idx].topic,
                                            p->partition, &lo, &hi) == 0)
@@ -319,8 +321,8 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
     speed_part *p = si == SIZE_MAX ? NULL : speed_find_part(s, si, m->partition);
     if (!p)
         return 0;   /* not ours (cannot happen with explicit assignment) */
-    if (p->next_offset >= 0 && m->offset < p->next_offset)
-        return 0;   /* already archived: a re-delivery must not count twice */
+    if (p->taken_offset >= 0 && m->offset < p->taken_offset)
+        return 0;   /* already taken: a re-delivery must not count twice */
 
     const stream_def *st = &cfg->streams[si];
     rd_kafka_timestamp_type_t tstype;
@@ -352,9 +354,7 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
     }
     if (r < 0)
         return r;
-    pthread_mutex_lock(&s->parts_lock);
-    p->next_offset = m->offset + 1;
-    pthread_mutex_unlock(&s->parts_lock);
+    p->taken_offset = m->offset + 1;   /* published as next_offset at COMMIT */
     p->dirty = true;
     if (!s->txn_started_ms)
         s->txn_started_ms = speed_now_ms();
@@ -445,11 +445,12 @@ static void *speed_main(void *arg)
         if (room > BATCH_MAX)
             room = BATCH_MAX;
         ssize_t n = rd_kafka_consume_batch_queue(s->queue, timeout, msgs, room ? room : 1);
+        if (n > 0)
+            s->last_message_ms = s->last_contact_ms = speed_now_ms();
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             if (!m->err) {
                 s->consumed++;
-                s->last_message_ms = s->last_contact_ms = speed_now_ms();
                 if (take_message(s, m) < 0) {
                     log_error("Out of memory taking a Kafka message; stopping (nothing "
                               "uncommitted was acknowledged)");

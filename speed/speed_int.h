@@ -16,7 +16,8 @@
 typedef struct {
     size_t stream_idx;
     int32_t partition;
-    int64_t next_offset;      /* next offset to archive; -1 = not known yet */
+    int64_t next_offset;      /* next offset archived (as of the last commit); -1 = none */
+    int64_t taken_offset;     /* speed thread: next offset to take; -1 = any */
     int64_t high_watermark;   /* -1 = unknown */
     bool dirty;               /* next_offset changed in the current transaction */
 } speed_part;
