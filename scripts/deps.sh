@@ -10,6 +10,7 @@ PKGS=(
   kcat python3 sqlite3 curl                      # tests and demo
   prometheus openssl                             # promtool and a test certificate (tests/e2e/test_ops_http.py)
   wrk                                            # bench/run's query benchmark
+  systemd                                        # systemd-analyze, systemd-sysusers (tests/e2e/test_deploy.py)
 )
 
 missing=()
