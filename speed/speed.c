@@ -444,7 +444,17 @@ static void *speed_main(void *arg)
         size_t room = (size_t)cfg->commit_max_events - (size_t)s->stage_events;
         if (room > BATCH_MAX)
             room = BATCH_MAX;
-        ssize_t n = rd_kafka_consume_batch_queue(s->queue, timeout, msgs, room ? room : 1);
+        ssize_t n;
+        if (!s->txn_started_ms) {
+            /* An empty transaction: take the first message the moment it
+             * arrives (consume_batch_queue would wait for a full batch or
+             * the whole timeout), so the commit interval starts with it. */
+            msgs[0] = rd_kafka_consume_queue(s->queue, timeout);
+            n = msgs[0] ? 1 : 0;
+        } else {
+            /* Collect until the transaction's interval ends (or a full batch). */
+            n = rd_kafka_consume_batch_queue(s->queue, timeout, msgs, room ? room : 1);
+        }
         if (n > 0)
             s->last_message_ms = s->last_contact_ms = speed_now_ms();
         for (ssize_t i = 0; i < n; i++) {
