@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,9 @@ struct vstate {
     vtable **live;        /* per view, never NULL */
     bool *available;
     int64_t batch_seq, batch_at, last_seq, pending_events, live_events;
+    /* Bumped under the write lock by every change (apply, seal, swap,
+     * availability); read without a lock by answer caches. */
+    atomic_uint_fast64_t version;
 };
 
 static vtable *new_table(const view_def *v)
@@ -136,6 +140,7 @@ int vstate_apply(vstate *vs, vtable **stage, int64_t events, int64_t last_seq)
         if (last_seq > vs->last_seq)
             vs->last_seq = last_seq;
     }
+    atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
     return r;
 }
@@ -177,6 +182,7 @@ int vstate_seal(vstate *vs, int64_t *R)
         vs->live_events = 0;
         *R = vs->last_seq;
     }
+    atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
     for (size_t v = 0; v < vs->nviews; v++)
         vtable_free(fresh[v]);
@@ -215,6 +221,7 @@ void vstate_swap(vstate *vs, bversion **next, int64_t R, int64_t at, bversion **
     vs->pending_events = 0;
     vs->batch_seq = R;
     vs->batch_at = at;
+    atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
     if (dropped) {
         for (size_t v = 0; v < vs->nviews; v++)
@@ -227,6 +234,7 @@ void vstate_set_available(vstate *vs, size_t v, bool available)
 {
     pthread_rwlock_wrlock(&vs->lock);
     vs->available[v] = available;
+    atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
 }
 
@@ -237,11 +245,18 @@ void vstate_set_batch_watermark(vstate *vs, int64_t R, int64_t at)
     vs->batch_at = at;
     if (vs->last_seq < R)
         vs->last_seq = R;
+    atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
 }
 
-static void fill_watermark(const vstate *vs, vstate_watermark *wm)
+uint64_t vstate_version(vstate *vs)
 {
+    return atomic_load(&vs->version);
+}
+
+static void fill_watermark(vstate *vs, vstate_watermark *wm)
+{
+    wm->version = atomic_load(&vs->version);
     wm->batch_seq = vs->batch_seq;
     wm->batch_at = vs->batch_at;
     wm->last_seq = vs->last_seq;

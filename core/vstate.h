@@ -76,6 +76,7 @@ void vstate_set_batch_watermark(vstate *vs, int64_t R, int64_t at);
 /* ---- readers (any thread) ---- */
 
 typedef struct {
+    uint64_t version;        /* changes whenever any answer may change */
     int64_t batch_seq;       /* R */
     int64_t batch_at;        /* epoch s of the swap, 0 = never */
     int64_t last_seq;        /* last applied seq (>= R) */
@@ -97,4 +98,6 @@ typedef struct {
 } vstate_view_stats;
 
 void vstate_get_watermark(vstate *vs, vstate_watermark *wm);
+/* The state's version: equal versions mean equal answers (any thread). */
+uint64_t vstate_version(vstate *vs);
 void vstate_get_view_stats(vstate *vs, size_t v, vstate_view_stats *st);

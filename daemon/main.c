@@ -196,6 +196,10 @@ static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
     log_notice("Listening on %s://%s:%d/", cfg->http_tls_cert_file ? "https" : "http", cfg->http_host,
                serving_port(rt->srv));
 
+    /* Replaying a long stretch of the archive can outlast the unit's start
+     * timeout and the watchdog: ask systemd for time first. */
+    notify_send("EXTEND_TIMEOUT_USEC=600000000\nWATCHDOG_USEC=600000000\n"
+                "STATUS=Recovering: replaying the archive into the live views");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     r = speed_recover(rt->sp, R, &err);
@@ -205,6 +209,11 @@ static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     atomic_store(&rt->ds.recovered, true);
+    if (notify_watchdog_usec() > 0) {
+        char wd[64];
+        snprintf(wd, sizeof(wd), "WATCHDOG_USEC=%lld", (long long)notify_watchdog_usec());
+        notify_send(wd);   /* back to the unit's own watchdog */
+    }
     log_info("Recovery done in %.3f s",
              (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     r = batch_start(rt->bt, &err);

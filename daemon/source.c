@@ -23,6 +23,7 @@ static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to,
     vstate_watermark w;
     int r = vstate_scan(ds->vs, view_idx, from, to, fn, fnud, &w);   /* -EAGAIN: being recomputed */
     if (wm) {
+        wm->version = w.version;
         wm->batch_seq = w.batch_seq;
         wm->batch_at = w.batch_at;
         wm->live_events = w.pending_events + w.live_events;
@@ -204,6 +205,14 @@ static bool ready(void *ud, const char **reason)
         return false;
     }
     return true;
+}
+
+static uint64_t state_version(void *ud)
+{
+    daemon_source *ds = ud;
+    /* Recovery flips `recovered` without a state change: keep answers
+     * from before it (503s are never cached anyway) apart. */
+    return atomic_load(&ds->recovered) ? vstate_version(ds->vs) * 2 + 1 : 0;
 }
 
 static int recompute(void *ud, long view_idx)
@@ -402,6 +411,7 @@ void daemon_source_init(daemon_source *ds, serving_source *src)
     src->status = status;
     src->ready = ready;
     src->recompute = recompute;
+    src->version = state_version;
     src->metrics = collect_metrics;
     ds->started_at = (int64_t)time(NULL);
 }

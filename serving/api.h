@@ -15,6 +15,7 @@ typedef struct {
     const config *cfg;
     const serving_source *src;
     int64_t started_ms;       /* CLOCK_MONOTONIC ms at start, for uptime_s */
+    struct qcache *cache;     /* exact answers per state version; NULL: none */
 } api_ctx;
 
 typedef struct {

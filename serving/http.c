@@ -51,12 +51,15 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "serving/qcache.h"
 #include "serving/api.h"
 #include "serving/auth.h"
 #include "serving/conns.h"
 
 #define CONN_MEMORY_BASE   (32 * 1024)   /* request line and headers, plus the query string */
 #define LISTEN_BACKLOG     1024
+#define QCACHE_SLOTS       1024          /* distinct dashboard questions kept */
+#define QCACHE_MAX_BODY    (1024 * 1024) /* larger answers are not cached */
 #define TLS_PRIORITIES     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 METRIC_COUNTER(m_requests, "lambdad_http_requests_total",
@@ -430,6 +433,7 @@ static int write_messages(serving *s)
 
 static void serving_free(serving *s)
 {
+    qcache_free(s->api.cache);
     conns_free(s->conns);
     free(s->msg_query);
     free(s->msg_body);
@@ -452,7 +456,8 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
     if (!s)
         return -ENOMEM;
     s->cfg = cfg;
-    s->api = (api_ctx){.cfg = cfg, .src = src, .started_ms = api_now_ms()};
+    s->api = (api_ctx){.cfg = cfg, .src = src, .started_ms = api_now_ms(),
+                       .cache = qcache_new(QCACHE_SLOTS, QCACHE_MAX_BODY)};
     if ((rc = write_messages(s)) < 0 ||
         (rc = conns_new((size_t)cfg->http_max_connections, (size_t)cfg->http_max_connections_per_ip,
                         &s->conns)) < 0) {

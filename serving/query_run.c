@@ -323,7 +323,16 @@ static int fail_run(qerror *err, int rc, const char *what)
     return rc;
 }
 
+static int run_versioned(const query *q, const serving_source *src, jbuf *out, qerror *err,
+                         uint64_t *version);
+
 int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
+{
+    return run_versioned(q, src, out, err, NULL);
+}
+
+static int run_versioned(const query *q, const serving_source *src, jbuf *out, qerror *err,
+                         uint64_t *version)
 {
     serving_watermark wm = {0};
     result res = {.q = q};
@@ -369,6 +378,8 @@ int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
         rc = fail_run(err, rc < 0 ? rc : -EIO, "cannot scan view");
         goto out;
     }
+    if (version)
+        *version = wm.version;
     rc = vtable_foreach(ctx.t, collect_row, &res);
     if (rc) {
         rc = fail_run(err, rc, "cannot collect rows");
@@ -391,13 +402,20 @@ out:
 int query_handle(const config *cfg, const serving_source *src, const char *view,
                  size_t view_len, const qparam *p, size_t np, char **body, size_t *len)
 {
+    return query_handle_v(cfg, src, view, view_len, p, np, body, len, NULL);
+}
+
+int query_handle_v(const config *cfg, const serving_source *src, const char *view,
+                   size_t view_len, const qparam *p, size_t np, char **body, size_t *len,
+                   uint64_t *version)
+{
     query q;
     qerror err = {0};
     jbuf b;
     jb_init(&b);
     int status = 200;
     if (query_parse(cfg, view, view_len, p, np, &q, &err) < 0 ||
-        query_run(&q, src, &b, &err) < 0) {
+        run_versioned(&q, src, &b, &err, version) < 0) {
         jb_free(&b);
         status = err.status ? err.status : 500;
         if (err.msg)

@@ -12,6 +12,7 @@
 #include "core/vtable.h"
 
 typedef struct {
+    uint64_t version;      /* the source's state version the rows were read at */
     int64_t batch_seq;     /* R: archive seq the batch views cover (0: none) */
     int64_t batch_at;      /* epoch s of the last batch run, 0 = never */
     int64_t live_events;   /* events counted by the speed layer beyond R */
@@ -33,6 +34,9 @@ typedef struct {
     /* Starts a batch run now (POST /v1/admin/recompute); view_idx >= 0 also
      * recomputes that view in full. 0, or a negative code. May be NULL. */
     int (*recompute)(void *ud, long view_idx);
+    /* The state version: while it is unchanged every answer is unchanged,
+     * so answers are cached per version. May be NULL (no caching). */
+    uint64_t (*version)(void *ud);
     /* Called on an HTTP thread just before GET /metrics renders the
      * process-wide registry (core/metrics.h): sets the metrics that are
      * read from the layers at scrape time. May be NULL. */

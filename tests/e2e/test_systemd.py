@@ -36,9 +36,11 @@ class SystemdTest(unittest.TestCase):
                         extra={"kafka": {"unreachable_after_ms": 1500, "metadata_refresh_ms": 300}})
 
     def tearDown(self):
-        self.d.stop()
-        self.broker.stop()
-        self.wd.cleanup()
+        try:
+            self.d.stop()
+        finally:
+            self.broker.stop()
+            self.wd.cleanup()
 
     def test_notify_order_ready_status_watchdog_stopping(self):
         path = self.wd.file("notify.sock")
@@ -52,8 +54,14 @@ class SystemdTest(unittest.TestCase):
             while time.monotonic() < deadline and not (
                     any(m.startswith("WATCHDOG=1") for m in msgs) and any("STATUS=" in m for m in msgs)):
                 msgs.append(sock.recv(4096).decode())
-            self.assertTrue(msgs[0].startswith("READY=1"), msgs)
-            self.assertTrue(any(m.startswith("WATCHDOG=1") for m in msgs), msgs)
+            # recovery first asks for time, then READY, and only then watchdog pings
+            self.assertEqual(msgs[0], "EXTEND_TIMEOUT_USEC=600000000\nWATCHDOG_USEC=600000000\n"
+                                      "STATUS=Recovering: replaying the archive into the live views")
+            self.assertEqual(msgs[1], "WATCHDOG_USEC=1000000")
+            ready = [i for i, m in enumerate(msgs) if m.startswith("READY=1")]
+            pings = [i for i, m in enumerate(msgs) if m.startswith("WATCHDOG=1")]
+            self.assertEqual(len(ready), 1, msgs)
+            self.assertTrue(pings and ready[0] < pings[0], msgs)
             status = [m for m in msgs if m.startswith("STATUS=") and "events/s" in m]
             self.assertTrue(status, msgs)
             self.assertRegex(status[0], r"^STATUS=\d+ events/s, lag \d+, \d+ archived, last batch run ")

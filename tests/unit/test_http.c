@@ -38,11 +38,20 @@ static config cfg = {.http_host = "127.0.0.1", .http_port = 0, .http_threads = 2
 static vtable *table;
 static atomic_bool is_ready;
 
+static atomic_ulong state_version = 1, scans;
+
 static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
                      int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {
-    *wm = (serving_watermark){.batch_seq = 9, .batch_at = 0, .live_events = 4};
+    atomic_fetch_add(&scans, 1);
+    *wm = (serving_watermark){.version = atomic_load(&state_version), .batch_seq = 9,
+                              .batch_at = 0, .live_events = 4};
     return vtable_foreach(table, fn, fnud);
+}
+
+static uint64_t fake_version(void *ud)
+{
+    return atomic_load(&state_version);
 }
 
 static void fake_status(void *ud, json_t *obj)
@@ -76,7 +85,7 @@ static void fake_metrics(void *ud)
 
 static const serving_source src = {
     .scan_view = fake_scan, .status = fake_status, .ready = fake_ready,
-    .recompute = fake_recompute, .metrics = fake_metrics,
+    .recompute = fake_recompute, .metrics = fake_metrics, .version = fake_version,
 };
 
 static void add(int64_t ts, const char *page, double bytes)
@@ -585,6 +594,36 @@ static response post(const char *target)
     return r;
 }
 
+/* The answer cache: a repeated question at an unchanged state version is
+ * answered without reading the source; any change of version, or another
+ * question, reads it again; the answers are byte-identical. */
+static void test_answer_cache(void)
+{
+    unsigned long before = atomic_load(&scans);
+    response a = get("/v1/views/pages/query?granularity=all");
+    response b = get("/v1/views/pages/query?granularity=all");
+    CHECK_INT(a.status, 200);
+    CHECK_STR(b.body, a.body);
+    CHECK_INT(atomic_load(&scans), before + 1);
+    response c = get("/v1/views/pages/query?granularity=hour");
+    CHECK_INT(atomic_load(&scans), before + 2);   /* another question */
+    atomic_fetch_add(&state_version, 1);
+    response d = get("/v1/views/pages/query?granularity=all");
+    CHECK_INT(atomic_load(&scans), before + 3);   /* the state changed */
+    CHECK_STR(d.body, a.body);
+    /* errors are never cached: each is answered again */
+    response e = get("/v1/views/pages/query?granularity=nope");
+    response f = get("/v1/views/pages/query?granularity=nope");
+    CHECK_INT(e.status, 400);
+    CHECK_STR(f.body, e.body);
+    response_clear(&a);
+    response_clear(&b);
+    response_clear(&c);
+    response_clear(&d);
+    response_clear(&e);
+    response_clear(&f);
+}
+
 static void test_recompute(void)
 {
     response r = post("/v1/admin/recompute");
@@ -633,7 +672,8 @@ int main(void)
 
     test_routes();
     test_recompute();
-    test_metrics();
+    test_metrics();      /* counts the requests so far exactly: keep it before the cache test */
+    test_answer_cache();
     test_keepalive();
     test_limits();
     test_idle_client();
