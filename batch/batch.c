@@ -14,18 +14,7 @@
 
 #include "batch/batch_int.h"
 #include "core/log.h"
-
-static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *dup_printf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
+#include "core/strutil.h"
 
 int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
 {
@@ -52,7 +41,7 @@ int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
     b->unit = calloc(nv, sizeof(*b->unit));
     b->needs_full = calloc(nv, sizeof(*b->needs_full));
     b->vst = calloc(nv, sizeof(*b->vst));
-    b->store_path = dup_printf("%s-views", cfg->archive_path);
+    b->store_path = str_printf("%s-views", cfg->archive_path);
     if (!b->dec || !b->vals || !b->unit || !b->needs_full || !b->vst || !b->store_path) {
         batch_free(b);
         *errmsg = strdup("out of memory");
@@ -209,7 +198,7 @@ int batch_start(batch *b, char **errmsg)
 {
     int r = pthread_create(&b->thread, NULL, batch_main, b);
     if (r != 0) {
-        *errmsg = dup_printf("cannot start the batch thread: %s", strerror(r));
+        *errmsg = str_printf("cannot start the batch thread: %s", strerror(r));
         return -r;
     }
     b->started = true;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/strutil.h"
 #include "core/metrics.h"
 #include "speed/speed_int.h"
 
@@ -44,18 +45,6 @@ static const char *const reject_reasons[4] = {
 #define BATCH_MAX 4096            /* messages taken from the queue per call */
 #define POLL_MAX_MS 100           /* longest wait for messages */
 #define COMMIT_RETRY_MS 1000      /* pause after a failed archive commit */
-
-static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *dup_printf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
 
 static void free_tables(vtable **t, size_t n)
 {
@@ -172,7 +161,7 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
         r = arch_scan(s->w, cfg->streams[si].name, after_seq, st.last_seq, 0, -1, recover_event,
                       &rc, &err);
         if (r != 0) {
-            *errmsg = dup_printf("replaying stream '%s' from the archive: %s",
+            *errmsg = str_printf("replaying stream '%s' from the archive: %s",
                                  cfg->streams[si].name,
                                  err ? err : r == -ENOMEM ? "out of memory" : "failed");
             free(err);
@@ -555,7 +544,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char **
 {
     char err[512];
     if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        *errmsg = dup_printf("kafka option '%s': %s", k, err);
+        *errmsg = str_printf("kafka option '%s': %s", k, err);
         return -EINVAL;
     }
     return 0;
@@ -594,7 +583,7 @@ static int create_consumer(speed *s, char **errmsg)
     s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!s->rk) {
         rd_kafka_conf_destroy(conf);
-        *errmsg = dup_printf("cannot create Kafka consumer: %s", err);
+        *errmsg = str_printf("cannot create Kafka consumer: %s", err);
         return -EINVAL;
     }
     /* conf is owned by s->rk from here on. */
@@ -610,7 +599,7 @@ int speed_start(speed *s, char **errmsg)
         return r;
     r = pthread_create(&s->thread, NULL, speed_main, s);
     if (r != 0) {
-        *errmsg = dup_printf("cannot start the speed thread: %s", strerror(r));
+        *errmsg = str_printf("cannot start the speed thread: %s", strerror(r));
         return -r;
     }
     s->thread_started = true;
