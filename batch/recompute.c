@@ -28,6 +28,7 @@
 #include "batch/batch_int.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/failpoint.h"
 
 METRIC_HISTOGRAM(m_run, "lambdad_batch_run_duration_seconds",
                  "Duration of successful batch runs (seal to swap).", metrics_buckets_long);
@@ -321,6 +322,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
                     r = -ENOMEM;
         }
     }
+    failpoint("after_seal");   /* L moved to P, nothing recomputed yet */
     for (size_t si = 0; r == 0 && si < cfg->nstreams; si++)
         r = scan_stream(b, si, w, R, &scanned, errmsg);
 
@@ -355,7 +357,11 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         if (r == 0)
             r = bstore_put_watermark(b->store, R, at, errmsg);
         if (r == 0)
+            failpoint("before_views_commit");   /* views written, not committed */
+        if (r == 0)
             r = bstore_commit(b->store, errmsg);
+        if (r == 0)
+            failpoint("before_swap");           /* views durable, P not dropped yet */
         if (r < 0)
             bstore_rollback(b->store);
     }

@@ -23,6 +23,7 @@
 
 #include "core/log.h"
 #include "core/strutil.h"
+#include "core/failpoint.h"
 #include "core/metrics.h"
 #include "speed/speed_int.h"
 
@@ -226,6 +227,7 @@ static int commit_txn(speed *s)
         return r;
     }
     int64_t t1 = speed_now_ms();
+    failpoint("after_archive_commit");   /* archived, not yet applied */
     metrics_observe(&m_commit, NULL, (double)(t1 - t0) / 1000.0);
     for (size_t si = 0; si < s->cfg->nstreams; si++) {
         for (int k = 0; k < 4; k++) {
