@@ -58,6 +58,24 @@ class LifecycleTest(unittest.TestCase):
         rows = self.d.query("totals", granularity="all")["rows"]
         self.assertEqual(rows[0]["metrics"]["n"], 300)
 
+    def test_archived_offsets_are_committed_to_kafka(self):
+        # Lag tools read the group's committed offsets: they must equal what
+        # lambdad archived. A real Kafka client joining the group (kcat -G)
+        # starts there, so it must read exactly the messages produced after.
+        self.broker = Devbroker(["pageviews:2"])
+        self.d = Daemon(self.wd, self.broker.bootstrap, streams=[STREAM], views=[VIEW]).start()
+        produce(self.broker.bootstrap, "pageviews", events(400))
+        self.d.wait_archived(400)
+        group = self.d.cfg["kafka"].get("group_id", "lambdad")
+        self.assertEqual(self.d.stop(), 0)
+        later = events(25, start=1763899000)
+        produce(self.broker.bootstrap, "pageviews", later)
+        r = subprocess.run(["kcat", "-b", self.broker.bootstrap, "-G", group, "-e", "-q",
+                            "-f", "%s\n", "-X", "auto.offset.reset=earliest", "pageviews"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(r.stdout.splitlines()), sorted(later))
+
     def test_sigterm_mid_ingestion_loses_nothing(self):
         self.broker = Devbroker(["pageviews:4"])
         self.d = Daemon(self.wd, self.broker.bootstrap, streams=[STREAM], views=[VIEW]).start()
