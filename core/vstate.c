@@ -14,6 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How many recent deltas are kept, and their total rows at most: enough
+ * for answers asked every few seconds, small next to the live tables. */
+#define DELTA_MAX 64
+#define DELTA_MAX_ROWS 200000
+
 struct vstate {
     const view_def *views;
     size_t nviews;
@@ -26,6 +31,15 @@ struct vstate {
     /* Bumped under the write lock by every change (apply, seal, swap,
      * availability); read without a lock by answer caches. */
     atomic_uint_fast64_t version;
+    uint64_t epoch;          /* under the lock */
+    /* Recent deltas (the staged tables of the last applies), oldest first
+     * from ring_head; each with the version its apply produced. */
+    struct {
+        uint64_t version;
+        vtable **t;          /* per view */
+        size_t rows;
+    } ring[DELTA_MAX];
+    size_t ring_head, ring_n, ring_rows;
 };
 
 static vtable *new_table(const view_def *v)
@@ -95,10 +109,34 @@ fail:
     return NULL;
 }
 
+static void free_views(vtable **t, size_t n)
+{
+    if (!t)
+        return;
+    for (size_t v = 0; v < n; v++)
+        vtable_free(t[v]);
+    free(t);
+}
+
+/* Under the write lock: forget every delta (a new epoch begins). */
+static void ring_clear(vstate *vs)
+{
+    for (size_t i = 0; i < vs->ring_n; i++)
+        free_views(vs->ring[(vs->ring_head + i) % DELTA_MAX].t, vs->nviews);
+    vs->ring_head = vs->ring_n = vs->ring_rows = 0;
+}
+
+static void new_epoch(vstate *vs)
+{
+    ring_clear(vs);
+    vs->epoch++;
+}
+
 void vstate_free(vstate *vs)
 {
     if (!vs)
         return;
+    ring_clear(vs);
     for (size_t v = 0; v < vs->nviews; v++) {
         if (vs->batch)
             bversion_free(vs->batch[v]);
@@ -115,14 +153,24 @@ void vstate_free(vstate *vs)
     free(vs);
 }
 
-int vstate_apply(vstate *vs, vtable **stage, int64_t events, int64_t last_seq)
+int vstate_apply(vstate *vs, vtable **stage, int64_t events, int64_t last_seq, bool keep_delta)
 {
     int r = 0;
+    vtable **kept = keep_delta ? calloc(vs->nviews ? vs->nviews : 1, sizeof(*kept)) : NULL;
+    if (keep_delta && !kept)
+        return -ENOMEM;
+    size_t rows = 0;
     pthread_rwlock_wrlock(&vs->lock);
     for (size_t v = 0; v < vs->nviews; v++) {
         if (!stage[v])
             continue;
-        if (vtable_rows(vs->live[v]) == 0) {
+        if (keep_delta) {
+            r = vtable_merge(vs->live[v], stage[v]);
+            if (r < 0)
+                break;
+            rows += vtable_rows(stage[v]);
+            kept[v] = stage[v];   /* read-only from now on */
+        } else if (vtable_rows(vs->live[v]) == 0) {
             /* Nothing live yet (e.g. right after a seal or in recovery):
              * take the staged table as it is, no copy. */
             vtable_free(vs->live[v]);
@@ -140,8 +188,27 @@ int vstate_apply(vstate *vs, vtable **stage, int64_t events, int64_t last_seq)
         if (last_seq > vs->last_seq)
             vs->last_seq = last_seq;
     }
+    if (r == 0 && keep_delta) {
+        while (vs->ring_n > 0 && (vs->ring_n == DELTA_MAX || vs->ring_rows + rows > DELTA_MAX_ROWS)) {
+            size_t h = vs->ring_head;
+            free_views(vs->ring[h].t, vs->nviews);
+            vs->ring_rows -= vs->ring[h].rows;
+            vs->ring_head = (h + 1) % DELTA_MAX;
+            vs->ring_n--;
+        }
+        size_t at = (vs->ring_head + vs->ring_n) % DELTA_MAX;
+        vs->ring[at].version = atomic_load(&vs->version) + 1;   /* the bump below */
+        vs->ring[at].t = kept;
+        vs->ring[at].rows = rows;
+        vs->ring_n++;
+        vs->ring_rows += rows;
+        kept = NULL;
+    } else {
+        new_epoch(vs);   /* answers changed without a delta to follow them by */
+    }
     atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
+    free_views(kept, vs->nviews);   /* only after a failure: else the ring has them */
     return r;
 }
 
@@ -182,6 +249,9 @@ int vstate_seal(vstate *vs, int64_t *R)
         vs->live_events = 0;
         *R = vs->last_seq;
     }
+    /* Answers are the same after a seal, but the layers moved: caches
+     * start over rather than reason about it. */
+    new_epoch(vs);
     atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
     for (size_t v = 0; v < vs->nviews; v++)
@@ -221,6 +291,7 @@ void vstate_swap(vstate *vs, bversion **next, int64_t R, int64_t at, bversion **
     vs->pending_events = 0;
     vs->batch_seq = R;
     vs->batch_at = at;
+    new_epoch(vs);
     atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
     if (dropped) {
@@ -234,6 +305,7 @@ void vstate_set_available(vstate *vs, size_t v, bool available)
 {
     pthread_rwlock_wrlock(&vs->lock);
     vs->available[v] = available;
+    new_epoch(vs);
     atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
 }
@@ -245,6 +317,7 @@ void vstate_set_batch_watermark(vstate *vs, int64_t R, int64_t at)
     vs->batch_at = at;
     if (vs->last_seq < R)
         vs->last_seq = R;
+    new_epoch(vs);
     atomic_fetch_add(&vs->version, 1);
     pthread_rwlock_unlock(&vs->lock);
 }
@@ -257,6 +330,7 @@ uint64_t vstate_version(vstate *vs)
 static void fill_watermark(vstate *vs, vstate_watermark *wm)
 {
     wm->version = atomic_load(&vs->version);
+    wm->epoch = vs->epoch;
     wm->batch_seq = vs->batch_seq;
     wm->batch_at = vs->batch_at;
     wm->last_seq = vs->last_seq;
@@ -286,6 +360,33 @@ int vstate_scan(vstate *vs, size_t v, int64_t from, int64_t to,
         r = vtable_foreach(vs->pending[v], fn, ud);
     if (r == 0)
         r = vtable_foreach(vs->live[v], fn, ud);
+out:
+    if (wm)
+        fill_watermark(vs, wm);
+    pthread_rwlock_unlock(&vs->lock);
+    return r;
+}
+
+int vstate_scan_since(vstate *vs, size_t v, uint64_t epoch, uint64_t since,
+                      int (*fn)(const vrow *row, void *ud), void *ud, vstate_watermark *wm)
+{
+    if (v >= vs->nviews)
+        return -EINVAL;
+    int r = 0;
+    pthread_rwlock_rdlock(&vs->lock);
+    uint64_t now = atomic_load(&vs->version);
+    /* Within an epoch every version step is one kept delta, so the deltas
+     * after `since` are the newest (now - since) entries of the ring. */
+    if (epoch != vs->epoch || !vs->available[v] || since > now || now - since > vs->ring_n) {
+        r = -ESTALE;
+        goto out;
+    }
+    size_t first = vs->ring_n - (size_t)(now - since);
+    for (size_t i = first; i < vs->ring_n && r == 0; i++) {
+        size_t at = (vs->ring_head + i) % DELTA_MAX;
+        if (vs->ring[at].t[v])
+            r = vtable_foreach(vs->ring[at].t[v], fn, ud);
+    }
 out:
     if (wm)
         fill_watermark(vs, wm);

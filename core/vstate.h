@@ -43,9 +43,12 @@ void vstate_free(vstate *vs);   /* frees every table; accepts NULL */
 
 /* Merges the staged tables (one per view, events of one committed archive
  * transaction) into L and records last_seq. Takes ownership of every
- * stage[v] and sets it to NULL. 0, or -ENOMEM (state unchanged for the
- * views not merged yet; the caller must stop: a restart recovers). */
-int vstate_apply(vstate *vs, vtable **stage, int64_t events, int64_t last_seq);
+ * stage[v] and sets it to NULL. With keep_delta the staged tables are
+ * kept, read-only, in a ring of recent deltas, so answer caches can move
+ * forward by them (vstate_scan_since); without (recovery's one big apply)
+ * the epoch changes instead. 0, or -ENOMEM (the caller must stop: a
+ * restart recovers). */
+int vstate_apply(vstate *vs, vtable **stage, int64_t events, int64_t last_seq, bool keep_delta);
 
 /* ---- batch thread ---- */
 
@@ -77,6 +80,7 @@ void vstate_set_batch_watermark(vstate *vs, int64_t R, int64_t at);
 
 typedef struct {
     uint64_t version;        /* changes whenever any answer may change */
+    uint64_t epoch;          /* changes when answers change other than by deltas */
     int64_t batch_seq;       /* R */
     int64_t batch_at;        /* epoch s of the swap, 0 = never */
     int64_t last_seq;        /* last applied seq (>= R) */
@@ -100,4 +104,11 @@ typedef struct {
 void vstate_get_watermark(vstate *vs, vstate_watermark *wm);
 /* The state's version: equal versions mean equal answers (any thread). */
 uint64_t vstate_version(vstate *vs);
+
+/* Calls fn for the rows of view v's deltas applied after version `since`,
+ * when the epoch is still `epoch` and the ring still holds every one of
+ * them; merging those rows into an answer computed at `since` gives the
+ * answer at the current version (wm). Otherwise returns -ESTALE. */
+int vstate_scan_since(vstate *vs, size_t v, uint64_t epoch, uint64_t since,
+                      int (*fn)(const vrow *row, void *ud), void *ud, vstate_watermark *wm);
 void vstate_get_view_stats(vstate *vs, size_t v, vstate_view_stats *st);

@@ -24,6 +24,7 @@ static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to,
     int r = vstate_scan(ds->vs, view_idx, from, to, fn, fnud, &w);   /* -EAGAIN: being recomputed */
     if (wm) {
         wm->version = w.version;
+        wm->epoch = w.epoch;
         wm->batch_seq = w.batch_seq;
         wm->batch_at = w.batch_at;
         wm->live_events = w.pending_events + w.live_events;
@@ -210,9 +211,25 @@ static bool ready(void *ud, const char **reason)
 static uint64_t state_version(void *ud)
 {
     daemon_source *ds = ud;
-    /* Recovery flips `recovered` without a state change: keep answers
-     * from before it (503s are never cached anyway) apart. */
-    return atomic_load(&ds->recovered) ? vstate_version(ds->vs) * 2 + 1 : 0;
+    return vstate_version(ds->vs);   /* before recovery scans answer 503: never cached */
+}
+
+static int scan_since(void *ud, size_t view_idx, uint64_t epoch, uint64_t since,
+                      int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm)
+{
+    daemon_source *ds = ud;
+    if (!atomic_load(&ds->recovered))
+        return -EAGAIN;
+    vstate_watermark w;
+    int r = vstate_scan_since(ds->vs, view_idx, epoch, since, fn, fnud, &w);
+    if (wm) {
+        wm->version = w.version;
+        wm->epoch = w.epoch;
+        wm->batch_seq = w.batch_seq;
+        wm->batch_at = w.batch_at;
+        wm->live_events = w.pending_events + w.live_events;
+    }
+    return r;
 }
 
 static int recompute(void *ud, long view_idx)
@@ -412,6 +429,7 @@ void daemon_source_init(daemon_source *ds, serving_source *src)
     src->ready = ready;
     src->recompute = recompute;
     src->version = state_version;
+    src->scan_since = scan_since;
     src->metrics = collect_metrics;
     ds->started_at = (int64_t)time(NULL);
 }

@@ -119,35 +119,8 @@ static void h_query(const api_ctx *ctx, const char *path, const qparam *p, size_
     size_t view_len = strlen(view) - strlen("/query");
     free(r->body);
     r->body = NULL;
-    /* The key: the view and every parameter as received, each with its
-     * length, so that no two different requests share one. */
-    jbuf key;
-    jb_init(&key);
-    bool cache = ctx->cache && ctx->src->version;
-    uint64_t now = 0;
-    if (cache) {
-        jb_raw(&key, view, view_len + 1);
-        for (size_t i = 0; i < np; i++) {
-            uint32_t kl = (uint32_t)p[i].klen, vl = (uint32_t)p[i].vlen;
-            jb_raw(&key, (const char *)&kl, 4);
-            jb_raw(&key, p[i].key, kl);
-            jb_raw(&key, (const char *)&vl, 4);
-            jb_raw(&key, p[i].val, vl);
-        }
-        now = ctx->src->version(ctx->src->ud);
-        if (!key.oom && qcache_get(ctx->cache, key.p, key.len, now, &r->body, &r->len)) {
-            r->status = 200;
-            jb_free(&key);
-            return;
-        }
-    }
-    uint64_t at = 0;
-    r->status = query_handle_v(ctx->cfg, ctx->src, view, view_len, p, np, &r->body, &r->len, &at);
-    /* Only an answer read at the version current before the query began is
-     * stored: a newer one would be filed under the wrong version. */
-    if (cache && r->status == 200 && r->body && at == now && !key.oom)
-        qcache_put(ctx->cache, key.p, key.len, at, r->body, r->len);
-    jb_free(&key);
+    r->status = query_handle_cached(ctx->cfg, ctx->src, ctx->cache, view, view_len, p, np,
+                                    &r->body, &r->len);
     if (!r->body)
         r->status = 500;
 }

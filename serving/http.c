@@ -59,7 +59,7 @@
 #define CONN_MEMORY_BASE   (32 * 1024)   /* request line and headers, plus the query string */
 #define LISTEN_BACKLOG     1024
 #define QCACHE_SLOTS       1024          /* distinct dashboard questions kept */
-#define QCACHE_MAX_BODY    (1024 * 1024) /* larger answers are not cached */
+#define QCACHE_MAX_ROWS    50000         /* answers with more rows are not cached */
 #define TLS_PRIORITIES     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 METRIC_COUNTER(m_requests, "lambdad_http_requests_total",
@@ -457,7 +457,7 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         return -ENOMEM;
     s->cfg = cfg;
     s->api = (api_ctx){.cfg = cfg, .src = src, .started_ms = api_now_ms(),
-                       .cache = qcache_new(QCACHE_SLOTS, QCACHE_MAX_BODY)};
+                       .cache = qcache_new(QCACHE_SLOTS, QCACHE_MAX_ROWS)};
     if ((rc = write_messages(s)) < 0 ||
         (rc = conns_new((size_t)cfg->http_max_connections, (size_t)cfg->http_max_connections_per_ip,
                         &s->conns)) < 0) {

@@ -8,16 +8,14 @@
 typedef struct {
     char *key;
     size_t klen;
-    char *body;
-    size_t len;
-    uint64_t version;
+    qcache_entry e;
 } slot;
 
 struct qcache {
     pthread_mutex_t mu;
     slot *slots;
-    size_t n, max_body;
-    uint64_t hits, misses;
+    size_t n, max_rows;
+    uint64_t counts[3];
 };
 
 static uint64_t hash(const void *p, size_t n)
@@ -29,7 +27,7 @@ static uint64_t hash(const void *p, size_t n)
     return h;
 }
 
-qcache *qcache_new(size_t slots, size_t max_body)
+qcache *qcache_new(size_t slots, size_t max_rows)
 {
     qcache *c = calloc(1, sizeof(*c));
     if (!c)
@@ -40,9 +38,16 @@ qcache *qcache_new(size_t slots, size_t max_body)
         return NULL;
     }
     c->n = slots ? slots : 1;
-    c->max_body = max_body;
+    c->max_rows = max_rows;
     pthread_mutex_init(&c->mu, NULL);
     return c;
+}
+
+void qcache_entry_clear(qcache_entry *e)
+{
+    vtable_free(e->table);
+    free(e->body);
+    memset(e, 0, sizeof(*e));
 }
 
 void qcache_free(qcache *c)
@@ -51,63 +56,75 @@ void qcache_free(qcache *c)
         return;
     for (size_t i = 0; i < c->n; i++) {
         free(c->slots[i].key);
-        free(c->slots[i].body);
+        qcache_entry_clear(&c->slots[i].e);
     }
     free(c->slots);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
-bool qcache_get(qcache *c, const void *key, size_t klen, uint64_t version, char **body,
-                size_t *len)
+size_t qcache_max_rows(const qcache *c)
 {
-    slot *s = &c->slots[hash(key, klen) % c->n];
-    bool hit = false;
-    pthread_mutex_lock(&c->mu);
-    if (s->key && s->version == version && s->klen == klen && memcmp(s->key, key, klen) == 0) {
-        char *copy = malloc(s->len ? s->len : 1);
-        if (copy) {
-            memcpy(copy, s->body, s->len);
-            *body = copy;
-            *len = s->len;
-            hit = true;
-        }
-    }
-    if (hit)
-        c->hits++;
-    else
-        c->misses++;
-    pthread_mutex_unlock(&c->mu);
-    return hit;
+    return c->max_rows;
 }
 
-void qcache_put(qcache *c, const void *key, size_t klen, uint64_t version, const char *body,
-                size_t len)
+bool qcache_take(qcache *c, const void *key, size_t klen, qcache_entry *out)
 {
-    if (len > c->max_body)
-        return;
-    /* Copies are made outside the lock. */
-    char *k = malloc(klen ? klen : 1), *b = malloc(len ? len : 1);
-    if (!k || !b) {
+    slot *s = &c->slots[hash(key, klen) % c->n];
+    bool found = false;
+    pthread_mutex_lock(&c->mu);
+    if (s->key && s->e.table && s->klen == klen && memcmp(s->key, key, klen) == 0) {
+        *out = s->e;
+        memset(&s->e, 0, sizeof(s->e));   /* checked out: the slot keeps only the key */
+        found = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return found;
+}
+
+void qcache_put(qcache *c, const void *key, size_t klen, qcache_entry *e)
+{
+    char *k = malloc(klen ? klen : 1);
+    if (!k || !e->table || vtable_rows(e->table) > c->max_rows) {
         free(k);
-        free(b);
+        qcache_entry_clear(e);
         return;
     }
     memcpy(k, key, klen);
-    memcpy(b, body, len);
     slot *s = &c->slots[hash(key, klen) % c->n];
+    qcache_entry drop = {0};
+    char *drop_key = NULL;
     pthread_mutex_lock(&c->mu);
-    char *old_k = s->key, *old_b = s->body;
-    *s = (slot){.key = k, .klen = klen, .body = b, .len = len, .version = version};
+    bool same = s->key && s->klen == klen && memcmp(s->key, key, klen) == 0;
+    if (same && s->e.table &&
+        (s->e.epoch > e->epoch || (s->e.epoch == e->epoch && s->e.version >= e->version))) {
+        drop = *e;      /* another request stored a newer answer meanwhile */
+        drop_key = k;
+    } else {
+        drop = s->e;
+        drop_key = s->key;
+        s->key = k;
+        s->klen = klen;
+        s->e = *e;
+    }
     pthread_mutex_unlock(&c->mu);
-    free(old_k);
-    free(old_b);
+    memset(e, 0, sizeof(*e));
+    qcache_entry_clear(&drop);   /* freed outside the lock */
+    free(drop_key);
+}
+
+void qcache_count(qcache *c, int kind)
+{
+    pthread_mutex_lock(&c->mu);
+    c->counts[kind]++;
+    pthread_mutex_unlock(&c->mu);
 }
 
 void qcache_get_stats(qcache *c, qcache_stats *st)
 {
     pthread_mutex_lock(&c->mu);
-    st->hits = c->hits;
-    st->misses = c->misses;
+    st->hits = c->counts[0];
+    st->advances = c->counts[1];
+    st->misses = c->counts[2];
     pthread_mutex_unlock(&c->mu);
 }

@@ -82,8 +82,8 @@ int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
  * answer or the error) and *len; *body is NULL only when out of memory. */
 int query_handle(const config *cfg, const serving_source *src, const char *view,
                  size_t view_len, const qparam *p, size_t np, char **body, size_t *len);
-/* The same, also giving the source version the answer was read at (set
- * only when the rows were read: a 200 answer). */
-int query_handle_v(const config *cfg, const serving_source *src, const char *view,
-                   size_t view_len, const qparam *p, size_t np, char **body, size_t *len,
-                   uint64_t *version);
+/* The same, with the exact answer cache (serving/qcache.h; NULL: none). */
+struct qcache;
+int query_handle_cached(const config *cfg, const serving_source *src, struct qcache *cache,
+                        const char *view, size_t view_len, const qparam *p, size_t np,
+                        char **body, size_t *len);

@@ -15,6 +15,12 @@
 #include <string.h>
 
 #include "core/vtable.h"
+#include "serving/qcache.h"
+#include "core/metrics.h"
+
+METRIC_COUNTER(m_qcache, "lambdad_query_cache_total",
+               "Queries by how the answer cache served them: hit (unchanged since), advance "
+               "(moved forward by the transactions since), miss (computed afresh).", "result");
 
 typedef struct {
     const query *q;
@@ -323,33 +329,47 @@ static int fail_run(qerror *err, int rc, const char *what)
     return rc;
 }
 
-static int run_versioned(const query *q, const serving_source *src, jbuf *out, qerror *err,
-                         uint64_t *version);
-
-int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
-{
-    return run_versioned(q, src, out, err, NULL);
-}
-
-static int run_versioned(const query *q, const serving_source *src, jbuf *out, qerror *err,
-                         uint64_t *version)
+/* Runs q. With a cache entry `e` (its table, epoch and version), the
+ * answer moves forward from it by the deltas since; otherwise, or when the
+ * source cannot say what changed, every row is scanned. On success the
+ * result table and the watermark are left in *e for the caller to cache
+ * (e->body is not touched). */
+static int run_from(const query *q, const serving_source *src, jbuf *out, qerror *err,
+                    qcache_entry *e, bool *advanced)
 {
     serving_watermark wm = {0};
     result res = {.q = q};
     scan_ctx ctx = {.q = q};
-    int rc;
+    int rc = -ESTALE;
 
-    ctx.t = vtable_new(q->ngroup, q->nmetrics);
     ctx.key = calloc(q->ngroup ? q->ngroup : 1, sizeof(*ctx.key));
-    if (!ctx.t || !ctx.key) {
+    if (!ctx.key) {
         rc = fail_run(err, -ENOMEM, "cannot run query");
         goto out;
     }
     /* Only a limit above max_rows (or none) can let the answer grow past it. */
     if (q->max_rows && (q->limit == 0 || q->limit > q->max_rows))
         ctx.cap = q->max_rows;
-    rc = src->scan_view(src->ud, q->view_idx, q->has_from ? q->from : INT64_MIN,
-                        q->has_to ? q->to : INT64_MAX, scan_row, &ctx, &wm);
+    if (e && e->table && src->scan_since) {
+        ctx.t = e->table;
+        e->table = NULL;
+        rc = src->scan_since(src->ud, q->view_idx, e->epoch, e->version, scan_row, &ctx, &wm);
+        if (rc == -ESTALE) {
+            vtable_free(ctx.t);
+            ctx.t = NULL;
+        } else if (advanced) {
+            *advanced = true;
+        }
+    }
+    if (rc == -ESTALE) {
+        ctx.t = vtable_new(q->ngroup, q->nmetrics);
+        if (!ctx.t) {
+            rc = fail_run(err, -ENOMEM, "cannot run query");
+            goto out;
+        }
+        rc = src->scan_view(src->ud, q->view_idx, q->has_from ? q->from : INT64_MIN,
+                            q->has_to ? q->to : INT64_MAX, scan_row, &ctx, &wm);
+    }
     if (rc == SCAN_TOO_MANY) {
         qerror_clear(err);
         err->status = 413;
@@ -378,20 +398,22 @@ static int run_versioned(const query *q, const serving_source *src, jbuf *out, q
         rc = fail_run(err, rc < 0 ? rc : -EIO, "cannot scan view");
         goto out;
     }
-    if (version)
-        *version = wm.version;
     rc = vtable_foreach(ctx.t, collect_row, &res);
     if (rc) {
         rc = fail_run(err, rc, "cannot collect rows");
         goto out;
     }
-    vtable_free(ctx.t);   /* the rows are copied: release the table early */
-    ctx.t = NULL;
     if (res.nrows > 1)
         qsort_r(res.rows, res.nrows, sizeof(*res.rows), cmp_rows, (void *)q);
     render(out, q, &res, &wm);
     if (out->oom)
         rc = fail_run(err, -ENOMEM, "cannot render answer");
+    if (rc == 0 && e) {
+        e->table = ctx.t;   /* handed back for the cache */
+        ctx.t = NULL;
+        e->epoch = wm.epoch;
+        e->version = wm.version;
+    }
 out:
     vtable_free(ctx.t);
     free(ctx.key);
@@ -399,32 +421,90 @@ out:
     return rc;
 }
 
+int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
+{
+    return run_from(q, src, out, err, NULL, NULL);
+}
+
 int query_handle(const config *cfg, const serving_source *src, const char *view,
                  size_t view_len, const qparam *p, size_t np, char **body, size_t *len)
 {
-    return query_handle_v(cfg, src, view, view_len, p, np, body, len, NULL);
+    return query_handle_cached(cfg, src, NULL, view, view_len, p, np, body, len);
 }
 
-int query_handle_v(const config *cfg, const serving_source *src, const char *view,
-                   size_t view_len, const qparam *p, size_t np, char **body, size_t *len,
-                   uint64_t *version)
+/* The cache key: the view and every parameter as received, each with its
+ * length, so that no two different requests share one. */
+static void cache_key(jbuf *key, const char *view, size_t view_len, const qparam *p, size_t np)
+{
+    jb_raw(key, view, view_len);
+    jb_raw(key, "", 1);
+    for (size_t i = 0; i < np; i++) {
+        uint32_t kl = (uint32_t)p[i].klen, vl = (uint32_t)p[i].vlen;
+        jb_raw(key, (const char *)&kl, 4);
+        jb_raw(key, p[i].key, kl);
+        jb_raw(key, (const char *)&vl, 4);
+        jb_raw(key, p[i].val, vl);
+    }
+}
+
+int query_handle_cached(const config *cfg, const serving_source *src, qcache *cache,
+                        const char *view, size_t view_len, const qparam *p, size_t np,
+                        char **body, size_t *len)
 {
     query q;
     qerror err = {0};
-    jbuf b;
+    jbuf b, key;
     jb_init(&b);
+    jb_init(&key);
     int status = 200;
-    if (query_parse(cfg, view, view_len, p, np, &q, &err) < 0 ||
-        run_versioned(&q, src, &b, &err, version) < 0) {
-        jb_free(&b);
-        status = err.status ? err.status : 500;
-        if (err.msg)
-            jb_error(&b, status, err.msg, err.len);
-        else
-            jb_error(&b, status, "out of memory", strlen("out of memory"));
+    qcache_entry e = {0};
+    bool cached = false, advanced = false;
+    if (query_parse(cfg, view, view_len, p, np, &q, &err) < 0)
+        goto fail;
+    if (cache && src->version) {
+        cache_key(&key, view, view_len, p, np);
+        cached = !key.oom && qcache_take(cache, key.p, key.len, &e);
+        if (cached && e.body && e.version == src->version(src->ud)) {
+            /* Nothing changed since: the same bytes. */
+            char *copy = malloc(e.len ? e.len : 1);
+            if (copy) {
+                memcpy(copy, e.body, e.len);
+                *body = copy;
+                *len = e.len;
+                qcache_count(cache, 0);
+                metrics_counter_add(&m_qcache, METRIC_LABELS("hit"), 1);
+                qcache_put(cache, key.p, key.len, &e);
+                goto done;
+            }
+        }
     }
+    if (run_from(&q, src, &b, &err, cache ? &e : NULL, &advanced) < 0)
+        goto fail;
+    *body = jb_take(&b, len);
+    if (cache && !key.oom && e.table && *body) {
+        free(e.body);
+        e.body = malloc(*len ? *len : 1);
+        if (e.body) {
+            memcpy(e.body, *body, *len);
+            e.len = *len;
+            qcache_count(cache, advanced ? 1 : 2);
+            metrics_counter_add(&m_qcache, METRIC_LABELS(advanced ? "advance" : "miss"), 1);
+            qcache_put(cache, key.p, key.len, &e);
+        }
+    }
+    goto done;
+fail:
+    jb_free(&b);
+    status = err.status ? err.status : 500;
+    if (err.msg)
+        jb_error(&b, status, err.msg, err.len);
+    else
+        jb_error(&b, status, "out of memory", strlen("out of memory"));
+    *body = jb_take(&b, len);
+done:
+    qcache_entry_clear(&e);
+    jb_free(&key);
     query_clear(&q);
     qerror_clear(&err);
-    *body = jb_take(&b, len);
     return status;
 }

@@ -13,6 +13,7 @@
 
 typedef struct {
     uint64_t version;      /* the source's state version the rows were read at */
+    uint64_t epoch;        /* changes when answers change other than by deltas */
     int64_t batch_seq;     /* R: archive seq the batch views cover (0: none) */
     int64_t batch_at;      /* epoch s of the last batch run, 0 = never */
     int64_t live_events;   /* events counted by the speed layer beyond R */
@@ -37,6 +38,12 @@ typedef struct {
     /* The state version: while it is unchanged every answer is unchanged,
      * so answers are cached per version. May be NULL (no caching). */
     uint64_t (*version)(void *ud);
+    /* Visits the rows applied to the view after version `since` (epoch
+     * unchanged): merged into an answer read at `since`, they give the
+     * answer at wm's version. -ESTALE when that is not possible. May be
+     * NULL. */
+    int (*scan_since)(void *ud, size_t view_idx, uint64_t epoch, uint64_t since,
+                      int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm);
     /* Called on an HTTP thread just before GET /metrics renders the
      * process-wide registry (core/metrics.h): sets the metrics that are
      * read from the layers at scrape time. May be NULL. */

@@ -173,7 +173,7 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
                      "were skipped", (long long)rc.undecodable, cfg->streams[si].name);
         total += rc.events;
     }
-    r = vstate_apply(s->vs, s->stage, total, st.last_seq);   /* takes the staged tables */
+    r = vstate_apply(s->vs, s->stage, total, st.last_seq, false);   /* takes the tables */
     free_tables(s->stage, cfg->nviews);                      /* only what it did not take */
     s->stage = r == 0 ? new_tables(cfg) : NULL;
     if (!s->stage) {
@@ -248,7 +248,7 @@ static int commit_txn(speed *s)
 
     /* Apply: one merge per view under the state's write lock. The staged
      * tables move into L; fresh ones take their place. */
-    if (vstate_apply(s->vs, s->stage, s->stage_events, last_seq) < 0) {
+    if (vstate_apply(s->vs, s->stage, s->stage_events, last_seq, true) < 0) {
         /* The archive has the events; a restart rebuilds the live tables
          * from it. Stop rather than answer inexactly. */
         log_error("Out of memory applying a committed transaction; stopping (a restart "

@@ -201,6 +201,10 @@ class Daemon:
             except ValueError:
                 return e.code, raw, dict(e.headers)
 
+    def get_text(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=30) as r:
+            return r.read().decode()
+
     def get(self, path):
         s, b, _ = self.request("GET", path)
         return s, b

@@ -40,10 +40,10 @@ static void test_seal_swap(void)
 {
     vstate *vs = vstate_new(&view, 1);
     vtable *stage[1] = {table_with("a", 60, 3)};
-    CHECK_INT(vstate_apply(vs, stage, 3, 5), 0);
+    CHECK_INT(vstate_apply(vs, stage, 3, 5, true), 0);
     CHECK(stage[0] == NULL);
     stage[0] = table_with("a", 60, 2);
-    CHECK_INT(vstate_apply(vs, stage, 2, 7), 0);
+    CHECK_INT(vstate_apply(vs, stage, 2, 7, true), 0);
     CHECK_INT(total(vs), 5);
 
     int64_t R = 0;
@@ -52,7 +52,7 @@ static void test_seal_swap(void)
     CHECK_INT(total(vs), 5);                        /* P now, still counted once */
     CHECK_INT(vtable_rows(vstate_pending(vs, 0)), 1);
     stage[0] = table_with("b", 120, 4);             /* ingestion goes on into L */
-    CHECK_INT(vstate_apply(vs, stage, 4, 9), 0);
+    CHECK_INT(vstate_apply(vs, stage, 4, 9, true), 0);
     CHECK_INT(total(vs), 9);
 
     /* the batch run's result for seq <= 7: the same 5 events */
@@ -95,7 +95,7 @@ static void test_seal_swap(void)
     /* a failed run leaves P; the next seal merges L into it */
     CHECK_INT(vstate_seal(vs, &R), 0);
     stage[0] = table_with("b", 120, 1);
-    CHECK_INT(vstate_apply(vs, stage, 1, 10), 0);
+    CHECK_INT(vstate_apply(vs, stage, 1, 10, true), 0);
     CHECK_INT(vstate_seal(vs, &R), 0);
     CHECK_INT(R, 10);
     CHECK_INT(total(vs), 110);
