@@ -17,6 +17,7 @@ mkdir -p "$DIR"
 pids=()
 cleanup() {
   trap - INT TERM EXIT
+  set +e   # stop everything, whatever each step answers
   echo
   echo "Stopping the demo..."
   for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; wait "${pids[$i]}" 2>/dev/null || true; done
@@ -24,7 +25,9 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-build/tools/lambdad-devbroker --topic pageviews:4 >"$DIR/devbroker.out" 2>"$DIR/devbroker.log" &
+# Its own session: Ctrl-C must not stop the broker before the daemon,
+# which still talks to it while it stops; the trap stops it last.
+setsid build/tools/lambdad-devbroker --topic pageviews:4 >"$DIR/devbroker.out" 2>"$DIR/devbroker.log" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$DIR/devbroker.out" ] && break; sleep 0.05; done
 BOOT=$(head -n1 "$DIR/devbroker.out")
