@@ -409,7 +409,8 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
     if (out->oom)
         rc = fail_run(err, -ENOMEM, "cannot render answer");
     if (rc == 0 && e) {
-        e->table = ctx.t;   /* handed back for the cache */
+        vtable_free(e->table);   /* a cached table not moved forward (no scan_since) */
+        e->table = ctx.t;        /* handed back for the cache */
         ctx.t = NULL;
         e->epoch = wm.epoch;
         e->version = wm.version;
