@@ -2,6 +2,7 @@
 #include "serving/qcache.h"
 
 #include <pthread.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,10 +10,17 @@ typedef struct {
     char *key;
     size_t klen;
     qcache_entry e;
+    bool busy;        /* checked out: another request is moving it forward */
 } slot;
+
+/* How long a request waits for an entry another request has checked out
+ * (moving an answer forward takes well under a millisecond; computing it
+ * afresh can take a hundred). */
+#define TAKE_WAIT_MS 50
 
 struct qcache {
     pthread_mutex_t mu;
+    pthread_cond_t returned;
     slot *slots;
     size_t n, max_rows;
     uint64_t counts[3];
@@ -40,6 +48,11 @@ qcache *qcache_new(size_t slots, size_t max_rows)
     c->n = slots ? slots : 1;
     c->max_rows = max_rows;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->returned, &ca);
+    pthread_condattr_destroy(&ca);
     return c;
 }
 
@@ -60,6 +73,7 @@ void qcache_free(qcache *c)
     }
     free(c->slots);
     pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->returned);
     free(c);
 }
 
@@ -68,18 +82,47 @@ size_t qcache_max_rows(const qcache *c)
     return c->max_rows;
 }
 
+static bool same_key(const slot *s, const void *key, size_t klen)
+{
+    return s->key && s->klen == klen && memcmp(s->key, key, klen) == 0;
+}
+
 bool qcache_take(qcache *c, const void *key, size_t klen, qcache_entry *out)
 {
     slot *s = &c->slots[hash(key, klen) % c->n];
     bool found = false;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += TAKE_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&c->mu);
-    if (s->key && s->e.table && s->klen == klen && memcmp(s->key, key, klen) == 0) {
+    /* The same question being moved forward by another request: wait for
+     * it rather than compute it afresh. */
+    while (same_key(s, key, klen) && s->busy &&
+           pthread_cond_timedwait(&c->returned, &c->mu, &until) == 0)
+        ;
+    if (same_key(s, key, klen) && !s->busy && s->e.table) {
         *out = s->e;
-        memset(&s->e, 0, sizeof(s->e));   /* checked out: the slot keeps only the key */
+        memset(&s->e, 0, sizeof(s->e));   /* checked out: the slot keeps the key */
+        s->busy = true;
         found = true;
     }
     pthread_mutex_unlock(&c->mu);
     return found;
+}
+
+void qcache_release(qcache *c, const void *key, size_t klen)
+{
+    slot *s = &c->slots[hash(key, klen) % c->n];
+    pthread_mutex_lock(&c->mu);
+    if (same_key(s, key, klen) && s->busy) {
+        s->busy = false;
+        pthread_cond_broadcast(&c->returned);
+    }
+    pthread_mutex_unlock(&c->mu);
 }
 
 void qcache_put(qcache *c, const void *key, size_t klen, qcache_entry *e)
@@ -88,6 +131,7 @@ void qcache_put(qcache *c, const void *key, size_t klen, qcache_entry *e)
     if (!k || !e->table || vtable_rows(e->table) > c->max_rows) {
         free(k);
         qcache_entry_clear(e);
+        qcache_release(c, key, klen);
         return;
     }
     memcpy(k, key, klen);
@@ -95,7 +139,7 @@ void qcache_put(qcache *c, const void *key, size_t klen, qcache_entry *e)
     qcache_entry drop = {0};
     char *drop_key = NULL;
     pthread_mutex_lock(&c->mu);
-    bool same = s->key && s->klen == klen && memcmp(s->key, key, klen) == 0;
+    bool same = same_key(s, key, klen);
     if (same && s->e.table &&
         (s->e.epoch > e->epoch || (s->e.epoch == e->epoch && s->e.version >= e->version))) {
         drop = *e;      /* another request stored a newer answer meanwhile */
@@ -107,6 +151,8 @@ void qcache_put(qcache *c, const void *key, size_t klen, qcache_entry *e)
         s->klen = klen;
         s->e = *e;
     }
+    s->busy = false;   /* whoever had this question checked out has put it back */
+    pthread_cond_broadcast(&c->returned);
     pthread_mutex_unlock(&c->mu);
     memset(e, 0, sizeof(*e));
     qcache_entry_clear(&drop);   /* freed outside the lock */

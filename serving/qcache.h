@@ -35,8 +35,12 @@ qcache *qcache_new(size_t slots, size_t max_rows);
 void qcache_free(qcache *c);   /* accepts NULL */
 size_t qcache_max_rows(const qcache *c);
 
-/* Takes the entry stored for key out of the cache (true), or false. */
+/* Takes the entry stored for key out of the cache (true), or false. While
+ * another request has it checked out, waits up to 50 ms for it. Every
+ * successful take must be followed by qcache_put or qcache_release. */
 bool qcache_take(qcache *c, const void *key, size_t klen, qcache_entry *out);
+/* Gives back a taken key without an entry (the request failed). */
+void qcache_release(qcache *c, const void *key, size_t klen);
 /* Stores e for key, taking ownership of its table and body; an entry
  * already there that is newer wins and e is freed instead. */
 void qcache_put(qcache *c, const void *key, size_t klen, qcache_entry *e);

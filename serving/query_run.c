@@ -475,6 +475,7 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
                 qcache_count(cache, 0);
                 metrics_counter_add(&m_qcache, METRIC_LABELS("hit"), 1);
                 qcache_put(cache, key.p, key.len, &e);
+                cached = false;   /* given back */
                 goto done;
             }
         }
@@ -491,6 +492,7 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
             qcache_count(cache, advanced ? 1 : 2);
             metrics_counter_add(&m_qcache, METRIC_LABELS(advanced ? "advance" : "miss"), 1);
             qcache_put(cache, key.p, key.len, &e);
+            cached = false;   /* given back */
         }
     }
     goto done;
@@ -503,6 +505,8 @@ fail:
         jb_error(&b, status, "out of memory", strlen("out of memory"));
     *body = jb_take(&b, len);
 done:
+    if (cached)
+        qcache_release(cache, key.p, key.len);   /* taken, not put back: let others in */
     qcache_entry_clear(&e);
     jb_free(&key);
     query_clear(&q);
