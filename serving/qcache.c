@@ -15,8 +15,9 @@ typedef struct {
 
 /* How long a request waits for an entry another request has checked out
  * (moving an answer forward takes well under a millisecond; computing it
- * afresh can take a hundred). */
-#define TAKE_WAIT_MS 50
+ * afresh can take a few hundred on a large view, and duplicating that
+ * work is what made the slowest answers slow). */
+#define TAKE_WAIT_MS 250
 
 struct qcache {
     pthread_mutex_t mu;

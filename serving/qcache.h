@@ -36,7 +36,7 @@ void qcache_free(qcache *c);   /* accepts NULL */
 size_t qcache_max_rows(const qcache *c);
 
 /* Takes the entry stored for key out of the cache (true), or false. While
- * another request has it checked out, waits up to 50 ms for it. Every
+ * another request has it checked out, waits up to 250 ms for it. Every
  * successful take must be followed by qcache_put or qcache_release. */
 bool qcache_take(qcache *c, const void *key, size_t klen, qcache_entry *out);
 /* Gives back a taken key without an entry (the request failed). */
