@@ -348,10 +348,13 @@ int batch_run(batch *b, const bool *full, char **errmsg)
     if (r == 0) {
         sync_archive(cfg->archive_path);
         r = bstore_begin(b->store, errmsg);
-        for (size_t v = 0; r == 0 && v < nv; v++)
-            if (next[v] && (b->heartbeat_ms = now_ms()))
-                r = bstore_put_view(b->store, &cfg->views[v], b->unit[v], next[v], starts[v],
-                                    nstarts[v], w[v].full, errmsg);
+        for (size_t v = 0; r == 0 && v < nv; v++) {
+            if (!next[v])
+                continue;
+            b->heartbeat_ms = now_ms();   /* a large view takes a while to write */
+            r = bstore_put_view(b->store, &cfg->views[v], b->unit[v], next[v], starts[v],
+                                nstarts[v], w[v].full, errmsg);
+        }
         if (r == 0)
             r = bstore_drop_unknown_views(b->store, cfg->views, nv, errmsg);
         if (r == 0)
