@@ -123,6 +123,26 @@ class SystemdTest(unittest.TestCase):
                          expected(first + more, STREAM, BY_PAGE, **q))
         self.assertEqual(self.d.stop(), 0)
 
+    def test_reload_that_cannot_start_goes_back_to_the_previous_config(self):
+        self.d.start()
+        produce(self.broker.bootstrap, "pageviews", events(500))
+        self.d.wait_archived(500)
+        with socket.socket() as busy:      # the new config asks for a port in use
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            http = dict(self.d.cfg["http"], listen="127.0.0.1:%d" % busy.getsockname()[1])
+            self.d.rewrite_config(http=http, views=[BY_COUNTRY, BY_PAGE])
+            self.d.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: "Reload failed; going back to the previous config" in self.d.logtext(),
+                       30, "the failed reload")
+        wait_until(lambda: self.d.get("/readyz")[0] == 200, 30, "the previous config to run again")
+        self.assertEqual(self.d.query("by_country", granularity="all")["rows"][0]["metrics"]["n"], 500)
+        self.assertEqual(self.d.get("/v1/views/by_page/query")[0], 404)   # the new view did not land
+        more = events(100, start=1763899000)
+        produce(self.broker.bootstrap, "pageviews", more)
+        self.d.wait_archived(600)
+        self.assertEqual(self.d.stop(), 0)
+
     def test_readyz_follows_a_broker_outage_and_nothing_is_lost(self):
         self.d.start()
         before = events(1000)
