@@ -11,6 +11,7 @@ PKGS=(
   prometheus openssl                             # promtool and a test certificate (tests/e2e/test_ops_http.py)
   wrk                                            # bench/run's query benchmark
   systemd                                        # systemd-analyze, systemd-sysusers (tests/e2e/test_deploy.py)
+  "$@"                                           # extra packages a caller needs (bench/deps.sh)
 )
 
 missing=()
