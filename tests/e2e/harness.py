@@ -6,6 +6,7 @@ Binaries come from the environment (set by tests/e2e/meson.build):
 LAMBDAD, DEVBROKER, LAMBDAD_GEN.
 """
 import atexit
+import http.client
 import json
 import os
 import re
@@ -200,6 +201,19 @@ class Daemon:
                 return e.code, json.loads(raw), dict(e.headers)
             except ValueError:
                 return e.code, raw, dict(e.headers)
+
+    def request_at_failpoint(self, method, path, body=None):
+        """A request that may make the daemon kill itself at a failpoint
+        (LAMBDAD_FAILPOINT) before it answers: the closed connection is that
+        failpoint, not an error. Returns the status, or None when closed."""
+        try:
+            return self.request(method, path, body)[0]
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            return None
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, (ConnectionResetError, ConnectionRefusedError, BrokenPipeError)):
+                return None
+            raise
 
     def get_text(self, path):
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=30) as r:
