@@ -59,6 +59,10 @@ int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
         batch_free(b);
         return r;
     }
+    if (bstore_reset_from(b->store))
+        log_notice("Views file %s was written in format %d by an older lambdad; it was emptied "
+                   "and every view is rebuilt from the archive", b->store_path,
+                   bstore_reset_from(b->store));
     *out = b;
     return 0;
 }

@@ -93,7 +93,7 @@ static vtable *work_table(work *w, int64_t start, const view_def *v)
     if (i < 0)
         return NULL;
     if (!w->p[i].t)
-        w->p[i].t = vtable_new(v->ndims, v->nmetrics);
+        w->p[i].t = vtable_new(v->ndims, v->layout);
     return w->p[i].t;
 }
 

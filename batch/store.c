@@ -2,13 +2,15 @@
  *
  * Schema (SQLite, WAL, synchronous=FULL: a swap must only ever follow a
  * durable write):
- *   meta(key PRIMARY KEY, value)           'R', 'at'
+ *   meta(key PRIMARY KEY, value)           'format', 'R', 'at'
  *   views(name PRIMARY KEY, fingerprint, unit)
  *   parts(view, start, nrows, data, PRIMARY KEY(view, start))
  * A partition's data is its rows, zstd-compressed:
  *   varint nrows, then per row: zigzag(bucket - start), per dimension
- *   varint(len + 1) and the bytes (0 = null), per cell varint(n) and, when
- *   n > 0, zigzag(isum) and fsum, min, max as 8-byte doubles.
+ *   varint(len + 1) and the bytes (0 = null), then each metric's state in
+ *   its aggregator's canonical encoding (core/agg.h).
+ * A file of another format (format 1 had no 'format' key and 40-byte
+ * cells) is emptied at open: every view is then rebuilt from the archive.
  * Batch thread only.
  */
 #include "batch/store.h"
@@ -21,8 +23,14 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "core/bytes.h"
+
+/* The format this code writes; see the top of this file. */
+#define VIEWS_FORMAT 2
+
 struct bstore {
     sqlite3 *db;
+    int reset_from;   /* the format found at open and discarded, 0: none */
 };
 
 static int fail(char **errmsg, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -42,6 +50,9 @@ static int sqlfail(bstore *s, char **errmsg, const char *what)
 {
     return fail(errmsg, -EIO, "views file: %s: %s", what, sqlite3_errmsg(s->db));
 }
+
+static int check_format(bstore *s, char **errmsg);
+static int get_int(bstore *s, const char *key, int64_t *v, char **errmsg);
 
 static int exec(bstore *s, const char *sql, char **errmsg)
 {
@@ -75,12 +86,19 @@ int bstore_open(const char *path, bstore **out, char **errmsg)
                  "CREATE TABLE IF NOT EXISTS parts(view TEXT NOT NULL, start INTEGER NOT NULL,"
                  " nrows INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(view, start));",
                  errmsg);
+    if (r == 0)
+        r = check_format(s, errmsg);
     if (r < 0) {
         bstore_close(s);
         return r;
     }
     *out = s;
     return 0;
+}
+
+int bstore_reset_from(const bstore *s)
+{
+    return s->reset_from;
 }
 
 void bstore_close(bstore *s)
@@ -101,6 +119,32 @@ static int get_int(bstore *s, const char *key, int64_t *v, char **errmsg)
     *v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlfail(s, errmsg, "read meta");
+}
+
+/* Empties a views file of another format (its views are then rebuilt
+ * from the archive) and stamps the current one. */
+static int check_format(bstore *s, char **errmsg)
+{
+    int64_t format = 0, views = 0;
+    int r = get_int(s, "format", &format, errmsg);
+    sqlite3_stmt *st;
+    if (r == 0 && sqlite3_prepare_v2(s->db, "SELECT count(*) FROM views", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            views = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (r < 0 || format == VIEWS_FORMAT)
+        return r;
+    if (format != 0 || views > 0)
+        s->reset_from = format ? (int)format : 1;
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "BEGIN IMMEDIATE; DELETE FROM parts; DELETE FROM views; DELETE FROM meta;"
+             "INSERT INTO meta(key, value) VALUES ('format', %d); COMMIT;", VIEWS_FORMAT);
+    r = exec(s, sql, errmsg);
+    if (r < 0)
+        bstore_rollback(s);
+    return r;
 }
 
 int bstore_get_watermark(bstore *s, int64_t *R, int64_t *at, char **errmsg)
@@ -132,97 +176,46 @@ int bstore_get_view(bstore *s, const char *name, char fingerprint[17], gran_t *u
 /* ---- partition encoding ------------------------------------------------ */
 
 typedef struct {
-    unsigned char *p;
-    size_t len, cap;
-    bool oom;
-} wbuf;
-
-static void put(wbuf *b, const void *src, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n > b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 4096;
-        while (ncap < b->len + n)
-            ncap *= 2;
-        unsigned char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void put_varint(wbuf *b, uint64_t v)
-{
-    unsigned char tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n] = (unsigned char)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            tmp[n] |= 0x80;
-        n++;
-    } while (v);
-    put(b, tmp, n);
-}
-
-static uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
-static int64_t unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
-
-typedef struct {
-    wbuf *b;
+    bytes_w *b;
     int64_t start;
-    size_t ndims, ncells;
+    size_t ndims;
+    const agg_layout *layout;
 } enc_ctx;
 
 static int enc_row(const vrow *r, void *ud)
 {
     enc_ctx *c = ud;
-    put_varint(c->b, zigzag(r->bucket - c->start));
+    bw_svarint(c->b, r->bucket - c->start);
     for (size_t d = 0; d < c->ndims; d++) {
         if (r->dims[d].null) {
-            put_varint(c->b, 0);
+            bw_varint(c->b, 0);
         } else {
-            put_varint(c->b, (uint64_t)r->dims[d].len + 1);
-            put(c->b, r->dims[d].s, r->dims[d].len);
+            bw_varint(c->b, (uint64_t)r->dims[d].len + 1);
+            bw_put(c->b, r->dims[d].s, r->dims[d].len);
         }
     }
-    for (size_t k = 0; k < c->ncells; k++) {
-        const cell *x = &r->cells[k];
-        put_varint(c->b, (uint64_t)x->n);
-        if (x->n > 0) {
-            put_varint(c->b, zigzag(x->isum));
-            put(c->b, &x->fsum, 8);
-            put(c->b, &x->min, 8);
-            put(c->b, &x->max, 8);
-        }
-    }
+    agg_row_encode(c->layout, r->cells, c->b);
     return c->b->oom ? -ENOMEM : 0;
 }
 
 int bpart_encode(const vtable *t, int64_t start, unsigned char **out, size_t *len)
 {
-    wbuf raw = {0};
-    put_varint(&raw, vtable_rows(t));
-    enc_ctx c = {.b = &raw, .start = start, .ndims = vtable_ndims(t), .ncells = vtable_ncells(t)};
+    bytes_w raw = {0};
+    bw_varint(&raw, vtable_rows(t));
+    enc_ctx c = {.b = &raw, .start = start, .ndims = vtable_ndims(t), .layout = vtable_layout(t)};
     int r = vtable_foreach(t, enc_row, &c);
     if (r < 0 || raw.oom) {
-        free(raw.p);
+        bw_free(&raw);
         return -ENOMEM;
     }
     size_t bound = ZSTD_compressBound(raw.len);
     unsigned char *z = malloc(bound ? bound : 1);
     if (!z) {
-        free(raw.p);
+        bw_free(&raw);
         return -ENOMEM;
     }
     size_t zl = ZSTD_compress(z, bound, raw.p, raw.len, 1);
-    free(raw.p);
+    bw_free(&raw);
     if (ZSTD_isError(zl)) {
         free(z);
         return -EIO;
@@ -232,41 +225,8 @@ int bpart_encode(const vtable *t, int64_t start, unsigned char **out, size_t *le
     return 0;
 }
 
-typedef struct {
-    const unsigned char *p, *end;
-    bool bad;
-} rbuf;
-
-static uint64_t get_varint(rbuf *b)
-{
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (b->p >= b->end) {
-            b->bad = true;
-            return 0;
-        }
-        unsigned char c = *b->p++;
-        v |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80))
-            return v;
-    }
-    b->bad = true;
-    return 0;
-}
-
-static void get_bytes(rbuf *b, void *dst, size_t n)
-{
-    if ((size_t)(b->end - b->p) < n) {
-        b->bad = true;
-        memset(dst, 0, n);
-        return;
-    }
-    memcpy(dst, b->p, n);
-    b->p += n;
-}
-
 int bpart_decode(const unsigned char *buf, size_t len, int64_t start, size_t ndims,
-                 size_t ncells, vtable **out)
+                 const agg_layout *layout, vtable **out)
 {
     unsigned long long rawlen = ZSTD_getFrameContentSize(buf, len);
     if (rawlen == ZSTD_CONTENTSIZE_ERROR || rawlen == ZSTD_CONTENTSIZE_UNKNOWN ||
@@ -280,47 +240,43 @@ int bpart_decode(const unsigned char *buf, size_t len, int64_t start, size_t ndi
         free(raw);
         return -EBADMSG;
     }
-    vtable *t = vtable_new(ndims, ncells);
+    vtable *t = vtable_new(ndims, layout);
+    void *states = malloc(layout->size ? layout->size : 8);
     dimval dims[64];
-    int r = t && ndims <= 64 ? 0 : -ENOMEM;
-    rbuf b = {.p = raw, .end = raw + rawlen};
-    uint64_t nrows = r == 0 ? get_varint(&b) : 0;
+    int r = t && states && ndims <= 64 ? 0 : -ENOMEM;
+    bytes_r b = br_init(raw, rawlen);
+    uint64_t nrows = r == 0 ? br_varint(&b) : 0;
     for (uint64_t i = 0; r == 0 && i < nrows && !b.bad; i++) {
-        int64_t bucket = start + unzigzag(get_varint(&b));
-        for (size_t d = 0; d < ndims; d++) {
-            uint64_t l = get_varint(&b);
+        int64_t bucket = start + br_svarint(&b);
+        for (size_t d = 0; d < ndims && !b.bad; d++) {
+            uint64_t l = br_varint(&b);
             if (l == 0) {
                 dims[d] = (dimval){.s = NULL, .len = 0, .null = true};
-            } else if (l - 1 > (uint64_t)(b.end - b.p)) {
-                b.bad = true;
-                break;
             } else {
-                dims[d] = (dimval){.s = (const char *)b.p, .len = (uint32_t)(l - 1), .null = false};
-                b.p += l - 1;
+                const unsigned char *s = l - 1 <= br_left(&b) ? br_take(&b, l - 1) : NULL;
+                if (!s)
+                    b.bad = true;
+                else
+                    dims[d] = (dimval){.s = (const char *)s, .len = (uint32_t)(l - 1), .null = false};
             }
         }
         if (b.bad)
             break;
-        cell *cells = vtable_upsert(t, bucket, dims);
-        if (!cells) {
-            r = -ENOMEM;
+        agg_row_decode(layout, states, &b);
+        if (b.bad) {
+            agg_row_destroy(layout, states);
             break;
         }
-        for (size_t k = 0; k < ncells; k++) {
-            cell x;
-            cell_init(&x);
-            x.n = (int64_t)get_varint(&b);
-            if (x.n > 0) {
-                x.isum = unzigzag(get_varint(&b));
-                get_bytes(&b, &x.fsum, 8);
-                get_bytes(&b, &x.min, 8);
-                get_bytes(&b, &x.max, 8);
-            }
-            cell_merge(&cells[k], &x);
-        }
+        void *row = vtable_upsert(t, bucket, dims);
+        if (row)
+            agg_row_merge(layout, row, states);
+        agg_row_destroy(layout, states);
+        if (!row)
+            r = -ENOMEM;
     }
+    free(states);
     free(raw);
-    if (r == 0 && (b.bad || b.p != b.end))
+    if (r == 0 && (b.bad || br_left(&b) != 0))
         r = -EBADMSG;
     if (r < 0) {
         vtable_free(t);
@@ -356,7 +312,7 @@ int bstore_load_view(bstore *s, const view_def *v, bversion **out, char **errmsg
             ver->parts = np;
         }
         vtable *t = NULL;
-        r = bpart_decode(data, (size_t)len, start, v->ndims, v->nmetrics, &t);
+        r = bpart_decode(data, (size_t)len, start, v->ndims, v->layout, &t);
         if (r < 0) {
             fail(errmsg, r, "views file: partition %lld of view '%s' is %s", (long long)start,
                  v->name, r == -ENOMEM ? "too large for memory" : "corrupt");

@@ -11,6 +11,9 @@ typedef struct bstore bstore;
 
 int bstore_open(const char *path, bstore **out, char **errmsg);
 void bstore_close(bstore *s);   /* accepts NULL */
+/* The format of a views file that open found and emptied (its views are
+ * rebuilt from the archive), or 0. */
+int bstore_reset_from(const bstore *s);
 
 /* The persisted watermark: R and the time of the run (0, 0 when none). */
 int bstore_get_watermark(bstore *s, int64_t *R, int64_t *at, char **errmsg);
@@ -36,4 +39,4 @@ void bstore_rollback(bstore *s);
 /* Partition (de)serialization, exposed for the unit test. */
 int bpart_encode(const vtable *t, int64_t start, unsigned char **out, size_t *len);
 int bpart_decode(const unsigned char *buf, size_t len, int64_t start, size_t ndims,
-                 size_t ncells, vtable **out);
+                 const agg_layout *layout, vtable **out);

@@ -3,7 +3,9 @@
 #include "core/event.h"
 
 #include <errno.h>
-#include <math.h>
+
+#include "core/agg.h"
+#include "core/vtable.h"
 
 int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *vals)
 {
@@ -16,18 +18,14 @@ int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *
             dims[i] = (dimval){.s = fv->str, .len = (uint32_t)fv->len, .null = false};
     }
     int64_t bucket = gran_floor(v->gran, floor_div(ts_ms, 1000));
-    cell *cells = vtable_upsert(t, bucket, dims);
-    if (!cells)
+    void *row = vtable_upsert(t, bucket, dims);
+    if (!row)
         return -ENOMEM;
-    for (size_t m = 0; m < v->nmetrics; m++) {
+    const agg_layout *l = v->layout;
+    for (size_t m = 0; m < l->n; m++) {
         const metric_def *md = &v->metrics[m];
-        if (md->type == MT_COUNT) {
-            cell_count(&cells[m]);
-            continue;
-        }
-        const field_value *fv = &vals[md->field_idx];
-        if (fv->kind == FV_NUMBER && isfinite(fv->num))
-            cell_add(&cells[m], fv->num);
+        l->slot[m].ops->add(agg_state(l, row, m), &l->slot[m].params,
+                            md->field_idx >= 0 ? &vals[md->field_idx] : NULL);
     }
     return 0;
 }

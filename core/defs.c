@@ -10,6 +10,7 @@
  * definition from a renamed or untouched one and recompute only the former.
  */
 #include "core/defs.h"
+#include "core/agg.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,14 +24,6 @@ static const char *const time_format_names[] = {
     [TF_EPOCH_MS] = "epoch_ms",
     [TF_RFC3339] = "rfc3339",
     [TF_KAFKA] = "kafka",
-};
-
-static const char *const metric_type_names[] = {
-    [MT_COUNT] = "count",
-    [MT_SUM] = "sum",
-    [MT_MIN] = "min",
-    [MT_MAX] = "max",
-    [MT_AVG] = "avg",
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -53,18 +46,18 @@ int time_format_parse(const char *s, time_format *out)
     return -EINVAL;
 }
 
+/* The names are the aggregators' (core/agg.h). */
 const char *metric_type_name(metric_type t)
 {
-    if ((unsigned)t >= NELEM(metric_type_names))
-        return "unknown";
-    return metric_type_names[t];
+    const agg_ops *ops = (unsigned)t <= MT_LAST ? agg_ops_of(t) : NULL;
+    return ops ? ops->name : "unknown";
 }
 
 int metric_type_parse(const char *s, metric_type *out)
 {
-    for (size_t i = 0; s && i < NELEM(metric_type_names); i++) {
-        if (strcmp(s, metric_type_names[i]) == 0) {
-            *out = (metric_type)i;
+    for (int t = 0; s && t <= MT_LAST; t++) {
+        if (strcmp(s, agg_ops_of((metric_type)t)->name) == 0) {
+            *out = (metric_type)t;
             return 0;
         }
     }
@@ -102,6 +95,7 @@ void view_def_clear(view_def *v)
         free(v->metrics[i].field);
     }
     free(v->metrics);
+    free(v->layout);
     memset(v, 0, sizeof(*v));
 }
 
@@ -213,6 +207,10 @@ int defs_resolve(stream_def *streams, size_t nstreams, view_def *views, size_t n
             md->field_idx = idx;
         }
         view_fingerprint(v, s);
+        free(v->layout);
+        v->layout = agg_layout_new(v->metrics, NULL, v->nmetrics);
+        if (!v->layout)
+            return -ENOMEM;
     }
     return 0;
 }

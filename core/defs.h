@@ -11,7 +11,9 @@
 #include "core/gran.h"
 
 typedef enum { TF_EPOCH_S, TF_EPOCH_MS, TF_RFC3339, TF_KAFKA } time_format;
+/* Each metric type has an aggregator (core/agg.h). */
 typedef enum { MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG } metric_type;
+#define MT_LAST MT_AVG
 
 typedef struct {
     char *name;
@@ -42,6 +44,9 @@ typedef struct {
     metric_def *metrics;
     size_t nmetrics;
     char fingerprint[17]; /* 16 hex digits of a hash of the definition */
+    /* Filled by defs_resolve(): the row layout of all its metrics'
+     * states (core/agg.h), owned. */
+    struct agg_layout *layout;
 } view_def;
 
 /* Fills stream.fields and the views' field indexes and fingerprints.

@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/defs.h"
-#include "core/vtable.h"
+
+typedef struct vtable vtable;   /* core/vtable.h */
 
 typedef enum {
     FV_MISSING,   /* field absent */

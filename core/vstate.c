@@ -44,7 +44,7 @@ struct vstate {
 
 static vtable *new_table(const view_def *v)
 {
-    return vtable_new(v->ndims, v->nmetrics);
+    return vtable_new(v->ndims, v->layout);
 }
 
 void bversion_free(bversion *b)

@@ -1,6 +1,6 @@
 /* vtable.c - view table: open addressing over rows kept in an arena.
  *
- * A row is one arena allocation: header, cells, then the encoded key (for
+ * A row is one arena allocation: header, states, then the encoded key (for
  * each dimension a u32 length, UINT32_MAX for null, then the bytes). Slots
  * hold the row's hash and pointer, so probing compares hashes before keys.
  * Rows are never removed; the whole table is freed at once (the speed layer
@@ -22,7 +22,7 @@ typedef struct row {
     int64_t bucket;
     uint32_t keylen;
     uint32_t pad;
-    cell cells[];      /* ncells cells, then keylen key bytes */
+    uint64_t cells[];  /* layout->size bytes of states, then keylen key bytes */
 } row;
 
 typedef struct {
@@ -37,7 +37,8 @@ typedef struct block {
 } block;
 
 struct vtable {
-    size_t ndims, ncells;
+    size_t ndims;
+    agg_layout *layout;     /* owned copy */
     slot *slots;
     size_t cap, rows;       /* cap is a power of two */
     block *arena;
@@ -48,7 +49,7 @@ struct vtable {
 
 static inline char *row_key(const vtable *t, row *r)
 {
-    return (char *)&r->cells[t->ncells];
+    return (char *)r->cells + t->layout->size;
 }
 
 /* A fast 64-bit hash (multiply-xorshift over 8-byte words). */
@@ -73,7 +74,7 @@ static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
     return h;
 }
 
-vtable *vtable_new(size_t ndims, size_t ncells)
+vtable *vtable_new(size_t ndims, const agg_layout *layout)
 {
     if (ndims > MAX_DIMS)
         return NULL;
@@ -81,12 +82,12 @@ vtable *vtable_new(size_t ndims, size_t ncells)
     if (!t)
         return NULL;
     t->ndims = ndims;
-    t->ncells = ncells;
+    t->layout = agg_layout_dup(layout);
     t->cap = 64;
     t->slots = calloc(t->cap, sizeof(slot));
     t->scratch_cap = 256;
     t->scratch = malloc(t->scratch_cap);
-    if (!t->slots || !t->scratch) {
+    if (!t->layout || !t->slots || !t->scratch) {
         vtable_free(t);
         return NULL;
     }
@@ -97,17 +98,22 @@ void vtable_free(vtable *t)
 {
     if (!t)
         return;
+    if (t->layout && t->layout->destroy)
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i].r)
+                agg_row_destroy(t->layout, t->slots[i].r->cells);
     for (block *b = t->arena, *next; b; b = next) {
         next = b->next;
         free(b);
     }
     free(t->slots);
     free(t->scratch);
+    free(t->layout);
     free(t);
 }
 
 size_t vtable_ndims(const vtable *t) { return t->ndims; }
-size_t vtable_ncells(const vtable *t) { return t->ncells; }
+const agg_layout *vtable_layout(const vtable *t) { return t->layout; }
 size_t vtable_rows(const vtable *t) { return t->rows; }
 
 size_t vtable_bytes(const vtable *t)
@@ -169,15 +175,14 @@ static row *upsert_raw(vtable *t, uint64_t hash, int64_t bucket, const char *key
     }
     if ((t->rows + 1) * 10 > t->cap * 7 && grow(t) < 0)
         return NULL;
-    row *r = arena_alloc(t, sizeof(row) + t->ncells * sizeof(cell) + keylen);
+    row *r = arena_alloc(t, sizeof(row) + t->layout->size + keylen);
     if (!r)
         return NULL;
     r->hash = hash;
     r->bucket = bucket;
     r->keylen = keylen;
     r->pad = 0;
-    for (size_t i = 0; i < t->ncells; i++)
-        cell_init(&r->cells[i]);
+    agg_row_init(t->layout, r->cells);
     memcpy(row_key(t, r), key, keylen);
     mask = t->cap - 1;
     size_t j = hash & mask;
@@ -189,7 +194,7 @@ static row *upsert_raw(vtable *t, uint64_t hash, int64_t bucket, const char *key
     return r;
 }
 
-cell *vtable_upsert(vtable *t, int64_t bucket, const dimval *dims)
+void *vtable_upsert(vtable *t, int64_t bucket, const dimval *dims)
 {
     size_t need = 0;
     for (size_t i = 0; i < t->ndims; i++)
@@ -221,7 +226,7 @@ cell *vtable_upsert(vtable *t, int64_t bucket, const dimval *dims)
 
 int vtable_merge(vtable *dst, const vtable *src)
 {
-    if (dst->ndims != src->ndims || dst->ncells != src->ncells)
+    if (dst->ndims != src->ndims || !agg_layout_equal(dst->layout, src->layout))
         return -EINVAL;
     for (size_t i = 0; i < src->cap; i++) {
         row *s = src->slots[i].r;
@@ -230,8 +235,7 @@ int vtable_merge(vtable *dst, const vtable *src)
         row *d = upsert_raw(dst, s->hash, s->bucket, row_key(src, s), s->keylen);
         if (!d)
             return -ENOMEM;
-        for (size_t c = 0; c < dst->ncells; c++)
-            cell_merge(&d->cells[c], &s->cells[c]);
+        agg_row_merge(dst->layout, d->cells, s->cells);
     }
     return 0;
 }

@@ -1,4 +1,5 @@
-/* vtable.h - a view table: (time bucket, dimension values) -> row of cells.
+/* vtable.h - a view table: (time bucket, dimension values) -> row of
+ * metric states laid out by an agg_layout (core/agg.h).
  *
  * Open-addressing hash table; rows live in an arena and are freed with the
  * table. Not thread-safe: the owner (the speed thread for L, a batch run for
@@ -9,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
-#include "core/cell.h"
+#include "core/agg.h"
 
 /* A dimension value: a byte string, or null. */
 typedef struct {
@@ -23,20 +24,22 @@ typedef struct vtable vtable;
 typedef struct {
     int64_t bucket;
     const dimval *dims;   /* ndims values, valid during the callback only */
-    const cell *cells;    /* ncells cells */
+    const void *cells;    /* the row's states, in the table's layout */
 } vrow;
 
-vtable *vtable_new(size_t ndims, size_t ncells);
+/* A table of rows of ndims dimensions and the states of layout (copied). */
+vtable *vtable_new(size_t ndims, const agg_layout *layout);
 void vtable_free(vtable *t);           /* accepts NULL */
 size_t vtable_ndims(const vtable *t);
-size_t vtable_ncells(const vtable *t);
+const agg_layout *vtable_layout(const vtable *t);
 size_t vtable_rows(const vtable *t);
 size_t vtable_bytes(const vtable *t);  /* memory held */
 
-/* The cells of the row for (bucket, dims), created (all cells empty) if
+/* The states of the row for (bucket, dims), created (all states empty) if
  * missing. NULL only when out of memory. */
-cell *vtable_upsert(vtable *t, int64_t bucket, const dimval *dims);
-/* Merges every row of src into dst (same ndims and ncells). 0 or -ENOMEM. */
+void *vtable_upsert(vtable *t, int64_t bucket, const dimval *dims);
+/* Merges every row of src into dst (same ndims and layout). 0, -EINVAL or
+ * -ENOMEM. */
 int vtable_merge(vtable *dst, const vtable *src);
 /* Calls fn for each row, in no particular order; stops when fn returns
  * non-zero and returns that value. */

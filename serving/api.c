@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "core/metrics.h"
-#include "serving/jbuf.h"
+#include "core/jbuf.h"
 
 int64_t api_now_ms(void)
 {

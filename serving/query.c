@@ -386,7 +386,8 @@ int query_parse(const config *cfg, const char *view, size_t view_len, const qpar
         return fail(err, 400, "invalid limit '", VAL(P_LIMIT),
                     "' (expected an integer from 1 to 1000000)");
 #undef VAL
-    return 0;
+    q->layout = agg_layout_new(v->metrics, q->metrics, q->nmetrics);
+    return q->layout ? 0 : fail_oom(err);
 }
 
 void query_clear(query *q)
@@ -396,5 +397,6 @@ void query_clear(query *q)
         free(q->filters[0].vals);
     free(q->filters);
     free(q->metrics);
+    free(q->layout);
     *q = (query){.order_by = -1};
 }

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "config/config.h"
-#include "serving/jbuf.h"
+#include "core/jbuf.h"
 #include "serving/serving.h"
 
 #define QUERY_MAX_LIMIT 1000000
@@ -52,6 +52,7 @@ typedef struct {
     size_t nfilters;
     size_t *metrics;     /* indexes into the view's metrics, in answer order */
     size_t nmetrics;
+    struct agg_layout *layout;   /* the result rows' states: the selected metrics */
     int order_by;        /* index into metrics[] (not the view's), -1: none */
     bool asc;
     size_t limit;        /* 0: none */

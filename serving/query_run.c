@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/agg.h"
 #include "core/vtable.h"
 #include "serving/qcache.h"
 #include "core/metrics.h"
@@ -53,13 +54,13 @@ static int scan_row(const vrow *r, void *ud)
             return 0;
     for (size_t g = 0; g < q->ngroup; g++)
         c->key[g] = r->dims[q->group[g]];
-    cell *cells = vtable_upsert(c->t, gran_floor(q->gran, r->bucket), c->key);
+    void *cells = vtable_upsert(c->t, gran_floor(q->gran, r->bucket), c->key);
     if (!cells)
         return -ENOMEM;
     if (c->cap && vtable_rows(c->t) > c->cap)
         return SCAN_TOO_MANY;   /* stop early: the lock is released, the memory bounded */
     for (size_t m = 0; m < q->nmetrics; m++)
-        cell_merge(&cells[m], &r->cells[q->metrics[m]]);
+        agg_merge_one(q->layout, cells, m, q->view->layout, r->cells, q->metrics[m]);
     return 0;
 }
 
@@ -68,7 +69,7 @@ static int scan_row(const vrow *r, void *ud)
 typedef struct {
     int64_t bucket;
     dimval *dims;
-    cell *cells;
+    const void *cells;   /* in the query's layout; owned by the result table */
 } rrow;
 
 typedef struct ablock {
@@ -115,12 +116,9 @@ static void result_clear(result *res)
 static int collect_row(const vrow *r, void *ud)
 {
     result *res = ud;
-    size_t ng = res->q->ngroup, nm = res->q->nmetrics;
-    size_t bytes = nm * sizeof(cell) + ng * sizeof(dimval);
-    for (size_t g = 0; g < ng; g++)
-        bytes += r->dims[g].null ? 0 : r->dims[g].len;
-    char *p = arena_alloc(res, bytes);
-    if (!p)
+    size_t ng = res->q->ngroup;
+    dimval *dims = arena_alloc(res, ng * sizeof(dimval));
+    if (!dims)
         return -ENOMEM;
     if (res->nrows == res->cap) {
         size_t ncap = res->cap ? res->cap * 2 : 64;
@@ -132,69 +130,12 @@ static int collect_row(const vrow *r, void *ud)
     }
     rrow *row = &res->rows[res->nrows++];
     row->bucket = r->bucket;
-    row->cells = (cell *)p;   /* cells first: the arena keeps them aligned */
-    memcpy(row->cells, r->cells, nm * sizeof(cell));
-    p += nm * sizeof(cell);
-    row->dims = (dimval *)p;
-    p += ng * sizeof(dimval);
-    for (size_t g = 0; g < ng; g++) {
-        row->dims[g] = r->dims[g];
-        if (!r->dims[g].null) {
-            memcpy(p, r->dims[g].s, r->dims[g].len);
-            row->dims[g].s = p;
-            p += r->dims[g].len;
-        }
-    }
+    /* States and dimension bytes stay in the result table, which outlives
+     * the rows; only the dimval array is the callback's scratch. */
+    row->cells = r->cells;
+    row->dims = dims;
+    memcpy(dims, r->dims, ng * sizeof(dimval));
     return 0;
-}
-
-/* ---- metric values: the same reading for ordering and rendering ---- */
-
-typedef struct {
-    bool null, is_int;
-    int64_t i;
-    double d;
-} mval;
-
-static mval metric_value(metric_type type, const cell *c)
-{
-    mval v = {0};
-    switch (type) {
-    case MT_COUNT:
-        v.is_int = true;
-        v.i = c->n;
-        break;
-    case MT_SUM:
-        v.is_int = cell_sum_is_int(c, &v.i);
-        if (!v.is_int)
-            v.d = cell_sum(c);
-        break;
-    case MT_MIN:
-        v.null = c->n == 0;
-        v.d = c->min;
-        break;
-    case MT_MAX:
-        v.null = c->n == 0;
-        v.d = c->max;
-        break;
-    case MT_AVG:
-        v.null = c->n == 0;
-        if (!v.null)
-            v.d = cell_sum(c) / (double)c->n;
-        break;
-    }
-    if (!v.null && !v.is_int && isnan(v.d))
-        v.null = true;
-    return v;
-}
-
-static int cmp_mval(const mval *a, const mval *b)
-{
-    if (a->is_int && b->is_int)
-        return (a->i > b->i) - (a->i < b->i);
-    double x = a->is_int ? (double)a->i : a->d;
-    double y = b->is_int ? (double)b->i : b->d;
-    return (x > y) - (x < y);
 }
 
 static int cmp_dimval(const dimval *a, const dimval *b)
@@ -226,16 +167,12 @@ static int cmp_rows(const void *pa, const void *pb, void *ud)
     const query *q = ud;
     const rrow *a = pa, *b = pb;
     if (q->order_by >= 0) {
-        metric_type t = q->view->metrics[q->metrics[q->order_by]].type;
-        mval va = metric_value(t, &a->cells[q->order_by]);
-        mval vb = metric_value(t, &b->cells[q->order_by]);
-        if (va.null != vb.null)
-            return va.null ? 1 : -1;   /* null last, whatever the order */
-        if (!va.null) {
-            int c = cmp_mval(&va, &vb);
-            if (c)
-                return q->asc ? c : -c;
-        }
+        bool na, nb;
+        int c = agg_compare(q->layout, (size_t)q->order_by, a->cells, b->cells, &na, &nb);
+        if (na != nb)
+            return na ? 1 : -1;   /* null last, whatever the order */
+        if (c)
+            return q->asc ? c : -c;
     }
     return cmp_key(a, b, q->ngroup);
 }
@@ -278,13 +215,7 @@ static void render_row(jbuf *b, const query *q, const rrow *r)
             jb_lit(b, ",");
         jb_cstr(b, md->name);
         jb_lit(b, ":");
-        mval mv = metric_value(md->type, &r->cells[m]);
-        if (mv.null)
-            jb_lit(b, "null");
-        else if (mv.is_int)
-            jb_int(b, mv.i);
-        else
-            jb_num(b, mv.d);
+        q->layout->slot[m].ops->render(agg_cstate(q->layout, r->cells, m), b);
     }
     jb_lit(b, "}}");
 }
@@ -362,7 +293,7 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         }
     }
     if (rc == -ESTALE) {
-        ctx.t = vtable_new(q->ngroup, q->nmetrics);
+        ctx.t = vtable_new(q->ngroup, q->layout);
         if (!ctx.t) {
             rc = fail_run(err, -ENOMEM, "cannot run query");
             goto out;

@@ -62,7 +62,7 @@ static vtable **new_tables(const config *cfg)
     if (!t)
         return NULL;
     for (size_t v = 0; v < cfg->nviews; v++) {
-        t[v] = vtable_new(cfg->views[v].ndims, cfg->views[v].nmetrics);
+        t[v] = vtable_new(cfg->views[v].ndims, cfg->views[v].layout);
         if (!t[v]) {
             free_tables(t, cfg->nviews);
             return NULL;

@@ -223,6 +223,18 @@ class Daemon:
         s, b, _ = self.request("GET", path)
         return s, b
 
+    def status_of(self, path):
+        """The status of GET path, or None while the port is closed (the
+        daemon starts, or a reload reopens its listener)."""
+        try:
+            return self.get(path)[0]
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, (ConnectionRefusedError, ConnectionResetError)):
+                return None
+            raise
+        except (ConnectionResetError, http.client.RemoteDisconnected):
+            return None
+
     def query(self, view, **params):
         path = "/v1/views/%s/query" % view
         if params:

@@ -71,16 +71,24 @@ def dim_text(raw_obj_text, obj, field):
 
 
 class Cell:
-    __slots__ = ("n", "sum", "min", "max")
+    """Sums are exact, rounded once (README: math.fsum); integers stay ints."""
+    __slots__ = ("n", "ints", "floats", "min", "max")
 
     def __init__(self):
-        self.n, self.sum, self.min, self.max = 0, 0, None, None
+        self.n, self.ints, self.floats, self.min, self.max = 0, 0, [], None, None
 
     def add(self, v):
         self.n += 1
-        self.sum += v
+        if isinstance(v, int):
+            self.ints += v
+        else:
+            self.floats.append(v)
         self.min = v if self.min is None else min(self.min, v)
         self.max = v if self.max is None else max(self.max, v)
+
+    @property
+    def sum(self):
+        return math.fsum(self.floats + [self.ints]) if self.floats else self.ints
 
 
 def metric_value(mtype, c):

@@ -108,7 +108,7 @@ class SystemdTest(unittest.TestCase):
                               archive=dict(good_cfg["archive"], path=self.wd.file("elsewhere.db")))
         self.d.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "Reloaded" in self.d.logtext(), 20, "the reload")
-        wait_until(lambda: self.d.get("/v1/views/by_page/query")[0] == 200, 30, "the new view")
+        wait_until(lambda: self.d.status_of("/v1/views/by_page/query") == 200, 30, "the new view")
         q = {"granularity": "all", "group_by": "page"}
         self.assertEqual(self.d.query("by_page", **q)["rows"], expected(first, STREAM, BY_PAGE, **q))
         st = self.d.status()
@@ -135,7 +135,7 @@ class SystemdTest(unittest.TestCase):
             self.d.proc.send_signal(signal.SIGHUP)
             wait_until(lambda: "Reload failed; going back to the previous config" in self.d.logtext(),
                        30, "the failed reload")
-        wait_until(lambda: self.d.get("/readyz")[0] == 200, 30, "the previous config to run again")
+        wait_until(lambda: self.d.status_of("/readyz") == 200, 30, "the previous config to run again")
         self.assertEqual(self.d.query("by_country", granularity="all")["rows"][0]["metrics"]["n"], 500)
         self.assertEqual(self.d.get("/v1/views/by_page/query")[0], 404)   # the new view did not land
         more = events(100, start=1763899000)
@@ -155,7 +155,7 @@ class SystemdTest(unittest.TestCase):
         self.assertRegex(body["error"]["message"], r"^Kafka brokers unreachable for \d+ s$")
         self.assertEqual(self.d.status()["archive"]["events"], 1000)   # queries still answer
         self.broker.proc.send_signal(signal.SIGUSR2)
-        wait_until(lambda: self.d.get("/readyz")[0] == 200, 60, "/readyz back to 200")
+        wait_until(lambda: self.d.status_of("/readyz") == 200, 60, "/readyz back to 200")
         after = events(1000, start=1763899000, salt=2)
         produce(self.broker.bootstrap, "pageviews", after)
         self.d.wait_archived(2000)

@@ -7,13 +7,18 @@
 #include "batch/store.h"
 #include "core/vstate.h"
 #include "tests/unit/check.h"
+#include "tests/unit/aggtest.h"
 
-static view_def view = {.name = "v", .ndims = 1, .nmetrics = 2};
+static metric_def view_metrics[2] = {
+    {.name = "n", .type = MT_COUNT, .field_idx = -1},
+    {.name = "s", .type = MT_SUM, .field = "x", .field_idx = 0},
+};
+static view_def view = {.name = "v", .ndims = 1, .metrics = view_metrics, .nmetrics = 2};
 
 static int sum_rows(const vrow *r, void *ud)
 {
     int64_t *total = ud;
-    *total += r->cells[0].n;
+    *total += row_count(view.layout, r->cells, 0);
     return 0;
 }
 
@@ -26,12 +31,12 @@ static int64_t total(vstate *vs)
 
 static vtable *table_with(const char *dim, int64_t bucket, int n)
 {
-    vtable *t = vtable_new(1, 2);
+    vtable *t = vtable_new(1, view.layout);
     dimval d = {.s = dim, .len = (uint32_t)strlen(dim)};
     for (int i = 0; i < n; i++) {
-        cell *c = vtable_upsert(t, bucket, &d);
-        cell_count(&c[0]);
-        cell_add(&c[1], i + 0.5);
+        void *c = vtable_upsert(t, bucket, &d);
+        row_add(view.layout, c, 0, 0);
+        row_add(view.layout, c, 1, i + 0.5);
     }
     return t;
 }
@@ -130,19 +135,16 @@ static void test_shared_partitions(void)
 }
 
 typedef struct {
-    int64_t n, isum, bucket;
-    double fsum, min, max;
+    int64_t n, bucket;
+    double sum;
     int nulls;
-} agg;
+} totals;
 
 static int agg_rows(const vrow *r, void *ud)
 {
-    agg *a = ud;
-    a->n += r->cells[0].n;
-    a->isum += r->cells[1].isum;
-    a->fsum += r->cells[1].fsum;
-    a->min = r->cells[1].min;
-    a->max = r->cells[1].max;
+    totals *a = ud;
+    a->n += row_count(view.layout, r->cells, 0);
+    a->sum += row_value(view.layout, r->cells, 1);
     a->bucket += r->bucket;
     a->nulls += r->dims[0].null;
     return 0;
@@ -150,33 +152,32 @@ static int agg_rows(const vrow *r, void *ud)
 
 static void test_encoding(void)
 {
-    vtable *t = vtable_new(1, 2);
+    vtable *t = vtable_new(1, view.layout);
     dimval dims[3] = {{"x", 1, false}, {NULL, 0, true}, {"", 0, false}};
     for (int i = 0; i < 3; i++) {
-        cell *c = vtable_upsert(t, 86400 + i * 60, &dims[i]);
-        cell_count(&c[0]);
-        cell_add(&c[1], i == 0 ? 7 : 2.25);
+        void *c = vtable_upsert(t, 86400 + i * 60, &dims[i]);
+        row_add(view.layout, c, 0, 0);
+        row_add(view.layout, c, 1, i == 0 ? 7 : 2.25);
     }
     unsigned char *buf;
     size_t len;
     CHECK_INT(bpart_encode(t, 86400, &buf, &len), 0);
     vtable *u = NULL;
-    CHECK_INT(bpart_decode(buf, len, 86400, 1, 2, &u), 0);
-    agg a = {0}, b = {0};
+    CHECK_INT(bpart_decode(buf, len, 86400, 1, view.layout, &u), 0);
+    totals a = {0}, b = {0};
     vtable_foreach(t, agg_rows, &a);
     if (u)
         vtable_foreach(u, agg_rows, &b);
     CHECK_INT(vtable_rows(u), 3);
     CHECK_INT(b.n, a.n);
-    CHECK_INT(b.isum, 7);
-    CHECK_DBL(b.fsum, 4.5);
+    CHECK_DBL(b.sum, 11.5);
     CHECK_INT(b.bucket, a.bucket);
     CHECK_INT(b.nulls, 1);
     /* corrupt or truncated blobs are refused, never read past their end */
     vtable *bad = NULL;
-    CHECK_INT(bpart_decode(buf, len / 2, 86400, 1, 2, &bad), -EBADMSG);
+    CHECK_INT(bpart_decode(buf, len / 2, 86400, 1, view.layout, &bad), -EBADMSG);
     CHECK(bad == NULL);
-    CHECK_INT(bpart_decode(buf, len, 86400, 2, 2, &bad), -EBADMSG);   /* wrong shape */
+    CHECK_INT(bpart_decode(buf, len, 86400, 2, view.layout, &bad), -EBADMSG);   /* wrong shape */
     free(buf);
     vtable_free(t);
     vtable_free(u);
@@ -198,7 +199,7 @@ static void test_store(void)
     gran_t unit;
     CHECK_INT(bstore_get_view(s, "v", fp, &unit, &err), -ENOENT);
 
-    view_def v = {.name = "v", .ndims = 1, .nmetrics = 2};
+    view_def v = view;
     strcpy(v.fingerprint, "0123456789abcdef");
     bversion ver = {.nparts = 2};
     bpart parts[2] = {{0, table_with("a", 60, 2), 86400}, {86400, table_with("b", 86460, 3), 172800}};
@@ -258,9 +259,11 @@ static void test_store(void)
 
 int main(void)
 {
+    view.layout = agg_layout_new(view.metrics, NULL, view.nmetrics);
     test_seal_swap();
     test_shared_partitions();
     test_encoding();
     test_store();
+    free(view.layout);
     CHECK_DONE();
 }

@@ -5,6 +5,7 @@
  * with a differential test against jansson over seeded random mutations
  * and a throughput comparison with json_loadb (printed, not asserted).
  */
+#include <stdbool.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>

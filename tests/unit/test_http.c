@@ -6,6 +6,7 @@
 #include "serving/serving.h"
 #include "core/metrics.h"
 #include "tests/unit/check.h"
+#include "tests/unit/aggtest.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -91,9 +92,9 @@ static const serving_source src = {
 static void add(int64_t ts, const char *page, double bytes)
 {
     dimval d = {.s = page, .len = (uint32_t)strlen(page)};
-    cell *c = vtable_upsert(table, ts, &d);
-    cell_count(&c[0]);
-    cell_add(&c[1], bytes);
+    void *c = vtable_upsert(table, ts, &d);
+    row_add(views[0].layout, c, 0, 0);
+    row_add(views[0].layout, c, 1, bytes);
 }
 
 /* ---- a raw HTTP/1.1 client ---- */
@@ -652,7 +653,8 @@ static void test_recompute(void)
 
 int main(void)
 {
-    table = vtable_new(1, 2);
+    views[0].layout = agg_layout_new(views[0].metrics, NULL, views[0].nmetrics);
+    table = vtable_new(1, views[0].layout);
     add(T, "/a", 10);
     add(T, "/a", 20);
     add(T + 60, "/b c", 2.5);
@@ -665,6 +667,7 @@ int main(void)
         fprintf(stderr, "serving_start: %s\n", err ? err : "?");
         free(err);
         vtable_free(table);
+        free(views[0].layout);
         return 1;
     }
     port = serving_port(s);
@@ -686,5 +689,6 @@ int main(void)
     CHECK_INT(dial(), -ECONNREFUSED);
 
     vtable_free(table);
+    free(views[0].layout);
     CHECK_DONE();
 }

@@ -7,12 +7,15 @@
 
 #include "serving/qcache.h"
 #include "tests/unit/check.h"
+#include "tests/unit/aggtest.h"
 
 static vtable *rows(int n)
 {
-    vtable *t = vtable_new(0, 1);
+    agg_layout *l = layout_of(1, MT_COUNT);
+    vtable *t = vtable_new(0, l);
+    free(l);   /* the table keeps its own copy */
     for (int i = 0; i < n; i++)
-        cell_count(vtable_upsert(t, i, NULL));
+        row_add(vtable_layout(t), vtable_upsert(t, i, NULL), 0, 0);
     return t;
 }
 

@@ -2,8 +2,9 @@
  * execution against a fake serving_source over hand-built view tables,
  * compared as exact JSON. Also the JSON writer's escaping and numbers. */
 #include "serving/query.h"
-#include "serving/jbuf.h"
+#include "core/jbuf.h"
 #include "tests/unit/check.h"
+#include "tests/unit/aggtest.h"
 
 #include <errno.h>
 #include <math.h>
@@ -69,34 +70,35 @@ static void page_event(vtable *t, int64_t ts, const char *page, const char *coun
                        double bytes, double ms)
 {
     dimval d[2] = {dv(page), dv(country)};
-    cell *c = vtable_upsert(t, ts, d);
+    const agg_layout *l = vtable_layout(t);
+    void *c = vtable_upsert(t, ts, d);
     CHECK(c != NULL);
     if (!c)
         return;
-    cell_count(&c[0]);
+    row_add(l, c, 0, 0);
     if (!isnan(bytes))
-        cell_add(&c[1], bytes);
+        row_add(l, c, 1, bytes);
     if (ms >= 0) {
-        cell_add(&c[2], ms);
-        cell_add(&c[3], ms);
-        cell_add(&c[4], ms);
+        row_add(l, c, 2, ms);
+        row_add(l, c, 3, ms);
+        row_add(l, c, 4, ms);
     }
 }
 
 static void raw_event(vtable *t, int64_t ts, const char *k, size_t klen)
 {
     dimval d = k ? (dimval){.s = k, .len = (uint32_t)klen} : (dimval){.null = true};
-    cell *c = vtable_upsert(t, ts, &d);
+    void *c = vtable_upsert(t, ts, &d);
     CHECK(c != NULL);
     if (c)
-        cell_count(&c[0]);
+        row_add(vtable_layout(t), c, 0, 0);
 }
 
 static void fake_fill(fake *f)
 {
     for (int v = 0; v < 2; v++) {
-        f->batch[v] = vtable_new(views[v].ndims, views[v].nmetrics);
-        f->live[v] = vtable_new(views[v].ndims, views[v].nmetrics);
+        f->batch[v] = vtable_new(views[v].ndims, views[v].layout);
+        f->live[v] = vtable_new(views[v].ndims, views[v].layout);
     }
     vtable *b = f->batch[0], *l = f->live[0];
     page_event(b, T, "/a", "us", 100, 10);
@@ -580,7 +582,7 @@ static void test_raw_values(void)
 
 /* Cells rendered as count/sum/min/max/avg, including fractions and sums
  * past 2^53, through a one-row source. */
-static cell one_cells[5];
+static uint64_t one_cells[64];   /* a row of pages' states */
 static int one_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
                     int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {
@@ -593,14 +595,15 @@ static void test_numbers(void)
 {
     serving_source one = {.scan_view = one_scan};
     size_t len;
-    for (int i = 0; i < 5; i++)
-        cell_init(&one_cells[i]);
-    cell_count(&one_cells[0]);
-    cell_add(&one_cells[1], 0.1);
-    cell_add(&one_cells[1], 0.2);
-    cell_add(&one_cells[2], 1e300);
-    cell_add(&one_cells[3], -2.5);
-    cell_add(&one_cells[4], 1.0 / 3);
+    const agg_layout *l = views[0].layout;
+    CHECK(l->size <= sizeof(one_cells));
+    agg_row_init(l, one_cells);
+    row_add(l, one_cells, 0, 0);
+    row_add(l, one_cells, 1, 0.1);
+    row_add(l, one_cells, 1, 0.2);
+    row_add(l, one_cells, 2, 1e300);
+    row_add(l, one_cells, 3, -2.5);
+    row_add(l, one_cells, 4, 1.0 / 3);
     free(body);
     CHECK_INT(query_handle(&cfg, &one, "pages", 5, NULL, 0, &body, &len), 200);
     CHECK_STR(body, "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
@@ -610,10 +613,10 @@ static void test_numbers(void)
                     "\"watermark\":{\"batch_seq\":0,\"batch_at\":null,\"live_events\":0}}");
 
     /* a sum that is only exact as an integer: 2^53 + 1 */
-    cell_init(&one_cells[1]);
-    cell_add(&one_cells[1], 4503599627370496.0);
-    cell_add(&one_cells[1], 4503599627370496.0);
-    cell_add(&one_cells[1], 1);
+    agg_row_init(l, one_cells);
+    row_add(l, one_cells, 1, 4503599627370496.0);
+    row_add(l, one_cells, 1, 4503599627370496.0);
+    row_add(l, one_cells, 1, 1);
     qparam p = {.key = "metrics", .klen = 7, .val = "bytes", .vlen = 5};
     free(body);
     CHECK_INT(query_handle(&cfg, &one, "pages", 5, &p, 1, &body, &len), 200);
@@ -622,10 +625,11 @@ static void test_numbers(void)
                     "{\"bytes\":9007199254740993}}],"
                     "\"watermark\":{\"batch_seq\":0,\"batch_at\":null,\"live_events\":0}}");
 
-    /* a sum that overflows to infinity renders null, never "inf" */
-    cell_init(&one_cells[1]);
-    cell_add(&one_cells[1], 1e308);
-    cell_add(&one_cells[1], 1e308);
+    /* a sum that cannot be exact (a value of 2^80 or more) renders null,
+     * never "inf" */
+    agg_row_init(l, one_cells);
+    row_add(l, one_cells, 1, 1e308);
+    row_add(l, one_cells, 1, 1e308);
     free(body);
     CHECK_INT(query_handle(&cfg, &one, "pages", 5, &p, 1, &body, &len), 200);
     CHECK_STR(body, "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
@@ -685,6 +689,8 @@ static void test_jbuf(void)
 
 int main(void)
 {
+    for (size_t v = 0; v < 2; v++)
+        views[v].layout = agg_layout_new(views[v].metrics, NULL, views[v].nmetrics);
     fake_fill(&F);
     test_jbuf();
     test_errors();
@@ -698,5 +704,7 @@ int main(void)
     test_numbers();
     free(body);
     fake_free(&F);
+    for (size_t v = 0; v < 2; v++)
+        free(views[v].layout);
     CHECK_DONE();
 }

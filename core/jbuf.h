@@ -1,4 +1,4 @@
-/* jbuf.h - a growable byte buffer that writes JSON (serving/ private).
+/* jbuf.h - a growable byte buffer that writes JSON (any layer).
  *
  * Errors are sticky: after a failed allocation every write is a no-op and
  * jb_take() returns NULL, so renderers check once at the end. Strings are

@@ -1,6 +1,6 @@
 /* jbuf.c - JSON writing into a growable buffer (see jbuf.h).
  * Pure; any thread, one buffer per caller. */
-#include "serving/jbuf.h"
+#include "core/jbuf.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -1,0 +1,63 @@
+/* agg_count.c - count: the number of events, one int64. */
+#include "core/agg.h"
+
+#include <string.h>
+
+static void count_init(void *st, const agg_params *p)
+{
+    memset(st, 0, sizeof(int64_t));
+}
+
+static void count_add(void *st, const agg_params *p, const field_value *fv)
+{
+    (*(int64_t *)st)++;
+}
+
+static void count_merge(void *dst, const void *src, const agg_params *p)
+{
+    *(int64_t *)dst += *(const int64_t *)src;
+}
+
+static void count_encode(const void *st, bytes_w *w)
+{
+    bw_varint(w, (uint64_t)*(const int64_t *)st);
+}
+
+static void count_decode(void *st, const agg_params *p, bytes_r *r)
+{
+    uint64_t n = br_varint(r);
+    if (n > INT64_MAX)
+        r->bad = true;
+    *(int64_t *)st = r->bad ? 0 : (int64_t)n;
+}
+
+static agg_value count_value(const void *st)
+{
+    return (agg_value){.kind = AV_INT, .i = *(const int64_t *)st};
+}
+
+static int count_compare(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void count_render(const void *st, jbuf *b)
+{
+    jb_int(b, *(const int64_t *)st);
+}
+
+const agg_ops agg_count = {
+    .type = MT_COUNT,
+    .name = "count",
+    .needs_field = false,
+    .size = sizeof(int64_t),
+    .init = count_init,
+    .add = count_add,
+    .merge = count_merge,
+    .encode = count_encode,
+    .decode = count_decode,
+    .value = count_value,
+    .compare = count_compare,
+    .render = count_render,
+};

@@ -1,0 +1,122 @@
+/* bytes.c - binary encoding helpers (see bytes.h). Pure; any thread. */
+#include "core/bytes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void bw_free(bytes_w *w)
+{
+    free(w->p);
+    *w = (bytes_w){0};
+}
+
+static bool reserve(bytes_w *w, size_t n)
+{
+    if (w->oom)
+        return false;
+    if (w->cap - w->len >= n)
+        return true;
+    size_t ncap = w->cap ? w->cap * 2 : 256;
+    while (ncap - w->len < n)
+        ncap *= 2;
+    unsigned char *np = realloc(w->p, ncap);
+    if (!np) {
+        w->oom = true;
+        return false;
+    }
+    w->p = np;
+    w->cap = ncap;
+    return true;
+}
+
+void bw_put(bytes_w *w, const void *src, size_t n)
+{
+    if (n == 0 || !reserve(w, n))
+        return;
+    memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+
+void bw_varint(bytes_w *w, uint64_t v)
+{
+    unsigned char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            tmp[n] |= 0x80;
+        n++;
+    } while (v);
+    bw_put(w, tmp, n);
+}
+
+void bw_svarint(bytes_w *w, int64_t v)
+{
+    bw_varint(w, zigzag(v));
+}
+
+void bw_u64(bytes_w *w, uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    bw_put(w, b, 8);
+}
+
+void bw_f64(bytes_w *w, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    bw_u64(w, u);
+}
+
+uint64_t br_varint(bytes_r *r)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && !r->bad; shift += 7) {
+        if (r->p >= r->end)
+            break;
+        unsigned char c = *r->p++;
+        if (shift == 63 && c > 1)
+            break;   /* more than 64 bits */
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return v;
+    }
+    r->bad = true;
+    return 0;
+}
+
+int64_t br_svarint(bytes_r *r)
+{
+    return unzigzag(br_varint(r));
+}
+
+const unsigned char *br_take(bytes_r *r, size_t n)
+{
+    if (r->bad || br_left(r) < n) {
+        r->bad = true;
+        return NULL;
+    }
+    const unsigned char *p = r->p;
+    r->p += n;
+    return p;
+}
+
+uint64_t br_u64(bytes_r *r)
+{
+    const unsigned char *b = br_take(r, 8);
+    uint64_t v = 0;
+    for (int i = 0; b && i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+double br_f64(bytes_r *r)
+{
+    uint64_t u = br_u64(r);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}

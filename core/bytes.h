@@ -1,0 +1,45 @@
+/* bytes.h - binary encoding helpers: a growable write buffer and a bounded
+ * reader, with LEB128 varints, zigzag for signed values and fixed 8-byte
+ * little-endian words. The one home of varints in lambdad (segments,
+ * aggregator states). Errors are sticky: after a failed allocation every
+ * write is a no-op (w->oom), after a short or malformed read every read
+ * returns 0 (r->bad), so callers check once at the end. One buffer per
+ * thread; no locks.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+    bool oom;
+} bytes_w;
+
+typedef struct {
+    const unsigned char *p, *end;
+    bool bad;
+} bytes_r;
+
+void bw_free(bytes_w *w);                       /* accepts a zeroed buffer */
+void bw_put(bytes_w *w, const void *src, size_t n);
+void bw_varint(bytes_w *w, uint64_t v);
+void bw_svarint(bytes_w *w, int64_t v);         /* zigzag, then varint */
+void bw_u64(bytes_w *w, uint64_t v);            /* 8 bytes, little-endian */
+void bw_f64(bytes_w *w, double v);              /* the double's bits as bw_u64 */
+
+static inline bytes_r br_init(const void *p, size_t len)
+{
+    return (bytes_r){.p = p, .end = (const unsigned char *)p + len, .bad = false};
+}
+uint64_t br_varint(bytes_r *r);
+int64_t br_svarint(bytes_r *r);
+uint64_t br_u64(bytes_r *r);
+double br_f64(bytes_r *r);
+/* n bytes in place (NULL and r->bad when fewer are left). */
+const unsigned char *br_take(bytes_r *r, size_t n);
+static inline size_t br_left(const bytes_r *r) { return (size_t)(r->end - r->p); }
+
+static inline uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static inline int64_t unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }

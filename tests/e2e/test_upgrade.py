@@ -1,0 +1,83 @@
+"""Upgrades: a views file written by an older lambdad (format 1: no format
+key, 40-byte cells) is emptied at start and every view rebuilt from the
+archive; the start never fails and the answers are exact before and after
+the next batch run; the status says what happened."""
+import json
+import os
+import sqlite3
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Daemon, Devbroker, Workdir, produce, wait_until  # noqa: E402
+from model import assert_rows, expected  # noqa: E402
+
+STREAM = {"name": "pageviews", "topic": "pageviews", "time_field": "ts"}
+VIEW = {"name": "by_country", "stream": "pageviews", "granularity": "minute",
+        "dimensions": ["country"], "metrics": [{"name": "n", "type": "count"},
+                                               {"name": "b", "type": "sum", "field": "bytes"},
+                                               {"name": "avg", "type": "avg", "field": "ms"}]}
+Q = {"granularity": "hour", "group_by": "country"}
+
+
+def events(n):
+    return [json.dumps({"ts": 1763892000 + i * 7, "country": ["DE", "FR", "US"][i % 3],
+                        "bytes": i, "ms": 0.1 * (i % 10)}) for i in range(n)]
+
+
+def write_format1(path):
+    """A views file as lambdad 0.1.0 wrote it, with a partition blob that
+    the current code would misread if it tried."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+        "CREATE TABLE views(name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, unit TEXT NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE parts(view TEXT NOT NULL, start INTEGER NOT NULL, nrows INTEGER NOT NULL,"
+        " data BLOB NOT NULL, PRIMARY KEY(view, start));"
+        "INSERT INTO meta VALUES ('R', 1), ('at', 1763892000);")
+    db.execute("INSERT INTO views VALUES ('by_country', 'ffffffffffffffff', 'day')")
+    db.execute("INSERT INTO parts VALUES ('by_country', 1763856000, 1, ?)", (b"\x28\xb5\x2f\xfd" + b"\x00" * 40,))
+    db.commit()
+    db.close()
+
+
+class UpgradeTest(unittest.TestCase):
+    def test_format1_views_file_is_rebuilt(self):
+        wd = Workdir("upgrade")
+        broker = Devbroker(["pageviews:2"])
+        d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[VIEW],
+                   extra={"batch": {"interval_s": 3600}})
+        try:
+            evs = events(3000)
+            d.start()
+            produce(broker.bootstrap, "pageviews", evs)
+            d.wait_archived(3000)
+            d.stop()
+            views_file = d.cfg["archive"]["path"] + "-views"
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(views_file + suffix):
+                    os.remove(views_file + suffix)
+            write_format1(views_file)
+
+            d.start()
+            self.assertIn("written in format 1 by an older lambdad", d.logtext())
+            want = expected(evs, STREAM, VIEW, **Q)
+            wait_until(lambda: d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country") == 200,
+                       60, "the view to answer")
+            assert_rows(d.query("by_country", **Q)["rows"], want, "after the upgrade")
+            d.request("POST", "/v1/admin/recompute", b"")
+            wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
+            assert_rows(d.query("by_country", **Q)["rows"], want, "after the first batch run")
+            db = sqlite3.connect(views_file)
+            self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0], 2)
+            db.close()
+        finally:
+            try:
+                d.stop()
+            finally:
+                broker.stop()
+                wd.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
