@@ -102,7 +102,7 @@ int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg)
             bversion **next = calloc(cfg->nviews, sizeof(*next));
             bversion **old = calloc(cfg->nviews, sizeof(*old));
             if (!next || !old) {
-                bversion_free(ver);
+                bversion_unref(ver);
                 free(next);
                 free(old);
                 *errmsg = strdup("out of memory");
@@ -111,7 +111,7 @@ int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg)
             next[v] = ver;
             vstate_swap(b->vs, next, pR, at, old);
             for (size_t k = 0; k < cfg->nviews; k++)
-                bversion_free(old[k]);   /* the empty initial versions */
+                bversion_unref(old[k]);   /* the empty initial versions */
             free(next);
             free(old);
             b->vst[v].R = pR;

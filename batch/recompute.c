@@ -257,10 +257,12 @@ static bversion *next_version(const bversion *old, work *w)
     while (!w->full && i < old->nparts) {
         while (k < w->n && w->p[k].start < old->parts[i].start)
             nv->parts[nv->nparts++] = w->p[k++];
-        if (k < w->n && w->p[k].start == old->parts[i].start)
+        if (k < w->n && w->p[k].start == old->parts[i].start) {
             nv->parts[nv->nparts++] = w->p[k++];   /* recomputed */
-        else
-            nv->parts[nv->nparts++] = old->parts[i];   /* shared, unchanged */
+        } else {
+            nv->parts[nv->nparts] = old->parts[i];   /* unchanged: shared by both versions */
+            vtable_ref(nv->parts[nv->nparts++].t);
+        }
         i++;
     }
     while (k < w->n)
@@ -312,10 +314,9 @@ int batch_run(batch *b, const bool *full, char **errmsg)
     /* Plan: which partitions of which view. */
     for (size_t v = 0; r == 0 && v < nv; v++) {
         w[v].full = full[v];
-        const vtable *p = vstate_pending(b->vs, v);
-        if (!w[v].full && p) {
+        if (!w[v].full) {
             touch_ctx tc = {.unit_start = INT64_MIN, .unit = b->unit[v], .w = &w[v]};
-            r = vtable_foreach(p, touch_row, &tc);
+            r = vstate_pending_foreach(b->vs, v, touch_row, &tc);
             /* Every touched partition gets a table, filled by the scan. */
             for (size_t i = 0; r == 0 && i < w[v].n; i++)
                 if (!work_table(&w[v], w[v].p[i].start, &cfg->views[v]))
@@ -374,7 +375,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
             was_next[v] = next[v] != NULL;
         vstate_swap(b->vs, next, R, at, old);   /* takes next[] */
         for (size_t v = 0; v < nv; v++)
-            vstate_free_replaced(old[v], vstate_batch(b->vs, v));
+            bversion_unref(old[v]);   /* shared partitions keep their other references */
         /* The dropped P and replaced partitions can be most of the heap:
          * give it back to the system, or RSS stays at its high mark. */
         malloc_trim(0);
@@ -414,7 +415,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
                  (long long)R, (long long)scanned, (long long)dur);
     } else {
         for (size_t v = 0; next && v < nv; v++)
-            vstate_free_replaced(next[v], vstate_batch(b->vs, v));   /* keeps shared tables */
+            bversion_unref(next[v]);   /* drops only its own references */
         if (errmsg && !*errmsg)
             *errmsg = strdup(r == -ECANCELED ? "stopped" : r == -ENOMEM ? "out of memory" : strerror(-r));
     }

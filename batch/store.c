@@ -326,7 +326,7 @@ int bstore_load_view(bstore *s, const view_def *v, bversion **out, char **errmsg
         fail(errmsg, r, "out of memory loading view '%s'", v->name);
     sqlite3_finalize(st);
     if (r < 0) {
-        bversion_free(ver);
+        bversion_unref(ver);
         return r;
     }
     *out = ver;

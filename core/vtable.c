@@ -4,12 +4,14 @@
  * each dimension a u32 length, UINT32_MAX for null, then the bytes). Slots
  * hold the row's hash and pointer, so probing compares hashes before keys.
  * Rows are never removed; the whole table is freed at once (the speed layer
- * drops a table when the batch layer has absorbed it). Not thread-safe; see
- * vtable.h for who locks.
+ * drops a table when the batch layer has absorbed it). Not thread-safe while
+ * written; once published a table is immutable and shared by reference
+ * counting (atomic), see vtable.h.
  */
 #include "core/vtable.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +39,7 @@ typedef struct block {
 } block;
 
 struct vtable {
+    atomic_int refs;        /* owners; the last vtable_free frees */
     size_t ndims;
     agg_layout *layout;     /* owned copy */
     slot *slots;
@@ -81,6 +84,7 @@ vtable *vtable_new(size_t ndims, const agg_layout *layout)
     vtable *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
+    atomic_init(&t->refs, 1);
     t->ndims = ndims;
     t->layout = agg_layout_dup(layout);
     t->cap = 64;
@@ -94,9 +98,15 @@ vtable *vtable_new(size_t ndims, const agg_layout *layout)
     return t;
 }
 
+vtable *vtable_ref(vtable *t)
+{
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    return t;
+}
+
 void vtable_free(vtable *t)
 {
-    if (!t)
+    if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
         return;
     if (t->layout && t->layout->destroy)
         for (size_t i = 0; i < t->cap; i++)

@@ -2,9 +2,11 @@
  * metric states laid out by an agg_layout (core/agg.h).
  *
  * Open-addressing hash table; rows live in an arena and are freed with the
- * table. Not thread-safe: the owner (the speed thread for L, a batch run for
- * its view) serializes writers; readers of a shared table hold the owner's
- * read lock.
+ * table. A table is written by one owner (the speed thread's staging
+ * table, a batch run's partition, a query's result); once handed to the
+ * answer state (core/vstate.h) it is never written again and is shared by
+ * reference: every holder (the state, a query's snapshot, the answer
+ * cache's delta ring) took a reference and drops it with vtable_free.
  */
 #pragma once
 #include <stddef.h>
@@ -29,7 +31,10 @@ typedef struct {
 
 /* A table of rows of ndims dimensions and the states of layout (copied). */
 vtable *vtable_new(size_t ndims, const agg_layout *layout);
-void vtable_free(vtable *t);           /* accepts NULL */
+/* Takes another reference (any thread; the table must be immutable by then). */
+vtable *vtable_ref(vtable *t);
+/* Drops a reference; the last one frees the table. Accepts NULL. */
+void vtable_free(vtable *t);
 size_t vtable_ndims(const vtable *t);
 const agg_layout *vtable_layout(const vtable *t);
 size_t vtable_rows(const vtable *t);

@@ -1,6 +1,6 @@
 /* source.c - answers the HTTP layer's questions from the views' state and
  * the layers. Called on libmicrohttpd's pool threads; everything it reads
- * is guarded by the owners' locks (vstate's rwlock, the speed and batch
+ * is guarded by the owners' locks (vstate's snapshot mutex, the speed and batch
  * layers' mutexes). */
 #include "daemon/source.h"
 

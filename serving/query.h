@@ -6,7 +6,7 @@
  * view through the serving_source, rolls the rows up into a private result
  * table, orders, limits and renders the JSON answer. Both run on the
  * calling (HTTP pool) thread and hold no lock of their own; the source's
- * scan callback runs under the speed layer's read lock, so it only
+ * scan callback runs on a pinned snapshot of the views, outside any lock, and only
  * filters and merges.
  */
 #pragma once

@@ -1,7 +1,7 @@
 /* query_run.c - executing a parsed query and rendering its answer.
  *
  * Runs on an HTTP pool thread. The source's scan callback (scan_row) runs
- * under the speed layer's read lock, so it does the least possible: bucket
+ * on a pinned snapshot, outside any lock, and does the least possible: bucket
  * range check, filter, one vtable_upsert into the query's private result
  * table and a cell_merge per selected metric. Rows with equal keys from
  * several layers (batch, pending, live) merge there. Ordering, limit and
@@ -42,7 +42,7 @@ static bool dim_matches(const dimval *d, const qfilter *f)
     return false;
 }
 
-/* Under the source's read lock: keep it cheap. */
+/* Once per source row: keep it cheap. */
 static int scan_row(const vrow *r, void *ud)
 {
     scan_ctx *c = ud;

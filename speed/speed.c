@@ -6,9 +6,9 @@
  *   to the transaction (archive chunk or reject) and to per-view staging
  *   tables, and every archive.commit_interval_ms (or commit_max_events)
  *   commits the transaction.
- * - Only after COMMIT are the staging tables merged into the live tables L
- *   (core/vstate.h, under its write lock, held for one merge of
- *   pre-aggregated rows, not per event). So the answer state holds exactly
+ * - Only after COMMIT are the staging tables handed to the live runs L
+ *   (core/vstate.h: a pointer append under its mutex; readers never make
+ *   this thread wait, and a merger thread combines runs in the background). So the answer state holds exactly
  *   the archived events with seq <= last_seq, which is what makes answers
  *   exact across crashes (DESIGN.md, "The exactness protocol", step 1).
  * - Query threads read the tables through vstate_scan().
@@ -246,8 +246,8 @@ static int commit_txn(speed *s)
         }
     }
 
-    /* Apply: one merge per view under the state's write lock. The staged
-     * tables move into L; fresh ones take their place. */
+    /* Apply: the staged tables become new runs of L (pointer moves);
+     * fresh ones take their place. */
     if (vstate_apply(s->vs, s->stage, s->stage_events, last_seq, true) < 0) {
         /* The archive has the events; a restart rebuilds the live tables
          * from it. Stop rather than answer inexactly. */

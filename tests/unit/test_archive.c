@@ -796,7 +796,10 @@ static void test_corruption(void)
 /* ---- crash safety ----------------------------------------------------- */
 
 /* Commits [k, k+m) and next offset k+m, forever, from the stored offset. */
-static void crash_child(const char *path, unsigned seed)
+/* Writes one byte to progress_fd after each commit, so the parent kills
+ * it after a chosen number of commits (plus a random delay within the
+ * next one) instead of after a guessed time. */
+static void crash_child(const char *path, unsigned seed, int progress_fd)
 {
     arch *a;
     if (arch_open(path, 0, 3, &a, NULL))
@@ -819,6 +822,8 @@ static void crash_child(const char *path, unsigned seed)
             _exit(4);
         arch_txn_reset(t);
         k += m;
+        if (write(progress_fd, "c", 1) != 1)
+            _exit(5);
     }
 }
 
@@ -853,12 +858,23 @@ static void test_crash(void)
     int64_t prev = 0;
     int progressed = 0;
     for (int round = 0; round < 20; round++) {
+        int fds[2];
+        CHECK_INT(pipe(fds), 0);
         pid_t pid = fork();
         CHECK(pid >= 0);
-        if (pid == 0)
-            crash_child(p, (unsigned)round);
-        usleep(20000 + (useconds_t)(rand() % 130000));
+        if (pid == 0) {
+            close(fds[0]);
+            crash_child(p, (unsigned)round, fds[1]);
+        }
+        close(fds[1]);
+        /* Kill after 1 to 5 commits, at a random moment of the next one. */
+        int commits = 1 + rand() % 5;
+        char b;
+        for (int i = 0; i < commits; i++)
+            CHECK_INT(read(fds[0], &b, 1), 1);
+        usleep((useconds_t)(rand() % 5000));
         kill(pid, SIGKILL);
+        close(fds[0]);
         int status = 0;
         CHECK_INT(waitpid(pid, &status, 0), pid);
         CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -879,7 +895,7 @@ static void test_crash(void)
         CHECK_INT(st.events, next);
         arch_close(a);
     }
-    CHECK(progressed >= 15);
+    CHECK_INT(progressed, 20);   /* every child committed at least once */
     printf("crash test: 20 SIGKILLs, %lld events, each offset exactly once\n", (long long)prev);
 }
 
