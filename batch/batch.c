@@ -67,7 +67,14 @@ int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
     return 0;
 }
 
-int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg)
+/* Archived events that recovery replays into the live tables at most when
+ * no batch view covers them yet; beyond, every view is rebuilt from the
+ * archive by the first batch run instead, so that start-up time and memory
+ * do not grow with history (about a second of replay). */
+#define REPLAY_MAX_EVENTS 1000000
+
+int batch_load(batch *b, int64_t archive_last_seq, int64_t archive_events, int64_t *R,
+               char **errmsg)
 {
     const config *cfg = b->cfg;
     int64_t pR = 0, at = 0;
@@ -83,6 +90,22 @@ int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg)
         pR = 0;
         at = 0;
     }
+    if (pR == 0 && archive_events > REPLAY_MAX_EVENTS) {
+        /* No batch view yet over a long history: rather than replay it all
+         * into memory, answer 503 until the first batch run has built every
+         * view's segments, and replay nothing (the run covers seq <= R). */
+        log_notice("No batch views cover the archive's %lld event(s); every view is built from "
+                   "the archive by the first batch run and answers 503 until then",
+                   (long long)archive_events);
+        for (size_t v = 0; v < cfg->nviews; v++) {
+            b->needs_full[v] = true;
+            b->vst[v].needs_full = true;
+            vstate_set_available(b->vs, v, false);
+        }
+        vstate_set_batch_watermark(b->vs, archive_last_seq, 0);
+        *R = archive_last_seq;
+        return 0;
+    }
     size_t loaded = 0;
     for (size_t v = 0; v < cfg->nviews; v++) {
         const view_def *vd = &cfg->views[v];
@@ -93,12 +116,10 @@ int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg)
             return g;
         bool valid = g == 0 && strcmp(fp, vd->fingerprint) == 0 && unit == b->unit[v];
         if (valid) {
-            bversion *ver = NULL;
-            r = bstore_load_view(b->store, vd, &ver, errmsg);
+            bversion *ver = NULL;   /* the index only: segments are read on demand */
+            r = bstore_load_index(b->store, vd, &ver, errmsg);
             if (r < 0)
                 return r;
-            for (size_t i = 0; i < ver->nparts; i++)   /* for query pruning */
-                ver->parts[i].end = gran_next(b->unit[v], ver->parts[i].start);
             bversion **next = calloc(cfg->nviews, sizeof(*next));
             bversion **old = calloc(cfg->nviews, sizeof(*old));
             if (!next || !old) {
@@ -140,6 +161,24 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Deletes from the views file the superseded segments that no query holds
+ * any more. Batch thread; a failure is logged and the rows are deleted at
+ * the next start instead. */
+static void collect_garbage(batch *b)
+{
+    int64_t *ids;
+    size_t n;
+    vstate_take_garbage(b->vs, &ids, &n);
+    if (n == 0)
+        return;
+    char *err = NULL;
+    if (bstore_delete_segments(b->store, ids, n, &err) < 0)
+        log_warn("Cannot delete %zu superseded segment(s) from %s (they go at the next start): %s",
+                 n, b->store_path, err ? err : "unknown error");
+    free(err);
+    free(ids);
+}
+
 static void *batch_main(void *arg)
 {
     batch *b = arg;
@@ -165,6 +204,11 @@ static void *batch_main(void *arg)
         b->heartbeat_ms = now_ms();
         b->st.next_run_at = (int64_t)time(NULL) + (next - now_ms() + 999) / 1000;
         if (!b->run_requested && now_ms() < next) {
+            pthread_mutex_unlock(&b->mu);
+            collect_garbage(b);   /* segments the last queries let go of */
+            pthread_mutex_lock(&b->mu);
+            if (b->stop || b->run_requested)
+                continue;
             /* Wake at least every second to show the thread is alive. */
             int64_t wake = next < now_ms() + 1000 ? next : now_ms() + 1000;
             struct timespec until = {.tv_sec = wake / 1000, .tv_nsec = (wake % 1000) * 1000000};
@@ -179,6 +223,7 @@ static void *batch_main(void *arg)
 
         char *err = NULL;
         int r = batch_run(b, full, &err);
+        collect_garbage(b);
 
         pthread_mutex_lock(&b->mu);
         b->st.running = false;

@@ -23,12 +23,14 @@ typedef struct batch batch;
  * archive connection. cfg and vs are borrowed and must outlive it. */
 int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg);
 
-/* At start, before recovery: loads the persisted batch views whose
- * definition is unchanged into vs, and marks the others unavailable until
- * their full recompute (unless nothing was persisted yet). Sets *R, the
- * seq the loaded views cover: recovery replays the archive after it.
- * archive_last_seq guards against a views file ahead of its archive. */
-int batch_load(batch *b, int64_t archive_last_seq, int64_t *R, char **errmsg);
+/* At start, before recovery: loads the segment index of the persisted
+ * batch views whose definition is unchanged into vs, and marks the others
+ * unavailable until their full recompute (unless nothing was persisted
+ * yet and the archive is small enough to replay). Sets *R: recovery
+ * replays the archive after it. archive_last_seq guards against a views
+ * file ahead of its archive; archive_events is the archive's event count. */
+int batch_load(batch *b, int64_t archive_last_seq, int64_t archive_events, int64_t *R,
+               char **errmsg);
 
 /* Starts the batch thread; it runs at once when a view needs recomputing. */
 int batch_start(batch *b, char **errmsg);

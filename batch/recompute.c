@@ -29,6 +29,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/failpoint.h"
+#include "core/segment.h"
+#include "core/strutil.h"
 
 METRIC_HISTOGRAM(m_run, "lambdad_batch_run_duration_seconds",
                  "Duration of successful batch runs (seal to swap).", metrics_buckets_long);
@@ -37,9 +39,15 @@ METRIC_COUNTER(m_scanned, "lambdad_batch_rows_scanned_total",
 
 static int64_t now_ms(void);
 
+/* A partition being rebuilt: its start and table. */
+typedef struct {
+    int64_t start;
+    vtable *t;
+} wpart;
+
 /* Sorted set of partition starts, with the tables being rebuilt. */
 typedef struct {
-    bpart *p;
+    wpart *p;
     size_t n, cap;
     bool full;
     int64_t rows_scanned;
@@ -73,14 +81,14 @@ static long work_slot(work *w, int64_t start)
     size_t at = (size_t)(-i - 1);
     if (w->n == w->cap) {
         size_t ncap = w->cap ? w->cap * 2 : 16;
-        bpart *np = realloc(w->p, ncap * sizeof(*np));
+        wpart *np = realloc(w->p, ncap * sizeof(*np));
         if (!np)
             return -1;
         w->p = np;
         w->cap = ncap;
     }
     memmove(&w->p[at + 1], &w->p[at], (w->n - at) * sizeof(*w->p));
-    w->p[at] = (bpart){.start = start, .t = NULL};
+    w->p[at] = (wpart){.start = start, .t = NULL};
     w->n++;
     w->last = at;
     return (long)at;
@@ -95,13 +103,6 @@ static vtable *work_table(work *w, int64_t start, const view_def *v)
     if (!w->p[i].t)
         w->p[i].t = vtable_new(v->ndims, v->layout);
     return w->p[i].t;
-}
-
-/* Sets each partition's end from the view's unit (for query pruning). */
-static void work_set_ends(work *w, gran_t unit)
-{
-    for (size_t i = 0; i < w->n; i++)
-        w->p[i].end = gran_next(unit, w->p[i].start);
 }
 
 static void work_clear(work *w)
@@ -243,32 +244,71 @@ static int scan_stream(batch *b, size_t si, work *w, int64_t R, int64_t *scanned
     return r;
 }
 
-/* The next version of a view: the old partitions with the recomputed ones
- * replaced or added (both lists are sorted by start). Takes w's tables. */
-static bversion *next_version(const bversion *old, work *w)
+/* Builds the segment of each rebuilt partition of view v, stores it in
+ * the views file (inside the run's transaction) and frees its table; the
+ * next version is the old one with those partitions replaced (all of them
+ * when full). The ids of replaced segments are retired in the same
+ * transaction. Takes w's tables. */
+static int persist_view(batch *b, size_t v, work *w, bversion **out, char **errmsg)
 {
+    const view_def *vd = &b->cfg->views[v];
+    const bversion *old = vstate_batch(b->vs, v);
     bversion *nv = calloc(1, sizeof(*nv));
-    size_t cap = (w->full ? 0 : old->nparts) + w->n;
-    if (!nv || !(nv->parts = malloc((cap ? cap : 1) * sizeof(bpart)))) {
-        free(nv);
-        return NULL;
-    }
+    size_t cap = old->nsegs + w->n;
+    int64_t *retired = malloc((old->nsegs ? old->nsegs : 1) * sizeof(*retired));
+    size_t nretired = 0;
+    int r = nv && retired && (nv->segs = malloc((cap ? cap : 1) * sizeof(bseg *))) ? 0 : -ENOMEM;
     size_t i = 0, k = 0;
-    while (!w->full && i < old->nparts) {
-        while (k < w->n && w->p[k].start < old->parts[i].start)
-            nv->parts[nv->nparts++] = w->p[k++];
-        if (k < w->n && w->p[k].start == old->parts[i].start) {
-            nv->parts[nv->nparts++] = w->p[k++];   /* recomputed */
+    while (r == 0 && (i < old->nsegs || k < w->n)) {
+        bseg *o = i < old->nsegs ? old->segs[i] : NULL;
+        if (k < w->n && (!o || w->p[k].start <= o->start)) {
+            /* A rebuilt partition: a new segment (none when it has no rows). */
+            wpart *wp = &w->p[k++];
+            if (o && o->start == wp->start) {
+                retired[nretired++] = o->id;
+                i++;
+            }
+            if (!wp->t || vtable_rows(wp->t) == 0)
+                continue;
+            int64_t end = gran_next(b->unit[v], wp->start), id = 0;
+            seg_blob blob = {0};
+            b->heartbeat_ms = now_ms();   /* a large view takes a while to write */
+            r = seg_build(wp->t, wp->start, end, vd->gran, &blob);
+            if (r < 0) {
+                *errmsg = str_printf("building segment %lld of view '%s': %s",
+                                     (long long)wp->start, vd->name, strerror(-r));
+                break;
+            }
+            r = bstore_put_segment(b->store, vd, wp->start, end, blob.p, blob.len,
+                                   (int64_t)vtable_rows(wp->t), &id, errmsg);
+            bseg *seg = r == 0 ? bseg_new(id, wp->start, end, (int64_t)vtable_rows(wp->t),
+                                          (int64_t)blob.len) : NULL;
+            seg_blob_free(&blob);
+            vtable_free(wp->t);   /* persisted: the run keeps no rows in memory */
+            wp->t = NULL;
+            if (r == 0 && !seg)
+                r = -ENOMEM;
+            if (r == 0)
+                nv->segs[nv->nsegs++] = seg;
+        } else if (w->full) {
+            retired[nretired++] = o->id;   /* a full rebuild replaces every segment */
+            i++;
         } else {
-            nv->parts[nv->nparts] = old->parts[i];   /* unchanged: shared by both versions */
-            vtable_ref(nv->parts[nv->nparts++].t);
+            nv->segs[nv->nsegs++] = bseg_ref(o);   /* unchanged: shared by both versions */
+            i++;
         }
-        i++;
     }
-    while (k < w->n)
-        nv->parts[nv->nparts++] = w->p[k++];
-    w->n = 0;   /* the tables belong to the version now */
-    return nv;
+    if (r == 0)
+        r = bstore_retire(b->store, retired, nretired, errmsg);
+    if (r == 0)
+        r = bstore_put_view(b->store, vd, b->unit[v], errmsg);
+    free(retired);
+    if (r < 0) {
+        bversion_unref(nv);   /* its segments' rows go with the rolled-back transaction */
+        return r;
+    }
+    *out = nv;
+    return 0;
 }
 
 /* Makes the archive's committed WAL frames durable before the views file
@@ -302,9 +342,8 @@ int batch_run(batch *b, const bool *full, char **errmsg)
     work *w = calloc(nv ? nv : 1, sizeof(*w));
     bversion **next = calloc(nv ? nv : 1, sizeof(*next));
     bversion **old = calloc(nv ? nv : 1, sizeof(*old));
-    int64_t **starts = calloc(nv ? nv : 1, sizeof(*starts));
     size_t *nstarts = calloc(nv ? nv : 1, sizeof(*nstarts));
-    int r = w && next && old && starts && nstarts ? 0 : -ENOMEM;
+    int r = w && next && old && nstarts ? 0 : -ENOMEM;
 
     if (r == 0 && (r = vstate_seal(b->vs, &R)) < 0) {
         /* L is half moved: answers could be wrong. Stop; a restart
@@ -327,34 +366,15 @@ int batch_run(batch *b, const bool *full, char **errmsg)
     for (size_t si = 0; r == 0 && si < cfg->nstreams; si++)
         r = scan_stream(b, si, w, R, &scanned, errmsg);
 
-    /* Remember which partitions to persist, then build the versions. */
-    for (size_t v = 0; r == 0 && v < nv; v++) {
-        if (!w[v].full && w[v].n == 0)
-            continue;
-        starts[v] = malloc((w[v].n ? w[v].n : 1) * sizeof(int64_t));
-        if (!starts[v]) {
-            r = -ENOMEM;
-            break;
-        }
-        for (size_t i = 0; i < w[v].n; i++)
-            starts[v][i] = w[v].p[i].start;
-        nstarts[v] = w[v].n;
-        work_set_ends(&w[v], b->unit[v]);
-        if (!(next[v] = next_version(vstate_batch(b->vs, v), &w[v])))
-            r = -ENOMEM;
-    }
-
-    /* Persist, then swap. */
+    /* Persist the rebuilt partitions as segments, then swap. */
     int64_t at = (int64_t)time(NULL);
     if (r == 0) {
         sync_archive(cfg->archive_path);
         r = bstore_begin(b->store, errmsg);
         for (size_t v = 0; r == 0 && v < nv; v++) {
-            if (!next[v])
-                continue;
-            b->heartbeat_ms = now_ms();   /* a large view takes a while to write */
-            r = bstore_put_view(b->store, &cfg->views[v], b->unit[v], next[v], starts[v],
-                                nstarts[v], w[v].full, errmsg);
+            nstarts[v] = w[v].n;
+            if (w[v].full || w[v].n > 0)
+                r = persist_view(b, v, &w[v], &next[v], errmsg);
         }
         if (r == 0)
             r = bstore_drop_unknown_views(b->store, cfg->views, nv, errmsg);
@@ -375,7 +395,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
             was_next[v] = next[v] != NULL;
         vstate_swap(b->vs, next, R, at, old);   /* takes next[] */
         for (size_t v = 0; v < nv; v++)
-            bversion_unref(old[v]);   /* shared partitions keep their other references */
+            bversion_unref(old[v]);   /* shared segments keep their other references */
         /* The dropped P and replaced partitions can be most of the heap:
          * give it back to the system, or RSS stays at its high mark. */
         malloc_trim(0);
@@ -421,12 +441,9 @@ int batch_run(batch *b, const bool *full, char **errmsg)
     }
     for (size_t v = 0; w && v < nv; v++)
         work_clear(&w[v]);
-    for (size_t v = 0; starts && v < nv; v++)
-        free(starts[v]);
     free(w);
     free(next);
     free(old);
-    free(starts);
     free(nstarts);
     return r;
 }

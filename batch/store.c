@@ -2,16 +2,20 @@
  *
  * Schema (SQLite, WAL, synchronous=FULL: a swap must only ever follow a
  * durable write):
- *   meta(key PRIMARY KEY, value)           'format', 'R', 'at'
+ *   meta(key PRIMARY KEY, value)     'format' (3), 'R', 'at'
  *   views(name PRIMARY KEY, fingerprint, unit)
- *   parts(view, start, nrows, data, PRIMARY KEY(view, start))
- * A partition's data is its rows, zstd-compressed:
- *   varint nrows, then per row: zigzag(bucket - start), per dimension
- *   varint(len + 1) and the bytes (0 = null), then each metric's state in
- *   its aggregator's canonical encoding (core/agg.h).
- * A file of another format (format 1 had no 'format' key and 40-byte
- * cells) is emptied at open: every view is then rebuilt from the archive.
- * Batch thread only.
+ *   segments(id INTEGER PRIMARY KEY, view, start, end, nrows, bytes, current)
+ *                                    the index: small rows, read at start
+ *   segdata(id INTEGER PRIMARY KEY, data)
+ *                                    the segment bytes (core/segment.h), read
+ *                                    on demand by the serving layer's cache
+ * A segment is current (1) while the published batch version holds it. A
+ * run that replaces one marks it 0 in the same transaction that adds its
+ * successor; its rows are deleted once no query holds it any more
+ * (bstore_delete_segments, from the state's garbage list), or at the next
+ * open. A file of another format (1: no 'format' key and 40-byte cells; 2:
+ * one row blob per partition) is emptied at open: every view is then
+ * rebuilt from the archive. Batch thread only (and at start).
  */
 #include "batch/store.h"
 
@@ -21,12 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
-
-#include "core/bytes.h"
 
 /* The format this code writes; see the top of this file. */
-#define VIEWS_FORMAT 2
+#define VIEWS_FORMAT 3
 
 struct bstore {
     sqlite3 *db;
@@ -82,9 +83,7 @@ int bstore_open(const char *path, bstore **out, char **errmsg)
                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                  "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
                  "CREATE TABLE IF NOT EXISTS views(name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
-                 " unit TEXT NOT NULL) WITHOUT ROWID;"
-                 "CREATE TABLE IF NOT EXISTS parts(view TEXT NOT NULL, start INTEGER NOT NULL,"
-                 " nrows INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(view, start));",
+                 " unit TEXT NOT NULL) WITHOUT ROWID;",
                  errmsg);
     if (r == 0)
         r = check_format(s, errmsg);
@@ -121,8 +120,16 @@ static int get_int(bstore *s, const char *key, int64_t *v, char **errmsg)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlfail(s, errmsg, "read meta");
 }
 
+static const char *const schema =
+    "CREATE TABLE segments(id INTEGER PRIMARY KEY, view TEXT NOT NULL, start INTEGER NOT NULL,"
+    " end INTEGER NOT NULL, nrows INTEGER NOT NULL, bytes INTEGER NOT NULL,"
+    " current INTEGER NOT NULL);"
+    "CREATE INDEX segments_by_view ON segments(view, current, start);"
+    "CREATE TABLE segdata(id INTEGER PRIMARY KEY, data BLOB NOT NULL);";
+
 /* Empties a views file of another format (its views are then rebuilt
- * from the archive) and stamps the current one. */
+ * from the archive) and creates this format's tables; in a file of this
+ * format, deletes the segments a crash left superseded. */
 static int check_format(bstore *s, char **errmsg)
 {
     int64_t format = 0, views = 0;
@@ -133,15 +140,23 @@ static int check_format(bstore *s, char **errmsg)
             views = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
     }
-    if (r < 0 || format == VIEWS_FORMAT)
+    if (r < 0)
         return r;
+    if (format == VIEWS_FORMAT)
+        return exec(s, "BEGIN IMMEDIATE;"
+                       "DELETE FROM segdata WHERE id IN (SELECT id FROM segments WHERE current = 0);"
+                       "DELETE FROM segments WHERE current = 0; COMMIT;", errmsg);
     if (format != 0 || views > 0)
         s->reset_from = format ? (int)format : 1;
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "BEGIN IMMEDIATE; DELETE FROM parts; DELETE FROM views; DELETE FROM meta;"
-             "INSERT INTO meta(key, value) VALUES ('format', %d); COMMIT;", VIEWS_FORMAT);
+    char *sql = NULL;
+    if (asprintf(&sql,
+                 "BEGIN IMMEDIATE; DROP TABLE IF EXISTS parts; DROP TABLE IF EXISTS segments;"
+                 "DROP TABLE IF EXISTS segdata; DELETE FROM views; DELETE FROM meta; %s"
+                 "INSERT INTO meta(key, value) VALUES ('format', %d); COMMIT;",
+                 schema, VIEWS_FORMAT) < 0)
+        return fail(errmsg, -ENOMEM, "out of memory");
     r = exec(s, sql, errmsg);
+    free(sql);
     if (r < 0)
         bstore_rollback(s);
     return r;
@@ -173,157 +188,41 @@ int bstore_get_view(bstore *s, const char *name, char fingerprint[17], gran_t *u
     return r;
 }
 
-/* ---- partition encoding ------------------------------------------------ */
+/* ---- the segment index ------------------------------------------------- */
 
-typedef struct {
-    bytes_w *b;
-    int64_t start;
-    size_t ndims;
-    const agg_layout *layout;
-} enc_ctx;
-
-static int enc_row(const vrow *r, void *ud)
-{
-    enc_ctx *c = ud;
-    bw_svarint(c->b, r->bucket - c->start);
-    for (size_t d = 0; d < c->ndims; d++) {
-        if (r->dims[d].null) {
-            bw_varint(c->b, 0);
-        } else {
-            bw_varint(c->b, (uint64_t)r->dims[d].len + 1);
-            bw_put(c->b, r->dims[d].s, r->dims[d].len);
-        }
-    }
-    agg_row_encode(c->layout, r->cells, c->b);
-    return c->b->oom ? -ENOMEM : 0;
-}
-
-int bpart_encode(const vtable *t, int64_t start, unsigned char **out, size_t *len)
-{
-    bytes_w raw = {0};
-    bw_varint(&raw, vtable_rows(t));
-    enc_ctx c = {.b = &raw, .start = start, .ndims = vtable_ndims(t), .layout = vtable_layout(t)};
-    int r = vtable_foreach(t, enc_row, &c);
-    if (r < 0 || raw.oom) {
-        bw_free(&raw);
-        return -ENOMEM;
-    }
-    size_t bound = ZSTD_compressBound(raw.len);
-    unsigned char *z = malloc(bound ? bound : 1);
-    if (!z) {
-        bw_free(&raw);
-        return -ENOMEM;
-    }
-    size_t zl = ZSTD_compress(z, bound, raw.p, raw.len, 1);
-    bw_free(&raw);
-    if (ZSTD_isError(zl)) {
-        free(z);
-        return -EIO;
-    }
-    *out = z;
-    *len = zl;
-    return 0;
-}
-
-int bpart_decode(const unsigned char *buf, size_t len, int64_t start, size_t ndims,
-                 const agg_layout *layout, vtable **out)
-{
-    unsigned long long rawlen = ZSTD_getFrameContentSize(buf, len);
-    if (rawlen == ZSTD_CONTENTSIZE_ERROR || rawlen == ZSTD_CONTENTSIZE_UNKNOWN ||
-        rawlen > ((unsigned long long)1 << 34))
-        return -EBADMSG;
-    unsigned char *raw = malloc(rawlen ? rawlen : 1);
-    if (!raw)
-        return -ENOMEM;
-    size_t got = ZSTD_decompress(raw, rawlen, buf, len);
-    if (ZSTD_isError(got) || got != rawlen) {
-        free(raw);
-        return -EBADMSG;
-    }
-    vtable *t = vtable_new(ndims, layout);
-    void *states = malloc(layout->size ? layout->size : 8);
-    dimval dims[64];
-    int r = t && states && ndims <= 64 ? 0 : -ENOMEM;
-    bytes_r b = br_init(raw, rawlen);
-    uint64_t nrows = r == 0 ? br_varint(&b) : 0;
-    for (uint64_t i = 0; r == 0 && i < nrows && !b.bad; i++) {
-        int64_t bucket = start + br_svarint(&b);
-        for (size_t d = 0; d < ndims && !b.bad; d++) {
-            uint64_t l = br_varint(&b);
-            if (l == 0) {
-                dims[d] = (dimval){.s = NULL, .len = 0, .null = true};
-            } else {
-                const unsigned char *s = l - 1 <= br_left(&b) ? br_take(&b, l - 1) : NULL;
-                if (!s)
-                    b.bad = true;
-                else
-                    dims[d] = (dimval){.s = (const char *)s, .len = (uint32_t)(l - 1), .null = false};
-            }
-        }
-        if (b.bad)
-            break;
-        agg_row_decode(layout, states, &b);
-        if (b.bad) {
-            agg_row_destroy(layout, states);
-            break;
-        }
-        void *row = vtable_upsert(t, bucket, dims);
-        if (row)
-            agg_row_merge(layout, row, states);
-        agg_row_destroy(layout, states);
-        if (!row)
-            r = -ENOMEM;
-    }
-    free(states);
-    free(raw);
-    if (r == 0 && (b.bad || br_left(&b) != 0))
-        r = -EBADMSG;
-    if (r < 0) {
-        vtable_free(t);
-        return r;
-    }
-    *out = t;
-    return 0;
-}
-
-/* ---- loading and saving --------------------------------------------------- */
-
-int bstore_load_view(bstore *s, const view_def *v, bversion **out, char **errmsg)
+int bstore_load_index(bstore *s, const view_def *v, bversion **out, char **errmsg)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT start, data FROM parts WHERE view = ? ORDER BY start",
-                           -1, &st, NULL) != SQLITE_OK)
-        return sqlfail(s, errmsg, "read parts");
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, start, end, nrows, bytes FROM segments"
+                           " WHERE view = ? AND current = 1 ORDER BY start", -1, &st, NULL) != SQLITE_OK)
+        return sqlfail(s, errmsg, "read segments");
     sqlite3_bind_text(st, 1, v->name, -1, SQLITE_STATIC);
     bversion *ver = calloc(1, sizeof(*ver));
     size_t cap = 0;
-    int r = ver ? 0 : -ENOMEM, rc;
+    int r = ver ? 0 : -ENOMEM, rc = SQLITE_DONE;
     while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t start = sqlite3_column_int64(st, 0);
-        const void *data = sqlite3_column_blob(st, 1);
-        int len = sqlite3_column_bytes(st, 1);
-        if (ver->nparts == cap) {
+        if (ver->nsegs == cap) {
             cap = cap ? cap * 2 : 16;
-            bpart *np = realloc(ver->parts, cap * sizeof(*np));
-            if (!np) {
+            bseg **ns = realloc(ver->segs, cap * sizeof(*ns));
+            if (!ns) {
                 r = -ENOMEM;
                 break;
             }
-            ver->parts = np;
+            ver->segs = ns;
         }
-        vtable *t = NULL;
-        r = bpart_decode(data, (size_t)len, start, v->ndims, v->layout, &t);
-        if (r < 0) {
-            fail(errmsg, r, "views file: partition %lld of view '%s' is %s", (long long)start,
-                 v->name, r == -ENOMEM ? "too large for memory" : "corrupt");
-            break;
-        }
-        ver->parts[ver->nparts++] = (bpart){.start = start, .t = t};
+        bseg *seg = bseg_new(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                             sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+                             sqlite3_column_int64(st, 4));
+        if (!seg)
+            r = -ENOMEM;
+        else
+            ver->segs[ver->nsegs++] = seg;
     }
     if (r == 0 && rc != SQLITE_DONE)
-        r = sqlfail(s, errmsg, "read parts");
-    else if (r == -ENOMEM && errmsg && !*errmsg)
-        fail(errmsg, r, "out of memory loading view '%s'", v->name);
+        r = sqlfail(s, errmsg, "read segments");
+    else if (r == -ENOMEM)
+        fail(errmsg, r, "out of memory loading the index of view '%s'", v->name);
     sqlite3_finalize(st);
     if (r < 0) {
         bversion_unref(ver);
@@ -348,65 +247,85 @@ void bstore_rollback(bstore *s)
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static int put_part(bstore *s, sqlite3_stmt *ins, const view_def *v, const bpart *p, char **errmsg)
+int bstore_put_segment(bstore *s, const view_def *v, int64_t start, int64_t end,
+                       const void *blob, size_t len, int64_t nrows, int64_t *id, char **errmsg)
 {
-    unsigned char *data;
-    size_t len;
-    int r = bpart_encode(p->t, p->start, &data, &len);
-    if (r < 0)
-        return fail(errmsg, r, "encoding partition %lld of view '%s' failed", (long long)p->start,
-                    v->name);
-    sqlite3_reset(ins);
-    sqlite3_bind_text(ins, 1, v->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(ins, 2, p->start);
-    sqlite3_bind_int64(ins, 3, (sqlite3_int64)vtable_rows(p->t));
-    sqlite3_bind_blob64(ins, 4, data, len, free);
-    return sqlite3_step(ins) == SQLITE_DONE ? 0 : sqlfail(s, errmsg, "write partition");
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO segments(view, start, end, nrows, bytes, current)"
+                           " VALUES (?, ?, ?, ?, ?, 1)", -1, &st, NULL) != SQLITE_OK)
+        return sqlfail(s, errmsg, "write segment");
+    sqlite3_bind_text(st, 1, v->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, start);
+    sqlite3_bind_int64(st, 3, end);
+    sqlite3_bind_int64(st, 4, nrows);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)len);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return sqlfail(s, errmsg, "write segment");
+    *id = sqlite3_last_insert_rowid(s->db);
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO segdata(id, data) VALUES (?, ?)", -1, &st, NULL) !=
+        SQLITE_OK)
+        return sqlfail(s, errmsg, "write segment");
+    sqlite3_bind_int64(st, 1, *id);
+    sqlite3_bind_blob64(st, 2, blob, len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sqlfail(s, errmsg, "write segment");
 }
 
-int bstore_put_view(bstore *s, const view_def *v, gran_t unit, const bversion *ver,
-                    const int64_t *starts, size_t n, bool full, char **errmsg)
+/* Runs sql (one '?' for the id) for each id. */
+static int each_id(bstore *s, const char *sql, const int64_t *ids, size_t n, char **errmsg)
 {
-    sqlite3_stmt *st = NULL, *ins = NULL;
+    sqlite3_stmt *st;
+    if (n == 0)
+        return 0;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sqlfail(s, errmsg, "update segments");
     int r = 0;
-    if (full) {
-        if (sqlite3_prepare_v2(s->db, "DELETE FROM parts WHERE view = ?", -1, &st, NULL) != SQLITE_OK)
-            return sqlfail(s, errmsg, "delete parts");
-        sqlite3_bind_text(st, 1, v->name, -1, SQLITE_STATIC);
-        r = sqlite3_step(st) == SQLITE_DONE ? 0 : sqlfail(s, errmsg, "delete parts");
-        sqlite3_finalize(st);
-        st = NULL;
-    }
-    if (r == 0 && sqlite3_prepare_v2(s->db,
-                                     "INSERT OR REPLACE INTO parts(view, start, nrows, data) "
-                                     "VALUES (?, ?, ?, ?)", -1, &ins, NULL) != SQLITE_OK)
-        r = sqlfail(s, errmsg, "write partition");
-    /* ver->parts and starts are both sorted: walk them together. */
-    size_t k = 0;
-    for (size_t i = 0; r == 0 && i < ver->nparts; i++) {
-        const bpart *p = &ver->parts[i];
-        if (!full) {
-            while (k < n && starts[k] < p->start)
-                k++;
-            if (k == n || starts[k] != p->start)
-                continue;
-        }
-        r = put_part(s, ins, v, p, errmsg);
-    }
-    sqlite3_finalize(ins);
-    if (r == 0 && sqlite3_prepare_v2(s->db,
-                                     "INSERT OR REPLACE INTO views(name, fingerprint, unit) "
-                                     "VALUES (?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
-        r = sqlfail(s, errmsg, "write view");
-    if (r == 0) {
-        sqlite3_bind_text(st, 1, v->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, v->fingerprint, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, gran_name(unit), -1, SQLITE_STATIC);
+    for (size_t i = 0; i < n && r == 0; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, ids[i]);
         if (sqlite3_step(st) != SQLITE_DONE)
-            r = sqlfail(s, errmsg, "write view");
+            r = sqlfail(s, errmsg, "update segments");
     }
     sqlite3_finalize(st);
     return r;
+}
+
+int bstore_retire(bstore *s, const int64_t *ids, size_t n, char **errmsg)
+{
+    return each_id(s, "UPDATE segments SET current = 0 WHERE id = ?", ids, n, errmsg);
+}
+
+int bstore_delete_segments(bstore *s, const int64_t *ids, size_t n, char **errmsg)
+{
+    int r = exec(s, "BEGIN IMMEDIATE", errmsg);
+    if (r == 0)
+        r = each_id(s, "DELETE FROM segdata WHERE id = ?", ids, n, errmsg);
+    if (r == 0)
+        r = each_id(s, "DELETE FROM segments WHERE id = ?", ids, n, errmsg);
+    if (r == 0)
+        r = exec(s, "COMMIT", errmsg);
+    if (r < 0)
+        bstore_rollback(s);
+    return r;
+}
+
+int bstore_put_view(bstore *s, const view_def *v, gran_t unit, char **errmsg)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO views(name, fingerprint, unit) VALUES (?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sqlfail(s, errmsg, "write view");
+    sqlite3_bind_text(st, 1, v->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, v->fingerprint, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, gran_name(unit), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sqlfail(s, errmsg, "write view");
 }
 
 int bstore_drop_unknown_views(bstore *s, const view_def *views, size_t nviews, char **errmsg)
@@ -436,8 +355,11 @@ int bstore_drop_unknown_views(bstore *s, const view_def *views, size_t nviews, c
     sqlite3_finalize(sel);
     for (size_t i = 0; r == 0 && i < ngone; i++) {
         sqlite3_stmt *del;
-        const char *sqls[] = {"DELETE FROM parts WHERE view = ?", "DELETE FROM views WHERE name = ?"};
-        for (int q = 0; r == 0 && q < 2; q++) {
+        /* No query can hold these segments: the view is not configured. */
+        const char *sqls[] = {
+            "DELETE FROM segdata WHERE id IN (SELECT id FROM segments WHERE view = ?)",
+            "DELETE FROM segments WHERE view = ?", "DELETE FROM views WHERE name = ?"};
+        for (int q = 0; r == 0 && q < 3; q++) {
             if (sqlite3_prepare_v2(s->db, sqls[q], -1, &del, NULL) != SQLITE_OK) {
                 r = sqlfail(s, errmsg, "drop view");
                 break;

@@ -20,23 +20,24 @@ int bstore_get_watermark(bstore *s, int64_t *R, int64_t *at, char **errmsg);
 /* The persisted fingerprint and recompute unit of a view: 0, or -ENOENT. */
 int bstore_get_view(bstore *s, const char *name, char fingerprint[17], gran_t *unit,
                     char **errmsg);
-/* Loads every persisted partition of view v. */
-int bstore_load_view(bstore *s, const view_def *v, bversion **out, char **errmsg);
+/* The index of view v's current segments (no segment bytes are read). */
+int bstore_load_index(bstore *s, const view_def *v, bversion **out, char **errmsg);
 
 /* One transaction: begin, put views and the watermark, commit (or
  * rollback on any failure). */
 int bstore_begin(bstore *s, char **errmsg);
-/* Stores the partitions of ver whose start is in starts[0..n) (or all of
- * them when full, replacing whatever was stored for the view). */
-int bstore_put_view(bstore *s, const view_def *v, gran_t unit, const bversion *ver,
-                    const int64_t *starts, size_t n, bool full, char **errmsg);
+/* Adds a current segment of view v for [start, end) (blob: core/segment.h)
+ * and sets *id. */
+int bstore_put_segment(bstore *s, const view_def *v, int64_t start, int64_t end,
+                       const void *blob, size_t len, int64_t nrows, int64_t *id, char **errmsg);
+/* Marks segments replaced by this transaction's ones as not current. */
+int bstore_retire(bstore *s, const int64_t *ids, size_t n, char **errmsg);
+/* Records view v's fingerprint and recompute unit. */
+int bstore_put_view(bstore *s, const view_def *v, gran_t unit, char **errmsg);
 /* Removes views that are no longer configured. */
 int bstore_drop_unknown_views(bstore *s, const view_def *views, size_t nviews, char **errmsg);
 int bstore_put_watermark(bstore *s, int64_t R, int64_t at, char **errmsg);
 int bstore_commit(bstore *s, char **errmsg);
 void bstore_rollback(bstore *s);
-
-/* Partition (de)serialization, exposed for the unit test. */
-int bpart_encode(const vtable *t, int64_t start, unsigned char **out, size_t *len);
-int bpart_decode(const unsigned char *buf, size_t len, int64_t start, size_t ndims,
-                 const agg_layout *layout, vtable **out);
+/* Deletes segments nothing holds any more (own transaction). */
+int bstore_delete_segments(bstore *s, const int64_t *ids, size_t n, char **errmsg);

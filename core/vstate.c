@@ -59,9 +59,70 @@ struct vstate {
     pthread_cond_t work, idle;   /* new runs to look at / nothing to do */
     bool merging;                /* the merger is busy (tests wait for !merging) */
     uint64_t applies;            /* bumped by every apply and seal: the merger rechecks */
+
+    /* ids of superseded segments nothing holds any more (vstate_take_garbage) */
+    pthread_mutex_t gc_mu;       /* leaf lock: taken by whichever thread drops a segment */
+    int64_t *garbage;
+    size_t ngarbage, garbage_cap;
+    bool closing;                /* vstate_free: segments dropped now stay in the file */
 };
 
+static void gc_push(vstate *vs, int64_t id)
+{
+    pthread_mutex_lock(&vs->gc_mu);
+    if (!vs->closing) {
+        if (vs->ngarbage == vs->garbage_cap) {
+            size_t ncap = vs->garbage_cap ? vs->garbage_cap * 2 : 16;
+            int64_t *ng = realloc(vs->garbage, ncap * sizeof(*ng));
+            if (ng) {
+                vs->garbage = ng;
+                vs->garbage_cap = ncap;
+            }
+        }
+        /* Out of memory: the row stays until the next start's clean-up. */
+        if (vs->ngarbage < vs->garbage_cap)
+            vs->garbage[vs->ngarbage++] = id;
+    }
+    pthread_mutex_unlock(&vs->gc_mu);
+}
+
+void vstate_take_garbage(vstate *vs, int64_t **ids, size_t *n)
+{
+    pthread_mutex_lock(&vs->gc_mu);
+    *ids = vs->garbage;
+    *n = vs->ngarbage;
+    vs->garbage = NULL;
+    vs->ngarbage = vs->garbage_cap = 0;
+    pthread_mutex_unlock(&vs->gc_mu);
+}
+
 /* ---- versions and run lists ---- */
+
+bseg *bseg_new(int64_t id, int64_t start, int64_t end, int64_t nrows, int64_t bytes)
+{
+    bseg *s = calloc(1, sizeof(*s));
+    if (s)
+        *s = (bseg){.id = id, .start = start, .end = end, .nrows = nrows, .bytes = bytes};
+    return s;
+}
+
+bseg *bseg_ref(bseg *s)
+{
+    __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
+    return s;
+}
+
+static void gc_push(vstate *vs, int64_t id);
+
+void bseg_unref(bseg *s)
+{
+    if (!s || __atomic_fetch_sub(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    vstate *gc = __atomic_load_n(&s->gc, __ATOMIC_ACQUIRE);
+    if (gc)
+        gc_push(gc, s->id);
+    free(s);
+}
 
 bversion *bversion_ref(bversion *b)
 {
@@ -73,9 +134,9 @@ void bversion_unref(bversion *b)
 {
     if (!b || __atomic_fetch_sub(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    for (size_t i = 0; i < b->nparts; i++)
-        vtable_free(b->parts[i].t);
-    free(b->parts);
+    for (size_t i = 0; i < b->nsegs; i++)
+        bseg_unref(b->segs[i]);
+    free(b->segs);
     free(b);
 }
 
@@ -145,6 +206,7 @@ vstate *vstate_new(const view_def *views, size_t nviews)
     vs->views = views;
     vs->nviews = nviews;
     pthread_mutex_init(&vs->mu, NULL);
+    pthread_mutex_init(&vs->gc_mu, NULL);
     pthread_cond_init(&vs->work, NULL);
     pthread_cond_init(&vs->idle, NULL);
     size_t n = nviews ? nviews : 1;
@@ -195,6 +257,9 @@ void vstate_free(vstate *vs)
         pthread_join(vs->merger, NULL);
     }
     ring_clear(vs);
+    pthread_mutex_lock(&vs->gc_mu);
+    vs->closing = true;
+    pthread_mutex_unlock(&vs->gc_mu);
     for (size_t v = 0; v < vs->nviews; v++) {
         if (vs->batch)
             bversion_unref(vs->batch[v]);
@@ -207,6 +272,8 @@ void vstate_free(vstate *vs)
     free(vs->pending);
     free(vs->live);
     free(vs->available);
+    free(vs->garbage);
+    pthread_mutex_destroy(&vs->gc_mu);
     pthread_mutex_destroy(&vs->mu);
     pthread_cond_destroy(&vs->work);
     pthread_cond_destroy(&vs->idle);
@@ -323,6 +390,21 @@ const bversion *vstate_batch(const vstate *vs, size_t v)
     return vs->batch[v];   /* only the batch thread changes it */
 }
 
+/* Under mu: marks the segments of old that next does not hold (both are
+ * sorted by start) as superseded. */
+static void mark_superseded(vstate *vs, const bversion *old, const bversion *next)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < old->nsegs; i++) {
+        bseg *s = old->segs[i];
+        while (k < next->nsegs && next->segs[k]->start < s->start)
+            k++;
+        if (k < next->nsegs && next->segs[k] == s)
+            continue;
+        __atomic_store_n(&s->gc, vs, __ATOMIC_RELEASE);
+    }
+}
+
 void vstate_swap(vstate *vs, bversion **next, int64_t R, int64_t at, bversion **old)
 {
     runs *dropped = calloc(vs->nviews ? vs->nviews : 1, sizeof(*dropped));
@@ -331,6 +413,7 @@ void vstate_swap(vstate *vs, bversion **next, int64_t R, int64_t at, bversion **
         old[v] = NULL;
         if (next[v]) {
             old[v] = vs->batch[v];
+            mark_superseded(vs, old[v], next[v]);
             vs->batch[v] = next[v];
             next[v] = NULL;
             vs->available[v] = true;
@@ -499,6 +582,7 @@ static void fill_watermark(vstate *vs, vstate_watermark *wm)
 }
 
 int vstate_scan(vstate *vs, size_t v, int64_t from, int64_t to,
+                int (*seg_fn)(const bseg *seg, void *ud),
                 int (*fn)(const vrow *row, void *ud), void *ud, vstate_watermark *wm)
 {
     if (v >= vs->nviews)
@@ -520,11 +604,11 @@ int vstate_scan(vstate *vs, size_t v, int64_t from, int64_t to,
         fill_watermark(vs, wm);
     pthread_mutex_unlock(&vs->mu);
 
-    for (size_t i = 0; r == 0 && b && i < b->nparts; i++) {
-        const bpart *part = &b->parts[i];
-        if (part->end > part->start && (part->end <= from || part->start >= to))
+    for (size_t i = 0; r == 0 && b && i < b->nsegs; i++) {
+        const bseg *seg = b->segs[i];
+        if (seg->end <= from || seg->start >= to)
             continue;   /* no bucket of this partition can be asked for */
-        r = vtable_foreach(part->t, fn, ud);
+        r = seg_fn(seg, ud);
     }
     if (r == 0)
         r = runs_foreach(&p, fn, ud);
@@ -586,10 +670,10 @@ void vstate_get_view_stats(vstate *vs, size_t v, vstate_view_stats *st)
     memset(st, 0, sizeof(*st));
     pthread_mutex_lock(&vs->mu);
     const bversion *b = vs->batch[v];
-    st->batch_parts = (int64_t)b->nparts;
-    for (size_t i = 0; i < b->nparts; i++) {
-        st->batch_rows += (int64_t)vtable_rows(b->parts[i].t);
-        st->batch_bytes += (int64_t)vtable_bytes(b->parts[i].t);
+    st->batch_parts = (int64_t)b->nsegs;
+    for (size_t i = 0; i < b->nsegs; i++) {
+        st->batch_rows += b->segs[i]->nrows;
+        st->batch_bytes += b->segs[i]->bytes;
     }
     add_runs(&vs->pending[v], &st->pending_rows, &st->pending_bytes, &st->live_runs);
     add_runs(&vs->live[v], &st->live_rows, &st->live_bytes, &st->live_runs);

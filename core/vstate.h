@@ -23,27 +23,37 @@
 #include "core/defs.h"
 #include "core/vtable.h"
 
-/* One recompute partition of a batch view: the rows of buckets in
- * [start, gran_next(unit, start)). Immutable once published. */
-typedef struct {
-    int64_t start;
-    vtable *t;
-    int64_t end;     /* exclusive; end <= start: unknown (never skipped) */
-} bpart;
+/* A batch segment: one view's persisted rows of one recompute partition
+ * [start, end), stored in the views file under id (core/segment.h is its
+ * format; the serving layer reads it on demand through its cache). Reference
+ * counted: versions share the segments of unchanged partitions, and a
+ * query's snapshot keeps the ones it reads. When a newer segment replaces
+ * one, the swap marks it superseded; once its last reference is gone, its
+ * id is handed to the batch thread (vstate_take_garbage), which deletes
+ * its row: a query never finds the segment it pinned deleted. */
+typedef struct bseg {
+    int64_t id;              /* the views file's segment id */
+    int64_t start, end;      /* the partition; end exclusive */
+    int64_t nrows, bytes;    /* rows of its finest level, bytes stored */
+    int refs;                /* holders beyond the first (a new one has one); atomic */
+    struct vstate *gc;       /* set when superseded: where its id goes at the end */
+} bseg;
 
-/* A batch view: its partitions sorted by start. Immutable once published
- * and reference counted (a query's snapshot may hold an old version);
- * each partition table holds its own reference, so versions share the
- * tables of unchanged partitions. */
+bseg *bseg_new(int64_t id, int64_t start, int64_t end, int64_t nrows, int64_t bytes);
+bseg *bseg_ref(bseg *s);
+void bseg_unref(bseg *s);   /* accepts NULL */
+
+/* A batch view: its segments sorted by start. Immutable once published
+ * and reference counted (a query's snapshot may hold an old version). */
 typedef struct {
-    bpart *parts;
-    size_t nparts;
+    bseg **segs;
+    size_t nsegs;
     int refs;        /* holders beyond the first (a zeroed version has one); atomic */
 } bversion;
 
 bversion *bversion_ref(bversion *b);
-/* Drops a reference; the last one drops the partition tables' references
- * and frees the version. Accepts NULL. */
+/* Drops a reference; the last one drops the segments' references and
+ * frees the version. Accepts NULL. */
 void bversion_unref(bversion *b);
 
 typedef struct vstate vstate;
@@ -75,9 +85,14 @@ const bversion *vstate_batch(const vstate *vs, size_t v);
 
 /* Publishes next[v] for every view with next[v] != NULL (taking their
  * references), drops every P, sets the batch watermark to (R, at) and
- * marks those views available. The replaced versions are returned in
- * old[v] for the caller to drop outside the lock (bversion_unref). */
+ * marks those views available. Segments of the old versions that the new
+ * ones do not hold are marked superseded. The replaced versions are
+ * returned in old[v] for the caller to drop outside the lock
+ * (bversion_unref). */
 void vstate_swap(vstate *vs, bversion **next, int64_t R, int64_t at, bversion **old);
+/* Moves the ids of superseded segments that nothing holds any more into
+ * *ids (malloc'd, *n of them; NULL and 0 when none). Batch thread. */
+void vstate_take_garbage(vstate *vs, int64_t **ids, size_t *n);
 
 /* Marks view v answerable or not (a view whose definition changed stays
  * unavailable until its full recompute is swapped in). */
@@ -97,15 +112,16 @@ typedef struct {
     int64_t live_events;     /* events in L */
 } vstate_watermark;
 
-/* Calls fn for every row of view v's batch partitions, P and L, from a
- * snapshot and outside any lock (rows with equal keys may repeat); batch
- * partitions entirely outside [from, to) are skipped. Returns -EAGAIN when
- * the view is not available. */
+/* From a snapshot and outside any lock: calls seg_fn for each of view v's
+ * batch segments that may hold a bucket in [from, to), then fn for every
+ * row of P and L (rows with equal keys may repeat). Returns -EAGAIN when
+ * the view is not available, else 0 or the first non-zero callback value. */
 int vstate_scan(vstate *vs, size_t v, int64_t from, int64_t to,
+                int (*seg_fn)(const bseg *seg, void *ud),
                 int (*fn)(const vrow *row, void *ud), void *ud, vstate_watermark *wm);
 
 typedef struct {
-    int64_t batch_rows, batch_bytes, batch_parts;
+    int64_t batch_rows, batch_bytes, batch_parts;   /* segments: rows, bytes stored, count */
     int64_t pending_rows, pending_bytes;
     int64_t live_rows, live_bytes;
     int64_t live_runs;           /* tables in P and L (merged in the background) */

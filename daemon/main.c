@@ -30,6 +30,7 @@
 #include "batch/batch.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "core/strutil.h"
 #include "core/vstate.h"
 #include "daemon/notify.h"
 #include "daemon/source.h"
@@ -118,11 +119,15 @@ static int lock_archive(const char *archive_path, int *fd_out)
 
 /* One config and the layers built from it. Not moved once started: the
  * layers keep pointers to cfg, ds and src. */
+/* The segment cache's budget until serving.cache_mb is configurable. */
+#define SEGCACHE_BUDGET ((size_t)256 << 20)
+
 typedef struct {
     config *cfg;
     vstate *vs;
     batch *bt;
     speed *sp;
+    segcache *cache;
     serving *srv;
     daemon_source ds;
     serving_source src;
@@ -131,6 +136,7 @@ typedef struct {
 static void runtime_stop(runtime *rt)
 {
     serving_stop(rt->srv);   /* no more queries, then stop the layers */
+    segcache_free(rt->cache);
     batch_free(rt->bt);      /* abandons a run in progress: nothing of it is kept */
     speed_free(rt->sp);      /* commits the open transaction */
     vstate_free(rt->vs);
@@ -171,9 +177,17 @@ static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
     int64_t R = 0;
     r = batch_new(cfg, rt->vs, &rt->bt, &err);
     if (r == 0)
-        r = batch_load(rt->bt, ast.last_seq, &R, &err);
+        r = batch_load(rt->bt, ast.last_seq, ast.events, &R, &err);
     if (r < 0) {
         log_error("Failed to load the batch views: %s", err ? err : "?");
+        arch_close(w);
+        goto fail;
+    }
+    char *views_path = str_printf("%s-views", cfg->archive_path);
+    r = views_path ? segcache_new(views_path, SEGCACHE_BUDGET, &rt->cache, &err) : -ENOMEM;
+    free(views_path);
+    if (r < 0) {
+        log_error("Failed to open the segment cache: %s", err ? err : "out of memory");
         arch_close(w);
         goto fail;
     }
@@ -186,6 +200,7 @@ static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
     rt->ds.sp = rt->sp;
     rt->ds.vs = rt->vs;
     rt->ds.b = rt->bt;
+    rt->ds.cache = rt->cache;
     snprintf(rt->ds.restart_required, sizeof(rt->ds.restart_required), "%s", restart_required);
     daemon_source_init(&rt->ds, &rt->src);
     r = serving_start(cfg, &rt->src, &rt->srv, &err);

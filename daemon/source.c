@@ -12,16 +12,70 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/metrics.h"
 
+METRIC_COUNTER(m_damaged, "lambdad_segments_damaged_total",
+               "Batch segments found damaged (or of another format) when read; each makes its "
+               "view rebuilt from the archive.");
+
+typedef struct {
+    daemon_source *ds;
+    size_t view;
+    int (*seg_fn)(const segment *seg, void *fnud);
+    int (*fn)(const vrow *row, void *fnud);
+    void *fnud;
+} scan_ctx;
+
+/* A segment that cannot be read back (damaged, another format or shape):
+ * the view is rebuilt from the archive and answers 503 until then. */
+static void segment_damaged(daemon_source *ds, size_t v, const bseg *bs, int r)
+{
+    char start[32];
+    time_format_rfc3339(bs->start, start, sizeof(start));
+    log_error("Segment %lld of view '%s' (partition %s) cannot be read (%s); rebuilding the view "
+              "from the archive, it answers 503 until then", (long long)bs->id,
+              ds->cfg->views[v].name, start,
+              r == -EPROTONOSUPPORT ? "another format version" : r == -EINVAL ? "another shape" :
+              r == -ENOENT ? "missing" : "damaged");
+    metrics_counter_add(&m_damaged, NULL, 1);
+    vstate_set_available(ds->vs, v, false);
+    batch_request(ds->b, (long)v);
+}
+
+static int with_segment(const bseg *bs, void *ud)
+{
+    scan_ctx *c = ud;
+    segcache_ref *ref = NULL;
+    int r = segcache_get(c->ds->cache, bs->id, &c->ds->cfg->views[c->view], &ref);
+    if (r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EINVAL || r == -ENOENT) {
+        segment_damaged(c->ds, c->view, bs, r);
+        return -EAGAIN;
+    }
+    if (r < 0)
+        return r;
+    r = c->seg_fn(segcache_segment(ref), c->fnud);
+    segcache_put(c->ds->cache, ref);
+    return r;
+}
+
+static int with_row(const vrow *row, void *ud)
+{
+    scan_ctx *c = ud;
+    return c->fn(row, c->fnud);
+}
+
 static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to,
+                     int (*seg_fn)(const segment *seg, void *fnud),
                      int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm)
 {
     daemon_source *ds = ud;
     if (!atomic_load(&ds->recovered))
         return -EAGAIN;   /* partial live tables would give wrong answers */
     vstate_watermark w;
-    int r = vstate_scan(ds->vs, view_idx, from, to, fn, fnud, &w);   /* -EAGAIN: being recomputed */
+    scan_ctx c = {.ds = ds, .view = view_idx, .seg_fn = seg_fn, .fn = fn, .fnud = fnud};
+    /* -EAGAIN: being recomputed */
+    int r = vstate_scan(ds->vs, view_idx, from, to, with_segment, with_row, &c, &w);
     if (wm) {
         wm->version = w.version;
         wm->epoch = w.epoch;
@@ -170,6 +224,18 @@ static void status(void *ud, json_t *obj)
     add_partitions(ds, s);
     json_object_set_new(obj, "speed", s);
     add_batch(ds, obj);
+    segcache_stats sc;
+    segcache_get_stats(ds->cache, &sc);
+    json_t *seg = json_object();
+    json_object_set_new(seg, "cache_bytes", json_integer((json_int_t)sc.bytes));
+    json_object_set_new(seg, "cache_budget_bytes", json_integer((json_int_t)sc.budget));
+    json_object_set_new(seg, "cache_entries", json_integer((json_int_t)sc.entries));
+    json_object_set_new(seg, "hits", json_integer((json_int_t)sc.hits));
+    json_object_set_new(seg, "misses", json_integer((json_int_t)sc.misses));
+    json_object_set_new(seg, "evictions", json_integer((json_int_t)sc.evictions));
+    json_object_set_new(seg, "damaged", json_integer((json_int_t)sc.damaged));
+    json_object_set_new(seg, "read_bytes", json_integer((json_int_t)sc.read_bytes));
+    json_object_set_new(obj, "segments", seg);
 }
 
 static bool ready(void *ud, const char **reason)
@@ -344,6 +410,32 @@ static void metrics_views(daemon_source *ds)
     }
 }
 
+METRIC_GAUGE(m_segcache_bytes, "lambdad_segment_cache_bytes",
+             "Memory held by decoded batch segments in the segment cache.");
+METRIC_GAUGE(m_segcache_budget, "lambdad_segment_cache_budget_bytes",
+             "The segment cache's budget (segments a query reads may exceed it meanwhile).");
+METRIC_GAUGE(m_segcache_entries, "lambdad_segment_cache_entries", "Segments in the segment cache.");
+METRIC_COUNTER(m_segcache_total, "lambdad_segment_cache_total",
+               "Segments asked for by queries, by whether the cache had them (hit) or they were "
+               "read from the views file and decoded (miss).", "result");
+METRIC_COUNTER(m_segcache_evictions, "lambdad_segment_cache_evictions_total",
+               "Segments evicted from the segment cache to stay within its budget.");
+METRIC_COUNTER(m_segcache_read, "lambdad_segment_read_bytes_total",
+               "Segment bytes read from the views file.");
+
+static void metrics_segments(daemon_source *ds)
+{
+    segcache_stats st;
+    segcache_get_stats(ds->cache, &st);
+    metrics_gauge_set(&m_segcache_bytes, NULL, (double)st.bytes);
+    metrics_gauge_set(&m_segcache_budget, NULL, (double)st.budget);
+    metrics_gauge_set(&m_segcache_entries, NULL, (double)st.entries);
+    metrics_counter_set(&m_segcache_total, METRIC_LABELS("hit"), st.hits);
+    metrics_counter_set(&m_segcache_total, METRIC_LABELS("miss"), st.misses);
+    metrics_counter_set(&m_segcache_evictions, NULL, st.evictions);
+    metrics_counter_set(&m_segcache_read, NULL, st.read_bytes);
+}
+
 static void metrics_batch(daemon_source *ds, int64_t now)
 {
     if (!ds->b)
@@ -392,6 +484,7 @@ static void collect_metrics(void *ud)
     const char *why;
     metrics_gauge_set(&m_ready, NULL, ready(ds, &why) ? 1 : 0);
     metrics_gauge_set(&m_recovered, NULL, atomic_load(&ds->recovered) ? 1 : 0);
+    metrics_segments(ds);
 
     speed_stats st;
     speed_get_stats(ds->sp, &st);

@@ -10,12 +10,14 @@
 #include "speed/speed.h"
 #include "batch/batch.h"
 #include "core/vstate.h"
+#include "serving/segcache.h"
 
 typedef struct {
     const config *cfg;
     speed *sp;
     vstate *vs;
     batch *b;
+    segcache *cache;        /* decoded batch segments, read on demand */
     atomic_bool recovered;
     char restart_required[256]; /* settings changed by a reload that need a restart */
     int64_t started_at;     /* epoch s, set by daemon_source_init (for /metrics) */

@@ -64,6 +64,83 @@ static int scan_row(const vrow *r, void *ud)
     return 0;
 }
 
+/* ---- batch segments (core/segment.h) ---- */
+
+/* The ids of one filter's values in a segment's dictionary, as a bitmap
+ * over the dictionary; false when none of them is in it. */
+static bool filter_ids(const segment *s, const qfilter *f, uint64_t **bits)
+{
+    uint32_t n = seg_dict_size(s, f->dim);
+    *bits = calloc((n + 63) / 64 ? (n + 63) / 64 : 1, sizeof(uint64_t));
+    if (!*bits)
+        return false;
+    bool any = false;
+    for (size_t i = 0; i < f->nvals; i++) {
+        int64_t id = seg_dict_find(s, f->dim, f->vals[i].s, f->vals[i].len, false);
+        if (id >= 0) {
+            (*bits)[id / 64] |= UINT64_C(1) << (id % 64);
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* One batch segment: filters are resolved against its dictionaries first
+ * (a segment without any of a filter's values is skipped), the coarsest
+ * level the granularity and range allow is read (a roll-up when it
+ * can), and the time range selects a row range through the sort order. */
+static int scan_segment(const segment *s, void *ud)
+{
+    scan_ctx *c = ud;
+    const query *q = c->q;
+    int rc = 0;
+    uint64_t *bits[16] = {0};   /* per filter; a view has at most 16 dimensions */
+    for (size_t f = 0; f < q->nfilters; f++)
+        if (!filter_ids(s, &q->filters[f], &bits[f])) {
+            rc = bits[f] ? 0 : -ENOMEM;
+            goto out;
+        }
+    int64_t from = q->has_from ? q->from : INT64_MIN, to = q->has_to ? q->to : INT64_MAX;
+    size_t level = seg_pick_level(s, q->gran, from, to);
+    size_t row, end;
+    seg_level_rows(s, level, from, to, &row, &end);
+    const agg_layout *sl = seg_layout(s);
+    while (row < end && rc == 0) {
+        int64_t bucket;
+        size_t bend = seg_bucket_end(s, level, row, &bucket);
+        if (bend > end)
+            bend = end;
+        int64_t qbucket = gran_floor(q->gran, bucket);
+        for (; row < bend && rc == 0; row++) {
+            bool keep = true;
+            for (size_t f = 0; f < q->nfilters && keep; f++) {
+                uint32_t id = seg_row_id(s, level, row, q->filters[f].dim);
+                keep = (bits[f][id / 64] >> (id % 64)) & 1;
+            }
+            if (!keep)
+                continue;
+            for (size_t g = 0; g < q->ngroup; g++)
+                c->key[g] = seg_dict_value(s, q->group[g], seg_row_id(s, level, row, q->group[g]));
+            void *cells = vtable_upsert(c->t, qbucket, c->key);
+            if (!cells) {
+                rc = -ENOMEM;
+                break;
+            }
+            if (c->cap && vtable_rows(c->t) > c->cap) {
+                rc = SCAN_TOO_MANY;
+                break;
+            }
+            const void *states = seg_row_states(s, level, row);
+            for (size_t m = 0; m < q->nmetrics; m++)
+                agg_merge_one(q->layout, cells, m, sl, states, q->metrics[m]);
+        }
+    }
+out:
+    for (size_t f = 0; f < q->nfilters; f++)
+        free(bits[f]);
+    return rc;
+}
+
 /* ---- result rows, copied out of the table so they can be sorted ---- */
 
 typedef struct {
@@ -299,7 +376,7 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
             goto out;
         }
         rc = src->scan_view(src->ud, q->view_idx, q->has_from ? q->from : INT64_MIN,
-                            q->has_to ? q->to : INT64_MAX, scan_row, &ctx, &wm);
+                            q->has_to ? q->to : INT64_MAX, scan_segment, scan_row, &ctx, &wm);
     }
     if (rc == SCAN_TOO_MANY) {
         qerror_clear(err);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "config/config.h"
+#include "core/segment.h"
 #include "core/vtable.h"
 
 typedef struct {
@@ -21,12 +22,16 @@ typedef struct {
 
 typedef struct {
     void *ud;
-    /* Visits the rows of the view's current answer set (batch + pending +
-     * live); rows with equal keys may repeat and are merged by the caller.
-     * Rows whose bucket is outside [from, to) may be skipped (a hint: the
-     * caller still filters). Returns 0, fn's non-zero value, or a negative
-     * code. */
+    /* Visits the view's current answer set from one snapshot: seg_fn for
+     * each batch segment that may hold a bucket in [from, to) (decoded;
+     * valid during the call), then fn for every row of the pending and
+     * live tables; rows with equal keys may repeat and are merged by the
+     * caller, who also filters by time (the range is a hint). Returns 0,
+     * a callback's non-zero value, or a negative code: -EAGAIN when the
+     * view cannot be answered exactly now (recovering, recomputing, or a
+     * damaged segment being rebuilt). */
     int (*scan_view)(void *ud, size_t view_idx, int64_t from, int64_t to,
+                     int (*seg_fn)(const segment *seg, void *fnud),
                      int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm);
     /* Adds the layers' figures to the /v1/status object. */
     void (*status)(void *ud, json_t *obj);

@@ -1,7 +1,9 @@
-"""Upgrades: a views file written by an older lambdad (format 1: no format
-key, 40-byte cells) is emptied at start and every view rebuilt from the
-archive; the start never fails and the answers are exact before and after
-the next batch run; the status says what happened."""
+"""The views file across versions and damage: a views file written by an
+older lambdad (format 1: no format key, 40-byte cells) is emptied at start
+and every view rebuilt from the archive; a segment damaged on disk is
+found when a query reads it, and its view is rebuilt from the archive
+(503 meanwhile, never a wrong answer). The start never fails and the
+answers are exact before and after."""
 import json
 import os
 import sqlite3
@@ -69,8 +71,51 @@ class UpgradeTest(unittest.TestCase):
             wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
             assert_rows(d.query("by_country", **Q)["rows"], want, "after the first batch run")
             db = sqlite3.connect(views_file)
-            self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0], 2)
+            self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0], 3)
+            self.assertGreater(db.execute("SELECT count(*) FROM segments WHERE view = 'by_country'"
+                                          " AND current = 1").fetchone()[0], 0)
             db.close()
+        finally:
+            try:
+                d.stop()
+            finally:
+                broker.stop()
+                wd.cleanup()
+
+    def test_damaged_segment_is_rebuilt(self):
+        wd = Workdir("segdamage")
+        broker = Devbroker(["pageviews:2"])
+        d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[VIEW],
+                   extra={"batch": {"interval_s": 3600}})
+        try:
+            evs = events(3000)
+            d.start()
+            produce(broker.bootstrap, "pageviews", evs)
+            d.wait_archived(3000)
+            d.request("POST", "/v1/admin/recompute", b"")
+            wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
+            d.stop()
+            views_file = d.cfg["archive"]["path"] + "-views"
+            db = sqlite3.connect(views_file)
+            sid, blob = db.execute("SELECT id, data FROM segdata ORDER BY id LIMIT 1").fetchone()
+            bad = bytearray(blob)
+            bad[len(bad) // 2] ^= 0x10   # one bit, in the compressed body
+            db.execute("UPDATE segdata SET data = ? WHERE id = ?", (bytes(bad), sid))
+            db.commit()
+            db.close()
+
+            d.start()
+            want = expected(evs, STREAM, VIEW, **Q)
+            # The first query reads the damaged segment: the view is rebuilt,
+            # and every answer is either a 503 or the exact one.
+            status = d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country")
+            self.assertIn(status, (200, 503))
+            wait_until(lambda: "cannot be read (damaged); rebuilding the view" in d.logtext(), 30,
+                       "the damaged segment to be found")
+            wait_until(lambda: d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country") == 200,
+                       60, "the rebuilt view to answer")
+            assert_rows(d.query("by_country", **Q)["rows"], want, "after the rebuild")
+            self.assertIn("lambdad_segments_damaged_total 1", d.get_text("/metrics"))
         finally:
             try:
                 d.stop()

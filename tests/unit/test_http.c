@@ -42,6 +42,7 @@ static atomic_bool is_ready;
 static atomic_ulong state_version = 1, scans;
 
 static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
+                     int (*seg_fn)(const segment *, void *),
                      int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {
     atomic_fetch_add(&scans, 1);
