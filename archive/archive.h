@@ -93,6 +93,11 @@ int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
               int64_t tpart_lo, int64_t tpart_hi,
               int (*fn)(const arch_event *ev, void *ud), void *ud, char **errmsg);
 
+/* The lowest and highest time partition holding events of stream with
+ * seq <= seq_hi: 0 and *lo, *hi, or -ENOENT when there are none. */
+int arch_tpart_range(arch *a, const char *stream, int64_t seq_hi, int64_t *lo, int64_t *hi,
+                     char **errmsg);
+
 /* Reject rows, newest first, for /v1/status and tests: calls fn for at most
  * limit rows. */
 typedef struct {

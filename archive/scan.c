@@ -209,3 +209,29 @@ int arch_list_rejects(arch *a, int limit, int (*fn)(const arch_reject *r, void *
     sqlite3_finalize(st);
     return r;
 }
+
+int arch_tpart_range(arch *a, const char *stream, int64_t seq_hi, int64_t *lo, int64_t *hi,
+                     char **errmsg)
+{
+    /* min() and max() each walk one end of the (stream, tpart, seq) index. */
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(a->db,
+                                "SELECT (SELECT min(tpart) FROM chunks WHERE stream = ?1 AND seq <= ?2),"
+                                " (SELECT max(tpart) FROM chunks WHERE stream = ?1 AND seq <= ?2)",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return arch_sqlfail(a, errmsg, rc, "read time partitions");
+    sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq_hi);
+    rc = sqlite3_step(st);
+    int r = -ENOENT;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *lo = sqlite3_column_int64(st, 0);
+        *hi = sqlite3_column_int64(st, 1);
+        r = 0;
+    } else if (rc != SQLITE_ROW) {
+        r = arch_sqlfail(a, errmsg, rc, "read time partitions");
+    }
+    sqlite3_finalize(st);
+    return r;
+}

@@ -39,10 +39,13 @@ METRIC_COUNTER(m_scanned, "lambdad_batch_rows_scanned_total",
 
 static int64_t now_ms(void);
 
-/* A partition being rebuilt: its start and table. */
+/* A partition being rebuilt: its start, its table while the scan fills
+ * it, then its segment once built and stored (the table is freed then). */
 typedef struct {
     int64_t start;
     vtable *t;
+    bseg *seg;      /* NULL: not built yet, or no rows */
+    bool built;
 } wpart;
 
 /* Sorted set of partition starts, with the tables being rebuilt. */
@@ -107,8 +110,10 @@ static vtable *work_table(work *w, int64_t start, const view_def *v)
 
 static void work_clear(work *w)
 {
-    for (size_t i = 0; i < w->n; i++)
+    for (size_t i = 0; i < w->n; i++) {
         vtable_free(w->p[i].t);
+        bseg_unref(w->p[i].seg);
+    }
     free(w->p);
     memset(w, 0, sizeof(*w));
 }
@@ -180,61 +185,107 @@ static int scan_event(const arch_event *ev, void *ud)
     return 0;
 }
 
-typedef struct {
-    int64_t lo, hi;   /* inclusive tpart range */
-} range;
-
-static int cmp_range(const void *a, const void *b)
+/* Builds the segment of every partition of view v whose table is complete
+ * (its end at or before upto), stores it in the views file (inside the
+ * run's transaction) and frees the table: a run holds in memory only the
+ * partitions its scan is in, so its peak memory does not grow with the
+ * history it recomputes. */
+static int build_complete(batch *b, size_t v, work *w, int64_t upto, char **errmsg)
 {
-    const range *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
+    const view_def *vd = &b->cfg->views[v];
+    for (size_t i = 0; i < w->n; i++) {
+        wpart *wp = &w->p[i];
+        int64_t end = gran_next(b->unit[v], wp->start);
+        if (wp->built || end > upto)
+            continue;
+        wp->built = true;
+        if (!wp->t || vtable_rows(wp->t) == 0) {
+            vtable_free(wp->t);   /* no rows: no segment */
+            wp->t = NULL;
+            continue;
+        }
+        seg_blob blob = {0};
+        int64_t id = 0, nrows = (int64_t)vtable_rows(wp->t);
+        b->heartbeat_ms = now_ms();
+        int r = seg_build(wp->t, wp->start, end, vd->gran, &blob);
+        if (r < 0) {
+            *errmsg = str_printf("building segment %lld of view '%s': %s", (long long)wp->start,
+                                 vd->name, strerror(-r));
+            return r;
+        }
+        r = bstore_put_segment(b->store, vd, wp->start, end, blob.p, blob.len, nrows, &id, errmsg);
+        if (r == 0 && !(wp->seg = bseg_new(id, wp->start, end, nrows, (int64_t)blob.len)))
+            r = -ENOMEM;
+        seg_blob_free(&blob);
+        vtable_free(wp->t);
+        wp->t = NULL;
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
-/* Scans what stream si needs: everything when a view on it is recomputed
- * in full, else the merged tpart ranges of the touched partitions. */
+/* Does view v rebuild the partition holding time partition t? Full views
+ * rebuild every partition (their table is made here). */
+static bool wants(batch *b, size_t v, work *w, int64_t t)
+{
+    int64_t start = gran_floor(b->unit[v], t);
+    if (w->full)
+        return work_table(w, start, &b->cfg->views[v]) != NULL;
+    return find(w, start) >= 0;
+}
+
+/* Scans stream si one time partition (batch.partition) at a time, in time
+ * order, over the partitions its views rebuild (every one for a view
+ * recomputed in full), and builds each view partition's segment as soon as
+ * the scan has passed its end. */
 static int scan_stream(batch *b, size_t si, work *w, int64_t R, int64_t *scanned, char **errmsg)
 {
     const config *cfg = b->cfg;
-    bool any = false, full = false;
-    size_t nr = 0;
+    const char *name = cfg->streams[si].name;
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    bool full = false;
     for (size_t v = 0; v < cfg->nviews; v++) {
         if (cfg->views[v].stream_idx != si)
             continue;
         full |= w[v].full;
-        any |= w[v].full || w[v].n > 0;
-        nr += w[v].n;
+        if (!w[v].full && w[v].n > 0) {
+            if (w[v].p[0].start < lo)
+                lo = w[v].p[0].start;
+            int64_t end = gran_next(b->unit[v], w[v].p[w[v].n - 1].start) - 1;
+            if (end > hi)
+                hi = end;
+        }
     }
-    if (!any)
-        return 0;
-    scan_ctx c = {.b = b, .stream_idx = si, .w = w};
-    const char *name = cfg->streams[si].name;
     int r = 0;
     if (full) {
-        r = arch_scan(b->ro, name, 0, R, 0, -1, scan_event, &c, errmsg);
-    } else {
-        range *rg = malloc(nr * sizeof(*rg));
-        if (!rg)
-            return -ENOMEM;
-        size_t k = 0;
-        for (size_t v = 0; v < cfg->nviews; v++)
-            for (size_t i = 0; cfg->views[v].stream_idx == si && i < w[v].n; i++) {
-                int64_t s = w[v].p[i].start;
-                rg[k++] = (range){.lo = s, .hi = gran_next(b->unit[v], s) - 1};
-            }
-        qsort(rg, k, sizeof(*rg), cmp_range);
-        size_t m = 0;
-        for (size_t i = 0; i < k; i++) {
-            if (m > 0 && rg[i].lo <= rg[m - 1].hi + 1) {
-                if (rg[i].hi > rg[m - 1].hi)
-                    rg[m - 1].hi = rg[i].hi;
-            } else {
-                rg[m++] = rg[i];
-            }
+        int64_t alo, ahi;
+        r = arch_tpart_range(b->ro, name, R, &alo, &ahi, errmsg);
+        if (r == 0) {
+            lo = alo < lo ? alo : lo;
+            hi = ahi > hi ? ahi : hi;
+        } else if (r == -ENOENT) {
+            r = 0;   /* no events: every full view of this stream becomes empty */
         }
-        for (size_t i = 0; i < m && r == 0; i++)
-            r = arch_scan(b->ro, name, 0, R, rg[i].lo, rg[i].hi, scan_event, &c, errmsg);
-        free(rg);
     }
+    scan_ctx c = {.b = b, .stream_idx = si, .w = w};
+    gran_t bp = cfg->batch_partition;
+    for (int64_t t = lo; r == 0 && lo <= hi && t <= hi; t = gran_next(bp, t)) {
+        bool needed = false;
+        for (size_t v = 0; v < cfg->nviews; v++)
+            if (cfg->views[v].stream_idx == si && (w[v].full || w[v].n > 0))
+                needed |= wants(b, v, &w[v], t);
+        if (needed)
+            r = arch_scan(b->ro, name, 0, R, t, t, scan_event, &c, errmsg);
+        for (size_t v = 0; r == 0 && v < cfg->nviews; v++)
+            if (cfg->views[v].stream_idx == si)
+                r = build_complete(b, v, &w[v], gran_next(bp, t), errmsg);
+        if (b->stop)
+            r = -ECANCELED;
+    }
+    for (size_t v = 0; r == 0 && v < cfg->nviews; v++)
+        if (cfg->views[v].stream_idx == si)
+            r = build_complete(b, v, &w[v], INT64_MAX, errmsg);   /* whatever is left */
     *scanned += c.scanned;
     if (c.undecodable)
         log_warn("Batch: %lld archived event(s) of stream '%s' no longer decode and were skipped",
@@ -244,52 +295,29 @@ static int scan_stream(batch *b, size_t si, work *w, int64_t R, int64_t *scanned
     return r;
 }
 
-/* Builds the segment of each rebuilt partition of view v, stores it in
- * the views file (inside the run's transaction) and frees its table; the
- * next version is the old one with those partitions replaced (all of them
- * when full). The ids of replaced segments are retired in the same
- * transaction. Takes w's tables. */
-static int persist_view(batch *b, size_t v, work *w, bversion **out, char **errmsg)
+/* The next version of view v: the old one with its rebuilt partitions'
+ * segments in place (every partition when full). The ids of the segments
+ * they replace are retired in the run's transaction. Takes w's segments. */
+static int next_version(batch *b, size_t v, work *w, bversion **out, char **errmsg)
 {
-    const view_def *vd = &b->cfg->views[v];
     const bversion *old = vstate_batch(b->vs, v);
     bversion *nv = calloc(1, sizeof(*nv));
     size_t cap = old->nsegs + w->n;
     int64_t *retired = malloc((old->nsegs ? old->nsegs : 1) * sizeof(*retired));
-    size_t nretired = 0;
+    size_t nretired = 0, i = 0, k = 0;
     int r = nv && retired && (nv->segs = malloc((cap ? cap : 1) * sizeof(bseg *))) ? 0 : -ENOMEM;
-    size_t i = 0, k = 0;
     while (r == 0 && (i < old->nsegs || k < w->n)) {
         bseg *o = i < old->nsegs ? old->segs[i] : NULL;
         if (k < w->n && (!o || w->p[k].start <= o->start)) {
-            /* A rebuilt partition: a new segment (none when it has no rows). */
-            wpart *wp = &w->p[k++];
+            wpart *wp = &w->p[k++];   /* rebuilt: its new segment, if it has rows */
             if (o && o->start == wp->start) {
                 retired[nretired++] = o->id;
                 i++;
             }
-            if (!wp->t || vtable_rows(wp->t) == 0)
-                continue;
-            int64_t end = gran_next(b->unit[v], wp->start), id = 0;
-            seg_blob blob = {0};
-            b->heartbeat_ms = now_ms();   /* a large view takes a while to write */
-            r = seg_build(wp->t, wp->start, end, vd->gran, &blob);
-            if (r < 0) {
-                *errmsg = str_printf("building segment %lld of view '%s': %s",
-                                     (long long)wp->start, vd->name, strerror(-r));
-                break;
+            if (wp->seg) {
+                nv->segs[nv->nsegs++] = wp->seg;
+                wp->seg = NULL;
             }
-            r = bstore_put_segment(b->store, vd, wp->start, end, blob.p, blob.len,
-                                   (int64_t)vtable_rows(wp->t), &id, errmsg);
-            bseg *seg = r == 0 ? bseg_new(id, wp->start, end, (int64_t)vtable_rows(wp->t),
-                                          (int64_t)blob.len) : NULL;
-            seg_blob_free(&blob);
-            vtable_free(wp->t);   /* persisted: the run keeps no rows in memory */
-            wp->t = NULL;
-            if (r == 0 && !seg)
-                r = -ENOMEM;
-            if (r == 0)
-                nv->segs[nv->nsegs++] = seg;
         } else if (w->full) {
             retired[nretired++] = o->id;   /* a full rebuild replaces every segment */
             i++;
@@ -301,7 +329,7 @@ static int persist_view(batch *b, size_t v, work *w, bversion **out, char **errm
     if (r == 0)
         r = bstore_retire(b->store, retired, nretired, errmsg);
     if (r == 0)
-        r = bstore_put_view(b->store, vd, b->unit[v], errmsg);
+        r = bstore_put_view(b->store, &b->cfg->views[v], b->unit[v], errmsg);
     free(retired);
     if (r < 0) {
         bversion_unref(nv);   /* its segments' rows go with the rolled-back transaction */
@@ -363,18 +391,21 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         }
     }
     failpoint("after_seal");   /* L moved to P, nothing recomputed yet */
+    /* One views-file transaction: segments are stored as the scan builds
+     * them; R is claimed, and the run published, only at its commit. */
+    bool in_txn = false;
+    if (r == 0)
+        in_txn = (r = bstore_begin(b->store, errmsg)) == 0;
     for (size_t si = 0; r == 0 && si < cfg->nstreams; si++)
         r = scan_stream(b, si, w, R, &scanned, errmsg);
 
     /* Persist the rebuilt partitions as segments, then swap. */
     int64_t at = (int64_t)time(NULL);
     if (r == 0) {
-        sync_archive(cfg->archive_path);
-        r = bstore_begin(b->store, errmsg);
         for (size_t v = 0; r == 0 && v < nv; v++) {
             nstarts[v] = w[v].n;
             if (w[v].full || w[v].n > 0)
-                r = persist_view(b, v, &w[v], &next[v], errmsg);
+                r = next_version(b, v, &w[v], &next[v], errmsg);
         }
         if (r == 0)
             r = bstore_drop_unknown_views(b->store, cfg->views, nv, errmsg);
@@ -382,13 +413,15 @@ int batch_run(batch *b, const bool *full, char **errmsg)
             r = bstore_put_watermark(b->store, R, at, errmsg);
         if (r == 0)
             failpoint("before_views_commit");   /* views written, not committed */
-        if (r == 0)
+        if (r == 0) {
+            sync_archive(cfg->archive_path);    /* R is claimed by this commit */
             r = bstore_commit(b->store, errmsg);
+        }
         if (r == 0)
             failpoint("before_swap");           /* views durable, P not dropped yet */
-        if (r < 0)
-            bstore_rollback(b->store);
     }
+    if (r < 0 && in_txn)
+        bstore_rollback(b->store);
     if (r == 0) {
         bool *was_next = calloc(nv ? nv : 1, sizeof(bool));
         for (size_t v = 0; was_next && v < nv; v++)
