@@ -135,7 +135,24 @@ typedef struct {
     size_t stream_idx;
     work *w;                   /* per view */
     int64_t scanned, undecodable;
+    int64_t damaged, unreadable;   /* chunks skipped as damaged, their events */
 } scan_ctx;
+
+/* A damaged archive chunk: its events are missing from this run's views.
+ * The archive records it for /v1/status and the query watermark; the log
+ * names it the first time it is found. */
+static int scan_damage(const arch_damage *d, void *ud)
+{
+    scan_ctx *c = ud;
+    c->damaged++;
+    c->unreadable += d->events;
+    if (!d->known) {
+        char what[512];
+        log_error("Batch: damaged archive %s; its events are left out of the views",
+                  arch_damage_describe(d, what, sizeof(what)));
+    }
+    return 0;
+}
 
 static int scan_event(const arch_event *ev, void *ud)
 {
@@ -210,7 +227,7 @@ static int scan_stream(batch *b, size_t si, work *w, int64_t R, int64_t *scanned
     const char *name = cfg->streams[si].name;
     int r = 0;
     if (full) {
-        r = arch_scan(b->ro, name, 0, R, 0, -1, scan_event, &c, errmsg);
+        r = arch_scan(b->ro, name, 0, R, 0, -1, scan_event, scan_damage, &c, errmsg);
     } else {
         range *rg = malloc(nr * sizeof(*rg));
         if (!rg)
@@ -232,13 +249,18 @@ static int scan_stream(batch *b, size_t si, work *w, int64_t R, int64_t *scanned
             }
         }
         for (size_t i = 0; i < m && r == 0; i++)
-            r = arch_scan(b->ro, name, 0, R, rg[i].lo, rg[i].hi, scan_event, &c, errmsg);
+            r = arch_scan(b->ro, name, 0, R, rg[i].lo, rg[i].hi, scan_event, scan_damage, &c,
+                          errmsg);
         free(rg);
     }
     *scanned += c.scanned;
     if (c.undecodable)
         log_warn("Batch: %lld archived event(s) of stream '%s' no longer decode and were skipped",
                  (long long)c.undecodable, name);
+    if (c.damaged)
+        log_warn("Batch: %lld damaged archive chunk(s) of stream '%s' skipped, %lld event(s) "
+                 "unreadable (see /v1/status)", (long long)c.damaged, name,
+                 (long long)c.unreadable);
     if (r > 0)
         r = -EIO;
     return r;

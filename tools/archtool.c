@@ -177,7 +177,7 @@ static int cmd_dump(int argc, char **argv, FILE *out, FILE *err)
         return 1;
     struct dump_ctx d = {out, meta, false};
     char *msg = NULL;
-    int r = arch_scan(a, stream, lo, hi, 1, 0, dump_one, &d, &msg);
+    int r = arch_scan(a, stream, lo, hi, 1, 0, dump_one, NULL, &d, &msg);
     int rc = 0;
     if (d.write_failed) {
         fprintf(err, PROG ": write error\n");
