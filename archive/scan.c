@@ -123,12 +123,12 @@ static int load_data(chunk_loader *l, const chunk_header *h, const void **raw,
         src = "";
     int ctype = sqlite3_column_type(l->data, 1);
     if (ctype != SQLITE_NULL) {
+        *checksummed = true;
         if (ctype != SQLITE_INTEGER ||
             (uint64_t)sqlite3_column_int64(l->data, 1) != chunk_checksum(h, src, srclen)) {
             *why = "checksum mismatch";
             return -EBADMSG;
         }
-        *checksummed = true;
     }
     int r = chunk_decompress(l->dctx, (int)h->codec, src, srclen, (size_t)h->raw_bytes, &l->buf,
                              &l->cap, raw, why);
