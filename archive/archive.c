@@ -3,7 +3,7 @@
  * The archive is one SQLite database in WAL mode, so readers (recovery,
  * batch runs; each with its own ARCH_READONLY handle) never block the
  * writer (the speed thread) and see only committed transactions. Schema
- * (version 1, in PRAGMA user_version):
+ * (version 2, in PRAGMA user_version):
  *
  *   chunks(seq INTEGER PRIMARY KEY AUTOINCREMENT, stream, part, tpart,
  *          first_offset, last_offset, n, min_ts_ms, max_ts_ms,
@@ -16,17 +16,34 @@
  *       the events' lengths, codec 0 raw or 1 zstd.
  *   chunks_stream_tpart ON chunks(stream, tpart, seq)
  *       so a batch run reads only the time partitions it recomputes.
- *   chunk_data(seq INTEGER PRIMARY KEY, data BLOB)
+ *   chunk_data(seq INTEGER PRIMARY KEY, data BLOB, checksum INTEGER)
  *       The compressed bytes, apart from the metadata: a blob stored in
- *       chunks would fill its leaf pages, and reading the totals at open,
- *       or the metadata of a scan, would read ~2 KB per chunk instead of
- *       ~60 bytes.
+ *       chunks would fill its leaf pages, and reading the metadata of a
+ *       scan would read ~2 KB per chunk instead of ~60 bytes. checksum
+ *       (chunk.h says what it covers: the blob and every field of the
+ *       chunk's row) is written with every chunk; NULL for chunks written
+ *       before version 2, which are still read, checked for structure only.
  *   offsets(topic, part, next_offset, PRIMARY KEY(topic, part))
  *       The next Kafka offset of every partition, written in the same
  *       transaction as its events (DESIGN.md, "The exactness protocol").
  *   rejects(id INTEGER PRIMARY KEY AUTOINCREMENT, topic, part,
  *           kafka_offset, reason, detail, raw, at_ms)
- *   meta(key TEXT PRIMARY KEY, value)   reserved (batch watermark, ...).
+ *   meta(key TEXT PRIMARY KEY, value)
+ *       Settings fixed for the archive's lifetime (meta.c), and the running
+ *       totals total_events, total_rejects, total_chunks and
+ *       total_payload_bytes, updated in the same transaction as every
+ *       commit, so opening the archive reads four rows instead of
+ *       counting every chunk.
+ *   damaged_chunks(seq INTEGER PRIMARY KEY, stream, part, tpart,
+ *                  first_offset, last_offset, n, reason, found_at)
+ *       Chunks that a scan found damaged (damage.c), so a restart still
+ *       reports them.
+ *
+ * Upgrade from version 1 (the writer, at open, in one transaction): the
+ * checksum column is added (ALTER TABLE ADD COLUMN: a change of the schema
+ * only, instant whatever the size), the totals are counted once and
+ * stored, damaged_chunks is created. A read-only handle reads a version 1
+ * archive as it is: no checksums, totals counted at open.
  *
  * synchronous=NORMAL: in WAL mode a commit is then not fsync'd, and a
  * power loss may roll back the last transactions. Exactness still holds
@@ -49,8 +66,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define BUSY_TIMEOUT_MS 5000
+
+#define DAMAGED_CHUNKS \
+    "CREATE TABLE damaged_chunks (seq INTEGER PRIMARY KEY, stream TEXT NOT NULL," \
+    " part INTEGER NOT NULL, tpart INTEGER NOT NULL, first_offset INTEGER NOT NULL," \
+    " last_offset INTEGER NOT NULL, n INTEGER NOT NULL, reason TEXT NOT NULL," \
+    " found_at INTEGER NOT NULL);"
 
 static const char SCHEMA[] =
     "CREATE TABLE chunks ("
@@ -60,7 +84,7 @@ static const char SCHEMA[] =
     " min_ts_ms INTEGER NOT NULL, max_ts_ms INTEGER NOT NULL,"
     " raw_bytes INTEGER NOT NULL, payload_bytes INTEGER NOT NULL, codec INTEGER NOT NULL);"
     "CREATE INDEX chunks_stream_tpart ON chunks(stream, tpart, seq);"
-    "CREATE TABLE chunk_data (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+    "CREATE TABLE chunk_data (seq INTEGER PRIMARY KEY, data BLOB NOT NULL, checksum INTEGER);"
     "CREATE TABLE offsets (topic TEXT NOT NULL, part INTEGER NOT NULL,"
     " next_offset INTEGER NOT NULL, PRIMARY KEY (topic, part)) WITHOUT ROWID;"
     "CREATE TABLE rejects ("
@@ -68,7 +92,16 @@ static const char SCHEMA[] =
     " kafka_offset INTEGER NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,"
     " raw BLOB NOT NULL, at_ms INTEGER NOT NULL);"
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
-    "PRAGMA user_version = 1;";
+    DAMAGED_CHUNKS
+    "INSERT INTO meta (key, value) VALUES ('total_events', 0), ('total_rejects', 0),"
+    " ('total_chunks', 0), ('total_payload_bytes', 0);"
+    "PRAGMA user_version = 2;";
+
+/* From version 1 to 2; the totals are stored by store_totals after. */
+static const char UPGRADE_1_2[] =
+    "ALTER TABLE chunk_data ADD COLUMN checksum INTEGER;"
+    DAMAGED_CHUNKS
+    "PRAGMA user_version = 2;";
 
 int arch_fail(char **errmsg, int rc, const char *fmt, ...)
 {
@@ -80,6 +113,33 @@ int arch_fail(char **errmsg, int rc, const char *fmt, ...)
         va_end(ap);
     }
     return rc;
+}
+
+int arch_note(arch *a, const char *fmt, ...)
+{
+    char *line = NULL, *all = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -ENOMEM;
+    if (!a->note) {
+        a->note = line;
+        return 0;
+    }
+    n = asprintf(&all, "%s; %s", a->note, line);
+    free(line);
+    if (n < 0)
+        return -ENOMEM;
+    free(a->note);
+    a->note = all;
+    return 0;
+}
+
+const char *arch_open_note(const arch *a)
+{
+    return a->note;
 }
 
 int arch_errno(int sqlite_rc)
@@ -121,40 +181,145 @@ static int query_int(sqlite3 *db, const char *sql, int64_t *v)
     return rc;
 }
 
-/* Reloads the totals from the tables, in one read transaction. */
-static int load_totals(arch *a)
+/* Counts the totals from the tables: every chunk row is read, so this
+ * is for archives that do not store them (version 1). SQLite result code. */
+static int count_totals(arch *a, arch_stats *t)
 {
-    int rc = sqlite3_step(a->st_data_version);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(a->st_data_version);
-        return arch_errno(rc);
-    }
-    int64_t dv = sqlite3_column_int64(a->st_data_version, 0);
-    sqlite3_reset(a->st_data_version);
-
     sqlite3_stmt *st;
-    rc = sqlite3_prepare_v2(a->db,
-                            "SELECT count(*), coalesce(sum(n), 0), coalesce(max(seq), 0),"
-                            " coalesce(sum(payload_bytes), 0), (SELECT count(*) FROM rejects)"
-                            " FROM chunks", -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(a->db,
+                                "SELECT count(*), coalesce(sum(n), 0), coalesce(max(seq), 0),"
+                                " coalesce(sum(payload_bytes), 0), (SELECT count(*) FROM rejects)"
+                                " FROM chunks", -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return arch_errno(rc);
+        return rc;
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        a->tot.chunks = sqlite3_column_int64(st, 0);
-        a->tot.events = sqlite3_column_int64(st, 1);
-        a->tot.last_seq = sqlite3_column_int64(st, 2);
-        a->tot.payload_bytes = sqlite3_column_int64(st, 3);
-        a->tot.rejects = sqlite3_column_int64(st, 4);
-        a->data_version = dv;
+        t->chunks = sqlite3_column_int64(st, 0);
+        t->events = sqlite3_column_int64(st, 1);
+        t->last_seq = sqlite3_column_int64(st, 2);
+        t->payload_bytes = sqlite3_column_int64(st, 3);
+        t->rejects = sqlite3_column_int64(st, 4);
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : arch_errno(rc);
+    return rc;
 }
 
-/* Creates the schema in an empty database, under the write lock so two
- * writers opening a new file at once cannot both create it. */
+/* Reads the stored totals (and the last seq, through the rowid: one
+ * b-tree descent). SQLITE_OK, SQLITE_NOTFOUND when some are not stored,
+ * or another result code. */
+static int read_totals(arch *a, arch_stats *t)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(a->db,
+                                "SELECT (SELECT value FROM meta WHERE key = 'total_chunks'),"
+                                " (SELECT value FROM meta WHERE key = 'total_events'),"
+                                " (SELECT coalesce(max(seq), 0) FROM chunks),"
+                                " (SELECT value FROM meta WHERE key = 'total_payload_bytes'),"
+                                " (SELECT value FROM meta WHERE key = 'total_rejects')",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        for (int i = 0; i < 5; i++)
+            if (sqlite3_column_type(st, i) != SQLITE_INTEGER)
+                rc = SQLITE_NOTFOUND;
+        t->chunks = sqlite3_column_int64(st, 0);
+        t->events = sqlite3_column_int64(st, 1);
+        t->last_seq = sqlite3_column_int64(st, 2);
+        t->payload_bytes = sqlite3_column_int64(st, 3);
+        t->rejects = sqlite3_column_int64(st, 4);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Reloads the totals: the stored ones, or (a version 1 archive on a
+ * read-only handle) counted. Each is one statement, so one consistent
+ * read; data_version is read first, so a commit in between only makes the
+ * next arch_get_stats read them again. */
+static int load_totals(arch *a)
+{
+    int rc = sqlite3_step(a->st_data_version);
+    int64_t dv = sqlite3_column_int64(a->st_data_version, 0);
+    sqlite3_reset(a->st_data_version);
+    if (rc != SQLITE_ROW)
+        return arch_errno(rc);
+    arch_stats t = { 0 };
+    int64_t version = a->version;
+    if (version < 2 && query_int(a->db, "PRAGMA user_version", &version) == SQLITE_OK)
+        a->version = (int)version;   /* a writer may have upgraded it since */
+    rc = a->version >= 2 ? read_totals(a, &t) : SQLITE_NOTFOUND;
+    if (rc == SQLITE_NOTFOUND)
+        rc = count_totals(a, &t);
+    if (rc != SQLITE_OK)
+        return arch_errno(rc);
+    a->tot = t;
+    a->data_version = dv;
+    return 0;
+}
+
+/* Writer, in its open write transaction: stores t as the totals. */
+static int store_totals(arch *a, const arch_stats *t)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(a->db,
+                                "INSERT OR REPLACE INTO meta (key, value) VALUES"
+                                " ('total_events', ?1), ('total_rejects', ?2),"
+                                " ('total_chunks', ?3), ('total_payload_bytes', ?4)",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, t->events);
+    sqlite3_bind_int64(st, 2, t->rejects);
+    sqlite3_bind_int64(st, 3, t->chunks);
+    sqlite3_bind_int64(st, 4, t->payload_bytes);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Writer, in its open write transaction: an archive of version 1, or one
+ * whose totals are missing, gets them counted once and stored. */
+static int upgrade(arch *a, int64_t version)
+{
+    int rc = SQLITE_OK;
+    if (version == 1) {
+        rc = sqlite3_exec(a->db, UPGRADE_1_2, NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (arch_note(a, "upgraded from schema version 1 to 2: chunks written from now on "
+                         "carry a checksum (older ones are still read, checked for "
+                         "structure only)") < 0)
+            return SQLITE_NOMEM;
+    }
+    arch_stats t = { 0 };
+    rc = read_totals(a, &t);
+    if (rc != SQLITE_NOTFOUND)
+        return rc;
+    double t0 = mono_s();
+    if ((rc = count_totals(a, &t)) != SQLITE_OK || (rc = store_totals(a, &t)) != SQLITE_OK)
+        return rc;
+    if (arch_note(a, "counted the totals of %lld chunk(s) (%lld event(s), %lld reject(s)) "
+                     "in %.3f s and stored them; later opens read them at once",
+                  (long long)t.chunks, (long long)t.events, (long long)t.rejects,
+                  mono_s() - t0) < 0)
+        return SQLITE_NOMEM;
+    return SQLITE_OK;
+}
+
+/* Creates the schema in an empty database, or upgrades an older one,
+ * under the write lock so two writers opening a file at once cannot both
+ * do it. */
 static int create_schema(arch *a, char **errmsg)
 {
     int rc = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -172,14 +337,18 @@ static int create_schema(arch *a, char **errmsg)
     }
     if (rc == SQLITE_OK && version == 0)
         rc = sqlite3_exec(a->db, SCHEMA, NULL, NULL, NULL);
+    else if (rc == SQLITE_OK)
+        rc = upgrade(a, version);   /* the version was checked by arch_open */
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        int r = arch_fail(errmsg, arch_errno(rc), "cannot create the schema of archive %s: %s",
-                          a->path, sqlite3_errmsg(a->db));
+        int r = arch_fail(errmsg, arch_errno(rc), "cannot %s the schema of archive %s: %s",
+                          version ? "upgrade" : "create", a->path,
+                          rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(a->db));
         sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
         return r;
     }
+    a->version = ARCH_SCHEMA_VERSION;
     return 0;
 }
 
@@ -239,7 +408,14 @@ static int prepare_all(arch *a, char **errmsg)
                     " min_ts_ms, max_ts_ms, raw_bytes, payload_bytes, codec)"
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)", errmsg);
     if (r == 0)
-        r = prepare(a, &a->st_data, "INSERT INTO chunk_data (seq, data) VALUES (?1, ?2)", errmsg);
+        r = prepare(a, &a->st_data,
+                    "INSERT INTO chunk_data (seq, data, checksum) VALUES (?1, ?2, ?3)", errmsg);
+    if (r == 0)
+        r = prepare(a, &a->st_totals,
+                    "UPDATE meta SET value = value + CASE key WHEN 'total_events' THEN ?1"
+                    " WHEN 'total_rejects' THEN ?2 WHEN 'total_chunks' THEN ?3 ELSE ?4 END"
+                    " WHERE key IN ('total_events', 'total_rejects', 'total_chunks',"
+                    " 'total_payload_bytes')", errmsg);
     if (r == 0)
         r = prepare(a, &a->st_reject,
                     "INSERT INTO rejects (topic, part, kafka_offset, reason, detail, raw, at_ms)"
@@ -343,6 +519,7 @@ int arch_open(const char *path, int flags, int compression_level, arch **out, ch
         r = arch_fail(errmsg, -EINVAL, "%s is not a lambdad archive (no schema)", path);
         goto fail;
     }
+    a->version = (int)version;
     if (!ro) {
         if ((r = set_wal(a, errmsg)) < 0 || (r = create_schema(a, errmsg)) < 0)
             goto fail;
@@ -359,6 +536,17 @@ int arch_open(const char *path, int flags, int compression_level, arch **out, ch
                       sqlite3_errmsg(a->db));
         goto fail;
     }
+    a->dmg = dmg_file_get(path);
+    int64_t ndamaged = 0;   /* arch_damage_totals tells them to whom it may concern */
+    if (!a->dmg) {
+        r = arch_fail(errmsg, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((r = dmg_load(a, &ndamaged)) < 0) {
+        r = arch_fail(errmsg, r, "cannot read the damaged chunks recorded in archive %s: %s",
+                      path, sqlite3_errmsg(a->db));
+        goto fail;
+    }
     *out = a;
     return 0;
 fail:
@@ -366,10 +554,26 @@ fail:
     return r;
 }
 
+/* The writer keeps damage found since its last commit (arch_commit stores
+ * it with the events). Best effort: anything left unstored is found again
+ * by the next scan that meets it. */
+static void store_damage_now(arch *a)
+{
+    if (!dmg_unstored(a) || sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return;
+    bool ok = dmg_store(a, NULL) == 0 &&
+              sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok)
+        sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+    dmg_store_done(a, ok);
+}
+
 void arch_close(arch *a)
 {
     if (!a)
         return;
+    if (a->db && !a->readonly)
+        store_damage_now(a);
     sqlite3_finalize(a->st_begin);
     sqlite3_finalize(a->st_commit);
     sqlite3_finalize(a->st_rollback);
@@ -377,6 +581,7 @@ void arch_close(arch *a)
     sqlite3_finalize(a->st_data);
     sqlite3_finalize(a->st_reject);
     sqlite3_finalize(a->st_offset);
+    sqlite3_finalize(a->st_totals);
     sqlite3_finalize(a->st_get_offset);
     sqlite3_finalize(a->st_data_version);
     /* the last connection checkpoints and removes the WAL */
@@ -385,6 +590,7 @@ void arch_close(arch *a)
     free(a->zbuf);
     free(a->path);
     free(a->wal_path);
+    free(a->note);
     free(a);
 }
 

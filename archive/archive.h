@@ -26,6 +26,10 @@ enum { ARCH_READONLY = 1 };
  * caller frees with free() (always malloc'd). */
 int arch_open(const char *path, int flags, int compression_level, arch **out, char **errmsg);
 void arch_close(arch *a);   /* accepts NULL */
+/* What arch_open changed that the operator should hear about (an older
+ * archive upgraded, its totals counted), "; "-separated; NULL when
+ * nothing. The caller logs it. Valid until arch_close. */
+const char *arch_open_note(const arch *a);
 
 /* ---- writing: one transaction at a time ---------------------------- */
 
@@ -62,6 +66,9 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg);
  * -ENOENT when none is stored. */
 int arch_get_offset(arch *a, const char *topic, int32_t partition, int64_t *next_offset);
 
+/* The totals are kept in the archive (table meta) and updated in the
+ * same transaction as each commit, so reading them costs the same
+ * whatever the archive holds. */
 typedef struct {
     int64_t events;        /* accepted events archived */
     int64_t rejects;       /* rejected messages */
@@ -85,13 +92,103 @@ typedef struct {
     size_t len;
 } arch_event;
 
+/* A chunk that cannot be read back as it was written: its checksum does
+ * not match, it does not decompress, or its events disagree with its row.
+ * Its fields are what the chunk's row says (a damaged row may say wrong
+ * things; the checksum tells that it is damaged, not what it held).
+ * Pointers are valid during the callback only. */
+typedef struct {
+    int64_t seq;
+    const char *stream;
+    int32_t partition;
+    int64_t tpart;             /* time partition start, epoch s */
+    int64_t first_offset, last_offset;
+    int64_t events;            /* the chunk's event count: all unreadable */
+    const char *reason;        /* "checksum mismatch", "not a zstd frame", ... */
+    int64_t found_at;          /* epoch s this chunk was first found damaged */
+    bool known;                /* reported before (in this process, or recorded in
+                                * the archive by an earlier run) */
+} arch_damage;
+
 /* Calls fn for every event of stream with seq_lo < seq <= seq_hi and, when
  * tpart_lo <= tpart_hi, tpart_lo <= tpart <= tpart_hi; in seq order, and in
  * offset order within a chunk. fn returning non-zero stops the scan with
- * that value. Returns 0, fn's value, or a negative code with *errmsg. */
+ * that value.
+ *
+ * Each chunk is checked completely (checksum, decompression, events
+ * against its row) before its first event is handed out. A damaged chunk
+ * yields none of its events: it is recorded (see arch_damage_totals) and,
+ * with on_damage, reported there and the scan goes on with the next chunk
+ * (on_damage returning non-zero stops it with that value); without
+ * on_damage it stops the scan with -EBADMSG and *errmsg. Returns 0, a
+ * callback's value, or a negative code with *errmsg. */
 int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
               int64_t tpart_lo, int64_t tpart_hi,
-              int (*fn)(const arch_event *ev, void *ud), void *ud, char **errmsg);
+              int (*fn)(const arch_event *ev, void *ud),
+              int (*on_damage)(const arch_damage *d, void *ud), void *ud, char **errmsg);
+
+/* "chunk 17 (stream 'pv', partition 1, offsets 100..199, 100 events,
+ * time partition 2026-11-23T00:00:00Z): checksum mismatch" into buf
+ * (truncated to size), for log lines and tools. Returns buf. */
+const char *arch_damage_describe(const arch_damage *d, char *buf, size_t size);
+
+/* ---- damaged chunks found so far ------------------------------------ *
+ *
+ * Damage is a fact about the archive file, not about a connection: every
+ * scan records the damaged chunks it meets in one registry per archive
+ * path (the path as given to arch_open) shared by all the handles of the
+ * process, so the daemon's status sees what its batch thread and its
+ * recovery found. The writer also stores them in the archive (table
+ * damaged_chunks, with its next commit or at arch_close), and every open
+ * loads what earlier runs stored: a restart does not forget them. Any
+ * thread; a mutex guards the registry. */
+typedef struct {
+    int64_t chunks;            /* damaged chunks */
+    int64_t events;            /* events in them: unreadable */
+} arch_damage_count;
+
+/* Totals for the archive at path, of stream (NULL: all streams). Zero
+ * when nothing is known. */
+void arch_damage_totals(const char *path, const char *stream, arch_damage_count *out);
+/* Calls fn for at most max damaged chunks of the archive at path, the most
+ * recently found first. Returns 0 or fn's non-zero value. */
+int arch_damage_list(const char *path, size_t max, int (*fn)(const arch_damage *d, void *ud),
+                     void *ud);
+
+/* ---- verification (lambdad-archive verify) --------------------------- */
+
+typedef struct {
+    int64_t chunks;            /* chunk rows */
+    int64_t checksummed;       /* chunks with a checksum (the others predate them) */
+    int64_t events;            /* events in the chunk rows */
+    int64_t rejects;
+    int64_t damaged_chunks;    /* chunks that cannot be read back */
+    int64_t unreadable_events; /* events in them */
+    int64_t problems;          /* every problem reported, damaged chunks included */
+} arch_verify_summary;
+
+/* One problem found by arch_verify: about one chunk (chunk not NULL; the
+ * chunk's events are unreadable when unreadable is true, else readable but
+ * inconsistent, e.g. in the wrong time partition) or about the archive as
+ * a whole (what says it: SQLite's integrity check, the stored totals). */
+typedef struct {
+    const arch_damage *chunk;
+    bool unreadable;
+    const char *what;
+} arch_problem;
+
+/* Checks the whole archive: every chunk (checksum when it has one,
+ * decompression, events against the row: count, offsets strictly
+ * increasing, times within the row's min/max and equal to them, payload
+ * bytes, time partition consistent with each event's time under the
+ * archive's partition unit), the stored totals against the rows, and
+ * SQLite's own integrity check. Calls fn for each problem (fn returning
+ * non-zero stops with that value) and fills *sum. Reads only: safe on a
+ * read-only handle while lambdad runs; does not record into the damage
+ * registry. Returns 0 (whether or not problems were found), fn's value,
+ * or a negative code with *errmsg. */
+int arch_verify(arch *a, int (*fn)(const arch_problem *p, void *ud), void *ud,
+                arch_verify_summary *sum, char **errmsg);
 
 /* The lowest and highest time partition holding events of stream with
  * seq <= seq_hi: 0 and *lo, *hi, or -ENOENT when there are none. */

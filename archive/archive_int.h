@@ -8,8 +8,13 @@
 #include <zstd.h>
 
 #include "archive/archive.h"
+#include "archive/chunk.h"
 
-#define ARCH_SCHEMA_VERSION 1
+/* 1: the first layout; 2: chunk checksums (chunk_data.checksum), the
+ * totals in meta, table damaged_chunks (archive.c has the schema). */
+#define ARCH_SCHEMA_VERSION 2
+
+typedef struct dmg_file dmg_file;
 
 struct arch {
     sqlite3 *db;
@@ -23,7 +28,7 @@ struct arch {
     uint8_t *zbuf;             /* compressed chunk, reused */
     size_t zcap;
     sqlite3_stmt *st_begin, *st_commit, *st_rollback;
-    sqlite3_stmt *st_chunk, *st_data, *st_reject, *st_offset;
+    sqlite3_stmt *st_chunk, *st_data, *st_reject, *st_offset, *st_totals;
 
     sqlite3_stmt *st_get_offset;
     sqlite3_stmt *st_data_version;
@@ -32,10 +37,47 @@ struct arch {
      * are reloaded from the tables when another connection committed. */
     arch_stats tot;
     int64_t data_version;
+
+    int version;               /* PRAGMA user_version as of open (or the upgrade) */
+    dmg_file *dmg;             /* the damage registry of this path (damage.c) */
+    char *note;                /* arch_open_note */
 };
 
 /* The chunk queries of arch_scan (scan.c), for the test of their plans. */
 extern const char arch_sql_scan_by_seq[], arch_sql_scan_by_tpart[];
+
+/* ---- scan.c: reading one chunk back, for arch_scan and arch_verify ---- */
+
+/* What a reader of chunks keeps across chunks: the data statement, the
+ * zstd context and the buffer of the decompressed bytes. */
+typedef struct {
+    arch *a;
+    sqlite3_stmt *data;        /* SELECT data, checksum FROM chunk_data WHERE seq = ?1 */
+    ZSTD_DCtx *dctx;
+    uint8_t *buf;
+    size_t cap;
+} chunk_loader;
+
+/* The row columns every chunk query selects first, in this order (see
+ * chunk_row_read). */
+#define CHUNK_ROW_COLUMNS \
+    "seq, part, tpart, first_offset, last_offset, n, min_ts_ms, max_ts_ms, raw_bytes," \
+    " payload_bytes, codec"
+enum { CHUNK_ROW_NCOLS = 11 };
+
+int chunk_loader_init(chunk_loader *l, arch *a, char **errmsg);
+void chunk_loader_release(chunk_loader *l);   /* accepts a zeroed one */
+/* Fills h from the CHUNK_ROW_COLUMNS of st's current row (stream: h's
+ * own, set by the caller). */
+void chunk_row_read(sqlite3_stmt *st, chunk_header *h);
+/* Reads and checks chunk h completely: its row's fields, its data, the
+ * checksum (when stored: *checksummed), decompression, every event against
+ * the row. 0 and *raw (h->raw_bytes bytes, valid until the next call or
+ * until l->data is reset),
+ * -EBADMSG and *why (static text) when the chunk is damaged, or another
+ * negative code (SQLite, memory) with *errmsg. */
+int chunk_load(chunk_loader *l, const chunk_header *h, const void **raw, bool *checksummed,
+               const char **why, char **errmsg);
 
 /* Sets *errmsg (when errmsg is not NULL) to a malloc'd formatted text
  * (NULL if even that fails) and returns rc. */
@@ -44,3 +86,26 @@ int arch_fail(char **errmsg, int rc, const char *fmt, ...) __attribute__((format
 int arch_sqlfail(arch *a, char **errmsg, int rc, const char *what);
 /* A negative errno for an SQLite result code. */
 int arch_errno(int sqlite_rc);
+
+/* Appends one fact to a->note ("; "-separated). 0 or -ENOMEM. */
+int arch_note(arch *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- damage.c: the process-wide registry of damaged chunks ---------- */
+
+/* The registry of the archive at path, created when absent; it lives as
+ * long as the process (an archive's damage is never forgotten). NULL when
+ * out of memory. */
+dmg_file *dmg_file_get(const char *path);
+/* Records d (copied): sets d->known and d->found_at from what was known
+ * before. 0 or -ENOMEM (then d is reported but not kept). */
+int dmg_record(dmg_file *f, arch_damage *d);
+/* Loads the damaged chunks stored in the archive by earlier runs into the
+ * registry (schema version 2). 0 or a negative code. */
+int dmg_load(arch *a, int64_t *count);
+/* Writer, inside its open transaction: stores what the registry holds
+ * that the archive does not yet. dmg_store_done() after COMMIT (ok) or
+ * ROLLBACK (!ok) marks them stored or not. */
+int dmg_store(arch *a, char **errmsg);
+void dmg_store_done(arch *a, bool ok);
+/* Whether the registry holds damage the archive has not stored yet. */
+bool dmg_unstored(arch *a);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checksum.h"
+
 enum { VARINT_MAX = 10, EVENT_HDR_MAX = 3 * VARINT_MAX };
 
 static size_t put_varint(uint8_t *p, uint64_t v)
@@ -247,4 +249,29 @@ int chunk_decompress(ZSTD_DCtx *dctx, int codec, const void *src, size_t srclen,
     }
     *out = *buf;
     return 0;
+}
+
+static uint8_t *put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+
+uint64_t chunk_checksum(const chunk_header *h, const void *blob, size_t len)
+{
+    static const char tag[] = "lambdad-chunk-1";
+    uint8_t hdr[sizeof tag - 1 + 13 * 8], *p = hdr;
+    memcpy(p, tag, sizeof tag - 1);
+    p += sizeof tag - 1;
+    size_t slen = strlen(h->stream);
+    const int64_t f[13] = {
+        h->seq, h->part, h->m.tpart, h->m.first_offset, h->m.last_offset, h->m.n, h->m.min_ts,
+        h->m.max_ts, h->raw_bytes, h->payload_bytes, h->codec, (int64_t)slen, (int64_t)len,
+    };
+    for (int i = 0; i < 13; i++)
+        p = put_le64(p, (uint64_t)f[i]);
+    uint64_t sum = checksum64(hdr, sizeof hdr, 0);
+    sum = checksum64(h->stream, slen, sum);
+    return checksum64(blob, len, sum);
 }

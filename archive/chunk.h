@@ -19,6 +19,22 @@
  * shrink them) or one zstd frame (codec 1). The chunks row keeps the
  * metadata that the reader checks the decoded events against.
  *
+ * The checksum (chunk_checksum, stored beside the blob) is XXH3-64
+ * (core/checksum.h) over, in this order:
+ *
+ *     "lambdad-chunk-1"  (15 bytes, the version of this layout)
+ *     seq, part, tpart, first_offset, last_offset, n, min_ts, max_ts,
+ *     raw_bytes, payload_bytes, codec, stream length, blob length
+ *                        (13 little-endian 64-bit integers)
+ *     stream             (its bytes, no terminator)
+ *     blob               (the stored bytes, chained through the seed)
+ *
+ * so it covers everything a reader trusts: the stored bytes, and every
+ * field of the row that says which events they are (a flipped bit in n or
+ * in an offset is caught like one in the blob), and seq, so a blob cannot
+ * pass for another chunk's. It is checked before decompression, so a
+ * damaged blob never reaches zstd.
+ *
  * Pure functions over caller-owned buffers; no locking, any thread.
  */
 #pragma once
@@ -84,6 +100,18 @@ void chunk_reader_init(chunk_reader *r, const void *raw, size_t len, const chunk
 /* 1 and *ev (payload points into raw), 0 at the end of a consistent chunk,
  * or -EBADMSG with r->err set. */
 int chunk_reader_next(chunk_reader *r, chunk_event *ev);
+
+/* Everything the checksum covers besides the blob. */
+typedef struct {
+    int64_t seq;
+    const char *stream;
+    int64_t part;
+    chunk_meta m;
+    int64_t raw_bytes, payload_bytes, codec;
+} chunk_header;
+
+/* The checksum of a chunk: its header fields and its stored blob. */
+uint64_t chunk_checksum(const chunk_header *h, const void *blob, size_t len);
 
 /* Compresses raw into *buf (grown as needed) unless that does not shrink
  * it: sets *out, *outlen, *codec (*out is raw itself for codec 0).

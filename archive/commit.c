@@ -1,9 +1,11 @@
 /* commit.c - writing one arch_txn in one SQLite transaction.
  *
  * BEGIN IMMEDIATE takes the write lock up front, so nothing inside the
- * transaction can fail with SQLITE_BUSY halfway. Chunks, rejects and next
- * offsets go in together, then COMMIT; on any failure ROLLBACK, so either
- * all of a transaction is stored or none of it. The running totals of the
+ * transaction can fail with SQLITE_BUSY halfway. Chunks (each with its
+ * checksum, chunk.h), rejects, next offsets and the running totals in meta
+ * go in together, with any damaged chunks that scans found since the last
+ * commit (damage.c), then COMMIT; on any failure ROLLBACK, so either all
+ * of a transaction is stored or none of it. The running totals of the
  * handle change only after COMMIT succeeded. Runs on the writer's thread
  * (the speed thread); the compression context and buffer are the handle's.
  */
@@ -51,9 +53,17 @@ static int insert_chunk(arch *a, const chunk_builder *b, int64_t *seq, char **er
         return r;
     *seq = sqlite3_last_insert_rowid(a->db);
 
+    /* the checksum covers seq, known only now: it goes with the data */
+    chunk_header h = {
+        .seq = *seq, .stream = b->stream, .part = b->part,
+        .m = { .tpart = b->tpart, .first_offset = b->first_offset, .last_offset = b->last_offset,
+               .n = (int64_t)b->n, .min_ts = b->min_ts, .max_ts = b->max_ts },
+        .raw_bytes = (int64_t)b->len, .payload_bytes = b->payload_bytes, .codec = codec,
+    };
     st = a->st_data;
     sqlite3_bind_int64(st, 1, *seq);
     sqlite3_bind_blob64(st, 2, data, dlen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)chunk_checksum(&h, data, dlen));
     return run(a, st, "insert chunk data", errmsg);
 }
 
@@ -87,7 +97,7 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
         *errmsg = NULL;
     if (a->readonly)
         return arch_fail(errmsg, -EROFS, "archive %s is open read-only", a->path);
-    if (!t->nevents && !t->nrejects && !t->noffsets) {
+    if (!t->nevents && !t->nrejects && !t->noffsets && !dmg_unstored(a)) {
         if (last_seq)
             *last_seq = a->tot.last_seq;
         return 0;
@@ -116,8 +126,24 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
     for (size_t i = 0; i < t->noffsets; i++)
         if ((r = store_offset(a, &t->offsets[i], errmsg)) < 0)
             goto fail;
-    if ((r = run(a, a->st_commit, "commit", errmsg)) < 0)
+    if (chunks || t->nrejects) {
+        sqlite3_stmt *st = a->st_totals;
+        sqlite3_bind_int64(st, 1, events);
+        sqlite3_bind_int64(st, 2, (int64_t)t->nrejects);
+        sqlite3_bind_int64(st, 3, chunks);
+        sqlite3_bind_int64(st, 4, payload);
+        if ((r = run(a, st, "update totals", errmsg)) < 0)
+            goto fail;
+        if (sqlite3_changes(a->db) != 4) {
+            r = arch_fail(errmsg, -EBADMSG, "update totals: the archive's meta table lacks "
+                          "some of them");
+            goto fail;
+        }
+    }
+    if ((r = dmg_store(a, errmsg)) < 0 ||
+        (r = run(a, a->st_commit, "commit", errmsg)) < 0)
         goto fail;
+    dmg_store_done(a, true);
 
     a->tot.chunks += chunks;
     a->tot.events += events;
@@ -134,5 +160,6 @@ fail:
         sqlite3_step(a->st_rollback);
         sqlite3_reset(a->st_rollback);
     }
+    dmg_store_done(a, false);
     return r;
 }

@@ -2,15 +2,19 @@
  *
  * A scan is one read transaction (its chunk query stays active throughout):
  * it sees the archive as of its start, whatever the writer commits
- * meanwhile (WAL mode). Each
- * chunk is decompressed into a buffer reused for the whole scan and
- * checked completely against its row before its first event is handed
- * out, so a corrupt chunk stops the scan with an error and never yields
- * part of its events or reads out of bounds.
+ * meanwhile (WAL mode). Each chunk is checked completely before its first
+ * event is handed out (chunk_load): the checksum over its row and blob
+ * (chunk.h; chunks written before checksums existed have none and are
+ * checked for structure only), then decompression into a buffer reused for
+ * the whole scan, then every event against the row. So a damaged chunk
+ * never yields part of its events, never reaches zstd with flipped bits,
+ * and never reads out of bounds. It is recorded (damage.c) and reported to
+ * the caller, and the scan goes on with the next chunk: one bad chunk
+ * costs its own events, not the whole archive, and never silently.
  *
  * Statements and buffers belong to the call, not the handle, so a callback
  * may use other arch functions on the same handle (but must not commit on
- * it). Runs on the caller's thread (recovery, batch runs).
+ * it). Runs on the caller's thread (recovery, batch runs, tools).
  */
 #include "archive/archive_int.h"
 #include "archive/chunk.h"
@@ -18,9 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#define SCAN_COLUMNS \
-    "SELECT seq, part, tpart, first_offset, last_offset, n, min_ts_ms, max_ts_ms, raw_bytes," \
-    " codec FROM chunks"
+#define SCAN_COLUMNS "SELECT " CHUNK_ROW_COLUMNS " FROM chunks"
 
 /* The chunk rows are sorted without their data (a sort over a join with
  * chunk_data would copy every blob into the sorter before the first row);
@@ -36,32 +38,50 @@ const char arch_sql_scan_by_seq[] =
 const char arch_sql_scan_by_tpart[] =
     SCAN_COLUMNS " INDEXED BY chunks_stream_tpart"
     " WHERE stream = ?1 AND tpart BETWEEN ?4 AND ?5 AND seq > ?2 AND seq <= ?3 ORDER BY seq";
-static const char SQL_DATA[] = "SELECT data FROM chunk_data WHERE seq = ?1";
+/* Version 1 archives have no checksum column. */
+static const char SQL_DATA[] = "SELECT data, checksum FROM chunk_data WHERE seq = ?1";
+static const char SQL_DATA_V1[] = "SELECT data, NULL FROM chunk_data WHERE seq = ?1";
 
-typedef struct {
-    arch *a;
-    sqlite3_stmt *data;
-    ZSTD_DCtx *dctx;
-    uint8_t *buf;
-    size_t cap;
-    int (*fn)(const arch_event *ev, void *ud);
-    void *ud;
-    char **errmsg;
-} scan_ctx;
+/* ---- one chunk ------------------------------------------------------- */
 
-static int corrupt(scan_ctx *s, int64_t seq, const char *why)
+int chunk_loader_init(chunk_loader *l, arch *a, char **errmsg)
 {
-    return arch_fail(s->errmsg, -EBADMSG, "archive chunk %lld is corrupt: %s", (long long)seq,
-                     why);
+    *l = (chunk_loader){ .a = a };
+    if (a->version < 2) {
+        /* a writer may have upgraded it since this handle opened */
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(a->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                a->version = sqlite3_column_int(st, 0);
+            sqlite3_finalize(st);
+        }
+    }
+    int rc = sqlite3_prepare_v2(a->db, a->version >= 2 ? SQL_DATA : SQL_DATA_V1, -1, &l->data,
+                                NULL);
+    if (rc != SQLITE_OK)
+        return arch_sqlfail(a, errmsg, rc, "read chunk data");
+    l->dctx = ZSTD_createDCtx();
+    if (!l->dctx)
+        return arch_fail(errmsg, -ENOMEM, "read chunk data: out of memory");
+    return 0;
 }
 
-/* One row of the scan statement: reads its data, checks it all, then
- * hands out its events. The data blob stays valid until s->data resets. */
-static int scan_chunk_data(scan_ctx *s, sqlite3_stmt *st)
+void chunk_loader_release(chunk_loader *l)
 {
-    int64_t seq = sqlite3_column_int64(st, 0);
-    int64_t part = sqlite3_column_int64(st, 1);
-    chunk_meta m = {
+    sqlite3_finalize(l->data);
+    ZSTD_freeDCtx(l->dctx);
+    free(l->buf);
+    l->data = NULL;
+    l->dctx = NULL;
+    l->buf = NULL;
+    l->cap = 0;
+}
+
+void chunk_row_read(sqlite3_stmt *st, chunk_header *h)
+{
+    h->seq = sqlite3_column_int64(st, 0);
+    h->part = sqlite3_column_int64(st, 1);
+    h->m = (chunk_meta){
         .tpart = sqlite3_column_int64(st, 2),
         .first_offset = sqlite3_column_int64(st, 3),
         .last_offset = sqlite3_column_int64(st, 4),
@@ -69,76 +89,160 @@ static int scan_chunk_data(scan_ctx *s, sqlite3_stmt *st)
         .min_ts = sqlite3_column_int64(st, 6),
         .max_ts = sqlite3_column_int64(st, 7),
     };
-    int64_t raw_bytes = sqlite3_column_int64(st, 8);
-    int64_t codec = sqlite3_column_int64(st, 9);
-    if (part < INT32_MIN || part > INT32_MAX)
-        return corrupt(s, seq, "partition out of range");
-    if (raw_bytes < 1 || (uint64_t)raw_bytes > CHUNK_RAW_MAX)
-        return corrupt(s, seq, "raw size out of range");
-    if (codec != CHUNK_CODEC_RAW && codec != CHUNK_CODEC_ZSTD)
-        return corrupt(s, seq, "unknown codec");
+    h->raw_bytes = sqlite3_column_int64(st, 8);
+    h->payload_bytes = sqlite3_column_int64(st, 9);
+    h->codec = sqlite3_column_int64(st, 10);
+}
 
-    sqlite3_bind_int64(s->data, 1, seq);
-    int rc = sqlite3_step(s->data);
-    if (rc == SQLITE_DONE)
-        return corrupt(s, seq, "no data");
+static int load_data(chunk_loader *l, const chunk_header *h, const void **raw,
+                     bool *checksummed, const char **why, char **errmsg)
+{
+    *checksummed = false;
+    sqlite3_reset(l->data);   /* the previous chunk's row (a codec 0 blob) is done with */
+    sqlite3_bind_int64(l->data, 1, h->seq);
+    int rc = sqlite3_step(l->data);
+    if (rc == SQLITE_DONE) {
+        *why = "no data";
+        return -EBADMSG;
+    }
+    if ((rc & 0xff) == SQLITE_CORRUPT) {
+        /* a damaged page under this chunk's data: the chunk is lost, the
+         * scan can go on (the chunks table itself reads fine) */
+        *why = "SQLite reports its data pages corrupt";
+        return -EBADMSG;
+    }
     if (rc != SQLITE_ROW)
-        return arch_sqlfail(s->a, s->errmsg, rc, "scan: read chunk data");
-    if (sqlite3_column_type(s->data, 0) != SQLITE_BLOB)
-        return corrupt(s, seq, "data is not a blob");
-    const void *src = sqlite3_column_blob(s->data, 0);
-    size_t srclen = (size_t)sqlite3_column_bytes(s->data, 0);
+        return arch_sqlfail(l->a, errmsg, rc, "read chunk data");
+    if (sqlite3_column_type(l->data, 0) != SQLITE_BLOB) {
+        *why = "data is not a blob";
+        return -EBADMSG;
+    }
+    const void *src = sqlite3_column_blob(l->data, 0);
+    size_t srclen = (size_t)sqlite3_column_bytes(l->data, 0);
+    if (!src)
+        src = "";
+    int ctype = sqlite3_column_type(l->data, 1);
+    if (ctype != SQLITE_NULL) {
+        *checksummed = true;
+        if (ctype != SQLITE_INTEGER ||
+            (uint64_t)sqlite3_column_int64(l->data, 1) != chunk_checksum(h, src, srclen)) {
+            *why = "checksum mismatch";
+            return -EBADMSG;
+        }
+    }
+    int r = chunk_decompress(l->dctx, (int)h->codec, src, srclen, (size_t)h->raw_bytes, &l->buf,
+                             &l->cap, raw, why);
+    if (r == -ENOMEM)
+        return arch_fail(errmsg, r, "archive chunk %lld: out of memory", (long long)h->seq);
+    return r;
+}
+
+int chunk_load(chunk_loader *l, const chunk_header *h, const void **raw, bool *checksummed,
+               const char **why, char **errmsg)
+{
+    *checksummed = false;
+    if (h->part < INT32_MIN || h->part > INT32_MAX) {
+        *why = "partition out of range";
+        return -EBADMSG;
+    }
+    if (h->raw_bytes < 1 || (uint64_t)h->raw_bytes > CHUNK_RAW_MAX) {
+        *why = "raw size out of range";
+        return -EBADMSG;
+    }
+    if (h->codec != CHUNK_CODEC_RAW && h->codec != CHUNK_CODEC_ZSTD) {
+        *why = "unknown codec";
+        return -EBADMSG;
+    }
+    int r = load_data(l, h, raw, checksummed, why, errmsg);
+    if (r == 0) {
+        /* the blob is copied or decompressed: the row can go */
+        chunk_reader rd;
+        chunk_event ce;
+        chunk_reader_init(&rd, *raw, (size_t)h->raw_bytes, &h->m);
+        while ((r = chunk_reader_next(&rd, &ce)) > 0)
+            ;
+        if (r < 0)
+            *why = rd.err;
+    }
+    /* for codec 0, *raw points into the data row, which stays until the
+     * next chunk_load resets the statement */
+    return r;
+}
+
+/* ---- arch_scan ------------------------------------------------------- */
+
+typedef struct {
+    arch *a;
+    const char *stream;
+    chunk_loader ld;
+    int (*fn)(const arch_event *ev, void *ud);
+    int (*on_damage)(const arch_damage *d, void *ud);
+    void *ud;
+    char **errmsg;
+} scan_ctx;
+
+/* Records and reports damaged chunk h. */
+static int damaged(scan_ctx *s, const chunk_header *h, const char *why)
+{
+    arch_damage d = {
+        .seq = h->seq, .stream = s->stream, .partition = (int32_t)h->part,
+        .tpart = h->m.tpart, .first_offset = h->m.first_offset, .last_offset = h->m.last_offset,
+        .events = h->m.n, .reason = why,
+    };
+    if (h->part < INT32_MIN || h->part > INT32_MAX)
+        d.partition = -1;   /* the row's own value is damaged */
+    dmg_record(s->a->dmg, &d);   /* out of memory: still reported, just not kept */
+    if (s->on_damage)
+        return s->on_damage(&d, s->ud);
+    return arch_fail(s->errmsg, -EBADMSG, "archive chunk %lld is corrupt: %s", (long long)h->seq,
+                     why);
+}
+
+/* One row of the scan statement: checks it all, then hands out its events. */
+static int scan_chunk(scan_ctx *s, sqlite3_stmt *st)
+{
+    chunk_header h = { .stream = s->stream };
+    chunk_row_read(st, &h);
     const void *raw;
     const char *why = NULL;
-    int r = chunk_decompress(s->dctx, (int)codec, src ? src : "", srclen, (size_t)raw_bytes,
-                             &s->buf, &s->cap, &raw, &why);
-    if (r == -ENOMEM)
-        return arch_fail(s->errmsg, r, "archive chunk %lld: out of memory", (long long)seq);
+    bool checksummed;
+    int r = chunk_load(&s->ld, &h, &raw, &checksummed, &why, s->errmsg);
+    if (r == -EBADMSG)
+        return damaged(s, &h, why);
     if (r < 0)
-        return corrupt(s, seq, why);
+        return r;
 
     chunk_reader rd;
     chunk_event ce;
-    chunk_reader_init(&rd, raw, (size_t)raw_bytes, &m);
-    while ((r = chunk_reader_next(&rd, &ce)) > 0)
-        ;
-    if (r < 0)
-        return corrupt(s, seq, rd.err);
-
-    arch_event ev = { .seq = seq, .partition = (int32_t)part, .tpart = m.tpart };
-    chunk_reader_init(&rd, raw, (size_t)raw_bytes, &m);
-    while (chunk_reader_next(&rd, &ce) > 0) {
+    arch_event ev = { .seq = h.seq, .partition = (int32_t)h.part, .tpart = h.m.tpart };
+    chunk_reader_init(&rd, raw, (size_t)h.raw_bytes, &h.m);
+    while (r == 0 && chunk_reader_next(&rd, &ce) > 0) {
         ev.offset = ce.offset;
         ev.ts_ms = ce.ts_ms;
         ev.payload = ce.payload;
         ev.len = ce.len;
-        if ((r = s->fn(&ev, s->ud)) != 0)
-            return r;
+        r = s->fn(&ev, s->ud);
     }
-    return 0;
-}
-
-static int scan_chunk(scan_ctx *s, sqlite3_stmt *st)
-{
-    int r = scan_chunk_data(s, st);
-    sqlite3_reset(s->data);
+    sqlite3_reset(s->ld.data);   /* releases a raw (codec 0) blob */
     return r;
 }
 
 int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
               int64_t tpart_lo, int64_t tpart_hi,
-              int (*fn)(const arch_event *ev, void *ud), void *ud, char **errmsg)
+              int (*fn)(const arch_event *ev, void *ud),
+              int (*on_damage)(const arch_damage *d, void *ud), void *ud, char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
     bool by_tpart = tpart_lo <= tpart_hi;
-    scan_ctx s = { .a = a, .fn = fn, .ud = ud, .errmsg = errmsg };
+    scan_ctx s = { .a = a, .stream = stream, .fn = fn, .on_damage = on_damage, .ud = ud,
+                   .errmsg = errmsg };
     sqlite3_stmt *st = NULL;
-    int r = 0;
+    int r = chunk_loader_init(&s.ld, a, errmsg);
+    if (r < 0)
+        goto out;
     int rc = sqlite3_prepare_v2(a->db, by_tpart ? arch_sql_scan_by_tpart : arch_sql_scan_by_seq,
                                 -1, &st, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(a->db, SQL_DATA, -1, &s.data, NULL);
     if (rc != SQLITE_OK) {
         r = arch_sqlfail(a, errmsg, rc, "scan");
         goto out;
@@ -150,21 +254,14 @@ int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
         sqlite3_bind_int64(st, 4, tpart_lo);
         sqlite3_bind_int64(st, 5, tpart_hi);
     }
-    s.dctx = ZSTD_createDCtx();
-    if (!s.dctx) {
-        r = arch_fail(errmsg, -ENOMEM, "scan: out of memory");
-        goto out;
-    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         if ((r = scan_chunk(&s, st)) != 0)
             goto out;
     if (rc != SQLITE_DONE)
         r = arch_sqlfail(a, errmsg, rc, "scan");
 out:
-    sqlite3_finalize(s.data);
+    chunk_loader_release(&s.ld);
     sqlite3_finalize(st);
-    ZSTD_freeDCtx(s.dctx);
-    free(s.buf);
     return r;
 }
 

@@ -140,7 +140,24 @@ typedef struct {
     size_t stream_idx;
     work *w;                   /* per view */
     int64_t scanned, undecodable;
+    int64_t damaged, unreadable;   /* chunks skipped as damaged, their events */
 } scan_ctx;
+
+/* A damaged archive chunk: its events are missing from this run's views.
+ * The archive records it for /v1/status and the query watermark; the log
+ * names it the first time it is found. */
+static int scan_damage(const arch_damage *d, void *ud)
+{
+    scan_ctx *c = ud;
+    c->damaged++;
+    c->unreadable += d->events;
+    if (!d->known) {
+        char what[512];
+        log_error("Batch: damaged archive %s; its events are left out of the views",
+                  arch_damage_describe(d, what, sizeof(what)));
+    }
+    return 0;
+}
 
 static int scan_event(const arch_event *ev, void *ud)
 {
@@ -276,7 +293,7 @@ static int scan_stream(batch *b, size_t si, work *w, int64_t R, int64_t *scanned
             if (cfg->views[v].stream_idx == si && (w[v].full || w[v].n > 0))
                 needed |= wants(b, v, &w[v], t);
         if (needed)
-            r = arch_scan(b->ro, name, 0, R, t, t, scan_event, &c, errmsg);
+            r = arch_scan(b->ro, name, 0, R, t, t, scan_event, scan_damage, &c, errmsg);
         for (size_t v = 0; r == 0 && v < cfg->nviews; v++)
             if (cfg->views[v].stream_idx == si)
                 r = build_complete(b, v, &w[v], gran_next(bp, t), errmsg);
@@ -290,6 +307,10 @@ static int scan_stream(batch *b, size_t si, work *w, int64_t R, int64_t *scanned
     if (c.undecodable)
         log_warn("Batch: %lld archived event(s) of stream '%s' no longer decode and were skipped",
                  (long long)c.undecodable, name);
+    if (c.damaged)
+        log_warn("Batch: %lld damaged archive chunk(s) of stream '%s' skipped, %lld event(s) "
+                 "unreadable (see /v1/status)", (long long)c.damaged, name,
+                 (long long)c.unreadable);
     if (r > 0)
         r = -EIO;
     return r;
@@ -426,13 +447,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         bool *was_next = calloc(nv ? nv : 1, sizeof(bool));
         for (size_t v = 0; was_next && v < nv; v++)
             was_next[v] = next[v] != NULL;
-        vstate_swap(b->vs, next, R, at, old);   /* takes next[] */
-        for (size_t v = 0; v < nv; v++)
-            bversion_unref(old[v]);   /* shared segments keep their other references */
-        /* The dropped P and replaced partitions can be most of the heap:
-         * give it back to the system, or RSS stays at its high mark. */
-        malloc_trim(0);
-
+        /* The figures first: whoever sees the new answers sees their run. */
         int64_t dur = now_ms() - t0;
         metrics_observe(&m_run, NULL, (double)dur / 1000.0);
         metrics_counter_add(&m_scanned, NULL, (uint64_t)scanned);
@@ -463,6 +478,13 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         b->st.last_R = R;
         b->st.last_error[0] = '\0';
         pthread_mutex_unlock(&b->mu);
+        vstate_swap(b->vs, next, R, at, old);   /* takes next[] */
+        for (size_t v = 0; v < nv; v++)
+            bversion_unref(old[v]);   /* shared segments keep their other references */
+        /* The dropped P and replaced partitions can be most of the heap:
+         * give it back to the system, or RSS stays at its high mark. */
+        malloc_trim(0);
+
         free(was_next);
         log_info("Batch run: R=%lld, %lld archived event(s) recomputed in %lld ms",
                  (long long)R, (long long)scanned, (long long)dur);

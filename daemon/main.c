@@ -158,6 +158,14 @@ static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
         log_error("Failed to open archive %s: %s", cfg->archive_path, err ? err : strerror(-r));
         goto fail;
     }
+    if (arch_open_note(w))
+        log_notice("Archive %s: %s", cfg->archive_path, arch_open_note(w));
+    arch_damage_count dmg;
+    arch_damage_totals(cfg->archive_path, NULL, &dmg);
+    if (dmg.chunks > 0)
+        log_warn("Archive %s holds %lld damaged chunk(s) found earlier: %lld event(s) cannot be "
+                 "read (see /v1/status; lambdad-archive verify checks the whole archive)",
+                 cfg->archive_path, (long long)dmg.chunks, (long long)dmg.events);
     r = check_partition_unit(cfg, w, &err);
     arch_stats ast;
     if (r == 0 && (r = arch_get_stats(w, &ast)) < 0)

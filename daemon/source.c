@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archive/archive.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -65,6 +66,16 @@ static int with_row(const vrow *row, void *ud)
     return c->fn(row, c->fnud);
 }
 
+/* Events of the view's stream that damaged archive chunks hold: missing
+ * from every answer of the view (archive/damage.c keeps the count). */
+static int64_t unreadable_events(const daemon_source *ds, size_t view_idx)
+{
+    const config *cfg = ds->cfg;
+    arch_damage_count c;
+    arch_damage_totals(cfg->archive_path, cfg->streams[cfg->views[view_idx].stream_idx].name, &c);
+    return c.events;
+}
+
 static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to,
                      int (*seg_fn)(const segment *seg, void *fnud),
                      int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm)
@@ -82,6 +93,7 @@ static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to,
         wm->batch_seq = w.batch_seq;
         wm->batch_at = w.batch_at;
         wm->live_events = w.pending_events + w.live_events;
+        wm->unreadable_events = unreadable_events(ds, view_idx);
     }
     return r;
 }
@@ -119,8 +131,10 @@ static void add_batch(daemon_source *ds, json_t *obj)
     for (size_t v = 0; v < ds->cfg->nviews; v++) {
         batch_view_status s;
         vstate_view_stats st;
-        batch_get_view_status(ds->b, v, &s);
+        /* The state first: a run updates its figures before it swaps, so
+         * a view seen available is seen with the run that made it so. */
         vstate_get_view_stats(ds->vs, v, &st);
+        batch_get_view_status(ds->b, v, &s);
         json_t *o = json_object();
         json_object_set_new(o, "available", json_boolean(st.available));
         json_object_set_new(o, "fingerprint", json_string(ds->cfg->views[v].fingerprint));
@@ -175,6 +189,38 @@ static void add_partitions(daemon_source *ds, json_t *speed_obj)
     json_object_set_new(speed_obj, "partitions", topics);
 }
 
+/* Damaged archive chunks (archive/damage.c): totals, and the latest few. */
+enum { STATUS_DAMAGED_MAX = 10 };
+
+static int add_damaged_chunk(const arch_damage *d, void *ud)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "seq", json_integer(d->seq));
+    json_object_set_new(o, "stream", json_string(d->stream));
+    json_object_set_new(o, "partition", json_integer(d->partition));
+    json_object_set_new(o, "first_offset", json_integer(d->first_offset));
+    json_object_set_new(o, "last_offset", json_integer(d->last_offset));
+    json_object_set_new(o, "events", json_integer(d->events));
+    char tp[32];
+    time_format_rfc3339(d->tpart, tp, sizeof(tp));
+    json_object_set_new(o, "time_partition", json_string(tp));
+    json_object_set_new(o, "reason", json_string(d->reason));
+    json_object_set_new(o, "found_at", time_or_null(d->found_at));
+    json_array_append_new(ud, o);
+    return 0;
+}
+
+static void add_damage(daemon_source *ds, json_t *a)
+{
+    arch_damage_count c;
+    arch_damage_totals(ds->cfg->archive_path, NULL, &c);
+    json_object_set_new(a, "damaged_chunks", json_integer(c.chunks));
+    json_object_set_new(a, "unreadable_events", json_integer(c.events));
+    json_t *list = json_array();
+    arch_damage_list(ds->cfg->archive_path, STATUS_DAMAGED_MAX, add_damaged_chunk, list);
+    json_object_set_new(a, "damaged", list);
+}
+
 static void status(void *ud, json_t *obj)
 {
     daemon_source *ds = ud;
@@ -189,6 +235,7 @@ static void status(void *ud, json_t *obj)
     vstate_watermark aw;
     vstate_get_watermark(ds->vs, &aw);
     json_object_set_new(a, "last_seq", json_integer(aw.last_seq));   /* applied = committed */
+    add_damage(ds, a);
     json_object_set_new(obj, "archive", a);
     json_t *rr = json_array();
     for (const char *p = ds->restart_required; *p;) {
@@ -294,6 +341,7 @@ static int scan_since(void *ud, size_t view_idx, uint64_t epoch, uint64_t since,
         wm->batch_seq = w.batch_seq;
         wm->batch_at = w.batch_at;
         wm->live_events = w.pending_events + w.live_events;
+        wm->unreadable_events = unreadable_events(ds, view_idx);
     }
     return r;
 }
@@ -334,6 +382,11 @@ METRIC_COUNTER(m_rejected, "lambdad_events_rejected_total",
 METRIC_COUNTER(m_commits, "lambdad_archive_commits_total",
                "Archive transactions committed since the process started.");
 METRIC_GAUGE(m_archive_bytes, "lambdad_archive_size_bytes", "The archive database and its WAL on disk.");
+METRIC_COUNTER(m_arch_damaged, "lambdad_archive_damaged_chunks_total",
+               "Archive chunks found damaged (checksum, decompression or consistency): their "
+               "events cannot be read (all time, across restarts).");
+METRIC_GAUGE(m_unreadable, "lambdad_archive_unreadable_events",
+             "Events in damaged archive chunks, missing from the views' answers.");
 METRIC_GAUGE(m_last_seq, "lambdad_archive_last_seq",
              "Seq of the last archive chunk applied to the live views.");
 METRIC_GAUGE(m_lag, "lambdad_kafka_consumer_lag_messages",
@@ -494,6 +547,10 @@ static void collect_metrics(void *ud)
     metrics_counter_set(&m_rejected, NULL, (uint64_t)st.rejects);
     metrics_counter_set(&m_commits, NULL, (uint64_t)st.commits);
     metrics_gauge_set(&m_archive_bytes, NULL, (double)st.archive_bytes);
+    arch_damage_count dmg;
+    arch_damage_totals(ds->cfg->archive_path, NULL, &dmg);
+    metrics_counter_set(&m_arch_damaged, NULL, (uint64_t)dmg.chunks);
+    metrics_gauge_set(&m_unreadable, NULL, (double)dmg.events);
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
     double now_s = (double)rt.tv_sec + (double)rt.tv_nsec / 1e9;

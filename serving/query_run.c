@@ -321,6 +321,10 @@ static void render(jbuf *b, const query *q, const result *res, const serving_wat
         jb_lit(b, "null");
     jb_lit(b, ",\"live_events\":");
     jb_int(b, wm->live_events);
+    if (wm->unreadable_events > 0) {   /* damaged archive chunks: the answer lacks them */
+        jb_lit(b, ",\"unreadable_events\":");
+        jb_int(b, wm->unreadable_events);
+    }
     jb_lit(b, "}}");
 }
 

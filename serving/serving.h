@@ -18,6 +18,8 @@ typedef struct {
     int64_t batch_seq;     /* R: archive seq the batch views cover (0: none) */
     int64_t batch_at;      /* epoch s of the last batch run, 0 = never */
     int64_t live_events;   /* events counted by the speed layer beyond R */
+    int64_t unreadable_events; /* events of the view's stream in damaged archive
+                                * chunks, missing from the answer (0: none) */
 } serving_watermark;
 
 typedef struct {

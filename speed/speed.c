@@ -116,7 +116,24 @@ typedef struct {
     speed *s;
     size_t stream_idx;
     int64_t events, undecodable;
+    int64_t damaged, unreadable;   /* chunks skipped as damaged, their events */
 } recover_ctx;
+
+/* A damaged archive chunk: its events are missing from the live views.
+ * The archive records it for /v1/status and the query watermark; the log
+ * names it the first time it is found. */
+static int recover_damage(const arch_damage *d, void *ud)
+{
+    recover_ctx *rc = ud;
+    rc->damaged++;
+    rc->unreadable += d->events;
+    if (!d->known) {
+        char what[512];
+        log_error("Recovery: damaged archive %s; its events are left out of the views",
+                  arch_damage_describe(d, what, sizeof(what)));
+    }
+    return 0;
+}
 
 static int recover_event(const arch_event *ev, void *ud)
 {
@@ -160,7 +177,7 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
         /* Replayed into the staging tables, published below in one step;
          * queries answer 503 until recovery is done anyway. */
         r = arch_scan(s->w, cfg->streams[si].name, after_seq, st.last_seq, 0, -1, recover_event,
-                      &rc, &err);
+                      recover_damage, &rc, &err);
         if (r != 0) {
             *errmsg = str_printf("replaying stream '%s' from the archive: %s",
                                  cfg->streams[si].name,
@@ -171,6 +188,10 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
         if (rc.undecodable)
             log_warn("Recovery: %lld archived event(s) of stream '%s' no longer decode and "
                      "were skipped", (long long)rc.undecodable, cfg->streams[si].name);
+        if (rc.damaged)
+            log_warn("Recovery: %lld damaged archive chunk(s) of stream '%s' skipped, %lld "
+                     "event(s) unreadable (see /v1/status)", (long long)rc.damaged,
+                     cfg->streams[si].name, (long long)rc.unreadable);
         total += rc.events;
     }
     r = vstate_apply(s->vs, s->stage, total, st.last_seq, false);   /* takes the tables */

@@ -3,13 +3,19 @@
  *
  *   lambdad-archive dump --stream NAME [--from-seq N] [--to-seq N] [--meta] ARCHIVE
  *   lambdad-archive stats ARCHIVE
+ *   lambdad-archive verify ARCHIVE
  *
  * The archive stores events in zstd-compressed chunks that no other tool can
  * read; `dump` prints them as JSON lines (one accepted event per line, in
  * seq order, in offset order within a chunk), through archive.h's arch_scan
  * on an ARCH_READONLY connection, so it is safe while lambdad runs (it sees
  * the archive as of its start: WAL snapshot). `--meta` wraps each event
- * with where it came from. `stats` prints the totals as one JSON object.
+ * with where it came from. `stats` prints the totals as one JSON object
+ * (stored in the archive: instant at any size). `verify` checks every
+ * chunk and SQLite's integrity (arch_verify) and prints each problem and a
+ * summary; its exit status says whether the archive is clean. A damaged
+ * chunk met by `dump` is named on stderr and skipped, and the exit status
+ * is 1.
  *
  * Runs on the caller's thread; the only shared state is getopt's.
  */
@@ -32,6 +38,7 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: " PROG " dump --stream NAME [--from-seq N] [--to-seq N] [--meta] ARCHIVE\n"
             "       " PROG " stats ARCHIVE\n"
+            "       " PROG " verify ARCHIVE\n"
             "\n"
             "Reads a lambdad archive (read-only; safe while lambdad runs).\n"
             "\n"
@@ -44,12 +51,17 @@ static void usage(FILE *f)
             "                       \"event\":EVENT} instead of the bare event\n"
             "  stats    print the archive's totals as one JSON object: events, rejects,\n"
             "           chunks, last_seq, file_bytes, payload_bytes\n"
+            "  verify   check every chunk (checksum, decompression, event count, offsets,\n"
+            "           event times against the row and the time partition), the stored\n"
+            "           totals and SQLite's integrity; print each problem, then a summary;\n"
+            "           exit 0 when the archive is clean, 1 when not\n"
             "\n"
             "  -h, --help           this text\n"
             "\n"
             "A line break inside an event (JSON whitespace) is printed as a space, so\n"
             "every line is one complete JSON value. Exit status: 0, 1 on an error, 2 on\n"
-            "bad usage.\n");
+            "bad usage. dump names a damaged chunk on stderr, skips it and goes on\n"
+            "(exit 1 at the end).\n");
 }
 
 /* The payload without its line end; see archtool_write_line. */
@@ -89,10 +101,23 @@ int archtool_write_line(FILE *out, const char *p, size_t len)
 }
 
 struct dump_ctx {
-    FILE *out;
+    FILE *out, *err;
+    const char *path;
     bool meta;
     bool write_failed;
+    int64_t damaged;
 };
+
+/* The events of a damaged chunk cannot be printed: name it, go on. */
+static int dump_damage(const arch_damage *dmg, void *ud)
+{
+    struct dump_ctx *d = ud;
+    char what[512];
+    fprintf(d->err, PROG ": %s: skipped damaged %s\n", d->path,
+            arch_damage_describe(dmg, what, sizeof what));
+    d->damaged++;
+    return 0;
+}
 
 static int dump_one(const arch_event *ev, void *ud)
 {
@@ -175,9 +200,9 @@ static int cmd_dump(int argc, char **argv, FILE *out, FILE *err)
     arch *a = NULL;
     if (open_ro(argv[optind], &a, err))
         return 1;
-    struct dump_ctx d = {out, meta, false};
+    struct dump_ctx d = {.out = out, .err = err, .path = argv[optind], .meta = meta};
     char *msg = NULL;
-    int r = arch_scan(a, stream, lo, hi, 1, 0, dump_one, &d, &msg);
+    int r = arch_scan(a, stream, lo, hi, 1, 0, dump_one, dump_damage, &d, &msg);
     int rc = 0;
     if (d.write_failed) {
         fprintf(err, PROG ": write error\n");
@@ -187,6 +212,10 @@ static int cmd_dump(int argc, char **argv, FILE *out, FILE *err)
         rc = 1;
     } else if (fflush(out) != 0) {
         fprintf(err, PROG ": write error\n");
+        rc = 1;
+    } else if (d.damaged) {
+        fprintf(err, PROG ": %s: %lld damaged chunk(s) skipped (see " PROG " verify)\n",
+                argv[optind], (long long)d.damaged);
         rc = 1;
     }
     free(msg);
@@ -221,6 +250,71 @@ static int cmd_stats(int argc, char **argv, FILE *out, FILE *err)
     return fflush(out) == 0 ? 0 : 1;
 }
 
+static int print_problem(const arch_problem *p, void *ud)
+{
+    FILE *out = ud;
+    char what[512];
+    if (p->chunk)
+        fprintf(out, "%s %s\n", p->unreadable ? "damaged" : "inconsistent",
+                arch_damage_describe(p->chunk, what, sizeof what));
+    else
+        fprintf(out, "problem: %s\n", p->what);
+    return ferror(out) ? -EIO : 0;
+}
+
+static const char *plural(int64_t n) { return n == 1 ? "" : "s"; }
+
+static int cmd_verify(int argc, char **argv, FILE *out, FILE *err)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+            usage(out);
+            return 0;
+        }
+        fprintf(err, PROG ": verify: expected one ARCHIVE\n");
+        return 2;
+    }
+    arch *a = NULL;
+    if (open_ro(argv[1], &a, err))
+        return 1;
+    arch_verify_summary s;
+    char *msg = NULL;
+    int r = arch_verify(a, print_problem, out, &s, &msg);
+    arch_close(a);
+    if (r == -EIO && !msg) {
+        fprintf(err, PROG ": write error\n");
+        return 1;
+    }
+    if (r < 0) {
+        fprintf(err, PROG ": %s: %s\n", argv[1], msg ? msg : strerror(-r));
+        free(msg);
+        return 1;
+    }
+    fprintf(out, "%s: %lld chunk%s (%lld with a checksum", argv[1], (long long)s.chunks,
+            plural(s.chunks), (long long)s.checksummed);
+    if (s.checksummed < s.chunks)
+        fprintf(out, ", %lld older without", (long long)(s.chunks - s.checksummed));
+    fprintf(out, "), %lld event%s, %lld reject%s: ", (long long)s.events, plural(s.events),
+            (long long)s.rejects, plural(s.rejects));
+    int64_t other = s.problems - s.damaged_chunks;
+    if (!s.problems)
+        fprintf(out, "ok\n");
+    else if (s.damaged_chunks && other)
+        fprintf(out, "%lld damaged chunk%s (%lld event%s unreadable), %lld other problem%s\n",
+                (long long)s.damaged_chunks, plural(s.damaged_chunks),
+                (long long)s.unreadable_events, plural(s.unreadable_events), (long long)other,
+                plural(other));
+    else if (s.damaged_chunks)
+        fprintf(out, "%lld damaged chunk%s (%lld event%s unreadable)\n",
+                (long long)s.damaged_chunks, plural(s.damaged_chunks),
+                (long long)s.unreadable_events, plural(s.unreadable_events));
+    else
+        fprintf(out, "%lld problem%s\n", (long long)other, plural(other));
+    if (fflush(out) != 0)
+        return 1;
+    return s.problems ? 1 : 0;
+}
+
 int archtool_main(int argc, char **argv, FILE *out, FILE *err)
 {
     optind = 0; /* GNU getopt: full re-initialisation for every call */
@@ -238,6 +332,8 @@ int archtool_main(int argc, char **argv, FILE *out, FILE *err)
         return cmd_dump(argc - 1, argv + 1, out, err);
     if (!strcmp(cmd, "stats"))
         return cmd_stats(argc - 1, argv + 1, out, err);
-    fprintf(err, PROG ": unknown command '%s' (dump, stats)\n", cmd);
+    if (!strcmp(cmd, "verify"))
+        return cmd_verify(argc - 1, argv + 1, out, err);
+    fprintf(err, PROG ": unknown command '%s' (dump, stats, verify)\n", cmd);
     return 2;
 }

@@ -1,11 +1,12 @@
 /* test_archtool.c - unit tests of lambdad-archive (tools/archtool.c): an
  * archive written through archive.h is dumped back exactly (line breaks in
- * events, seq ranges, --meta), stats, and every usage error's exact
- * message and exit status. */
+ * events, seq ranges, --meta), stats, verify (clean, damaged, inconsistent),
+ * and every usage error's exact message and exit status. */
 #include "tools/archtool.h"
 #include "tests/unit/check.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <unistd.h>
 
@@ -85,9 +86,124 @@ done:
     return r;
 }
 
+/* Runs SQL on the archive directly: the damage a disk or a person does. */
+static void sql(const char *path, const char *stmt)
+{
+    sqlite3 *db;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    char *err = NULL;
+    CHECK_INT(sqlite3_exec(db, stmt, NULL, NULL, &err), SQLITE_OK);
+    if (err)
+        fprintf(stderr, "sql: %s: %s\n", stmt, err);
+    sqlite3_free(err);
+    sqlite3_close(db);
+}
+
+/* Flips one bit in the middle of chunk seq's stored blob. */
+static void flip_bit(const char *path, int seq)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_INT(sqlite3_prepare_v2(db, "SELECT data FROM chunk_data WHERE seq = ?1", -1, &st, NULL),
+              SQLITE_OK);
+    sqlite3_bind_int(st, 1, seq);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_bytes(st, 0);
+    unsigned char *b = malloc((size_t)n);
+    memcpy(b, sqlite3_column_blob(st, 0), (size_t)n);
+    sqlite3_finalize(st);
+    b[n / 2] ^= 0x08;
+    CHECK_INT(sqlite3_prepare_v2(db, "UPDATE chunk_data SET data = ?1 WHERE seq = ?2", -1, &st,
+                                 NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, b, n, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, seq);
+    CHECK_INT(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(b);
+}
+
 static const char LINE1[] = "{\"ts\":1,\"a\":\"x\"}\n";
 static const char LINE2[] = "{ \"ts\":2,  \"a\":\"y\"}\n";
 static const char LINE3[] = "{\"ts\":3,\"s\":\"q\\\"\\n\",\"b\":\"\\\\\"}\n";
+
+static void test_verify(const char *dir)
+{
+    char db[256], want[1024];
+    snprintf(db, sizeof db, "%s/v.db", dir);
+    CHECK_INT(make_archive(db), 0);
+
+    struct run r = run_tool("verify", db, NULL);
+    snprintf(want, sizeof want, "%s: 3 chunks (3 with a checksum), 4 events, 1 reject: ok\n", db);
+    CHECK_INT(r.rc, 0);
+    CHECK_STR(r.out, want);
+    CHECK_STR(r.err, "");
+    run_free(&r);
+
+    /* one bit flipped in chunk 1: named, exit 1; dump skips it and says so */
+    flip_bit(db, 1);
+    r = run_tool("verify", db, NULL);
+    snprintf(want, sizeof want,
+             "damaged chunk 1 (stream 'pv', partition 0, offsets 5..6, 2 events, time partition "
+             "1970-01-01T00:00:00Z): checksum mismatch\n"
+             "%s: 3 chunks (3 with a checksum), 4 events, 1 reject: 1 damaged chunk (2 events "
+             "unreadable)\n", db);
+    CHECK_INT(r.rc, 1);
+    CHECK_STR(r.out, want);
+    CHECK_STR(r.err, "");
+    run_free(&r);
+    r = run_tool("dump", "-s", "pv", db, NULL);
+    CHECK_INT(r.rc, 1);
+    CHECK_STR(r.out, LINE3);
+    snprintf(want, sizeof want,
+             "lambdad-archive: %s: skipped damaged chunk 1 (stream 'pv', partition 0, offsets "
+             "5..6, 2 events, time partition 1970-01-01T00:00:00Z): checksum mismatch\n"
+             "lambdad-archive: %s: 1 damaged chunk(s) skipped (see lambdad-archive verify)\n",
+             db, db);
+    CHECK_STR(r.err, want);
+    run_free(&r);
+
+    /* readable but inconsistent: an event outside its chunk's time
+     * partition (under the archive's unit), totals that disagree, and a
+     * chunk written before checksums (counted, not a problem) */
+    flip_bit(db, 1);   /* back as it was */
+    arch *a = NULL;
+    arch_txn *t = arch_txn_new();
+    int64_t seq = 0;
+    CHECK_INT(arch_open(db, 0, 3, &a, NULL), 0);
+    CHECK_INT(arch_txn_add_event(t, "late", 0, 86400, 9, 5000, "{}", 2), 0);
+    CHECK_INT(arch_commit(a, t, &seq, NULL), 0);
+    CHECK_INT(seq, 4);
+    arch_txn_free(t);
+    arch_close(a);
+    sql(db, "INSERT INTO meta (key, value) VALUES ('partition', 'day');"
+            "UPDATE meta SET value = value + 1 WHERE key = 'total_events';"
+            "UPDATE chunk_data SET checksum = NULL WHERE seq = 2;");
+    r = run_tool("verify", db, NULL);
+    snprintf(want, sizeof want,
+             "inconsistent chunk 4 (stream 'late', partition 0, offsets 9..9, 1 event, time "
+             "partition 1970-01-02T00:00:00Z): an event's time lies outside the chunk's time "
+             "partition\n"
+             "problem: stored totals: total_events is 6, the tables hold 5\n"
+             "%s: 4 chunks (3 with a checksum, 1 older without), 5 events, 1 reject: "
+             "2 problems\n", db);
+    CHECK_INT(r.rc, 1);
+    CHECK_STR(r.out, want);
+    run_free(&r);
+
+    r = run_tool("verify", NULL);
+    CHECK_INT(r.rc, 2);
+    CHECK_STR(r.err, "lambdad-archive: verify: expected one ARCHIVE\n");
+    run_free(&r);
+    snprintf(want, sizeof want, "%s/none.db", dir);
+    r = run_tool("verify", want, NULL);
+    CHECK_INT(r.rc, 1);
+    CHECK(r.err && strstr(r.err, "does not exist"));
+    run_free(&r);
+
+    unlink(db);
+}
 
 int main(void)
 {
@@ -162,7 +278,7 @@ int main(void)
     run_free(&r);
     r = run_tool("frob", db, NULL);
     CHECK_INT(r.rc, 2);
-    CHECK_STR(r.err, "lambdad-archive: unknown command 'frob' (dump, stats)\n");
+    CHECK_STR(r.err, "lambdad-archive: unknown command 'frob' (dump, stats, verify)\n");
     run_free(&r);
     r = run_tool("dump", db, NULL);
     CHECK_INT(r.rc, 2);
@@ -216,6 +332,8 @@ int main(void)
         CHECK_INT(archtool_write_line(full, "{}", 2), -EIO);
         fclose(full);
     }
+
+    test_verify(dir);
 
     unlink(db);
     char side[sizeof dir + 32];

@@ -158,7 +158,7 @@ static char *scan_str(arch *a, const char *stream, int64_t lo, int64_t hi, int64
     scan_log l = { .payload = payload };
     log_add(&l, "", 0);
     char *err = NULL;
-    int r = arch_scan(a, stream, lo, hi, tlo, thi, collect, &l, &err);
+    int r = arch_scan(a, stream, lo, hi, tlo, thi, collect, NULL, &l, &err);
     if (r) {
         free(l.desc);
         char *s = NULL;
@@ -219,11 +219,11 @@ static void test_open_errors(void)
 
     p = tpath("newer.db");
     arch_close(open_ok(p, 0));
-    sql(p, "PRAGMA user_version = 2");
+    sql(p, "PRAGMA user_version = 3");
     check_open_fails(p, 0, 3, -ENOTSUP,
-                     fmt("archive %s has schema version 2, newer than this lambdad supports (1)", p));
+                     fmt("archive %s has schema version 3, newer than this lambdad supports (2)", p));
     check_open_fails(p, ARCH_READONLY, 3, -ENOTSUP,
-                     fmt("archive %s has schema version 2, newer than this lambdad supports (1)", p));
+                     fmt("archive %s has schema version 3, newer than this lambdad supports (2)", p));
 
     check_open_fails(tpath("level.db"), 0, 99, -EINVAL,
                      "archive compression level 99 is not in [-131072, 22]");
@@ -285,7 +285,7 @@ static void test_roundtrip(void)
 
     /* payloads come back byte for byte */
     scan_log pl = { .payload = true };
-    CHECK_INT(arch_scan(a, "pv", 0, 1, 0, -1, collect, &pl, NULL), 0);
+    CHECK_INT(arch_scan(a, "pv", 0, 1, 0, -1, collect, NULL, &pl, NULL), 0);
     char expect[128];
     size_t n = (size_t)sprintf(expect, "1:0/1000/5@1000500=A;1:0/1000/6@1000400=");
     memcpy(expect + n, binary, sizeof binary);
@@ -343,7 +343,7 @@ static void test_roundtrip(void)
     CHECK_INT(sql_int(p, "SELECT n FROM chunks WHERE seq = 8"), 15);
     CHECK_INT(sql_int(p, "SELECT n FROM chunks WHERE seq = 9"), 2);
     scan_log l = { 0 };
-    CHECK_INT(arch_scan(a, "big", 0, 100, 0, -1, collect, &l, NULL), 0);
+    CHECK_INT(arch_scan(a, "big", 0, 100, 0, -1, collect, NULL, &l, NULL), 0);
     CHECK_INT(l.n, 17);
     free(l.desc);
 
@@ -437,7 +437,7 @@ static void test_filters(void)
     /* the callback's value stops the scan and is returned */
     scan_log l = { .stop_after = 3 };
     char *err = (char *)1;
-    CHECK_INT(arch_scan(a, "s", 0, 100, 0, -1, collect, &l, &err), 42);
+    CHECK_INT(arch_scan(a, "s", 0, 100, 0, -1, collect, NULL, &l, &err), 42);
     CHECK(err == NULL);
     CHECK_STR(l.desc, "1:0/0/0@0;1:0/0/1@1;2:0/60/2@60000;");
     free(l.desc);
@@ -756,25 +756,44 @@ static void test_corruption(void)
         { "UPDATE chunk_data SET data = x'ffffffffffffff' WHERE seq = 4",
           "archive chunk 4 is corrupt: truncated event header" },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        /* keep the good chunks to put them back */
-        sql(p, "CREATE TABLE IF NOT EXISTS keep_data AS SELECT * FROM chunk_data;"
-               "CREATE TABLE IF NOT EXISTS keep_chunks AS SELECT * FROM chunks");
-        sql(p, cases[i].damage);
+    /* Each damage twice: on checksummed chunks, where the checksum catches
+     * everything but what is checked before the data is read; and on
+     * chunks without one (as written before checksums existed), where the
+     * structure checks must catch it alone. */
+    static const char *const before_data[] = {
+        "partition out of range", "raw size out of range", "unknown codec", "no data",
+    };
+    sql(p, "CREATE TABLE keep_data AS SELECT * FROM chunk_data;"
+           "CREATE TABLE keep_chunks AS SELECT * FROM chunks");
+    for (size_t i = 0; i < 2 * sizeof cases / sizeof cases[0]; i++) {
+        bool legacy = i % 2;
+        const char *msg = cases[i / 2].msg;
+        bool checked_first = false;
+        for (size_t k = 0; k < sizeof before_data / sizeof before_data[0]; k++)
+            checked_first |= strstr(msg, before_data[k]) != NULL;
+        char want_msg[128];
+        if (!legacy && !checked_first)
+            snprintf(want_msg, sizeof want_msg, "%.*s checksum mismatch",
+                     (int)(strchr(msg, ':') - msg + 1), msg);
+        else
+            snprintf(want_msg, sizeof want_msg, "%s", msg);
+        if (legacy)
+            sql(p, "UPDATE chunk_data SET checksum = NULL");
+        sql(p, cases[i / 2].damage);
         a = open_ok(p, ARCH_READONLY);
         scan_log l = { 0 };
         char *err = NULL;
-        int r = arch_scan(a, "s", 0, 100, 0, -1, collect, &l, &err);
+        int r = arch_scan(a, "s", 0, 100, 0, -1, collect, NULL, &l, &err);
         CHECK_INT(r, -EBADMSG);
-        size_t ml = strlen(cases[i].msg);
-        if (cases[i].msg[ml - 1] == '*') {
-            CHECK(err && strncmp(err, cases[i].msg, ml - 1) == 0 && strlen(err) > ml);
+        size_t ml = strlen(want_msg);
+        if (want_msg[ml - 1] == '*') {
+            CHECK(err && strncmp(err, want_msg, ml - 1) == 0 && strlen(err) > ml);
             printf("zstd damage: %s\n", err ? err : "(null)");
         } else {
-            CHECK_STR(err, cases[i].msg);
+            CHECK_STR(err, want_msg);
         }
         /* chunk 1 went through, nothing of the damaged chunk did */
-        int want = strstr(cases[i].msg, "chunk 4") ? 150 : 50;
+        int want = strstr(msg, "chunk 4") ? 150 : 50;
         if (l.n != want)
             fprintf(stderr, "case %zu\n", i);
         CHECK_INT(l.n, want);
@@ -785,11 +804,389 @@ static void test_corruption(void)
                "DELETE FROM chunks; INSERT INTO chunks SELECT * FROM keep_chunks");
         a = open_ok(p, ARCH_READONLY);
         scan_log ok = { 0 };
-        CHECK_INT(arch_scan(a, "s", 0, 100, 0, -1, collect, &ok, NULL), 0);
+        CHECK_INT(arch_scan(a, "s", 0, 100, 0, -1, collect, NULL, &ok, NULL), 0);
         CHECK_INT(ok.n, 151);
         free(ok.desc);
         arch_close(a);
     }
+    arch_txn_free(t);
+}
+
+/* ---- checksums and damaged chunks ------------------------------------ */
+
+/* Flips one bit in the middle of chunk seq's stored blob, as a disk would. */
+static void flip_blob_bit(const char *path, int64_t seq)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_INT(sqlite3_prepare_v2(db, "SELECT data FROM chunk_data WHERE seq = ?1", -1, &st, NULL),
+              SQLITE_OK);
+    sqlite3_bind_int64(st, 1, seq);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_bytes(st, 0);
+    unsigned char *b = malloc((size_t)n);
+    memcpy(b, sqlite3_column_blob(st, 0), (size_t)n);
+    sqlite3_finalize(st);
+    b[n / 2] ^= 0x08;
+    CHECK_INT(sqlite3_prepare_v2(db, "UPDATE chunk_data SET data = ?1 WHERE seq = ?2", -1, &st,
+                                 NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, b, n, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    CHECK_INT(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(b);
+}
+
+/* The checksum of chunk seq recomputed from its row and blob (chunk.h). */
+static uint64_t recompute_checksum(const char *path, int64_t seq)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_INT(sqlite3_prepare_v2(db, "SELECT " CHUNK_ROW_COLUMNS ", stream, data FROM chunks"
+                                     " JOIN chunk_data USING (seq) WHERE seq = ?1", -1, &st, NULL),
+              SQLITE_OK);
+    sqlite3_bind_int64(st, 1, seq);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    chunk_header h = { .stream = (const char *)sqlite3_column_text(st, CHUNK_ROW_NCOLS) };
+    chunk_row_read(st, &h);
+    uint64_t sum = chunk_checksum(&h, sqlite3_column_blob(st, CHUNK_ROW_NCOLS + 1),
+                                  (size_t)sqlite3_column_bytes(st, CHUNK_ROW_NCOLS + 1));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return sum;
+}
+
+/* A scan's events (first member: collect() takes it) and damage reports. */
+typedef struct {
+    scan_log l;
+    int nd;
+    arch_damage d[8];
+    char what[8][256];
+    int stop;          /* on_damage returns this */
+} scan_dmg;
+
+static int collect_damage(const arch_damage *d, void *ud)
+{
+    scan_dmg *s = ud;
+    if (s->nd < 8) {
+        s->d[s->nd] = *d;
+        arch_damage_describe(d, s->what[s->nd], sizeof s->what[0]);
+        s->d[s->nd].stream = s->d[s->nd].reason = NULL;   /* valid in the callback only */
+        s->nd++;
+    }
+    return s->stop;
+}
+
+static int list_damage(const arch_damage *d, void *ud)
+{
+    char what[256];
+    arch_damage_describe(d, what, sizeof what);
+    log_add(ud, what, strlen(what));
+    log_add(ud, d->known ? " [known];" : ";", d->known ? 9 : 1);
+    return 0;
+}
+
+static void test_damage(void)
+{
+    const char *p = tpath("damage.db");
+    arch *w = open_ok(p, 0);
+    arch_txn *t = arch_txn_new();
+    char ev[64];
+    /* seq 1..3: stream s, partition 0, offsets 0..9, 10..19, 20..29;
+     * seq 4: stream other */
+    for (int c = 0; c < 3; c++) {
+        for (int i = 0; i < 10; i++) {
+            int o = c * 10 + i;
+            int n = snprintf(ev, sizeof ev, "{\"ts\":%d,\"page\":\"/p/%d\",\"pad\":\"xxxxxxxx\"}",
+                             o, o % 3);
+            CHECK_INT(arch_txn_add_event(t, "s", 0, 0, o, o * 1000, ev, (size_t)n), 0);
+        }
+        CHECK_INT(commit_ok(w, t), c + 1);
+    }
+    CHECK_INT(arch_txn_add_event(t, "other", 3, 0, 0, 0, "{}", 2), 0);
+    CHECK_INT(commit_ok(w, t), 4);
+
+    /* every chunk carries its checksum: the one chunk.h describes */
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM chunk_data WHERE checksum IS NULL"), 0);
+    for (int64_t seq = 1; seq <= 4; seq++)
+        CHECK_INT(sql_int(p, fmt("SELECT checksum FROM chunk_data WHERE seq = %lld",
+                                 (long long)seq)), (int64_t)recompute_checksum(p, seq));
+
+    /* one bit flipped in the middle of chunk 2's blob: reported with its
+     * details, and chunks 1 and 3 are still read in full */
+    flip_blob_bit(p, 2);
+    arch *r = open_ok(p, ARCH_READONLY);
+    scan_dmg sd = { 0 };
+    CHECK_INT(arch_scan(r, "s", 0, 100, 0, -1, collect, collect_damage, &sd, NULL), 0);
+    CHECK_INT(sd.l.n, 20);
+    CHECK(sd.l.desc && strncmp(sd.l.desc, "1:0/0/0@0;", 10) == 0);
+    CHECK(sd.l.desc && strstr(sd.l.desc, "1:0/0/9@9000;3:0/0/20@20000;") != NULL);
+    CHECK(sd.l.desc && strstr(sd.l.desc, "2:") == NULL);
+    CHECK_INT(sd.nd, 1);
+    CHECK_INT(sd.d[0].seq, 2);
+    CHECK_INT(sd.d[0].partition, 0);
+    CHECK_INT(sd.d[0].tpart, 0);
+    CHECK_INT(sd.d[0].first_offset, 10);
+    CHECK_INT(sd.d[0].last_offset, 19);
+    CHECK_INT(sd.d[0].events, 10);
+    CHECK(!sd.d[0].known);
+    CHECK(sd.d[0].found_at > 0);
+    CHECK_STR(sd.what[0], "chunk 2 (stream 's', partition 0, offsets 10..19, 10 events, time "
+                          "partition 1970-01-01T00:00:00Z): checksum mismatch");
+    free(sd.l.desc);
+
+    /* the registry of this archive: per stream and in all */
+    arch_damage_count c;
+    arch_damage_totals(p, "s", &c);
+    CHECK_INT(c.chunks, 1);
+    CHECK_INT(c.events, 10);
+    arch_damage_totals(p, "other", &c);
+    CHECK_INT(c.chunks, 0);
+    arch_damage_totals(p, NULL, &c);
+    CHECK_INT(c.events, 10);
+    arch_damage_totals(tpath("nosuch.db"), NULL, &c);
+    CHECK_INT(c.chunks, 0);
+
+    /* found again (a second scan, a time-partition scan): known now */
+    scan_dmg again = { 0 };
+    CHECK_INT(arch_scan(r, "s", 0, 100, 0, 0, collect, collect_damage, &again, NULL), 0);
+    CHECK_INT(again.l.n, 20);
+    CHECK_INT(again.nd, 1);
+    CHECK(again.d[0].known);
+    CHECK_INT(again.d[0].found_at, sd.d[0].found_at);
+    free(again.l.desc);
+    arch_damage_totals(p, NULL, &c);
+    CHECK_INT(c.chunks, 1);   /* counted once */
+
+    /* a header field changed so that every structure check still passes
+     * (the events stay within min/max): only the checksum tells */
+    sql(p, "UPDATE chunks SET min_ts_ms = min_ts_ms - 1 WHERE seq = 3");
+    scan_dmg two = { 0 };
+    CHECK_INT(arch_scan(r, "s", 1, 100, 0, -1, collect, collect_damage, &two, NULL), 0);
+    CHECK_INT(two.l.n, 0);
+    CHECK_INT(two.nd, 2);
+    CHECK_INT(two.d[1].seq, 3);
+    CHECK(!two.d[1].known);
+    free(two.l.desc);
+
+    /* on_damage can stop the scan; without it damage is an error */
+    scan_dmg stop = { .stop = 7 };
+    CHECK_INT(arch_scan(r, "s", 0, 100, 0, -1, collect, collect_damage, &stop, NULL), 7);
+    CHECK_INT(stop.l.n, 10);
+    free(stop.l.desc);
+    CHECK_SCAN(r, "s", 0, 100, 0, -1, "ERROR -74: archive chunk 2 is corrupt: checksum mismatch");
+
+    /* newest first */
+    scan_log ls = { 0 };
+    log_add(&ls, "", 0);
+    CHECK_INT(arch_damage_list(p, 10, list_damage, &ls), 0);
+    CHECK_STR(ls.desc, "chunk 3 (stream 's', partition 0, offsets 20..29, 10 events, time "
+                       "partition 1970-01-01T00:00:00Z): checksum mismatch [known];"
+                       "chunk 2 (stream 's', partition 0, offsets 10..19, 10 events, time "
+                       "partition 1970-01-01T00:00:00Z): checksum mismatch [known];");
+    free(ls.desc);
+    ls = (scan_log){ 0 };
+    log_add(&ls, "", 0);
+    CHECK_INT(arch_damage_list(p, 1, list_damage, &ls), 0);
+    CHECK(strncmp(ls.desc, "chunk 3 ", 8) == 0 && !strstr(ls.desc, "chunk 2"));
+    free(ls.desc);
+    arch_close(r);
+
+    /* the writer stores what scans found with its next commit ... */
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM damaged_chunks"), 0);
+    CHECK_INT(arch_txn_add_event(t, "other", 3, 0, 1, 0, "{}", 2), 0);
+    CHECK_INT(commit_ok(w, t), 5);
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM damaged_chunks"), 2);
+    CHECK_INT(sql_int(p, "SELECT n FROM damaged_chunks WHERE seq = 2 AND stream = 's' AND"
+                         " first_offset = 10 AND last_offset = 19 AND reason = 'checksum mismatch'"),
+              10);
+    CHECK_INT(sql_int(p, "SELECT found_at FROM damaged_chunks WHERE seq = 2"), sd.d[0].found_at);
+    arch_close(w);
+
+    /* ... so a new process knows them at open (another spelling of the
+     * path is another registry, as a new process would start with) */
+    const char *p2 = tpath("./damage.db");
+    arch_damage_totals(p2, NULL, &c);
+    CHECK_INT(c.chunks, 0);
+    w = open_ok(p2, 0);
+    arch_damage_totals(p2, "s", &c);
+    CHECK_INT(c.chunks, 2);
+    CHECK_INT(c.events, 20);
+    scan_dmg known = { 0 };
+    CHECK_INT(arch_scan(w, "s", 0, 100, 0, -1, collect, collect_damage, &known, NULL), 0);
+    CHECK_INT(known.nd, 2);
+    CHECK(known.d[0].known && known.d[1].known);
+    CHECK_INT(known.d[0].found_at, sd.d[0].found_at);
+    free(known.l.desc);
+    arch_close(w);
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM damaged_chunks"), 2);
+
+    /* damage found with no commit after it is stored at close */
+    flip_blob_bit(p, 1);
+    w = open_ok(p2, 0);
+    CHECK_SCAN(w, "s", 0, 100, 0, -1, "ERROR -74: archive chunk 1 is corrupt: checksum mismatch");
+    arch_close(w);
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM damaged_chunks"), 3);
+    arch_txn_free(t);
+}
+
+/* ---- totals ----------------------------------------------------------- */
+
+static int64_t meta_int(const char *path, const char *key)
+{
+    return sql_int(path, fmt("SELECT value FROM meta WHERE key = '%s'", key));
+}
+
+static void check_totals_stored(const char *p)
+{
+    CHECK_INT(meta_int(p, "total_events"), sql_int(p, "SELECT sum(n) FROM chunks"));
+    CHECK_INT(meta_int(p, "total_chunks"), sql_int(p, "SELECT count(*) FROM chunks"));
+    CHECK_INT(meta_int(p, "total_payload_bytes"), sql_int(p, "SELECT sum(payload_bytes) FROM chunks"));
+    CHECK_INT(meta_int(p, "total_rejects"), sql_int(p, "SELECT count(*) FROM rejects"));
+}
+
+static void test_totals(void)
+{
+    const char *p = tpath("totals.db");
+    arch *w = open_ok(p, 0);
+    CHECK(arch_open_note(w) == NULL);   /* a new archive: nothing to say */
+    CHECK_INT(meta_int(p, "total_events"), 0);
+    arch_txn *t = arch_txn_new();
+    for (int c = 0; c < 5; c++) {
+        for (int i = 0; i < 7; i++)
+            CHECK_INT(arch_txn_add_event(t, c % 2 ? "a" : "b", i % 2, i % 3 * 60, c * 7 + i, i,
+                                         "{\"x\":1}", 7), 0);
+        CHECK_INT(arch_txn_add_reject(t, "a", 0, 100 + c, "invalid_json", "", "{", 1), 0);
+        CHECK_INT(arch_txn_set_offset(t, "a", 0, 200 + c), 0);
+        commit_ok(w, t);
+        check_totals_stored(p);   /* in the same transaction as the events */
+    }
+    CHECK_INT(arch_txn_set_offset(t, "a", 0, 300), 0);   /* offsets only */
+    commit_ok(w, t);
+    CHECK_INT(meta_int(p, "total_events"), 35);
+    CHECK_INT(meta_int(p, "total_rejects"), 5);
+    check_totals_stored(p);
+    arch_stats before, after;
+    CHECK_INT(arch_get_stats(w, &before), 0);
+    arch_close(w);
+
+    /* reopened: exact, read from meta, not counted (a planted value shows) */
+    w = open_ok(p, 0);
+    CHECK_INT(arch_get_stats(w, &after), 0);
+    CHECK_INT(after.events, before.events);
+    CHECK_INT(after.rejects, before.rejects);
+    CHECK_INT(after.chunks, before.chunks);
+    CHECK_INT(after.payload_bytes, before.payload_bytes);
+    CHECK_INT(after.last_seq, before.last_seq);
+    arch_close(w);
+    sql(p, "UPDATE meta SET value = 123456 WHERE key = 'total_events'");
+    arch *r = open_ok(p, ARCH_READONLY);
+    CHECK_INT(arch_get_stats(r, &after), 0);
+    CHECK_INT(after.events, 123456);
+    arch_close(r);
+    sql(p, "UPDATE meta SET value = 35 WHERE key = 'total_events'");
+
+    /* totals gone (by hand): the writer counts and stores them again */
+    sql(p, "DELETE FROM meta WHERE key = 'total_chunks'");
+    w = open_ok(p, 0);
+    CHECK(arch_open_note(w) && strstr(arch_open_note(w), "counted the totals of ") ==
+                                   arch_open_note(w));
+    CHECK_INT(arch_get_stats(w, &after), 0);
+    CHECK_INT(after.chunks, before.chunks);
+    check_totals_stored(p);
+    arch_close(w);
+    arch_txn_free(t);
+}
+
+/* An archive as lambdad wrote it before checksums and stored totals
+ * (schema version 1), made by taking them out of a new one. */
+static void make_v1(const char *p)
+{
+    sql(p, "ALTER TABLE chunk_data DROP COLUMN checksum;"
+           "DROP TABLE damaged_chunks;"
+           "DELETE FROM meta WHERE key LIKE 'total_%';"
+           "PRAGMA user_version = 1;");
+}
+
+static void test_legacy(void)
+{
+    const char *p = tpath("legacy.db");
+    arch *w = open_ok(p, 0);
+    arch_txn *t = arch_txn_new();
+    CHECK_INT(arch_txn_add_event(t, "s", 0, 0, 0, 0, "{\"a\":1}", 7), 0);
+    CHECK_INT(arch_txn_add_event(t, "s", 1, 0, 0, 5, "{\"a\":2}", 7), 0);
+    CHECK_INT(arch_txn_add_reject(t, "s", 0, 1, "invalid_json", "", "x", 1), 0);
+    CHECK_INT(commit_ok(w, t), 2);
+    arch_close(w);
+    make_v1(p);
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM pragma_table_info('chunk_data')"), 2);
+
+    /* read as it is: counted totals, every event */
+    arch *r = open_ok(p, ARCH_READONLY);
+    CHECK(arch_open_note(r) == NULL);
+    arch_stats st;
+    CHECK_INT(arch_get_stats(r, &st), 0);
+    CHECK_INT(st.events, 2);
+    CHECK_INT(st.chunks, 2);
+    CHECK_INT(st.rejects, 1);
+    CHECK_INT(st.payload_bytes, 14);
+    CHECK_SCAN(r, "s", 0, 100, 0, -1, "1:0/0/0@0;2:1/0/0@5;");
+    arch_close(r);
+    CHECK_INT(sql_int(p, "PRAGMA user_version"), 1);
+
+    /* the writer upgrades it: the column, the totals, the table */
+    w = open_ok(p, 0);
+    const char *note = arch_open_note(w);
+    CHECK(note && strncmp(note, "upgraded from schema version 1 to 2: chunks written from now "
+                                "on carry a checksum (older ones are still read, checked for "
+                                "structure only); counted the totals of 2 chunk(s) (2 event(s), "
+                                "1 reject(s)) in ", 186) == 0);
+    CHECK_INT(sql_int(p, "PRAGMA user_version"), 2);
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM chunk_data WHERE checksum IS NULL"), 2);
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM damaged_chunks"), 0);
+    check_totals_stored(p);
+    CHECK_INT(arch_txn_add_event(t, "s", 0, 0, 1, 10, "{\"a\":3}", 7), 0);
+    CHECK_INT(commit_ok(w, t), 3);
+    CHECK(sql_int(p, "SELECT checksum FROM chunk_data WHERE seq = 3") != 0);
+    CHECK_INT(sql_int(p, "SELECT count(*) FROM chunk_data WHERE checksum IS NULL"), 2);
+    CHECK_INT((uint64_t)sql_int(p, "SELECT checksum FROM chunk_data WHERE seq = 3"),
+              recompute_checksum(p, 3));
+    CHECK_SCAN(w, "s", 0, 100, 0, -1, "1:0/0/0@0;2:1/0/0@5;3:0/0/1@10;");
+    check_totals_stored(p);
+    arch_close(w);
+
+    /* and once is enough */
+    w = open_ok(p, 0);
+    CHECK(arch_open_note(w) == NULL);
+    CHECK_INT(arch_get_stats(w, &st), 0);
+    CHECK_INT(st.events, 3);
+    CHECK_INT(st.rejects, 1);
+    arch_close(w);
+
+    /* a reader opened on version 1 sees the writer's upgrade and checksums */
+    const char *q = tpath("legacy2.db");
+    w = open_ok(q, 0);
+    CHECK_INT(arch_txn_add_event(t, "s", 0, 0, 0, 0, "{\"a\":1}", 7), 0);
+    CHECK_INT(commit_ok(w, t), 1);
+    arch_close(w);
+    make_v1(q);
+    r = open_ok(q, ARCH_READONLY);
+    w = open_ok(q, 0);
+    CHECK_INT(arch_txn_add_event(t, "s", 0, 0, 1, 1, "{\"a\":2}", 7), 0);
+    CHECK_INT(commit_ok(w, t), 2);
+    CHECK_INT(arch_get_stats(r, &st), 0);
+    CHECK_INT(st.events, 2);
+    flip_blob_bit(q, 2);
+    scan_dmg sd = { 0 };
+    CHECK_INT(arch_scan(r, "s", 0, 100, 0, -1, collect, collect_damage, &sd, NULL), 0);
+    CHECK_INT(sd.l.n, 1);
+    CHECK_INT(sd.nd, 1);
+    free(sd.l.desc);
+    arch_close(r);
+    arch_close(w);
     arch_txn_free(t);
 }
 
@@ -887,7 +1284,7 @@ static void test_crash(void)
         progressed += next > prev;
         prev = next;
         crash_check c = { 0 };
-        CHECK_INT(arch_scan(a, "s", 0, INT64_MAX, 0, -1, check_crash_event, &c, NULL), 0);
+        CHECK_INT(arch_scan(a, "s", 0, INT64_MAX, 0, -1, check_crash_event, NULL, &c, NULL), 0);
         CHECK_INT(c.bad, 0);
         CHECK_INT(c.expect, next);       /* everything below next, nothing above */
         arch_stats st;
@@ -971,7 +1368,7 @@ static void test_size_and_speed(void)
 
     double t0 = now_s();
     int64_t scanned = 0;
-    CHECK_INT(arch_scan(a, "pageviews", 0, INT64_MAX, 0, -1, count_event, &scanned, NULL), 0);
+    CHECK_INT(arch_scan(a, "pageviews", 0, INT64_MAX, 0, -1, count_event, NULL, &scanned, NULL), 0);
     double t_scan = now_s() - t0;
     CHECK_INT(scanned, events);
     arch_close(a);    /* checkpoints the WAL into the file */
@@ -1006,6 +1403,9 @@ int main(void)
     test_readonly();
     test_commit_failure();
     test_corruption();
+    test_damage();
+    test_totals();
+    test_legacy();
     test_crash();
     test_size_and_speed();
     rm_tmpdir();
