@@ -106,11 +106,41 @@ class Lambdad:
             self.alive()
             time.sleep(interval)
 
-    def stop(self):
+    def metrics(self):
+        """/metrics as {'name{labels}': value} (Prometheus text, samples only)."""
+        s, body = self.http.get("/metrics")
+        if s != 200:
+            raise BenchError("/metrics answered %s: %s" % (s, body[:200]))
+        out = {}
+        for line in body.decode(errors="replace").splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    pass
+        return out
+
+    def cache_counts(self):
+        """The answer cache's counters by result (hit, advance, miss, ...) from /metrics."""
+        out = {}
+        for k, v in self.metrics().items():
+            m = re.match(r'lambdad_query_cache_total\{result="([^"]+)"\}$', k)
+            if m:
+                out[m.group(1)] = int(v)
+        return out
+
+    def stop(self, timeout=20):
         self.http.close()
-        rc = stop(self.p)
+        rc = stop(self.p, timeout=timeout)
         self.log.close()
         return rc
+
+
+def cache_delta(before, after):
+    """'N hit, M miss, ...' between two cache_counts(); '' when the build has no such counters."""
+    keys = sorted(set(before) | set(after))
+    return ", ".join("%d %s" % (after.get(k, 0) - before.get(k, 0), k) for k in keys)
 
 
 def gen(b, boot, count, rate=0, seed=1, start_time=None, step_ms=None, compression="lz4"):

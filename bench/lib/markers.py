@@ -22,12 +22,13 @@ def marker_payload(page, ts=None):
 
 def freshness_run(b, boot, visible, rate, base, marker_ms, windows, window_s, poll_s, max_wait_s,
                   alive=lambda: None):
-    """Produces background events at `rate` and, every marker_ms, one marker
-    event whose event time is a second no other event has (base + i);
-    `visible(lo, hi)` returns which of the seconds in [lo, hi) a query
-    shows. Returns one list of latencies (s) per window, the produce->ack
-    latencies, the number of markers never seen and the number sent."""
-    g = gen(b, boot, 0, rate=rate, seed=7)
+    """Produces background events at `rate` (None: the caller's generator
+    runs) and, every marker_ms, one marker event whose event time is a
+    second no other event has (base + i); `visible(lo, hi)` returns which
+    of the seconds in [lo, hi) a query shows. Returns one list of latencies
+    (s) per window, the produce->ack latencies, the number of markers never
+    seen and the number sent."""
+    g = gen(b, boot, 0, rate=rate, seed=7) if rate else None
     probe = None
     try:
         time.sleep(1.0)   # steady state before the first marker
@@ -84,7 +85,8 @@ def freshness_run(b, boot, visible, rate, base, marker_ms, windows, window_s, po
     finally:
         if probe:
             stop(probe)
-        stop(g)
+        if g:
+            stop(g)
 
 
 def fresh_summary(lat):

@@ -4,14 +4,17 @@ uncached questions run."""
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 
 from lib.bench import DAY
-from lib.daemon import Devbroker, Lambdad, cells_held, gen, gen_finish
-from lib.procs import BenchError, NotAvailable, cpu_s, log, spawn, stop
-from lib.stats import fmt, median, ms, ratio
+from lib.daemon import Devbroker, Lambdad, cache_delta, cells_held, gen, gen_finish
+from lib.markers import MARKER_TIME, fresh_summary, freshness_run
+from lib.procs import BenchError, Client, NotAvailable, cpu_s, log, spawn, stop
+from lib.stats import fmt, median, ms, pct, ratio
 from lib.wrk import wrk
 
 KEY, TITLE = "queries", "4. Queries"
@@ -101,6 +104,9 @@ def run(b, R):
                     key, rep + 1, fmt(lr["rps"]), fmt(lr["p99"], "ms"), fmt(fr["rps"]), fmt(fr["p99"], "ms")))
         ev1, t1 = daemon.status()["archive"]["events"], time.monotonic()
         daemon.alive()
+        stop(g)
+        g = None
+        heavy = heavy_run(b, daemon, db.boot)
     finally:
         for p in servers:
             stop(p)
@@ -136,4 +142,157 @@ def run(b, R):
               fmt(ratio(median(lr), median(fr)), "%"))
     R.goal("Queries: p99 under 5 ms while ingesting", max(p99s) < 5,
            "p99 " + " / ".join(fmt(p, "ms") for p in p99s) + " (series / top 10 / view list)")
+    lines += heavy_report(b, R, heavy)
     R.section("4. Queries", lines)
+
+
+# ---- while heavy questions run (issue #8)
+
+HTTPLOAD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib", "httpload.py")
+NO_CACHE = "Cache-Control: no-cache"
+# Full-history questions, each request with a `to` of its own (lib/httpload.py): uncached in any build.
+HEAVY_PATHS = [
+    "/v1/views/views_by_page/query?granularity=all&group_by=page&to={to}",
+    "/v1/views/views_by_page/query?granularity=all&group_by=country&to={to}",
+]
+PING_MS = 20
+
+
+def cheap_paths(now):
+    return [("/readyz", "/readyz"),
+            ("small cached question", "/v1/views/traffic_by_country/query?" + urllib.parse.urlencode(
+                {"from": now - 3600, "to": now + 3600, "granularity": "hour", "metrics": "views"}))]
+
+
+def httpload(b, port, paths, *opts):
+    return spawn([sys.executable, HTTPLOAD, "--port", str(port)] + list(opts) + list(paths),
+                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def httpload_finish(p, timeout=60):
+    """Stops an httpload process and returns what it measured."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(p)
+        raise BenchError("httpload did not stop within %d s" % timeout)
+    try:
+        return json.loads(out)
+    except ValueError:
+        raise BenchError("httpload printed no figures (exit %s): %r" % (p.returncode, out[-200:]))
+
+
+def heavy_run(b, daemon, boot):
+    """Heavy uncached questions back to back on S['query_heavy_clients']
+    connections while a fresh generator produces S['query_rate'] events/s;
+    meanwhile cheap questions every PING_MS ms, /v1/status once a second,
+    and freshness markers (one window of S['query_heavy_s'] per repetition)."""
+    S = b.S
+    g = gen(b, boot, 0, rate=S["query_rate"], seed=5)
+    heavy, cheap, gs = [], None, None
+    cl = Client(daemon.port)
+    cache0 = daemon.cache_counts()
+    try:
+        for i in range(S["query_heavy_clients"]):
+            heavy.append(httpload(b, daemon.port, [HEAVY_PATHS[i % len(HEAVY_PATHS)]], "--header", NO_CACHE,
+                                  "--timeout", "60"))
+        time.sleep(0.5)
+        now = int(time.time())
+        cpaths = cheap_paths(now)
+        cheap = httpload(b, daemon.port, [p for _, p in cpaths], "--interval-ms", str(PING_MS),
+                         "--status-every", "1", "--timeout", "15")
+
+        def visible(lo, hi):
+            s, body = cl.get("/v1/views/latency/query?from=%d&to=%d&granularity=second&metrics=requests"
+                             % (lo, hi))
+            if s != 200:
+                raise BenchError("marker query answered %s: %s" % (s, body[:200]))
+            return [r["ts"] for r in json.loads(body)["rows"]]
+
+        lat, _, missing, nsent = freshness_run(
+            b, boot, visible, None, MARKER_TIME + 5_000_000, S["fresh_marker_ms"], b.reps, S["query_heavy_s"],
+            0.002, 10, daemon.alive)
+        cres = httpload_finish(cheap)
+        cheap = None
+        hres = [httpload_finish(h) for h in heavy]
+        heavy = []
+        gs = gen_finish(g, terminate=True)
+        g = None
+        cache1 = daemon.cache_counts()
+        daemon.alive()
+    finally:
+        cl.close()
+        for p in heavy + ([cheap] if cheap else []):
+            stop(p)
+        if g:
+            stop(g)
+    return dict(lat=lat, missing=missing, nsent=nsent, cheap=cres, cpaths=cpaths, heavy=hres, gen=gs,
+                cache=cache_delta(cache0, cache1))
+
+
+def heavy_report(b, R, h):
+    S = b.S
+    target = S["query_rate"]
+    p50, p99, mx = fresh_summary(h["lat"])
+    st = h["cheap"]["status"]
+    if len(st) >= 2:
+        rate = (st[-1][1] - st[0][1]) / (st[-1][0] - st[0][0])
+        per_s = [(b1 - a1) / (b0 - a0) for (a0, a1), (b0, b1) in zip(st, st[1:]) if b0 > a0]
+    else:
+        rate, per_s = float("nan"), []
+    slow = sum(1 for x in per_s if x < target / 2)
+    heavy_n = sum(len(r["paths"][p]["lat_ms"]) for r in h["heavy"] for p in r["paths"])
+    heavy_lat = [x for r in h["heavy"] for p in r["paths"] for x in r["paths"][p]["lat_ms"]]
+    heavy_bad = sum(n for r in h["heavy"] for p in r["paths"] for c, n in r["paths"][p]["codes"].items()
+                    if c != "200") + sum(r["paths"][p]["errors"] for r in h["heavy"] for p in r["paths"])
+    secs = max((r["seconds"] for r in h["heavy"]), default=float("nan"))
+    lines = ["", "**While heavy questions run** (issue #8): %d connections ask full-history questions "
+             "back to back (`%s`), each with `%s` and a `to` of its own far in the future, so no "
+             "answer cache can serve them whatever the build does with the header; lambdad-gen "
+             "produces %s events/s (it delivered %s/s). Meanwhile, from a process of its own "
+             "(bench/lib/httpload.py), a cheap question every %d ms, timed one by one, and "
+             "`/v1/status` once a second (archived events); and freshness markers as in benchmark "
+             "2, %d window(s) of %.1f s." % (
+                 S["query_heavy_clients"], "`, `".join(p.replace("&to={to}", "") for p in HEAVY_PATHS),
+                 NO_CACHE, fmt(target), fmt(h["gen"]["rate"]), PING_MS, b.reps, S["query_heavy_s"]), "",
+             "| figure | value | goal |", "|---|---|---|",
+             "| heavy questions answered | %s in %.1f s (p50 %s, max %s)%s | |" % (
+                 fmt(heavy_n), secs, fmt(pct(heavy_lat, 50), "ms"),
+                 fmt(max(heavy_lat) if heavy_lat else float("nan"), "ms"),
+                 ", %d errors or non-200 answers" % heavy_bad if heavy_bad else "")]
+    cheap99 = []
+    for title, path in h["cpaths"]:
+        r = h["cheap"]["paths"][path]
+        L = r["lat_ms"]
+        bad = sum(n for c, n in r["codes"].items() if c != "200") + r["errors"]
+        cheap99.append(pct(L, 99) if not bad else float("inf"))
+        lines.append("| cheap: %s: p50 / p99 / max over %d | %s / %s / %s%s | p99 < 5 ms |" % (
+            "`%s`" % path if title == path else "%s `%s`" % (title, path), len(L), fmt(pct(L, 50), "ms"), fmt(pct(L, 99), "ms"),
+            fmt(max(L) if L else float("nan"), "ms"), ", %d failed" % bad if bad else ""))
+    lines += ["| archived events/s over the window | %s (target %s) | at least 95%% of the target |" % (
+                  fmt(rate), fmt(target)),
+              "| slowest second; seconds under half the target | %s events/s; %d of %d | |" % (
+                  fmt(min(per_s)) if per_s else "n/a", slow, len(per_s)),
+              "| freshness p50 / p99 / max (markers seen) | %s / %s / %s (%d of %d) | p99 < 100 ms |" % (
+                  ms(p50, "ms"), ms(p99, "ms"), ms(mx, "ms"), h["nsent"] - h["missing"], h["nsent"])]
+    if h["cache"]:
+        lines += ["", "The answer cache during the window (lambdad_query_cache_total): %s." % h["cache"]]
+    log("  while heavy questions run: cheap p99 %s, %s events/s archived, freshness p99 %s (%d markers, "
+        "%d unseen), %d heavy answers" % (" / ".join(fmt(x, "ms") for x in cheap99), fmt(rate),
+                                          ms(p99, "ms"), h["nsent"], h["missing"], heavy_n))
+    fresh99 = median(p99) if p99 else float("nan")
+    R.row("4 queries", "while heavy queries run: cheap p99 (%s)" % " / ".join(t for t, _ in h["cpaths"]),
+          " / ".join(fmt(x, "ms") for x in cheap99), "", "")
+    R.row("4 queries", "while heavy queries run: archived events/s, freshness p99",
+          "%s, %s" % (fmt(rate), fmt(fresh99, "ms")), "target %s/s" % fmt(target), fmt(ratio(rate, target), "%"))
+    R.goal("While heavy queries run: a cheap query's p99 under 5 ms", max(cheap99) < 5,
+           " / ".join(fmt(x, "ms") for x in cheap99) + " (%s)" % " / ".join(t for t, _ in h["cpaths"]), issue=8)
+    R.goal("While heavy queries run: ingestion keeps its target rate", rate >= 0.95 * target,
+           "%s of %s events/s archived (%s); %d of %d seconds under half" % (
+               fmt(rate), fmt(target), fmt(ratio(rate, target), "%"), slow, len(per_s)), issue=8)
+    R.goal("While heavy queries run: freshness p99 under 100 ms", fresh99 < 100 and not h["missing"],
+           "p99 %s%s" % (ms(p99, "ms"), ", %d of %d markers never seen" % (h["missing"], h["nsent"])
+                         if h["missing"] else ""), issue=8)
+    return lines
