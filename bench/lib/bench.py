@@ -101,6 +101,7 @@ class Bench:
         self.quick = args.quick
         self.S = QUICK if args.quick else FULL
         self.reps = args.reps or self.S["reps"]
+        self.scale_events = args.scale_events or self.S["scale_events"]
         self.tmp = tempfile.mkdtemp(prefix="lambdad-bench-")
         self.n = 0
         self.ch = None          # the ClickHouse server, when the peer runs
