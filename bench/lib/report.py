@@ -78,8 +78,10 @@ class Report:
         self.rows.append((bench, metric, value, baseline, ratio_))
 
     def goal(self, text, met, figure, issue=5):
-        """A performance goal of issue #`issue`: met True/False, None when not measured."""
+        """A performance goal of issue #`issue`: met True/False, None when not measured.
+        Goals are kept (and printed) grouped by issue, in the order they came."""
         self.goals.append((text, met, figure, issue))
+        self.goals.sort(key=lambda g: g[3])
 
     def section(self, title, lines):
         self.sections.append((title, lines))
