@@ -121,9 +121,11 @@ def measured_batch(daemon, view, timeout):
     reset = clear_peak_rss(daemon.pid)
     wall, st = batch_run(daemon, view, timeout=timeout)
     rss1, hwm = mem_mb(daemon.pid)
-    dur = (st["views"][view]["last_duration_ms"] if view else st["batch"]["last_duration_ms"]) / 1000.0
-    return dict(before=rss0, after=rss1, peak=hwm, peak_is_run=reset, wall=wall, seconds=dur,
-                scanned=st["batch"].get("last_rows_scanned"), cells=cells_held(st))
+    src = st["views"].get(view, {}) if view else st["batch"]
+    dur = src.get("last_duration_ms")
+    return dict(before=rss0, after=rss1, peak=hwm, peak_is_run=reset, wall=wall,
+                seconds=dur / 1000.0 if dur is not None else wall, scanned=src.get("last_rows_scanned"),
+                cells=cells_held(st))
 
 
 def cold_rounds(ask, qs, requests, budget_s):
