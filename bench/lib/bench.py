@@ -31,6 +31,7 @@ FULL = dict(
     mem_steps=[500_000, 1_000_000, 2_000_000, 4_000_000],
     query_heavy_s=6.0,             # one repetition = one window of markers while heavy queries run
     query_heavy_clients=2,         # connections asking full-history questions without the answer cache
+    query_heavy_wait_s=10,         # how long a marker may take before it counts as never seen
     scale_events=50_000_000,       # the scale section's archive ...
     scale_days=365,                # ... spread evenly over this many days
     scale_requests=100,            # cold requests per question (each system): p99 is not just the max
@@ -52,6 +53,7 @@ QUICK = dict(
     mem_steps=[5_000, 10_000, 20_000],
     query_heavy_s=2.0,
     query_heavy_clients=2,
+    query_heavy_wait_s=3,
     scale_events=200_000,
     scale_days=30,
     scale_requests=5,

@@ -213,7 +213,7 @@ def heavy_run(b, daemon, boot):
 
         lat, _, missing, nsent = freshness_run(
             b, boot, visible, None, MARKER_TIME + 5_000_000, S["fresh_marker_ms"], b.reps, S["query_heavy_s"],
-            0.002, 10, daemon.alive)
+            0.002, S["query_heavy_wait_s"], daemon.alive)
         cres = httpload_finish(cheap)
         cheap = None
         hres = [httpload_finish(h) for h in heavy]
