@@ -7,8 +7,11 @@
  * are lambdad-gen's (tools/genev.c, same seed gives the same payloads), the
  * chunks are the ones lambdad's speed layer writes: one transaction per
  * --txn-events events, chunks per (stream, partition, day). Event i gets
- * time --start-time + i * --step-ms and Kafka partition
- * --first-partition + i % --partitions, with offsets counting per partition.
+ * time --start-time + i * --step-ms (or, with --span S, start + i * S / N:
+ * N events spread evenly over S seconds, for any N; the scale benchmark's
+ * 50M events over 365 days is a step of 630.72 ms, which whole milliseconds
+ * cannot give) and Kafka partition --first-partition + i % --partitions,
+ * with offsets counting per partition.
  * The default first partition (1000) lies outside any devbroker topic, so a
  * daemon started on the archive reads its real topic from the beginning
  * without any offset of the archive's history colliding with it; no offsets
@@ -53,6 +56,7 @@ static void usage(FILE *out)
             "  -s, --seed S            generator seed (default 1)\n"
             "      --start-time T      time of event 0, epoch s (default 1795392000)\n"
             "      --step-ms MS        time step between events (default 86)\n"
+            "      --span S            spread the N events evenly over S seconds instead\n"
             "      --stream NAME       stream name (default pageviews)\n"
             "      --partitions P      Kafka partitions to spread over (default 8)\n"
             "      --first-partition F number of the first one (default 1000)\n"
@@ -65,15 +69,17 @@ int main(int argc, char **argv)
 {
     const char *out = NULL, *stream = "pageviews";
     long long count = -1, seed = 1, start = 1795392000LL, step = 86, parts = 8, first = 1000;
-    long long per_txn = 100000, level = 3;
+    long long per_txn = 100000, level = 3, span = -1;
+    int have_step = 0;
     gran_t tgran = GRAN_DAY;
-    enum { O_START = 256, O_STEP, O_STREAM, O_PARTS, O_FIRST, O_BY, O_TXN, O_LEVEL };
+    enum { O_START = 256, O_STEP, O_SPAN, O_STREAM, O_PARTS, O_FIRST, O_BY, O_TXN, O_LEVEL };
     static const struct option longopts[] = {
         {"out", required_argument, NULL, 'o'},
         {"count", required_argument, NULL, 'n'},
         {"seed", required_argument, NULL, 's'},
         {"start-time", required_argument, NULL, O_START},
         {"step-ms", required_argument, NULL, O_STEP},
+        {"span", required_argument, NULL, O_SPAN},
         {"stream", required_argument, NULL, O_STREAM},
         {"partitions", required_argument, NULL, O_PARTS},
         {"first-partition", required_argument, NULL, O_FIRST},
@@ -90,7 +96,8 @@ int main(int argc, char **argv)
         case 'n': bad |= parse_i64(optarg, 0, &count); break;
         case 's': bad |= parse_i64(optarg, 0, &seed); break;
         case O_START: bad |= parse_i64(optarg, 0, &start); break;
-        case O_STEP: bad |= parse_i64(optarg, 0, &step); break;
+        case O_STEP: bad |= parse_i64(optarg, 0, &step); have_step = 1; break;
+        case O_SPAN: bad |= parse_i64(optarg, 1, &span); break;
         case O_STREAM: stream = optarg; break;
         case O_PARTS: bad |= parse_i64(optarg, 1, &parts); break;
         case O_FIRST: bad |= parse_i64(optarg, 0, &first); break;
@@ -104,7 +111,8 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (bad || !out || count < 0 || optind != argc || level > 19 || first + parts > INT32_MAX) {
+    if (bad || !out || count < 0 || optind != argc || level > 19 || first + parts > INT32_MAX ||
+        (span > 0 && have_step) || span > 100LL * 366 * 86400) {
         usage(stderr);
         return 2;
     }
@@ -133,7 +141,9 @@ int main(int argc, char **argv)
     genev_event_t ev;
     int64_t last_seq = 0;
     for (long long i = 0; i < count; i++) {
-        genev_next(&g, (start * 1000) + i * step, &ev);
+        int64_t t_ms = span > 0 ? start * 1000 + (int64_t)((__int128)i * span * 1000 / count)
+                                : start * 1000 + i * step;
+        genev_next(&g, t_ms, &ev);
         /* lambdad reads epoch_s times as whole seconds */
         int64_t ts_ms = floor_div(ev.time_ms, 1000) * 1000;
         int32_t p = (int32_t)(first + i % parts);

@@ -1,0 +1,1 @@
+"""bench/run's library: what the sections share (see bench/run's docstring)."""

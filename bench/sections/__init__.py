@@ -1,0 +1,1 @@
+"""bench/run's sections, one module each: KEY (the --only name), TITLE and run(b, R)."""
