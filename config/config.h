@@ -49,6 +49,12 @@ typedef struct {
     int batch_interval_s;       /* default 300 */
     gran_t batch_partition;     /* GRAN_HOUR, GRAN_DAY (default) or GRAN_MONTH */
 
+    /* serving */
+    int serving_cache_mb;          /* segment cache budget, default 256, 1..1048576 */
+    int serving_answer_cache_mb;   /* answer cache budget, default 64, 0 (off)..1048576 */
+    int serving_query_threads;     /* query pool threads, default 2, 1..64 */
+    int serving_query_queue;       /* queries waiting for a pool thread, default 64, 0..100000 */
+
     /* http */
     char *http_host;            /* from http.listen, default "127.0.0.1" */
     int http_port;              /* default 8080; 0 = any free port */
@@ -70,6 +76,7 @@ typedef struct {
     int http_max_connections;   /* default 1024 */
     int http_max_connections_per_ip;   /* default 64 */
     int http_connection_timeout_s;     /* idle timeout, default 30 */
+    int http_query_timeout_ms;  /* a query running longer is abandoned (503), default 10000 */
 
     stream_def *streams;
     size_t nstreams;

@@ -292,6 +292,7 @@ static const cfg_key limits_keys[] = {
     KEY_INT("max_connections", config, http_max_connections, 1, 100000, 1024),
     KEY_INT("max_connections_per_ip", config, http_max_connections_per_ip, 1, 100000, 64),
     KEY_INT("connection_timeout_s", config, http_connection_timeout_s, 1, 3600, 30),
+    KEY_INT("query_timeout_ms", config, http_query_timeout_ms, 1, 600000, 10000),
     { 0 },
 };
 

@@ -434,6 +434,16 @@ static const cfg_key batch_keys[] = {
     { 0 },
 };
 
+/* ---- serving ---- */
+
+static const cfg_key serving_keys[] = {
+    KEY_INT("cache_mb", config, serving_cache_mb, 1, 1048576, 256),
+    KEY_INT("answer_cache_mb", config, serving_answer_cache_mb, 0, 1048576, 64),
+    KEY_INT("query_threads", config, serving_query_threads, 1, 64, 2),
+    KEY_INT("query_queue", config, serving_query_queue, 0, 100000, 64),
+    { 0 },
+};
+
 /* ---- http: config_http.c ---- */
 
 /* ---- the top level ---- */
@@ -442,6 +452,7 @@ const cfg_key cfg_top_keys[] = {
     KEY_SECTION("kafka", kafka_keys),
     KEY_SECTION("archive", archive_keys),
     KEY_SECTION("batch", batch_keys),
+    KEY_SECTION("serving", serving_keys),
     KEY_SECTION("http", cfg_http_keys),
     KEY_CUSTOM("streams", check_streams, REQUIRED),
     KEY_CUSTOM("views", check_views, REQUIRED),

@@ -1,13 +1,16 @@
 /* api.c - the endpoints of the HTTP API and the route table.
  *
- * Runs on HTTP pool threads, concurrently: it reads the immutable config
- * and calls the serving_source (which locks what it owns); no state and no
- * lock of its own. Routes are a table ending in a catch-all 404 entry, as
- * libmicrohttpd's examples do. Only the query route reads parameters; the
- * others ignore them (so probes may add cache busters).
+ * Runs on HTTP threads, concurrently, and the routes marked pooled (the
+ * query) on query pool threads: it reads the immutable config and calls
+ * the serving_source, the answer cache and the query pool (each locks
+ * what it owns); no state and no lock of its own. Routes are a table
+ * ending in a catch-all 404 entry, as libmicrohttpd's examples do. Only the
+ * query route reads parameters; the others ignore them (so probes may add
+ * cache busters).
  */
 #include "serving/api.h"
 #include "serving/qcache.h"
+#include "serving/qpool.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -17,6 +20,17 @@
 
 #include "core/metrics.h"
 #include "core/jbuf.h"
+
+/* Read from the answer cache and the query pool at scrape time. */
+METRIC_GAUGE(m_cache_bytes, "lambdad_query_cache_bytes",
+             "Bytes of the cached answers (keys, bodies and result tables).");
+METRIC_GAUGE(m_cache_budget, "lambdad_query_cache_budget_bytes",
+             "serving.answer_cache_mb in bytes (0: the answer cache is off).");
+METRIC_GAUGE(m_cache_entries, "lambdad_query_cache_entries", "Cached answers.");
+METRIC_GAUGE(m_pool_threads, "lambdad_query_pool_threads",
+             "Threads running queries (serving.query_threads).");
+METRIC_GAUGE(m_pool_queued, "lambdad_query_pool_queued", "Queries waiting for a query thread.");
+METRIC_GAUGE(m_pool_running, "lambdad_query_pool_running", "Queries running.");
 
 int64_t api_now_ms(void)
 {
@@ -67,8 +81,7 @@ static void error_cat(api_reply *r, int status, ...)
 }
 
 /* GET /v1/views */
-static void h_views(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
-                    api_reply *r)
+static void h_views(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
     const config *cfg = ctx->cfg;
     jbuf b;
@@ -112,22 +125,63 @@ static void h_views(const api_ctx *ctx, const char *path, const qparam *p, size_
 }
 
 /* GET /v1/views/{view}/query: path is "/v1/views/" + view + "/query" */
-static void h_query(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
-                    api_reply *r)
+static void h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
-    const char *view = path + strlen("/v1/views/");
+    const char *view = rq->path + strlen("/v1/views/");
     size_t view_len = strlen(view) - strlen("/query");
+    query_opts o = {.no_cache = rq->no_cache, .deadline_ms = rq->deadline_ms,
+                    .stop = ctx->stopping};
     free(r->body);
     r->body = NULL;
-    r->status = query_handle_cached(ctx->cfg, ctx->src, ctx->cache, view, view_len, p, np,
-                                    &r->body, &r->len);
+    r->status = query_handle_cached(ctx->cfg, ctx->src, ctx->cache, view, view_len, rq->p,
+                                    rq->np, &o, &r->body, &r->len);
+    if (o.expired && ctx->query_timeouts)
+        atomic_fetch_add(ctx->query_timeouts, 1);
     if (!r->body)
         r->status = 500;
 }
 
+/* The "serving" part of /v1/status: the answer cache and the query pool
+ * (added to what the source put there, if anything). */
+static void status_serving(const api_ctx *ctx, json_t *obj)
+{
+    json_t *sv = json_object_get(obj, "serving");
+    if (!json_is_object(sv)) {
+        sv = json_object();
+        if (!sv)
+            return;
+        json_object_set_new(obj, "serving", sv);
+    }
+    if (ctx->cache) {
+        qcache_stats cs;
+        qcache_get_stats(ctx->cache, &cs);
+        json_object_set_new(sv, "answer_cache",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+                                      "entries", (json_int_t)cs.entries,
+                                      "bytes", (json_int_t)cs.bytes,
+                                      "budget_bytes", (json_int_t)cs.budget,
+                                      "hits", (json_int_t)cs.hits,
+                                      "advances", (json_int_t)cs.advances,
+                                      "misses", (json_int_t)cs.misses,
+                                      "evictions", (json_int_t)cs.evictions));
+    }
+    if (ctx->pool) {
+        qpool_stats ps;
+        qpool_get_stats(ctx->pool, &ps);
+        uint64_t timeouts = ctx->query_timeouts ? atomic_load(ctx->query_timeouts) : 0;
+        json_object_set_new(sv, "query_pool",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
+                                      "threads", (json_int_t)ps.threads,
+                                      "queued", (json_int_t)ps.queued,
+                                      "running", (json_int_t)ps.running,
+                                      "done", (json_int_t)ps.done,
+                                      "rejected", (json_int_t)ps.rejected,
+                                      "timeouts", (json_int_t)timeouts));
+    }
+}
+
 /* GET /v1/status */
-static void h_status(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
-                     api_reply *r)
+static void h_status(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
     json_t *obj = json_object();
     char *text = NULL;
@@ -138,6 +192,7 @@ static void h_status(const api_ctx *ctx, const char *path, const qparam *p, size
                             json_integer((api_now_ms() - ctx->started_ms) / 1000));
         if (ctx->src->status)
             ctx->src->status(ctx->src->ud, obj);
+        status_serving(ctx, obj);
         text = json_dumps(obj, JSON_COMPACT);
         json_decref(obj);
     }
@@ -153,8 +208,7 @@ static void h_status(const api_ctx *ctx, const char *path, const qparam *p, size
 }
 
 /* GET /healthz: the process is up and answering */
-static void h_healthz(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
-                      api_reply *r)
+static void h_healthz(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
     jbuf b;
     jb_init(&b);
@@ -163,8 +217,7 @@ static void h_healthz(const api_ctx *ctx, const char *path, const qparam *p, siz
 }
 
 /* GET /readyz: recovery done and consuming */
-static void h_readyz(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
-                     api_reply *r)
+static void h_readyz(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
     const char *reason = NULL;
     if (ctx->src->ready && !ctx->src->ready(ctx->src->ud, &reason)) {
@@ -181,11 +234,24 @@ static void h_readyz(const api_ctx *ctx, const char *path, const qparam *p, size
 
 /* GET /metrics: the Prometheus text of the process-wide registry, after
  * the source has set the figures it reads at scrape time. */
-static void h_metrics(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
-                      api_reply *r)
+static void h_metrics(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
     if (ctx->src->metrics)
         ctx->src->metrics(ctx->src->ud);
+    if (ctx->cache) {
+        qcache_stats cs;
+        qcache_get_stats(ctx->cache, &cs);
+        metrics_gauge_set(&m_cache_bytes, NULL, (double)cs.bytes);
+        metrics_gauge_set(&m_cache_budget, NULL, (double)cs.budget);
+        metrics_gauge_set(&m_cache_entries, NULL, (double)cs.entries);
+    }
+    if (ctx->pool) {
+        qpool_stats ps;
+        qpool_get_stats(ctx->pool, &ps);
+        metrics_gauge_set(&m_pool_threads, NULL, (double)ps.threads);
+        metrics_gauge_set(&m_pool_queued, NULL, (double)ps.queued);
+        metrics_gauge_set(&m_pool_running, NULL, (double)ps.running);
+    }
     char *text = NULL;
     size_t len = 0;
     if (metrics_render(NULL, &text, &len) < 0) {
@@ -199,19 +265,17 @@ static void h_metrics(const api_ctx *ctx, const char *path, const qparam *p, siz
     r->content_type = METRICS_CONTENT_TYPE;
 }
 
-static void h_not_found(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
-                        api_reply *r)
+static void h_not_found(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
-    error_cat(r, 404, "no such endpoint: ", path, (char *)NULL);
+    error_cat(r, 404, "no such endpoint: ", rq->path, (char *)NULL);
 }
 
 /* POST /v1/admin/recompute[?view=NAME]: starts a batch run now; with a
  * view, that view is recomputed in full from the archive. */
-static void h_recompute(const api_ctx *ctx, const char *path, const qparam *p, size_t np,
-                        api_reply *r)
+static void h_recompute(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
-    const qparam *view = NULL;
-    for (size_t i = 0; i < np; i++) {
+    const qparam *p = rq->p, *view = NULL;
+    for (size_t i = 0; i < rq->np; i++) {
         if (p[i].klen == 4 && memcmp(p[i].key, "view", 4) == 0 && !view) {
             view = &p[i];
             continue;
@@ -262,19 +326,21 @@ typedef enum {
 typedef struct {
     const char *pattern;
     match_kind kind;
-    void (*fn)(const api_ctx *ctx, const char *path, const qparam *p, size_t np, api_reply *r);
-    bool post;   /* POST only (else GET and HEAD) */
+    void (*fn)(const api_ctx *ctx, const api_request *rq, api_reply *r);
+    bool post;     /* POST only (else GET and HEAD) */
+    bool pooled;   /* heavy: runs on the query pool (api_pooled) */
 } route;
 
 static const route routes[] = {
-    {"/v1/views", M_EXACT, h_views, false},
-    {"/v1/views/{view}/query", M_QUERY, h_query, false},
-    {"/v1/status", M_EXACT, h_status, false},
-    {"/healthz", M_EXACT, h_healthz, false},
-    {"/readyz", M_EXACT, h_readyz, false},
-    {"/v1/admin/recompute", M_EXACT, h_recompute, true},
-    {"/metrics", M_EXACT, h_metrics, false},
-    {NULL, M_ANY, h_not_found, false},
+    /* pattern, match, handler, POST only, on the query pool */
+    {"/v1/views", M_EXACT, h_views, false, false},
+    {"/v1/views/{view}/query", M_QUERY, h_query, false, true},
+    {"/v1/status", M_EXACT, h_status, false, false},
+    {"/healthz", M_EXACT, h_healthz, false, false},
+    {"/readyz", M_EXACT, h_readyz, false, false},
+    {"/v1/admin/recompute", M_EXACT, h_recompute, true, false},
+    {"/metrics", M_EXACT, h_metrics, false, false},
+    {NULL, M_ANY, h_not_found, false, false},
 };
 
 static bool matches(const route *rt, const char *path)
@@ -296,20 +362,30 @@ static bool matches(const route *rt, const char *path)
     return false;
 }
 
-const char *api_route(const char *path)
+static const route *find_route(const char *path)
 {
     const route *rt = routes;
     while (!matches(rt, path))
         rt++;
+    return rt;
+}
+
+const char *api_route(const char *path)
+{
+    const route *rt = find_route(path);
     return rt->pattern ? rt->pattern : "other";
 }
 
-void api_dispatch(const api_ctx *ctx, const char *method, const char *path, const qparam *p,
-                  size_t np, api_reply *r)
+bool api_pooled(const char *method, const char *path)
 {
-    const route *rt = routes;
-    while (!matches(rt, path))
-        rt++;
+    /* other methods get their 405 at once */
+    return find_route(path)->pooled && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+}
+
+void api_dispatch(const api_ctx *ctx, const api_request *rq, api_reply *r)
+{
+    const char *method = rq->method, *path = rq->path;
+    const route *rt = find_route(path);
     *r = (api_reply){0};
     if (rt->post && strcmp(method, "POST") != 0) {
         r->allow = "POST";
@@ -322,5 +398,5 @@ void api_dispatch(const api_ctx *ctx, const char *method, const char *path, cons
         error_cat(r, 405, "method ", method, " not allowed on ", path, (char *)NULL);
         return;
     }
-    rt->fn(ctx, path, p, np, r);
+    rt->fn(ctx, rq, r);
 }

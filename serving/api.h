@@ -1,10 +1,14 @@
 /* api.h - the HTTP API's endpoints and routing, without HTTP plumbing
- * (serving/ private): a request is (method, path, decoded parameters) and
- * the answer a status and a JSON body, so tests drive every route without
- * a socket. Runs on HTTP pool threads; reads only the immutable config
- * and calls the source, which locks what it owns.
+ * (serving/ private): a request is (method, path, decoded parameters, a
+ * few header facts) and the answer a status and a JSON body, so tests
+ * drive every route without a socket. Runs on HTTP threads, and the query
+ * route on query pool threads (api_pooled); reads only the immutable
+ * config and calls the source, the cache and the pool, which lock what
+ * they own.
  */
 #pragma once
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "config/config.h"
@@ -16,7 +20,19 @@ typedef struct {
     const serving_source *src;
     int64_t started_ms;       /* CLOCK_MONOTONIC ms at start, for uptime_s */
     struct qcache *cache;     /* exact answers per state version; NULL: none */
+    struct qpool *pool;       /* the query pool, for its figures; NULL: none */
+    const atomic_bool *stopping;           /* set when the server stops; NULL: never */
+    atomic_uint_fast64_t *query_timeouts;  /* queries abandoned past their deadline */
 } api_ctx;
+
+typedef struct {
+    const char *method, *path;   /* C strings; path decoded, without the query string */
+    const qparam *p;             /* decoded parameters, borrowed for the call */
+    size_t np;
+    bool no_cache;               /* Cache-Control: no-cache */
+    int64_t deadline_ms;         /* CLOCK_MONOTONIC ms past which a query is abandoned;
+                                    0: http.limits.query_timeout_ms from now */
+} api_request;
 
 typedef struct {
     int status;
@@ -28,10 +44,12 @@ typedef struct {
 
 int64_t api_now_ms(void);     /* CLOCK_MONOTONIC in ms */
 
-/* Answers one request. method and path are C strings (path decoded, no
- * query string); the parameters are borrowed for the call only. */
-void api_dispatch(const api_ctx *ctx, const char *method, const char *path, const qparam *p,
-                  size_t np, api_reply *r);
+/* Answers one request. */
+void api_dispatch(const api_ctx *ctx, const api_request *rq, api_reply *r);
+
+/* Whether the request runs on the query pool (heavy: the query route's
+ * GET and HEAD) rather than on the HTTP thread that read it. */
+bool api_pooled(const char *method, const char *path);
 
 /* The pattern of the route that path matches ("/v1/views/{view}/query"),
  * or "other": the label of the HTTP metrics, whose values must not grow

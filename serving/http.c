@@ -1,13 +1,30 @@
 /* http.c - the libmicrohttpd server: listening socket, TLS, request
  * plumbing, auth, CORS, limits, HTTP metrics, and handing each request to
- * api_dispatch().
+ * api_dispatch(), directly or through the query pool.
  *
  * Threads: serving_start/serving_stop run on the daemon's main thread;
- * requests run on libmicrohttpd's pool (cfg->http_threads epoll threads,
- * each serving many connections, so a slow client holds a connection but
- * never a thread). Each request owns a small req_state (freed by
- * on_completed) and each connection a conn_slot (conns.c, which locks its
- * counts); the rest is the immutable config, so there is no lock here.
+ * requests run on libmicrohttpd's threads (cfg->http_threads epoll
+ * threads, each serving many connections, so a slow client holds a
+ * connection but never a thread). Each request owns a small req_state
+ * (freed by on_completed) and each connection a conn_slot (conns.c, which
+ * locks its counts); the rest is the immutable config, so there is no lock
+ * here.
+ *
+ * Queries (api_pooled) run on the query pool (qpool.h,
+ * serving.query_threads), never on these threads, so however many heavy
+ * queries run, /healthz, /readyz, /metrics and /v1/status answer at once.
+ * The last call of a query's request suspends its connection and submits
+ * a job (a copy of the request); a pool thread runs it, stores the reply
+ * in the job, sets job->finished and resumes the connection, which makes
+ * libmicrohttpd call on_request again on one of its threads: that call
+ * queues the reply. The job belongs to the req_state from then on and is
+ * freed with it. libmicrohttpd does not notice a client that hangs up
+ * while its connection is suspended: the query runs (within its time
+ * budget), and the reply fails to send. Stopping: the stopping flag makes
+ * running queries end at their next check, qpool_stop answers the queued
+ * ones 503 and waits for every job's resume, and only then does
+ * MHD_stop_daemon run (libmicrohttpd must not stop with a connection
+ * still suspended).
  *
  * Checks, in order, before anything is buffered (http.limits.* in the
  * config):
@@ -39,6 +56,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,13 +70,13 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "serving/qcache.h"
+#include "serving/qpool.h"
 #include "serving/api.h"
 #include "serving/auth.h"
 #include "serving/conns.h"
 
 #define CONN_MEMORY_BASE   (32 * 1024)   /* request line and headers, plus the query string */
 #define LISTEN_BACKLOG     1024
-#define QCACHE_SLOTS       1024          /* distinct dashboard questions kept */
 #define QCACHE_MAX_ROWS    50000         /* answers with more rows are not cached */
 #define TLS_PRIORITIES     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
@@ -73,21 +91,39 @@ METRIC_GAUGE(m_connections, "lambdad_http_connections", "Open HTTP connections."
 METRIC_COUNTER(m_refused, "lambdad_http_connections_refused_total",
                "Connections answered with an error for being over a connection limit, by limit.",
                "limit");
+METRIC_COUNTER(m_query_rejected, "lambdad_query_rejected_total",
+               "Queries answered 503 because serving.query_queue queries were waiting already.");
 
 struct serving {
     struct MHD_Daemon *mhd;
     api_ctx api;
     const config *cfg;
     conns *conns;
+    qpool *pool;
+    atomic_bool stopping;                  /* serving_stop began: queries end */
+    atomic_uint_fast64_t query_timeouts;   /* for /v1/status */
     int port;
     /* the limits' error messages, written once */
-    char *msg_query, *msg_body, *msg_total, *msg_per_ip;
+    char *msg_query, *msg_body, *msg_total, *msg_per_ip, *msg_queue;
 };
+
+/* A query on the pool: a copy of the request, and its reply. */
+typedef struct {
+    qjob base;                   /* first: the pool's part */
+    serving *s;
+    struct MHD_Connection *con;  /* suspended while the job is in the pool */
+    api_request rq;              /* points into buf and params */
+    qparam *params;
+    char *buf;
+    api_reply reply;
+    atomic_bool finished;        /* reply set; the connection is being resumed */
+} http_job;
 
 typedef struct {
     uint64_t body_bytes;     /* request body read (and discarded) so far */
     struct timespec t0;      /* when the headers were in */
     const char *route;       /* api_route(): the metrics' label */
+    http_job *job;           /* the query handed to the pool, freed with this */
 } req_state;
 
 /* The URI callback returns this marker when the query string is over the
@@ -232,6 +268,148 @@ static const char *path_of(const char *url)
     return url;
 }
 
+/* ---- queries on the pool ---- */
+
+static void job_free(http_job *j)
+{
+    if (!j)
+        return;
+    api_reply_clear(&j->reply);
+    free(j->params);
+    free(j->buf);
+    free(j);
+}
+
+/* A pool thread. */
+static void job_run(qjob *qj)
+{
+    http_job *j = (http_job *)qj;
+    api_dispatch(&j->s->api, &j->rq, &j->reply);
+}
+
+/* A pool thread (or the one stopping the pool, ran false): hands the
+ * reply to on_request by resuming the connection. */
+static void job_done(qjob *qj, bool ran)
+{
+    http_job *j = (http_job *)qj;
+    if (!ran) {
+        static const char msg[] = "the server is stopping; retry shortly";
+        api_error(&j->reply, 503, msg, strlen(msg));
+    }
+    struct MHD_Connection *con = j->con;
+    /* From here on the MHD thread that resumes the connection reads the
+     * reply and frees the job: nothing below may touch j. */
+    atomic_store_explicit(&j->finished, true, memory_order_release);
+    MHD_resume_connection(con);
+}
+
+/* Whether Cache-Control lists no-cache (a comma-separated list of
+ * directives, case-insensitive). */
+static bool wants_no_cache(struct MHD_Connection *con)
+{
+    const char *v = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_CACHE_CONTROL);
+    for (const char *p = v; p && *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t,=");
+        if (n == 8 && strncasecmp(p, "no-cache", 8) == 0)
+            return true;
+        p += strcspn(p, ",");
+    }
+    return false;
+}
+
+/* A copy of the request for a pool thread: libmicrohttpd's strings belong
+ * to the connection, the job's to the job. NULL when out of memory. */
+static http_job *job_new(serving *s, struct MHD_Connection *con, const api_request *rq,
+                         const req_state *st)
+{
+    http_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    size_t size = strlen(rq->method) + strlen(rq->path) + 2;
+    for (size_t i = 0; i < rq->np; i++)
+        size += rq->p[i].klen + 1 + (rq->p[i].val ? rq->p[i].vlen + 1 : 0);
+    j->buf = malloc(size);
+    j->params = calloc(rq->np ? rq->np : 1, sizeof(*j->params));
+    if (!j->buf || !j->params) {
+        job_free(j);
+        return NULL;
+    }
+    char *p = j->buf;
+#define COPY(dst, src, n) do { memcpy(p, (src), (n)); p[(n)] = '\0'; (dst) = p; p += (n) + 1; } while (0)
+    COPY(j->rq.method, rq->method, strlen(rq->method));
+    COPY(j->rq.path, rq->path, strlen(rq->path));
+    for (size_t i = 0; i < rq->np; i++) {
+        qparam *q = &j->params[i];
+        q->klen = rq->p[i].klen;
+        COPY(q->key, rq->p[i].key, q->klen);
+        if (rq->p[i].val) {   /* a parameter without '=' keeps its NULL value */
+            q->vlen = rq->p[i].vlen;
+            COPY(q->val, rq->p[i].val, q->vlen);
+        }
+    }
+#undef COPY
+    j->rq.p = j->params;
+    j->rq.np = rq->np;
+    j->rq.no_cache = rq->no_cache;
+    j->rq.deadline_ms = (int64_t)st->t0.tv_sec * 1000 + st->t0.tv_nsec / 1000000 +
+                        s->cfg->http_query_timeout_ms;
+    j->s = s;
+    j->con = con;
+    j->base.run = job_run;
+    j->base.done = job_done;
+    return j;
+}
+
+/* The last call of a query's request: hands it to the pool, or answers
+ * 503 when too many wait. */
+static enum MHD_Result submit_query(serving *s, struct MHD_Connection *con, req_state *st,
+                                    const api_request *rq)
+{
+    http_job *j = job_new(s, con, rq, st);
+    if (!j)
+        return send_error(s, con, st, 500, "out of memory", false);
+    /* Suspended before the job is visible to a pool thread, so that its
+     * resume always comes after. */
+    MHD_suspend_connection(con);
+    int rc = qpool_submit(s->pool, &j->base);
+    if (rc < 0) {
+        /* Not queued: answered by the call that follows the resume, like
+         * any job, so every reply to a suspended connection takes one path. */
+        if (rc == -EAGAIN) {
+            metrics_counter_add(&m_query_rejected, NULL, 1);
+            api_error(&j->reply, 503, s->msg_queue, strlen(s->msg_queue));
+        } else {
+            static const char msg[] = "the server is stopping; retry shortly";
+            api_error(&j->reply, 503, msg, strlen(msg));
+        }
+        atomic_store_explicit(&j->finished, true, memory_order_release);
+        st->job = j;
+        MHD_resume_connection(con);
+        return MHD_YES;
+    }
+    st->job = j;   /* read by on_request after the resume; freed by on_completed */
+    return MHD_YES;
+}
+
+/* The call after a query's job resumed the connection: its reply. */
+static enum MHD_Result send_job_reply(serving *s, struct MHD_Connection *con, req_state *st)
+{
+    http_job *j = st->job;
+    if (!atomic_load_explicit(&j->finished, memory_order_acquire)) {
+        /* libmicrohttpd calls again only after the resume, which follows
+         * finished: never reached; closing is the safe answer */
+        log_error("HTTP: query reply asked for before its job finished");
+        return MHD_NO;
+    }
+    api_reply *r = &j->reply;
+    if (r->status >= 500 && r->status != 503)
+        log_warn("HTTP %s %s: %d %.*s", j->rq.method, j->rq.path, r->status,
+                 r->body ? (int)r->len : 0, r->body ? r->body : "");
+    return send_reply(s, con, st, r, false);
+}
+
 /* First call of a request, with its headers: the checks that come before
  * reading a body. */
 static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const char *path,
@@ -290,13 +468,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         return MHD_YES;
     }
 
+    if (st->job)
+        return send_job_reply(s, con, st);
+
     param_list params = {0};
     MHD_get_connection_values_n(con, MHD_GET_ARGUMENT_KIND, collect_param, &params);
+    api_request rq = {.method = method, .path = path, .p = params.p, .np = params.n,
+                      .no_cache = wants_no_cache(con)};
     api_reply r = {0};
-    if (params.oom)
+    if (params.oom) {
         api_error(&r, 500, "out of memory", strlen("out of memory"));
-    else
-        api_dispatch(&s->api, method, path, params.p, params.n, &r);
+    } else if (s->pool && api_pooled(method, path)) {
+        enum MHD_Result ret = submit_query(s, con, st, &rq);
+        free(params.p);
+        return ret;
+    } else {
+        api_dispatch(&s->api, &rq, &r);
+    }
     free(params.p);
     if (r.status >= 500 && r.status != 503)
         log_warn("HTTP %s %s: %d %.*s", method, path, r.status, r.body ? (int)r.len : 0,
@@ -309,8 +497,13 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     if (*req_cls && *req_cls != &uri_too_long) {
+        req_state *st = *req_cls;
         metrics_gauge_add(&m_in_flight, NULL, -1);
-        free(*req_cls);
+        /* A job is always finished here: libmicrohttpd ends a request only
+         * once its connection runs again, and only the job's done resumes
+         * it (serving_stop stops the pool before the daemon). */
+        job_free(st->job);
+        free(st);
     }
     *req_cls = NULL;
 }
@@ -428,17 +621,23 @@ static int write_messages(serving *s)
     if (asprintf(&s->msg_per_ip, "too many open connections from your address "
                  "(http.limits.max_connections_per_ip = %d)", c->http_max_connections_per_ip) < 0)
         s->msg_per_ip = NULL;
-    return s->msg_query && s->msg_body && s->msg_total && s->msg_per_ip ? 0 : -ENOMEM;
+    if (asprintf(&s->msg_queue, "too many queries waiting (serving.query_queue = %d); "
+                 "retry shortly", c->serving_query_queue) < 0)
+        s->msg_queue = NULL;
+    return s->msg_query && s->msg_body && s->msg_total && s->msg_per_ip && s->msg_queue
+               ? 0 : -ENOMEM;
 }
 
 static void serving_free(serving *s)
 {
+    qpool_free(s->pool);
     qcache_free(s->api.cache);
     conns_free(s->conns);
     free(s->msg_query);
     free(s->msg_body);
     free(s->msg_total);
     free(s->msg_per_ip);
+    free(s->msg_queue);
     free(s);
 }
 
@@ -457,7 +656,21 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         return -ENOMEM;
     s->cfg = cfg;
     s->api = (api_ctx){.cfg = cfg, .src = src, .started_ms = api_now_ms(),
-                       .cache = qcache_new(QCACHE_SLOTS, QCACHE_MAX_ROWS)};
+                       .cache = qcache_new((size_t)cfg->serving_answer_cache_mb << 20,
+                                           QCACHE_MAX_ROWS),
+                       .stopping = &s->stopping, .query_timeouts = &s->query_timeouts};
+    if (!s->api.cache) {
+        *errmsg = strdup("cannot allocate the answer cache: out of memory");
+        serving_free(s);
+        return -ENOMEM;
+    }
+    if ((rc = qpool_new((size_t)cfg->serving_query_threads, (size_t)cfg->serving_query_queue,
+                        &s->pool)) < 0) {
+        *errmsg = strdup("cannot start the query threads");
+        serving_free(s);
+        return rc;
+    }
+    s->api.pool = s->pool;
     if ((rc = write_messages(s)) < 0 ||
         (rc = conns_new((size_t)cfg->http_max_connections, (size_t)cfg->http_max_connections_per_ip,
                         &s->conns)) < 0) {
@@ -477,6 +690,7 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         {MHD_OPTION_END, 0, NULL},
     };
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY |
+                     MHD_ALLOW_SUSPEND_RESUME |   /* queries wait for the pool suspended */
                      MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0) |
                      (tls ? MHD_USE_TLS : 0);
     s->mhd = MHD_start_daemon(
@@ -531,6 +745,12 @@ void serving_stop(serving *s)
 {
     if (!s)
         return;
+    /* Running queries end at their next check; queued ones are answered
+     * 503; every suspended connection is resumed before qpool_stop
+     * returns. A query arriving meanwhile is refused by the stopped pool
+     * (and its connection resumed at once). */
+    atomic_store(&s->stopping, true);
+    qpool_stop(s->pool);
     if (s->mhd)
         MHD_stop_daemon(s->mhd);   /* closes every connection: the slots are released */
     serving_free(s);

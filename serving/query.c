@@ -291,7 +291,8 @@ int query_parse(const config *cfg, const char *view, size_t view_len, const qpar
 {
     int rc;
     *q = (query){.order_by = -1,
-                 .max_rows = cfg->http_max_rows > 0 ? (size_t)cfg->http_max_rows : 0};
+                 .max_rows = cfg->http_max_rows > 0 ? (size_t)cfg->http_max_rows : 0,
+                 .timeout_ms = cfg->http_query_timeout_ms};
 
     for (size_t i = 0; i < cfg->nviews && !q->view; i++)
         if (eq(view, view_len, cfg->views[i].name)) {

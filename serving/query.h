@@ -5,11 +5,13 @@
  * bad parameter is a 400 with an exact message), query_run() scans the
  * view through the serving_source, rolls the rows up into a private result
  * table, orders, limits and renders the JSON answer. Both run on the
- * calling (HTTP pool) thread and hold no lock of their own; the source's
- * scan callback runs on a pinned snapshot of the views, outside any lock, and only
+ * calling thread (a query pool thread, serving/qpool.h) and hold no lock
+ * of their own; the source's scan callback runs on a pinned snapshot of
+ * the views, outside any lock, and only
  * filters and merges.
  */
 #pragma once
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +59,13 @@ typedef struct {
     bool asc;
     size_t limit;        /* 0: none */
     size_t max_rows;     /* http.limits.max_rows: a larger answer is a 413; 0: none */
+    /* The time budget: past deadline_ms (CLOCK_MONOTONIC ms; 0: none) the
+     * query is abandoned with a 503 naming timeout_ms
+     * (http.limits.query_timeout_ms); when *stop is set (the server stops)
+     * too. Checked by query_run every 1024 rows scanned and between stages. */
+    int timeout_ms;
+    int64_t deadline_ms;
+    const atomic_bool *stop;   /* NULL: never */
 } query;
 
 /* An error for the client: HTTP status and message bytes (malloc'd). */
@@ -80,11 +89,24 @@ void query_clear(query *q);      /* accepts a zeroed query */
 int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err);
 
 /* Both steps: returns the HTTP status and sets *body (malloc'd JSON, the
- * answer or the error) and *len; *body is NULL only when out of memory. */
+ * answer or the error) and *len; *body is NULL only when out of memory.
+ * The time budget starts now. */
 int query_handle(const config *cfg, const serving_source *src, const char *view,
                  size_t view_len, const qparam *p, size_t np, char **body, size_t *len);
-/* The same, with the exact answer cache (serving/qcache.h; NULL: none). */
+
+/* How one request runs (set by the HTTP layer). */
+typedef struct {
+    bool no_cache;             /* Cache-Control: no-cache: compute afresh, never
+                                  read the cache (the answer may be stored) */
+    int64_t deadline_ms;       /* CLOCK_MONOTONIC ms (the request's arrival +
+                                  http.limits.query_timeout_ms); 0: from now */
+    const atomic_bool *stop;   /* set when the server stops; NULL: never */
+    bool expired;              /* out: abandoned past its deadline (a 503) */
+} query_opts;
+
+/* The same, with the exact answer cache (serving/qcache.h; NULL: none) and
+ * the request's options (NULL: defaults). */
 struct qcache;
 int query_handle_cached(const config *cfg, const serving_source *src, struct qcache *cache,
                         const char *view, size_t view_len, const qparam *p, size_t np,
-                        char **body, size_t *len);
+                        query_opts *o, char **body, size_t *len);

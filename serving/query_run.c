@@ -1,11 +1,16 @@
 /* query_run.c - executing a parsed query and rendering its answer.
  *
- * Runs on an HTTP pool thread. The source's scan callback (scan_row) runs
- * on a pinned snapshot, outside any lock, and does the least possible: bucket
- * range check, filter, one vtable_upsert into the query's private result
- * table and a cell_merge per selected metric. Rows with equal keys from
- * several layers (batch, pending, live) merge there. Ordering, limit and
- * rendering happen after the scan returned, with no lock held.
+ * Runs on a query pool thread (serving/qpool.h). The source's scan
+ * callback (scan_row) runs on a pinned snapshot, outside any lock, and
+ * does the least possible: bucket range check, filter, one vtable_upsert
+ * into the query's private result table and a merge per selected metric.
+ * Rows with equal keys from several layers (batch, pending, live) merge
+ * there. Ordering, limit and rendering happen after the scan returned.
+ *
+ * The time budget (query.deadline_ms) is checked by query_expired(): every
+ * 1024 rows in the scan callback (a clock read per row would cost more
+ * than the row) and between stages. A query past it stops where it is and
+ * is answered 503; nothing of it is cached.
  */
 #include "serving/query.h"
 
@@ -13,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/agg.h"
 #include "core/vtable.h"
@@ -22,15 +28,43 @@
 METRIC_COUNTER(m_qcache, "lambdad_query_cache_total",
                "Queries by how the answer cache served them: hit (unchanged since), advance "
                "(moved forward by the transactions since), miss (computed afresh).", "result");
+METRIC_COUNTER(m_timeouts, "lambdad_query_timeouts_total",
+               "Queries abandoned past http.limits.query_timeout_ms (answered 503).");
 
 typedef struct {
     const query *q;
     vtable *t;
     dimval *key;          /* q->ngroup values, scratch for the upsert */
     size_t cap;           /* more result rows than this: stop, the answer is too big; 0: none */
+    uint32_t rows;        /* rows seen, for the time budget's checks */
 } scan_ctx;
 
 #define SCAN_TOO_MANY 1   /* scan_row's "stop": over http.limits.max_rows */
+#define SCAN_EXPIRED 2    /* scan_row's "stop": past the deadline, or the server stops */
+#define EXPIRY_CHECK_ROWS 1024   /* a power of two */
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Whether q must be abandoned: past its deadline, or the server stops.
+ * Reads the clock: call it between stages, and from a scan callback
+ * every EXPIRY_CHECK_ROWS rows (scan_expired). */
+static bool query_expired(const query *q)
+{
+    if (q->stop && atomic_load_explicit(q->stop, memory_order_relaxed))
+        return true;
+    return q->deadline_ms && now_ms() >= q->deadline_ms;
+}
+
+/* In a scan callback, once per row. */
+static bool scan_expired(scan_ctx *c)
+{
+    return (++c->rows & (EXPIRY_CHECK_ROWS - 1)) == 0 && query_expired(c->q);
+}
 
 static bool dim_matches(const dimval *d, const qfilter *f)
 {
@@ -47,6 +81,8 @@ static int scan_row(const vrow *r, void *ud)
 {
     scan_ctx *c = ud;
     const query *q = c->q;
+    if (scan_expired(c))
+        return SCAN_EXPIRED;   /* stop early: the scan ends here */
     if ((q->has_from && r->bucket < q->from) || (q->has_to && r->bucket >= q->to))
         return 0;
     for (size_t f = 0; f < q->nfilters; f++)
@@ -112,6 +148,10 @@ static int scan_segment(const segment *s, void *ud)
             bend = end;
         int64_t qbucket = gran_floor(q->gran, bucket);
         for (; row < bend && rc == 0; row++) {
+            if (scan_expired(c)) {
+                rc = SCAN_EXPIRED;
+                break;
+            }
             bool keep = true;
             for (size_t f = 0; f < q->nfilters && keep; f++) {
                 uint32_t id = seg_row_id(s, level, row, q->filters[f].dim);
@@ -328,6 +368,27 @@ static void render(jbuf *b, const query *q, const result *res, const serving_wat
     jb_lit(b, "}}");
 }
 
+/* The 503 of a query abandoned past its deadline (-ETIME) or because the
+ * server stops (-ECANCELED). */
+static int fail_expired(const query *q, qerror *err)
+{
+    bool stopping = q->stop && atomic_load(q->stop);
+    qerror_clear(err);
+    err->status = 503;
+    jbuf b;
+    jb_init(&b);
+    if (stopping) {
+        jb_lit(&b, "the server is stopping; retry shortly");
+    } else {
+        jb_lit(&b, "query exceeded http.limits.query_timeout_ms (");
+        jb_int(&b, q->timeout_ms);
+        jb_lit(&b, " ms); narrow it (from/to, filter, group_by or a coarser granularity)");
+        metrics_counter_add(&m_timeouts, NULL, 1);
+    }
+    err->msg = jb_take(&b, &err->len);
+    return stopping ? -ECANCELED : -ETIME;
+}
+
 static int fail_run(qerror *err, int rc, const char *what)
 {
     qerror_clear(err);
@@ -362,6 +423,10 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
     /* Only a limit above max_rows (or none) can let the answer grow past it. */
     if (q->max_rows && (q->limit == 0 || q->limit > q->max_rows))
         ctx.cap = q->max_rows;
+    if (query_expired(q)) {   /* e.g. it waited in the queue past its budget */
+        rc = fail_expired(q, err);
+        goto out;
+    }
     if (e && e->table && src->scan_since) {
         ctx.t = e->table;
         e->table = NULL;
@@ -381,6 +446,10 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         }
         rc = src->scan_view(src->ud, q->view_idx, q->has_from ? q->from : INT64_MIN,
                             q->has_to ? q->to : INT64_MAX, scan_segment, scan_row, &ctx, &wm);
+    }
+    if (rc == SCAN_EXPIRED || (rc == 0 && query_expired(q))) {
+        rc = fail_expired(q, err);
+        goto out;
     }
     if (rc == SCAN_TOO_MANY) {
         qerror_clear(err);
@@ -417,6 +486,10 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
     }
     if (res.nrows > 1)
         qsort_r(res.rows, res.nrows, sizeof(*res.rows), cmp_rows, (void *)q);
+    if (query_expired(q)) {
+        rc = fail_expired(q, err);
+        goto out;
+    }
     render(out, q, &res, &wm);
     if (out->oom)
         rc = fail_run(err, -ENOMEM, "cannot render answer");
@@ -442,7 +515,7 @@ int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
 int query_handle(const config *cfg, const serving_source *src, const char *view,
                  size_t view_len, const qparam *p, size_t np, char **body, size_t *len)
 {
-    return query_handle_cached(cfg, src, NULL, view, view_len, p, np, body, len);
+    return query_handle_cached(cfg, src, NULL, view, view_len, p, np, NULL, body, len);
 }
 
 /* The cache key: the view and every parameter as received, each with its
@@ -462,50 +535,63 @@ static void cache_key(jbuf *key, const char *view, size_t view_len, const qparam
 
 int query_handle_cached(const config *cfg, const serving_source *src, qcache *cache,
                         const char *view, size_t view_len, const qparam *p, size_t np,
-                        char **body, size_t *len)
+                        query_opts *o, char **body, size_t *len)
 {
     query q;
     qerror err = {0};
     jbuf b, key;
     jb_init(&b);
     jb_init(&key);
-    int status = 200;
-    qcache_entry e = {0};
-    bool cached = false, advanced = false;
+    int status = 200, rc;
+    qcache_entry e = {0};   /* e.ticket != 0: this request has the question checked out */
+    bool advanced = false, use_cache = false;
     if (query_parse(cfg, view, view_len, p, np, &q, &err) < 0)
         goto fail;
+    q.deadline_ms = o && o->deadline_ms ? o->deadline_ms
+                                        : q.timeout_ms > 0 ? now_ms() + q.timeout_ms : 0;
+    q.stop = o ? o->stop : NULL;
     if (cache && src->version) {
         cache_key(&key, view, view_len, p, np);
-        cached = !key.oom && qcache_take(cache, key.p, key.len, &e);
-        if (cached && e.body && e.version == src->version(src->ud)) {
-            /* Nothing changed since: the same bytes. */
-            char *copy = malloc(e.len ? e.len : 1);
-            if (copy) {
-                memcpy(copy, e.body, e.len);
-                *body = copy;
-                *len = e.len;
-                qcache_count(cache, 0);
-                metrics_counter_add(&m_qcache, METRIC_LABELS("hit"), 1);
-                qcache_put(cache, key.p, key.len, &e);
-                cached = false;   /* given back */
-                goto done;
-            }
+        use_cache = !key.oom;
+    }
+    /* no-cache: computed afresh whatever is stored (the answer is still
+     * offered to the cache, which keeps the newer one) */
+    if (use_cache && !(o && o->no_cache) && qcache_take(cache, key.p, key.len, &e) &&
+        e.body && e.version == src->version(src->ud)) {
+        /* Nothing changed since: the same bytes. */
+        char *copy = malloc(e.len ? e.len : 1);
+        if (copy) {
+            memcpy(copy, e.body, e.len);
+            *body = copy;
+            *len = e.len;
+            qcache_count(cache, 0);
+            metrics_counter_add(&m_qcache, METRIC_LABELS("hit"), 1);
+            qcache_put(cache, key.p, key.len, &e);   /* given back as it was */
+            goto done;
         }
     }
-    if (run_from(&q, src, &b, &err, cache ? &e : NULL, &advanced) < 0)
+    rc = run_from(&q, src, &b, &err, use_cache ? &e : NULL, &advanced);
+    if (rc < 0) {
+        if (rc == -ETIME && o)
+            o->expired = true;
         goto fail;
+    }
     *body = jb_take(&b, len);
-    if (cache && !key.oom && e.table && *body) {
+    if (use_cache) {
+        qcache_count(cache, advanced ? 1 : 2);
+        metrics_counter_add(&m_qcache, METRIC_LABELS(advanced ? "advance" : "miss"), 1);
         free(e.body);
-        e.body = malloc(*len ? *len : 1);
-        if (e.body) {
+        e.body = NULL;
+        e.len = 0;
+        if (*body && (e.body = malloc(*len ? *len : 1))) {
             memcpy(e.body, *body, *len);
             e.len = *len;
-            qcache_count(cache, advanced ? 1 : 2);
-            metrics_counter_add(&m_qcache, METRIC_LABELS(advanced ? "advance" : "miss"), 1);
-            qcache_put(cache, key.p, key.len, &e);
-            cached = false;   /* given back */
         }
+        if (!e.body) {
+            vtable_free(e.table);   /* an answer without its body is not kept */
+            e.table = NULL;
+        }
+        qcache_put(cache, key.p, key.len, &e);   /* stored, or given back */
     }
     goto done;
 fail:
@@ -517,8 +603,8 @@ fail:
         jb_error(&b, status, "out of memory", strlen("out of memory"));
     *body = jb_take(&b, len);
 done:
-    if (cached)
-        qcache_release(cache, key.p, key.len);   /* taken, not put back: let others in */
+    if (use_cache)
+        qcache_release(cache, key.p, key.len, &e);   /* still checked out: let others in */
     qcache_entry_clear(&e);
     jb_free(&key);
     query_clear(&q);

@@ -105,6 +105,11 @@ static void test_defaults(void)
     CHECK_INT(c->http_max_connections, 1024);
     CHECK_INT(c->http_max_connections_per_ip, 64);
     CHECK_INT(c->http_connection_timeout_s, 30);
+    CHECK_INT(c->http_query_timeout_ms, 10000);
+    CHECK_INT(c->serving_cache_mb, 256);
+    CHECK_INT(c->serving_answer_cache_mb, 64);
+    CHECK_INT(c->serving_query_threads, 2);
+    CHECK_INT(c->serving_query_queue, 64);
     CHECK_INT(c->nstreams, 1);
     CHECK_STR(c->streams[0].name, "s");
     CHECK_STR(c->streams[0].topic, "t");
@@ -213,6 +218,7 @@ static void test_unknown_keys(void)
     EXPECT_ERRORS("{\"archive\":{\"commit_ms\":1}," MIN "}", "archive.commit_ms: unknown key");
     EXPECT_ERRORS("{\"batch\":{\"every\":1}," MIN "}", "batch.every: unknown key");
     EXPECT_ERRORS("{\"http\":{\"port\":80}," MIN "}", "http.port: unknown key");
+    EXPECT_ERRORS("{\"serving\":{\"threads\":2}," MIN "}", "serving.threads: unknown key");
     EXPECT_ERRORS("{\"streams\":[{\"name\":\"s\",\"topic\":\"t\",\"time_field\":\"ts\",\"tz\":\"UTC\"}],"
                   VIEWS "}", "streams[0].tz: unknown key");
     EXPECT_ERRORS("{" STREAMS ",\"views\":[{\"name\":\"v\",\"stream\":\"s\",\"filter\":{},"
@@ -716,6 +722,70 @@ static void test_http_limits(void)
                   "http.limits.connection_timeout_s: must be an integer between 1 and 3600",
                   "http.limits.max_header_bytes: unknown key");
     EXPECT_ERRORS("{\"http\":{\"limits\":[]}," MIN "}", "http.limits: must be an object");
+    /* the query time budget */
+    c = LOAD_OK("{\"http\":{\"limits\":{\"query_timeout_ms\":1}}," MIN "}");
+    if (c)
+        CHECK_INT(c->http_query_timeout_ms, 1);
+    config_free(c);
+    c = LOAD_OK("{\"http\":{\"limits\":{\"query_timeout_ms\":600000}}," MIN "}");
+    if (c)
+        CHECK_INT(c->http_query_timeout_ms, 600000);
+    config_free(c);
+    EXPECT_ERRORS("{\"http\":{\"limits\":{\"query_timeout_ms\":0}}," MIN "}",
+                  "http.limits.query_timeout_ms: must be an integer between 1 and 600000");
+    EXPECT_ERRORS("{\"http\":{\"limits\":{\"query_timeout_ms\":600001}}," MIN "}",
+                  "http.limits.query_timeout_ms: must be an integer between 1 and 600000");
+    EXPECT_ERRORS("{\"http\":{\"limits\":{\"query_timeout_ms\":\"5s\"}}," MIN "}",
+                  "http.limits.query_timeout_ms: must be an integer between 1 and 600000");
+}
+
+/* serving: the memory budgets and the query pool */
+static void test_serving(void)
+{
+    config *c = LOAD_OK("{\"serving\":{\"cache_mb\":1,\"answer_cache_mb\":0,"
+                        "\"query_threads\":1,\"query_queue\":0}," MIN "}");
+    if (c) {
+        CHECK_INT(c->serving_cache_mb, 1);
+        CHECK_INT(c->serving_answer_cache_mb, 0);   /* 0: no answer cache */
+        CHECK_INT(c->serving_query_threads, 1);
+        CHECK_INT(c->serving_query_queue, 0);
+    }
+    config_free(c);
+    c = LOAD_OK("{\"serving\":{\"cache_mb\":1048576,\"answer_cache_mb\":1048576,"
+                "\"query_threads\":64,\"query_queue\":100000}," MIN "}");
+    if (c) {
+        CHECK_INT(c->serving_cache_mb, 1048576);
+        CHECK_INT(c->serving_answer_cache_mb, 1048576);
+        CHECK_INT(c->serving_query_threads, 64);
+        CHECK_INT(c->serving_query_queue, 100000);
+    }
+    config_free(c);
+    /* an empty section gives every default */
+    c = LOAD_OK("{\"serving\":{}," MIN "}");
+    if (c) {
+        CHECK_INT(c->serving_cache_mb, 256);
+        CHECK_INT(c->serving_answer_cache_mb, 64);
+        CHECK_INT(c->serving_query_threads, 2);
+        CHECK_INT(c->serving_query_queue, 64);
+    }
+    config_free(c);
+    EXPECT_ERRORS("{\"serving\":{\"cache_mb\":0,\"answer_cache_mb\":-1,"
+                  "\"query_threads\":0,\"query_queue\":-1}," MIN "}",
+                  "serving.cache_mb: must be an integer between 1 and 1048576",
+                  "serving.answer_cache_mb: must be an integer between 0 and 1048576",
+                  "serving.query_threads: must be an integer between 1 and 64",
+                  "serving.query_queue: must be an integer between 0 and 100000");
+    EXPECT_ERRORS("{\"serving\":{\"cache_mb\":1048577,\"answer_cache_mb\":1048577,"
+                  "\"query_threads\":65,\"query_queue\":100001}," MIN "}",
+                  "serving.cache_mb: must be an integer between 1 and 1048576",
+                  "serving.answer_cache_mb: must be an integer between 0 and 1048576",
+                  "serving.query_threads: must be an integer between 1 and 64",
+                  "serving.query_queue: must be an integer between 0 and 100000");
+    EXPECT_ERRORS("{\"serving\":{\"cache_mb\":\"256\",\"query_threads\":2.5}," MIN "}",
+                  "serving.cache_mb: must be an integer between 1 and 1048576",
+                  "serving.query_threads: must be an integer between 1 and 64");
+    EXPECT_ERRORS("{\"serving\":{\"cache\":1}," MIN "}", "serving.cache: unknown key");
+    EXPECT_ERRORS("{\"serving\":[]," MIN "}", "serving: must be an object");
 }
 
 static void test_resolution(void)
@@ -980,6 +1050,11 @@ static void test_examples(void)
         CHECK_INT(ex->http_max_connections, min->http_max_connections);
         CHECK_INT(ex->http_max_connections_per_ip, min->http_max_connections_per_ip);
         CHECK_INT(ex->http_connection_timeout_s, min->http_connection_timeout_s);
+        CHECK_INT(ex->http_query_timeout_ms, min->http_query_timeout_ms);
+        CHECK_INT(ex->serving_cache_mb, min->serving_cache_mb);
+        CHECK_INT(ex->serving_answer_cache_mb, min->serving_answer_cache_mb);
+        CHECK_INT(ex->serving_query_threads, min->serving_query_threads);
+        CHECK_INT(ex->serving_query_queue, min->serving_query_queue);
         const view_def *v = config_find_view(ex, "views_by_page", NULL);
         if (v) {
             CHECK_INT(v->gran, GRAN_MINUTE);
@@ -1013,6 +1088,7 @@ int main(void)
     test_limits();
     test_http_security();
     test_http_limits();
+    test_serving();
     test_syntax_and_comments();
     test_many_problems();
     test_files();

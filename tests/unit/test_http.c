@@ -1,8 +1,14 @@
 /* Unit tests: the real libmicrohttpd server on 127.0.0.1 (port 0) with a
  * fake source, spoken to in raw HTTP/1.1 over sockets: every route, exact
- * error bodies and headers, size limits, idle clients, readyz flipping.
+ * error bodies and headers, size limits, idle clients, readyz flipping;
+ * queries on the query pool: slow queries (a view whose scan goes on until
+ * released) leave the cheap routes answering, a full queue and the time
+ * budget give their exact 503s, Cache-Control: no-cache computes afresh,
+ * and the server stops with queries running and queued.
  * Sockets have receive timeouts, so a hung server fails the test instead
- * of hanging it; nothing asserts on speed. */
+ * of hanging it; nothing asserts on speed, and threads are ordered by
+ * events (a scan has started, the pool reports a queued query), never by
+ * sleeping. */
 #include "serving/serving.h"
 #include "core/metrics.h"
 #include "tests/unit/check.h"
@@ -11,7 +17,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -27,11 +35,16 @@ static metric_def metrics[] = {
 static view_def views[] = {
     {.name = "pages", .stream = "pageviews", .gran = GRAN_MINUTE, .dims = dims, .ndims = 1,
      .metrics = metrics, .nmetrics = 2},
+    /* only in the pool tests' config: its scan goes on until released */
+    {.name = "slow", .stream = "pageviews", .gran = GRAN_MINUTE, .dims = dims, .ndims = 1,
+     .metrics = metrics, .nmetrics = 2},
 };
 static config cfg = {.http_host = "127.0.0.1", .http_port = 0, .http_threads = 2,
                      .http_max_body_bytes = 1048576, .http_max_query_bytes = 8192,
                      .http_max_rows = 100000, .http_max_connections = 1024,
                      .http_max_connections_per_ip = 64, .http_connection_timeout_s = 30,
+                     .http_query_timeout_ms = 10000, .serving_answer_cache_mb = 64,
+                     .serving_query_threads = 2, .serving_query_queue = 64,
                      .views = views, .nviews = 1, .fingerprint = "0123456789abcdef"};
 
 /* ---- the fake source ---- */
@@ -41,6 +54,76 @@ static atomic_bool is_ready;
 
 static atomic_ulong state_version = 1, scans;
 
+/* The slow view's scans: how many started, and whether they may end. */
+static pthread_mutex_t slow_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slow_changed = PTHREAD_COND_INITIALIZER;
+static int slow_started;
+static bool slow_release;
+
+/* Visits one row again and again, 1024 at a time with a pause between,
+ * until released (then the answer is complete) or until fn stops it (the
+ * time budget, or the server stopping). */
+static int slow_scan(int (*fn)(const vrow *, void *), void *fnud)
+{
+    dimval d = {.s = "/a", .len = 2};
+    max_align_t cells[32];   /* one row's states in the view's layout */
+    CHECK(views[1].layout->size <= sizeof(cells));
+    agg_row_init(views[1].layout, cells);
+    row_add(views[1].layout, cells, 0, 0);
+    vrow row = {.bucket = T, .dims = &d, .cells = cells};
+    pthread_mutex_lock(&slow_mu);
+    slow_started++;
+    pthread_cond_broadcast(&slow_changed);
+    pthread_mutex_unlock(&slow_mu);
+    for (;;) {
+        for (int i = 0; i < 1024; i++) {
+            int rc = fn(&row, fnud);
+            if (rc)
+                return rc;
+        }
+        pthread_mutex_lock(&slow_mu);
+        bool released = slow_release;
+        if (!released) {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += 1000000;   /* pacing, so the query threads do not spin */
+            if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&slow_changed, &slow_mu, &t);
+        }
+        pthread_mutex_unlock(&slow_mu);
+        if (released)
+            return 0;
+    }
+}
+
+static void slow_reset(bool release)
+{
+    pthread_mutex_lock(&slow_mu);
+    slow_started = 0;
+    slow_release = release;
+    pthread_cond_broadcast(&slow_changed);
+    pthread_mutex_unlock(&slow_mu);
+}
+
+/* Waits until n slow scans have started (false after 30 s: the test fails
+ * instead of hanging). */
+static bool slow_wait_started(int n)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += 30;
+    pthread_mutex_lock(&slow_mu);
+    int rc = 0;
+    while (slow_started < n && rc == 0)
+        rc = pthread_cond_timedwait(&slow_changed, &slow_mu, &t);
+    bool ok = slow_started >= n;
+    pthread_mutex_unlock(&slow_mu);
+    return ok;
+}
+
 static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
                      int (*seg_fn)(const segment *, void *),
                      int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
@@ -48,6 +131,8 @@ static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
     atomic_fetch_add(&scans, 1);
     *wm = (serving_watermark){.version = atomic_load(&state_version), .batch_seq = 9,
                               .batch_at = 0, .live_events = 4};
+    if (view_idx == 1)
+        return slow_scan(fn, fnud);
     return vtable_foreach(table, fn, fnud);
 }
 
@@ -368,12 +453,25 @@ static void test_routes(void)
  * requests made so far are counted by route pattern and status. */
 static void test_metrics(void)
 {
-    response r = get("/metrics");
+    /* The requests before are answered, but the server may still be
+     * ending them (in flight, connection open) when the next one arrives:
+     * scrape until only this scrape's own request and connection remain. */
+    response r = {0};
+    int scrapes = 0;
+    do {
+        response_clear(&r);
+        r = get("/metrics");
+        scrapes++;
+    } while (r.body && !(strstr(r.body, "\nlambdad_http_requests_in_flight 1\n") &&
+                         strstr(r.body, "\nlambdad_http_connections 1\n")) && scrapes < 1000);
     CHECK_INT(r.status, 200);
     CHECK_STR(header(&r, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+    char scraped[96];
+    snprintf(scraped, sizeof(scraped),
+             "# TYPE lambdad_test_scrapes_total counter\nlambdad_test_scrapes_total %d\n", scrapes);
     /* counted by pattern: 10 different unknown paths are one series */
-    static const char *const want[] = {
-        "# TYPE lambdad_test_scrapes_total counter\nlambdad_test_scrapes_total 1\n",
+    const char *const want[] = {
+        scraped,
         "lambdad_http_requests_total{route=\"/healthz\",code=\"200\"} 4\n",   /* HEAD too */
         "lambdad_http_requests_total{route=\"/readyz\",code=\"503\"} 1\n",
         "lambdad_http_requests_total{route=\"/v1/admin/recompute\",code=\"202\"} 2\n",
@@ -393,8 +491,11 @@ static void test_metrics(void)
     CHECK(r.body && !strstr(r.body, "/nope"));
     response_clear(&r);
     r = get("/metrics");
-    CHECK(r.body && strstr(r.body, "lambdad_test_scrapes_total 2\n"));
-    CHECK(r.body && strstr(r.body, "lambdad_http_requests_total{route=\"/metrics\",code=\"200\"} 1\n"));
+    snprintf(scraped, sizeof(scraped), "lambdad_test_scrapes_total %d\n", scrapes + 1);
+    CHECK(r.body && strstr(r.body, scraped));
+    snprintf(scraped, sizeof(scraped),
+             "lambdad_http_requests_total{route=\"/metrics\",code=\"200\"} %d\n", scrapes);
+    CHECK(r.body && strstr(r.body, scraped));
     response_clear(&r);
 }
 
@@ -652,9 +753,326 @@ static void test_recompute(void)
     CHECK_INT(atomic_load(&recompute_calls), 2);   /* bad requests never reach the source */
 }
 
+/* ---- the query pool ---- */
+
+/* Sends GET target on a new connection and returns it, unread. */
+static int send_get(const char *target, const char *extra_headers)
+{
+    int fd = dial();
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return -1;
+    char *raw = NULL;
+    int n = asprintf(&raw, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n", target,
+                     extra_headers ? extra_headers : "");
+    CHECK_INT(send_all(fd, raw, (size_t)n), 0);
+    free(raw);
+    return fd;
+}
+
+static response recv_close(int fd)
+{
+    response r = fd >= 0 ? read_response(fd, false) : (response){0};
+    if (fd >= 0)
+        close(fd);
+    return r;
+}
+
+/* The serving.query_pool object of /v1/status (a new reference), or NULL. */
+static json_t *pool_status(void)
+{
+    response r = get("/v1/status");
+    json_t *st = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+    response_clear(&r);
+    json_t *pool = json_incref(json_object_get(json_object_get(st, "serving"), "query_pool"));
+    json_decref(st);
+    return pool;
+}
+
+static json_int_t pool_figure(const char *name)
+{
+    json_t *p = pool_status();
+    json_int_t v = json_integer_value(json_object_get(p, name));
+    json_decref(p);
+    return p ? v : -1;
+}
+
+/* Asks /v1/status until the pool's figure is n (false after 30 s). Each
+ * look is a request: the event is observed, not slept for. */
+static bool wait_figure(const char *name, json_int_t n)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        if (pool_figure(name) == n)
+            return true;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (t.tv_sec - t0.tv_sec < 30);
+    return false;
+}
+
+static bool wait_queued(json_int_t n)
+{
+    return wait_figure("queued", n);
+}
+
+static bool has_line(const response *r, const char *line)
+{
+    return r->body && strstr(r->body, line);
+}
+
+static serving *start_with(const config *c)
+{
+    serving *s = NULL;
+    char *err = NULL;
+    CHECK_INT(serving_start(c, &src, &s, &err), 0);
+    if (err)
+        fprintf(stderr, "serving_start: %s\n", err);
+    free(err);
+    if (s)
+        port = serving_port(s);
+    return s;
+}
+
+/* More slow queries than HTTP threads: two run (query_threads), one
+ * waits (query_queue), a fourth is refused at once; meanwhile every cheap
+ * route answers; released, the three are answered. */
+static void test_pool_busy(void)
+{
+    config c = cfg;
+    c.nviews = 2;
+    c.serving_query_threads = 2;
+    c.serving_query_queue = 1;
+    c.http_query_timeout_ms = 600000;
+    slow_reset(false);
+    int main_port = port;
+    serving *s = start_with(&c);
+    if (!s)
+        return;
+    int q[3];
+    char target[64];
+    for (int i = 0; i < 3; i++) {   /* different questions: none waits for another's answer */
+        snprintf(target, sizeof(target), "/v1/views/slow/query?limit=%d", i + 1);
+        q[i] = send_get(target, NULL);
+        if (i == 1)
+            CHECK(slow_wait_started(2));   /* both query threads busy */
+    }
+    CHECK(wait_queued(1));
+
+    response r = get("/v1/views/slow/query?limit=9");
+    CHECK_RESP(r, 503, ERR(503, "too many queries waiting (serving.query_queue = 1); "
+                                "retry shortly"));
+    CHECK_STR(header(&r, "Retry-After"), "1");
+    response_clear(&r);
+
+    /* the cheap routes answer meanwhile */
+    CHECK_GET("/healthz", 200, "{\"status\":\"ok\"}");
+    CHECK_GET("/readyz", 200, "{\"status\":\"ready\"}");
+    CHECK_GET("/v1/views", 200,
+              "{\"views\":[{\"name\":\"pages\",\"stream\":\"pageviews\",\"granularity\":\"minute\","
+              "\"dimensions\":[\"page\"],\"metrics\":[{\"name\":\"views\",\"type\":\"count\"},"
+              "{\"name\":\"bytes\",\"type\":\"sum\",\"field\":\"bytes\"}]},"
+              "{\"name\":\"slow\",\"stream\":\"pageviews\",\"granularity\":\"minute\","
+              "\"dimensions\":[\"page\"],\"metrics\":[{\"name\":\"views\",\"type\":\"count\"},"
+              "{\"name\":\"bytes\",\"type\":\"sum\",\"field\":\"bytes\"}]}]}");
+    r = get("/metrics");
+    CHECK_INT(r.status, 200);
+    CHECK(has_line(&r, "\nlambdad_query_pool_threads 2\n"));
+    CHECK(has_line(&r, "\nlambdad_query_pool_running 2\n"));
+    CHECK(has_line(&r, "\nlambdad_query_pool_queued 1\n"));
+    CHECK(has_line(&r, "\nlambdad_query_rejected_total 1\n"));
+    response_clear(&r);
+    json_t *pool = pool_status();
+    CHECK_INT(json_integer_value(json_object_get(pool, "threads")), 2);
+    CHECK_INT(json_integer_value(json_object_get(pool, "running")), 2);
+    CHECK_INT(json_integer_value(json_object_get(pool, "queued")), 1);
+    CHECK_INT(json_integer_value(json_object_get(pool, "rejected")), 1);
+    CHECK_INT(json_integer_value(json_object_get(pool, "timeouts")), 0);
+    json_decref(pool);
+
+    slow_reset(true);
+    for (int i = 0; i < 3; i++) {
+        r = recv_close(q[i]);
+        CHECK_INT(r.status, 200);
+        snprintf(target, sizeof(target), "{\"view\":\"slow\",\"granularity\":\"minute\",\"rows\":[{");
+        CHECK(r.body && strncmp(r.body, target, strlen(target)) == 0);
+        response_clear(&r);
+    }
+    CHECK_INT(pool_figure("done"), 3);
+    serving_stop(s);
+    port = main_port;
+}
+
+/* A query past http.limits.query_timeout_ms: its exact 503, counted. */
+static void test_pool_timeout(void)
+{
+    config c = cfg;
+    c.nviews = 2;
+    c.http_query_timeout_ms = 50;
+    slow_reset(false);
+    int main_port = port;
+    serving *s = start_with(&c);
+    if (!s)
+        return;
+    response r = get("/v1/views/slow/query");
+    CHECK_RESP(r, 503, ERR(503, "query exceeded http.limits.query_timeout_ms (50 ms); narrow it "
+                                "(from/to, filter, group_by or a coarser granularity)"));
+    CHECK_STR(header(&r, "Retry-After"), "1");
+    response_clear(&r);
+    /* abandoned, not cached: asked again, it runs (and times out) again */
+    r = get("/v1/views/slow/query");
+    CHECK_INT(r.status, 503);
+    response_clear(&r);
+    CHECK(slow_wait_started(2));
+    CHECK_INT(pool_figure("timeouts"), 2);
+    r = get("/metrics");
+    CHECK(r.body && strstr(r.body, "\nlambdad_query_timeouts_total "));
+    response_clear(&r);
+    /* quick queries still answer */
+    CHECK_GET("/v1/views/pages/query?metrics=views&granularity=all", 200,
+              "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
+              "{\"dims\":{},\"metrics\":{\"views\":3}}],"
+              "\"watermark\":{\"batch_seq\":9,\"batch_at\":null,\"live_events\":4}}");
+    serving_stop(s);
+    port = main_port;
+}
+
+/* Stopping with one query running, two queued and one whose client hung
+ * up: serving_stop resumes every suspended connection first (else
+ * libmicrohttpd would abort), the running query ends at its next check,
+ * the queued ones are answered 503 (or closed, when the daemon stops
+ * before the answer is out). */
+static void test_pool_stop(void)
+{
+    config c = cfg;
+    c.nviews = 2;
+    c.serving_query_threads = 1;
+    c.serving_query_queue = 8;
+    c.http_query_timeout_ms = 600000;
+    slow_reset(false);
+    int main_port = port;
+    serving *s = start_with(&c);
+    if (!s)
+        return;
+    int q[4];
+    char target[64];
+    for (int i = 0; i < 4; i++) {
+        snprintf(target, sizeof(target), "/v1/views/slow/query?limit=%d", i + 1);
+        q[i] = send_get(target, NULL);
+        if (i == 0)
+            CHECK(slow_wait_started(1));
+    }
+    CHECK(wait_queued(3));
+    close(q[3]);   /* a client that hangs up while its query waits */
+    q[3] = -1;
+    serving_stop(s);
+    for (int i = 0; i < 3; i++) {
+        response r = recv_close(q[i]);
+        CHECK(r.status == 0 || r.status == 503);
+        if (r.status == 503)
+            CHECK_STR(r.body, ERR(503, "the server is stopping; retry shortly"));
+        response_clear(&r);
+    }
+    CHECK_INT(dial(), -ECONNREFUSED);
+    port = main_port;
+}
+
+/* A client that hangs up while its query runs: the query finishes, its
+ * reply fails to send, and the request is cleaned up (the sanitizer build
+ * would report the job otherwise); the server goes on. */
+static void test_pool_client_gone(void)
+{
+    config c = cfg;
+    c.nviews = 2;
+    slow_reset(false);
+    int main_port = port;
+    serving *s = start_with(&c);
+    if (!s)
+        return;
+    int fd = send_get("/v1/views/slow/query?limit=5", NULL);
+    CHECK(slow_wait_started(1));
+    close(fd);
+    slow_reset(true);
+    CHECK(wait_figure("done", 1));   /* the query ended, and its request with it */
+    CHECK_GET("/healthz", 200, "{\"status\":\"ok\"}");
+    serving_stop(s);
+    port = main_port;
+}
+
+/* Cache-Control: no-cache computes the answer afresh (a scan, counted as
+ * a miss) although an answer at the current version is cached. */
+static void test_no_cache(void)
+{
+    static const char q[] = "/v1/views/pages/query?group_by=page&granularity=all";
+    response a = get(q);
+    CHECK_INT(a.status, 200);
+    unsigned long before = atomic_load(&scans);
+    response m0 = get("/metrics");
+    response b = get(q);                      /* a hit: no scan */
+    CHECK_INT(atomic_load(&scans), before);
+    int fd = send_get(q, "Cache-Control: no-cache\r\n");
+    response c = recv_close(fd);
+    CHECK_INT(atomic_load(&scans), before + 1);
+    CHECK_INT(c.status, 200);
+    CHECK_STR(c.body, a.body);
+    /* directives in a list, any case; max-age=0 alone is no bypass */
+    fd = send_get(q, "Cache-Control: max-age=0, No-Cache\r\n");
+    response d = recv_close(fd);
+    CHECK_INT(atomic_load(&scans), before + 2);
+    fd = send_get(q, "Cache-Control: max-age=0\r\n");
+    response e = recv_close(fd);
+    CHECK_INT(atomic_load(&scans), before + 2);
+    CHECK_STR(e.body, a.body);
+    response m1 = get("/metrics");
+    /* the cache's counters moved by 1 hit + 1 hit, and 2 misses */
+    const char *mp0 = m0.body ? strstr(m0.body, "lambdad_query_cache_total{result=\"miss\"} ") : NULL;
+    const char *mp1 = m1.body ? strstr(m1.body, "lambdad_query_cache_total{result=\"miss\"} ") : NULL;
+    CHECK(mp0 && mp1);
+    if (mp0 && mp1)
+        CHECK_INT(atoll(mp1 + strlen("lambdad_query_cache_total{result=\"miss\"} ")) -
+                  atoll(mp0 + strlen("lambdad_query_cache_total{result=\"miss\"} ")), 2);
+    CHECK(m1.body && strstr(m1.body, "\nlambdad_query_cache_entries "));
+    CHECK(m1.body && strstr(m1.body, "\nlambdad_query_cache_bytes "));
+    CHECK(m1.body && strstr(m1.body, "\nlambdad_query_cache_budget_bytes 67108864\n"));
+
+    /* /v1/status shows the cache */
+    response st = get("/v1/status");
+    json_t *j = json_loads(st.body ? st.body : "", 0, NULL);
+    json_t *ac = json_object_get(json_object_get(j, "serving"), "answer_cache");
+    CHECK(json_integer_value(json_object_get(ac, "entries")) >= 1);
+    CHECK(json_integer_value(json_object_get(ac, "bytes")) > 0);
+    CHECK_INT(json_integer_value(json_object_get(ac, "budget_bytes")), 67108864);
+    CHECK(json_integer_value(json_object_get(ac, "hits")) >= 2);
+    CHECK(json_integer_value(json_object_get(ac, "misses")) >= 3);
+    CHECK(json_is_integer(json_object_get(ac, "advances")));
+    CHECK_INT(json_integer_value(json_object_get(ac, "evictions")), 0);
+    json_decref(j);
+    response_clear(&st);
+
+    /* HEAD of a query (on the pool too): the headers of the GET */
+    static const char head[] = "HEAD /v1/views/pages/query?group_by=page&granularity=all HTTP/1.1\r\n"
+                               "Host: t\r\nConnection: close\r\n\r\n";
+    response h = request(head, strlen(head));
+    CHECK_INT(h.status, 200);
+    char len[32];
+    snprintf(len, sizeof(len), "%zu", a.body_len);
+    CHECK_STR(header(&h, "Content-Length"), len);
+    CHECK_INT(h.body_len, 0);
+    response_clear(&h);
+
+    response_clear(&a);
+    response_clear(&b);
+    response_clear(&c);
+    response_clear(&d);
+    response_clear(&e);
+    response_clear(&m0);
+    response_clear(&m1);
+}
+
 int main(void)
 {
     views[0].layout = agg_layout_new(views[0].metrics, NULL, views[0].nmetrics);
+    views[1].layout = agg_layout_new(views[1].metrics, NULL, views[1].nmetrics);
     table = vtable_new(1, views[0].layout);
     add(T, "/a", 10);
     add(T, "/a", 20);
@@ -669,6 +1087,7 @@ int main(void)
         free(err);
         vtable_free(table);
         free(views[0].layout);
+        free(views[1].layout);
         return 1;
     }
     port = serving_port(s);
@@ -678,11 +1097,16 @@ int main(void)
     test_recompute();
     test_metrics();      /* counts the requests so far exactly: keep it before the cache test */
     test_answer_cache();
+    test_no_cache();
     test_keepalive();
     test_limits();
     test_idle_client();
     test_start_errors(s);
     test_ipv6();
+    test_pool_busy();
+    test_pool_timeout();
+    test_pool_stop();
+    test_pool_client_gone();
 
     serving_stop(s);
     serving_stop(NULL);
@@ -691,5 +1115,6 @@ int main(void)
 
     vtable_free(table);
     free(views[0].layout);
+    free(views[1].layout);
     CHECK_DONE();
 }
