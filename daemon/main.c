@@ -119,9 +119,6 @@ static int lock_archive(const char *archive_path, int *fd_out)
 
 /* One config and the layers built from it. Not moved once started: the
  * layers keep pointers to cfg, ds and src. */
-/* The segment cache's budget until serving.cache_mb is configurable. */
-#define SEGCACHE_BUDGET ((size_t)256 << 20)
-
 typedef struct {
     config *cfg;
     vstate *vs;
@@ -192,7 +189,7 @@ static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
         goto fail;
     }
     char *views_path = str_printf("%s-views", cfg->archive_path);
-    r = views_path ? segcache_new(views_path, SEGCACHE_BUDGET, &rt->cache, &err) : -ENOMEM;
+    r = views_path ? segcache_new(views_path, (size_t)cfg->serving_cache_mb << 20, &rt->cache, &err) : -ENOMEM;
     free(views_path);
     if (r < 0) {
         log_error("Failed to open the segment cache: %s", err ? err : "out of memory");
