@@ -1,12 +1,14 @@
 /* segment.c - decoding a segment (format: segment.h) and reading it.
  *
- * The decoder trusts nothing: it checks magic, checksum and version first,
- * then every size against the bytes left before allocating for it, every
- * id against its dictionary, the order of dictionaries, buckets and rows,
- * and that nothing follows. Sizes are bounded by SEG_MAX_RAW (so row and
- * bucket counts fit in 32 bits) and products are overflow-checked. Every
- * error path frees what it built through seg_free, which accepts a
- * half-built segment (it knows how many states were decoded).
+ * The decoder trusts nothing: it checks magic, header checksum and version
+ * first, then every header field, each part's checksum before
+ * decompressing it, every size against the bytes left before allocating
+ * for it, every id against its dictionary, the order of dictionaries,
+ * buckets and rows, and that nothing follows. Sizes are bounded by
+ * SEG_MAX_RAW (so row and bucket counts fit in 32 bits) and products are
+ * overflow-checked. Every error path frees what it built through
+ * seg_free, which accepts a half-built segment (it knows how many states
+ * were decoded). The level chooser reads the header only.
  * Pure; any thread. A decoded segment is immutable.
  */
 #include "core/segment.h"
@@ -23,6 +25,7 @@
 
 typedef struct {
     gran_t unit;
+    bool loaded;             /* decoded (levels >= the segment's min_level) */
     uint32_t nrows, nbuckets;
     int64_t *bstart;         /* nbuckets bucket starts, ascending */
     uint32_t *bfirst;        /* nbuckets + 1: bucket i's rows are [bfirst[i], bfirst[i+1]) */
@@ -43,10 +46,11 @@ typedef struct {
 
 struct segment {
     agg_layout *layout;
-    size_t ndims;
-    gran_t gran;
+    seg_info info;
+    size_t ndims;            /* info's, for short */
+    gran_t gran;             /* level 0's unit */
     int64_t part_start, part_end;
-    size_t nlevels;
+    size_t nlevels, min_level;
     slevel level[SEG_MAX_LEVELS];
     sdict *dict;             /* ndims */
     size_t bytes;
@@ -284,108 +288,183 @@ static int decode_level(segment *s, slevel *lv, bytes_r *r)
     return 0;
 }
 
-/* Checks the header (the checksum is already checked) and sets up s. */
-static int decode_header(segment *s, const unsigned char *p, size_t len, size_t ndims,
-                         uint64_t *raw_len, size_t *hlen)
+/* A part as the header describes it. */
+typedef struct {
+    size_t off, zlen, rawlen;
+    uint64_t sum;
+} part;
+
+/* Reads and checks the header; parts[0] is the dictionary part,
+ * parts[1 + l] level l's. */
+static int read_header(const unsigned char *p, size_t len, seg_info *in, uint32_t *nbuckets,
+                       part *parts)
 {
-    if (len < SEG_HDR_FIXED + SEG_CHECKSUM_LEN)
+    if (len < 16 || memcmp(p, SEG_MAGIC, SEG_MAGIC_LEN) != 0)
         return -EBADMSG;
-    uint64_t flags = seg_get_le(p + 10, 2), nd = seg_get_le(p + 12, 2), nm = seg_get_le(p + 14, 2);
-    int64_t ps = (int64_t)seg_get_le(p + 16, 8), pe = (int64_t)seg_get_le(p + 24, 8);
-    uint64_t raw = seg_get_le(p + 32, 8), body = seg_get_le(p + 40, 8);
-    unsigned nl = p[48];
-    if (flags != 0 || seg_get_le(p + 49, 7) != 0 || nl < 1 || nl > SEG_MAX_LEVELS)
+    uint64_t hl = seg_get_le(p + 12, 4);
+    if (hl < 16 + SEG_CHECKSUM_LEN)
         return -EBADMSG;
-    size_t h = SEG_HDR_FIXED + SEG_HDR_LEVEL * (size_t)nl;
-    if (len < h + SEG_CHECKSUM_LEN || body != len - h - SEG_CHECKSUM_LEN || raw > SEG_MAX_RAW ||
-        ps < -SEG_TIME_LIMIT || pe > SEG_TIME_LIMIT || ps >= pe)
+    if (hl > len)
+        return -ENOBUFS;
+    if (checksum64(p, hl - SEG_CHECKSUM_LEN, 0) != seg_get_le(p + hl - SEG_CHECKSUM_LEN, 8))
         return -EBADMSG;
-    s->part_start = ps;
-    s->part_end = pe;
+    if (seg_get_le(p + 8, 2) != SEG_VERSION)
+        return -EPROTONOSUPPORT;
+    /* version 1 */
+    unsigned nl = p[20];
+    if (hl < SEG_HDR_LEN(1) || seg_get_le(p + 10, 2) != 0 || nl < 1 || nl > SEG_MAX_LEVELS ||
+        hl != SEG_HDR_LEN(nl) || seg_get_le(p + 21, 3) != 0)
+        return -EBADMSG;
+    *in = (seg_info){.ndims = (size_t)seg_get_le(p + 16, 2), .nmetrics = (size_t)seg_get_le(p + 18, 2),
+                     .nlevels = nl, .part_start = (int64_t)seg_get_le(p + 24, 8),
+                     .part_end = (int64_t)seg_get_le(p + 32, 8)};
+    int64_t ps = in->part_start, pe = in->part_end;
+    if (ps < -SEG_TIME_LIMIT || pe > SEG_TIME_LIMIT || ps >= pe)
+        return -EBADMSG;
+    parts[0] = (part){.zlen = seg_get_le(p + 40, 4), .rawlen = seg_get_le(p + 44, 4),
+                      .sum = seg_get_le(p + 48, 8)};
     for (unsigned i = 0; i < nl; i++) {
         const unsigned char *e = p + SEG_HDR_FIXED + SEG_HDR_LEVEL * i;
-        slevel *lv = &s->level[i];
-        uint64_t nb = seg_get_le(e + 4, 4), nr = seg_get_le(e + 8, 8);
-        if (!seg_unit_of_code(e[0], &lv->unit) || seg_get_le(e + 1, 3) != 0)
+        gran_t u;
+        uint64_t nb = seg_get_le(e + 4, 4), nr = seg_get_le(e + 8, 4);
+        part *pt = &parts[1 + i];
+        *pt = (part){.zlen = seg_get_le(e + 16, 4), .rawlen = seg_get_le(e + 20, 4),
+                     .sum = seg_get_le(e + 24, 8)};
+        if (!seg_unit_of_code(e[0], &u) || seg_get_le(e + 1, 3) != 0 || seg_get_le(e + 12, 4) != 0)
             return -EBADMSG;
-        if (i == 0 ? lv->unit == GRAN_ALL || gran_floor(lv->unit, ps) != ps
-                   : seg_unit_code(lv->unit) <= seg_unit_code(s->level[i - 1].unit))
+        if (i == 0 ? u == GRAN_ALL : seg_unit_code(u) <= seg_unit_code(in->unit[i - 1]))
             return -EBADMSG;
-        /* rows: ids take a byte each; without dimensions one row a bucket */
-        if (nr > raw || nb > nr || (nr > 0) != (nb > 0) || (nd == 0 && nr != nb) ||
-            (lv->unit == GRAN_ALL && nb > 1))
+        if (u != GRAN_ALL && gran_floor(u, ps) != ps)
             return -EBADMSG;
-        lv->nrows = (uint32_t)nr;
-        lv->nbuckets = (uint32_t)nb;
+        /* an id takes a byte at least; without dimensions one row a bucket;
+         * a bucket index entry two bytes at least */
+        if (nr > pt->rawlen || nb > nr || (nr > 0) != (nb > 0) || nb > pt->rawlen / 2 ||
+            (in->ndims == 0 && nr != nb) || (u == GRAN_ALL && nb > 1))
+            return -EBADMSG;
+        in->unit[i] = u;
+        in->nrows[i] = (size_t)nr;
+        nbuckets[i] = (uint32_t)nb;
     }
-    s->gran = s->level[0].unit;
-    s->nlevels = nl;
-    if (nd != ndims || nm != s->layout->n)
-        return -EINVAL;   /* sound, but of another view definition */
-    *raw_len = raw;
-    *hlen = h;
+    for (unsigned i = 0; i <= nl; i++)
+        if (parts[i].rawlen > SEG_MAX_RAW)
+            return -EBADMSG;
+    /* offsets: the dictionaries, then the levels coarsest first; each
+     * length is below 2^32 and there are at most 5, so no overflow */
+    uint64_t off = hl;
+    parts[0].off = (size_t)off;
+    off += parts[0].zlen;
+    for (unsigned i = nl; i-- > 0;) {
+        parts[1 + i].off = (size_t)off;
+        off += parts[1 + i].zlen;
+        in->need[i] = (size_t)off;
+    }
+    if (off > SIZE_MAX)
+        return -EBADMSG;
+    in->len = (size_t)off;
     return 0;
 }
 
-int seg_decode(const void *blob, size_t len, const agg_layout *layout, size_t ndims,
-               segment **out)
+int seg_read_info(const void *p, size_t len, seg_info *info)
+{
+    uint32_t nb[SEG_MAX_LEVELS];
+    part parts[1 + SEG_MAX_LEVELS];
+    return read_header(p, len, info, nb, parts);
+}
+
+/* The bytes of a part, decompressed (malloc'd in *raw). */
+static int unpack(const unsigned char *p, const part *pt, unsigned char **raw)
+{
+    const unsigned char *z = p + pt->off;
+    if (checksum64(z, pt->zlen, 0) != pt->sum)
+        return -EBADMSG;
+    unsigned long long fsize = ZSTD_getFrameContentSize(z, pt->zlen);
+    size_t fz = ZSTD_findFrameCompressedSize(z, pt->zlen);
+    if (fsize != pt->rawlen || ZSTD_isError(fz) || fz != pt->zlen)
+        return -EBADMSG;
+    *raw = malloc(pt->rawlen ? pt->rawlen : 1);
+    if (!*raw)
+        return -ENOMEM;
+    size_t got = ZSTD_decompress(*raw, pt->rawlen ? pt->rawlen : 1, z, pt->zlen);
+    if (ZSTD_isError(got))
+        return ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation ? -ENOMEM : -EBADMSG;
+    return got == pt->rawlen ? 0 : -EBADMSG;
+}
+
+static int decode_dict_part(segment *s, const unsigned char *p, const part *pt)
+{
+    unsigned char *raw = NULL;
+    int r = unpack(p, pt, &raw);
+    bytes_r br = br_init(raw, r == 0 ? pt->rawlen : 0);
+    if (r == 0)
+        r = decode_metrics(s, &br);
+    if (r == 0) {
+        s->dict = alloc_n(s->ndims, sizeof(*s->dict), &s->bytes);
+        if (!s->dict)
+            r = -ENOMEM;
+    }
+    for (size_t d = 0; r == 0 && d < s->ndims; d++)
+        r = decode_dict(s, &s->dict[d], &br);
+    if (r == 0 && (br.bad || br_left(&br) != 0))
+        r = -EBADMSG;
+    free(raw);
+    return r;
+}
+
+static int decode_level_part(segment *s, slevel *lv, const unsigned char *p, const part *pt)
+{
+    unsigned char *raw = NULL;
+    int r = unpack(p, pt, &raw);
+    bytes_r br = br_init(raw, r == 0 ? pt->rawlen : 0);
+    if (r == 0)
+        r = decode_level(s, lv, &br);
+    if (r == 0 && (br.bad || br_left(&br) != 0))
+        r = -EBADMSG;
+    free(raw);
+    return r;
+}
+
+int seg_decode_from(const void *blob, size_t len, size_t min_level, const agg_layout *layout,
+                    size_t ndims, segment **out)
 {
     const unsigned char *p = blob;
     *out = NULL;
-    if (len < SEG_MAGIC_LEN + 2 + SEG_CHECKSUM_LEN || memcmp(p, SEG_MAGIC, SEG_MAGIC_LEN) != 0 ||
-        checksum64(p, len - SEG_CHECKSUM_LEN, 0) != seg_get_le(p + len - SEG_CHECKSUM_LEN, 8))
+    seg_info info;
+    uint32_t nbuckets[SEG_MAX_LEVELS];
+    part parts[1 + SEG_MAX_LEVELS];
+    int r = read_header(p, len, &info, nbuckets, parts);
+    if (r == -ENOBUFS)
+        r = -EBADMSG;   /* shorter than its own header */
+    if (r < 0)
+        return r;
+    if (info.ndims != ndims || info.nmetrics != layout->n || min_level >= info.nlevels)
+        return -EINVAL;   /* sound, but of another view definition */
+    if (len < info.need[min_level] || len > info.len)
         return -EBADMSG;
-    if (seg_get_le(p + SEG_MAGIC_LEN, 2) != SEG_VERSION)
-        return -EPROTONOSUPPORT;
     segment *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     s->bytes = sizeof(*s);
+    s->info = info;
     s->ndims = ndims;
+    s->gran = info.unit[0];
+    s->part_start = info.part_start;
+    s->part_end = info.part_end;
+    s->nlevels = info.nlevels;
+    s->min_level = min_level;
+    for (size_t i = 0; i < info.nlevels; i++)
+        s->level[i] = (slevel){.unit = info.unit[i], .nrows = (uint32_t)info.nrows[i],
+                               .nbuckets = nbuckets[i]};
     s->layout = agg_layout_dup(layout);
     if (!s->layout) {
         free(s);
         return -ENOMEM;
     }
     s->bytes += sizeof(agg_layout) + layout->n * sizeof(agg_slot);
-    uint64_t raw_len = 0;
-    size_t hlen = 0;
-    int r = decode_header(s, p, len, ndims, &raw_len, &hlen);
-    if (r < 0) {
-        seg_free(s);   /* no level holds anything yet */
-        return r;
+    r = decode_dict_part(s, p, &parts[0]);
+    for (size_t i = info.nlevels; r == 0 && i-- > min_level;) {
+        s->level[i].loaded = true;   /* (seg_free frees what it holds, even half-built) */
+        r = decode_level_part(s, &s->level[i], p, &parts[1 + i]);
     }
-    const unsigned char *body = p + hlen;
-    size_t body_len = len - hlen - SEG_CHECKSUM_LEN;
-    unsigned long long fsize = ZSTD_getFrameContentSize(body, body_len);
-    size_t fz = ZSTD_findFrameCompressedSize(body, body_len);
-    unsigned char *raw = NULL;
-    if (fsize != raw_len || ZSTD_isError(fz) || fz != body_len)
-        r = -EBADMSG;
-    else if (!(raw = malloc(raw_len ? raw_len : 1)))
-        r = -ENOMEM;
-    if (r == 0) {
-        size_t got = ZSTD_decompress(raw, raw_len ? raw_len : 1, body, body_len);
-        if (ZSTD_isError(got))
-            r = ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation ? -ENOMEM : -EBADMSG;
-        else if (got != raw_len)
-            r = -EBADMSG;
-    }
-    bytes_r br = br_init(raw, r == 0 ? raw_len : 0);
-    if (r == 0)
-        r = decode_metrics(s, &br);
-    if (r == 0) {
-        s->dict = alloc_n(ndims, sizeof(*s->dict), &s->bytes);
-        if (!s->dict)
-            r = -ENOMEM;
-    }
-    for (size_t d = 0; r == 0 && d < ndims; d++)
-        r = decode_dict(s, &s->dict[d], &br);
-    for (size_t i = 0; r == 0 && i < s->nlevels; i++)
-        r = decode_level(s, &s->level[i], &br);
-    if (r == 0 && (br.bad || br_left(&br) != 0))
-        r = -EBADMSG;
-    free(raw);
     if (r < 0) {
         seg_free(s);
         return r;
@@ -398,14 +477,9 @@ size_t seg_bytes(const segment *s) { return s->bytes; }
 
 /* ---- reading ----------------------------------------------------------- */
 
-int64_t seg_part_start(const segment *s) { return s->part_start; }
-int64_t seg_part_end(const segment *s) { return s->part_end; }
-gran_t seg_gran(const segment *s) { return s->gran; }
-size_t seg_ndims(const segment *s) { return s->ndims; }
+const seg_info *seg_info_of(const segment *s) { return &s->info; }
 const agg_layout *seg_layout(const segment *s) { return s->layout; }
-size_t seg_nlevels(const segment *s) { return s->nlevels; }
-gran_t seg_level_unit(const segment *s, size_t level) { return s->level[level].unit; }
-size_t seg_level_nrows(const segment *s, size_t level) { return s->level[level].nrows; }
+size_t seg_min_level(const segment *s) { return s->min_level; }
 
 /* The first bucket of a level whose start is >= t. */
 static uint32_t bucket_lower_bound(const slevel *lv, int64_t t)
@@ -425,6 +499,10 @@ void seg_level_rows(const segment *s, size_t level, int64_t from, int64_t to, si
                     size_t *end)
 {
     const slevel *lv = &s->level[level];
+    if (!lv->loaded) {
+        *first = *end = 0;
+        return;
+    }
     uint32_t a = bucket_lower_bound(lv, from), b = from < to ? bucket_lower_bound(lv, to) : a;
     *first = lv->bfirst[a];
     *end = lv->bfirst[b];
@@ -500,32 +578,58 @@ int64_t seg_dict_find(const segment *s, size_t dim, const char *str, size_t len,
 
 /* ---- choosing a level -------------------------------------------------- */
 
-static bool level_usable(const segment *s, const slevel *lv,
-                         int64_t (*qfloor)(int64_t ts, const void *ud), const void *ud,
-                         int64_t from, int64_t to)
+/* Whether bucket b of a level of unit u covers view buckets all outside
+ * [from, to), or all inside and in one answer bucket. */
+static bool bucket_ok(const seg_info *in, gran_t u, int64_t b,
+                      int64_t (*qfloor)(int64_t ts, const void *ud), const void *ud, int64_t from,
+                      int64_t to)
 {
-    uint32_t i = bucket_lower_bound(lv, from);
-    if (i > 0)
-        i--;   /* the bucket before may reach into the range */
-    for (; i < lv->nbuckets && lv->bstart[i] < to; i++) {
-        int64_t first = lv->bstart[i];   /* a view bucket start: units nest */
-        int64_t end = lv->unit == GRAN_ALL ? s->part_end : gran_next(lv->unit, first);
-        if (end > s->part_end)
-            end = s->part_end;
-        int64_t last = gran_floor(s->gran, end - 1);   /* the last view bucket it covers */
-        if (last < from)
-            continue;   /* all outside */
-        if (first < from || last >= to || qfloor(first, ud) != qfloor(last, ud))
-            return false;
+    int64_t end = u == GRAN_ALL ? in->part_end : gran_next(u, b);
+    if (end > in->part_end)
+        end = in->part_end;
+    int64_t first = b;   /* part_start and every bucket of u are view bucket starts */
+    int64_t last = gran_floor(in->unit[0], end - 1);
+    if (last < from || first >= to)
+        return true;
+    return first >= from && last < to && qfloor(first, ud) == qfloor(last, ud);
+}
+
+/* The bucket of a level of unit u holding t, part_start <= t < part_end. */
+static int64_t bucket_at(const seg_info *in, gran_t u, int64_t t)
+{
+    return u == GRAN_ALL ? in->part_start : gran_floor(u, t);
+}
+
+static bool level_usable(const seg_info *in, size_t l,
+                         int64_t (*qfloor)(int64_t ts, const void *ud), const void *ud,
+                         int64_t from, int64_t to, bool edges_only)
+{
+    gran_t u = in->unit[l];
+    int64_t ps = in->part_start, pe = in->part_end;
+    if (edges_only) {
+        /* answer buckets nest: only a bucket cut by from or to can fail */
+        const int64_t at[2] = {from, to};
+        for (int k = 0; k < 2; k++)
+            if (at[k] > ps && at[k] < pe && !bucket_ok(in, u, bucket_at(in, u, at[k]), qfloor, ud, from, to))
+                return false;
+        return u != GRAN_ALL || bucket_ok(in, u, ps, qfloor, ud, from, to);
     }
+    int64_t lo = from > ps ? from : ps, hi = to < pe ? to : pe;
+    for (int64_t b = lo < hi ? bucket_at(in, u, lo) : pe; b < hi;
+         b = u == GRAN_ALL ? pe : gran_next(u, b))
+        if (!bucket_ok(in, u, b, qfloor, ud, from, to))
+            return false;
     return true;
 }
 
-size_t seg_pick_level_fn(const segment *s, int64_t (*qfloor)(int64_t ts, const void *ud),
-                         const void *ud, int64_t from, int64_t to)
+size_t seg_info_pick_level_fn(const seg_info *info,
+                              int64_t (*qfloor)(int64_t ts, const void *ud), const void *ud,
+                              int64_t from, int64_t to)
 {
-    for (size_t l = s->nlevels; l-- > 1;)
-        if (level_usable(s, &s->level[l], qfloor, ud, from, to))
+    if (from >= to)
+        return info->nlevels - 1;   /* nothing counts: any level will do */
+    for (size_t l = info->nlevels; l-- > 1;)
+        if (level_usable(info, l, qfloor, ud, from, to, false))
             return l;
     return 0;
 }
@@ -535,7 +639,21 @@ static int64_t floor_gran(int64_t ts, const void *ud)
     return gran_floor(*(const gran_t *)ud, ts);
 }
 
+size_t seg_info_pick_level(const seg_info *info, gran_t qgran, int64_t from, int64_t to)
+{
+    if (from >= to)
+        return info->nlevels - 1;
+    for (size_t l = info->nlevels; l-- > 1;) {
+        gran_t u = info->unit[l];
+        if (u != GRAN_ALL && qgran != GRAN_ALL && seg_unit_code(qgran) < seg_unit_code(u))
+            continue;   /* answer buckets finer than the level's */
+        if (level_usable(info, l, floor_gran, &qgran, from, to, true))
+            return l;
+    }
+    return 0;
+}
+
 size_t seg_pick_level(const segment *s, gran_t qgran, int64_t from, int64_t to)
 {
-    return seg_pick_level_fn(s, floor_gran, &qgran, from, to);
+    return seg_info_pick_level(&s->info, qgran, from, to);
 }

@@ -24,53 +24,74 @@
  * SEGMENT FORMAT, VERSION 1
  * ======================================================================
  *
- * A segment is one byte string:
+ * A segment is one byte string: a header, then parts, each one zstd frame
+ * (declaring its content size) with its own checksum in the header:
  *
- *     header     56 + 16 * nlevels bytes, not compressed
- *     body       body_len bytes: one zstd frame that declares its size
- *     checksum   8 bytes
+ *     header                 64 + 32 * nlevels bytes, not compressed
+ *     dictionary part        the metrics' names and the dictionaries
+ *     level part nlevels-1   the coarsest level
+ *     ...
+ *     level part 0           the view's own rows
+ *
+ * Coarsest first, so a prefix of the segment holds the header, the
+ * dictionaries and every level from some level on: a reader that needs
+ * only the partition roll-up reads (and decompresses) a few kilobytes of a
+ * day's segment (seg_read_info says how many; SQLite's incremental blob
+ * I/O reads a prefix). Damage in a part is found when that part is
+ * decoded.
  *
  * Fixed in every version, so that a reader tells damage from a version it
- * does not know: bytes 0..7 are the magic, bytes 8..9 the version, and the
- * last 8 bytes are checksum64(every byte before them, seed 0)
- * (core/checksum.h), little-endian. A reader checks the magic, then the
- * checksum (either wrong: damaged, -EBADMSG), then the version (another
- * one: -EPROTONOSUPPORT); everything else may change with the version.
+ * does not know: bytes 0..7 are the magic, bytes 8..9 the version, bytes
+ * 12..15 the header's length, and the header's last 8 bytes are
+ * checksum64(the header's bytes before them, seed 0) (core/checksum.h). A
+ * reader checks the magic and the header checksum (either wrong: damaged,
+ * -EBADMSG), then the version (another: -EPROTONOSUPPORT).
  *
- * Header. Integers little-endian; int64 two's complement.
+ * Header. Integers little-endian, unsigned unless int64 (two's complement).
  *
  *   offset size  field
  *    0      8    magic: 'L' 'D' 'S' 'E' 'G' 0x0d 0x0a 0x1a
  *    8      2    version: 1
  *   10      2    flags: 0 (none defined in version 1; a set bit is damage)
- *   12      2    ndims: the view's dimensions
- *   14      2    nmetrics: the view's metrics
- *   16      8    part_start (int64): first second of the partition
- *   24      8    part_end (int64): first second after it; > part_start
- *   32      8    raw_len: bytes of the body once decompressed
- *                (at most SEG_MAX_RAW)
- *   40      8    body_len: bytes of the compressed body; header + body +
- *                checksum is the whole segment, nothing may follow
- *   48      1    nlevels: 1 .. SEG_MAX_LEVELS
- *   49      7    zero
- *   56           the level table, level 0 first, 16 bytes a level:
+ *   12      4    header length: 64 + 32 * nlevels
+ *   16      2    ndims: the view's dimensions
+ *   18      2    nmetrics: the view's metrics
+ *   20      1    nlevels: 1 .. SEG_MAX_LEVELS
+ *   21      3    zero
+ *   24      8    part_start (int64): first second of the partition
+ *   32      8    part_end (int64): first second after it; > part_start;
+ *                both within +-2^40
+ *   40      4    dictionary part: compressed bytes
+ *   44      4    dictionary part: bytes once decompressed
+ *   48      8    dictionary part: checksum64 of its compressed bytes
+ *   56           the level table, level 0 first, 32 bytes a level:
  *     +0    1    unit: 0 second, 1 minute, 2 hour, 3 day, 4 month,
  *                15 the whole partition
  *     +1    3    zero
  *     +4    4    nbuckets: distinct buckets of the level
- *     +8    8    nrows: rows of the level (at most 2^32 - 1)
+ *     +8    4    nrows: rows of the level
+ *     +12   4    zero
+ *     +16   4    level part: compressed bytes
+ *     +20   4    level part: bytes once decompressed
+ *     +24   8    level part: checksum64 of its compressed bytes
+ *   56 + 32 * nlevels
+ *           8    checksum64 of the header's bytes before this field
  *
- *   Level 0's unit is the view's granularity (second .. month) and
- *   part_start is a bucket start of that unit. Each further level has a
- *   strictly coarser unit (the whole partition only last). A reader
- *   accepts any such sequence, not only the levels a v1 writer emits.
- *   The buckets of a level of unit u are u-bucket starts
- *   (gran_floor(u, b) == b) in [part_start, part_end); the whole
- *   partition level has at most one bucket, part_start.
+ *   Parts follow the header in the order above, nothing after the last;
+ *   a part decompresses to at most SEG_MAX_RAW bytes. Level 0's unit is
+ *   the view's granularity (second .. month); each further level has a
+ *   strictly coarser unit (the whole partition only last); part_start is
+ *   a bucket start of every level's unit. A reader accepts any such
+ *   sequence, not only the levels a v1 writer emits. The buckets of a
+ *   level of unit u are u-bucket starts (gran_floor(u, b) == b) in
+ *   [part_start, part_end); the whole partition level has at most one
+ *   bucket, part_start. nbuckets <= nrows, and nrows == nbuckets without
+ *   dimensions.
  *
- * Body, once decompressed; "varint" is an unsigned LEB128 of at most 64
- * bits (core/bytes.h). In this order:
+ * Parts, once decompressed; "varint" is an unsigned LEB128 of at most 64
+ * bits (core/bytes.h).
  *
+ *   Dictionary part:
  *   1. Metrics, nmetrics times, in the view's order:
  *        varint n, n bytes   the aggregator's name ("count", "sum", ...)
  *        varint p, p bytes   its parameters (p = 0 in version 1)
@@ -80,31 +101,33 @@
  *      Strictly ascending in the order of query answers: null first, then
  *      bytewise (memcmp over the shorter length, then shorter first). So
  *      ids compare like the values they stand for.
- *   3. Levels, nlevels times, in level-table order; for each:
- *      a. Bucket index, nbuckets entries, ascending:
- *           varint delta     bucket start minus the previous bucket's (the
- *                            first: minus part_start); > 0 after the first
- *           varint rows      rows of this bucket, > 0; the sum is nrows
- *      b. Dimension columns, ndims times:
- *           varint L, then L bytes: nrows varint ids, each below its
- *           dictionary's n
- *      c. Metric columns, nmetrics times:
- *           varint L, then L bytes: nrows states, each in its aggregator's
- *           canonical encoding (agg_ops.encode)
- *      Rows are sorted by bucket, then by the ids of dimension 0, 1, ...;
- *      no two rows of a level share a bucket and ids. Row i of every
- *      column is the same row; the bucket index says which bucket it is in.
- *   Nothing follows the last level.
+ *   Nothing follows.
+ *
+ *   Level part:
+ *   1. Bucket index, nbuckets entries, ascending:
+ *        varint delta     bucket start minus the previous bucket's (the
+ *                         first: minus part_start); > 0 after the first
+ *        varint rows      rows of this bucket, > 0; the sum is nrows
+ *   2. Dimension columns, ndims times:
+ *        varint L, then L bytes: nrows varint ids, each below its
+ *        dictionary's n
+ *   3. Metric columns, nmetrics times:
+ *        varint L, then L bytes: nrows states, each in its aggregator's
+ *        canonical encoding (agg_ops.encode)
+ *   Nothing follows. Rows are sorted by bucket, then by the ids of
+ *   dimension 0, 1, ...; no two rows share a bucket and ids. Row i of
+ *   every column is the same row; the bucket index says its bucket.
  *
  * A roll-up row is the merge of the level-0 rows of its bucket with the
- * same ids; a reader does not check that (the checksum guards the bytes,
+ * same ids; a reader does not check that (the checksums guard the bytes,
  * the builder the meaning).
  * ======================================================================
  *
  * In memory (seg_decode), a level keeps its bucket index, one fixed-width
  * id array per dimension (1, 2 or 4 bytes an id, from the dictionary's
  * size) and its states as rows of layout->size bytes, so a scan reads
- * columns without decoding anything.
+ * columns without decoding anything. A segment may hold only the levels
+ * from some level on (seg_decode_from).
  *
  * Threads: building and decoding are pure functions (any thread). A decoded
  * segment is immutable: any number of threads may read it at once; whoever
@@ -121,7 +144,8 @@
 
 #define SEG_VERSION 1
 #define SEG_MAX_LEVELS 4
-#define SEG_MAX_RAW ((uint64_t)1 << 30)   /* decompressed body, bytes */
+#define SEG_HEADER_MAX (64 + 32 * SEG_MAX_LEVELS)   /* bytes of a v1 header, at most */
+#define SEG_MAX_RAW ((uint32_t)1 << 30)             /* a part decompressed, bytes */
 
 typedef struct segment segment;
 
@@ -141,8 +165,8 @@ void seg_blob_free(seg_blob *b);   /* accepts a zeroed blob */
  * granularity gran (second .. month; part_start a bucket start of it).
  * The tables are only read. Returns 0, -EINVAL (tables that differ, a
  * bucket outside the partition or not a bucket start, a bad partition or
- * gran, more than 65535 dimensions or metrics), -EFBIG (over SEG_MAX_RAW
- * or 2^32 - 1 rows) or -ENOMEM. */
+ * gran, more than 65535 dimensions or metrics), -EFBIG (a part over
+ * SEG_MAX_RAW) or -ENOMEM. */
 int seg_build_n(const vtable *const *tables, size_t n, int64_t part_start, int64_t part_end,
                 gran_t gran, seg_blob *out);
 static inline int seg_build(const vtable *t, int64_t part_start, int64_t part_end, gran_t gran,
@@ -151,33 +175,57 @@ static inline int seg_build(const vtable *t, int64_t part_start, int64_t part_en
     return seg_build_n(&t, 1, part_start, part_end, gran, out);
 }
 
+/* ---- the header -------------------------------------------------------- */
+
+/* What a segment's header says. */
+typedef struct {
+    int64_t part_start, part_end;
+    size_t ndims, nmetrics, nlevels;
+    gran_t unit[SEG_MAX_LEVELS];     /* level 0: the view's; GRAN_ALL: the whole partition */
+    size_t nrows[SEG_MAX_LEVELS];
+    /* Bytes from the start that hold the header, the dictionaries and
+     * levels l .. nlevels-1: what seg_decode_from(l) reads. */
+    size_t need[SEG_MAX_LEVELS];
+    size_t len;                      /* bytes of the whole segment */
+} seg_info;
+
+/* Reads and checks the header at p (len bytes: the segment, or at least
+ * its first min(its length, SEG_HEADER_MAX) bytes). 0, -EBADMSG,
+ * -EPROTONOSUPPORT, or -ENOBUFS when len is shorter than the header says
+ * it is (a later version's header may be longer than SEG_HEADER_MAX). */
+int seg_read_info(const void *p, size_t len, seg_info *info);
+
 /* ---- decoding ---------------------------------------------------------- */
 
-/* Decodes a segment of a view with ndims dimensions and the metrics of
- * layout (copied). Safe on any bytes. Returns 0, -EBADMSG (damaged:
- * magic, checksum, sizes, order, ids, trailing bytes, ...),
- * -EPROTONOSUPPORT (a sound segment of another format version), -EINVAL
- * (a sound segment of other dimensions or metrics: the view changed) or
- * -ENOMEM. Every one but -ENOMEM means: rebuild it from the archive. */
-int seg_decode(const void *blob, size_t len, const agg_layout *layout, size_t ndims,
-               segment **out);
+/* Decodes levels min_level .. nlevels-1 of a segment of a view with ndims
+ * dimensions and the metrics of layout (copied). blob holds at least the
+ * first info.need[min_level] bytes of the segment (the whole segment when
+ * min_level is 0). Safe on any bytes. Returns 0, -EBADMSG (damaged: magic,
+ * a checksum, sizes, order, ids, trailing bytes, ...), -EPROTONOSUPPORT
+ * (a sound segment of another format version), -EINVAL (a sound segment
+ * of other dimensions or metrics: the view changed; or min_level out of
+ * range) or -ENOMEM. Every one but -ENOMEM means: rebuild it. */
+int seg_decode_from(const void *blob, size_t len, size_t min_level, const agg_layout *layout,
+                    size_t ndims, segment **out);
+static inline int seg_decode(const void *blob, size_t len, const agg_layout *layout,
+                             size_t ndims, segment **out)
+{
+    return seg_decode_from(blob, len, 0, layout, ndims, out);
+}
 void seg_free(segment *s);                 /* accepts NULL */
 size_t seg_bytes(const segment *s);        /* memory held (for a cache budget) */
 
 /* ---- reading ----------------------------------------------------------- */
 
-int64_t seg_part_start(const segment *s);
-int64_t seg_part_end(const segment *s);
-gran_t seg_gran(const segment *s);         /* the view's: level 0's unit */
-size_t seg_ndims(const segment *s);
+/* Its header: partition, levels, their units and row counts. */
+const seg_info *seg_info_of(const segment *s);
 const agg_layout *seg_layout(const segment *s);
+/* The finest level decoded; levels below it have no rows to read. */
+size_t seg_min_level(const segment *s);
 
-size_t seg_nlevels(const segment *s);
-/* A level's unit; GRAN_ALL for the whole partition (bucket part_start). */
-gran_t seg_level_unit(const segment *s, size_t level);
-size_t seg_level_nrows(const segment *s, size_t level);
-/* The rows of a level whose bucket start b has from <= b < to: [*first,
- * *end) (empty: *first == *end). INT64_MIN / INT64_MAX for an open end. */
+/* The rows of a decoded level whose bucket start b has from <= b < to:
+ * [*first, *end) (empty: *first == *end). INT64_MIN / INT64_MAX for an
+ * open end. */
 void seg_level_rows(const segment *s, size_t level, int64_t from, int64_t to, size_t *first,
                     size_t *end);
 /* The bucket of a row (O(log buckets)). */
@@ -197,16 +245,24 @@ uint32_t seg_dict_size(const segment *s, size_t dim);
 int64_t seg_dict_find(const segment *s, size_t dim, const char *str, size_t len, bool null);
 dimval seg_dict_value(const segment *s, size_t dim, uint32_t id);
 
+/* ---- choosing a level -------------------------------------------------- */
+
 /* The coarsest level a query may read for the range [from, to) and
  * answer buckets given by qfloor (the start of the answer bucket holding a
- * view bucket start ts). A query counts a view bucket b when from <= b <
- * to and adds it to answer bucket qfloor(b); a level is usable when, for
- * each of its buckets with a row in range, the view buckets it covers lie
- * all inside or all outside [from, to) and in the same answer bucket.
- * Level 0 is always usable. Checks each bucket of a level in range
- * (cheap: 1 to 744 buckets a roll-up), so it holds for any answer
- * buckets: time zones, multiples such as 15m or 7d. */
-size_t seg_pick_level_fn(const segment *s, int64_t (*qfloor)(int64_t ts, const void *ud),
-                         const void *ud, int64_t from, int64_t to);
-/* The same for UTC answer buckets of qgran (GRAN_ALL: one bucket). */
+ * view bucket start ts), from the header alone (so before reading the
+ * rest). A query counts a view bucket b when from <= b < to and adds it
+ * to answer bucket qfloor(b); a level is usable when each of its buckets
+ * covers view buckets that lie all inside or all outside [from, to), and
+ * those inside in one answer bucket. Level 0 is always usable. Checks
+ * each bucket of a level that the range touches (a day partition has 24
+ * hours, a month 744), so it holds for any answer buckets: time zones,
+ * multiples such as 15m or 7d. INT64_MIN / INT64_MAX for an open end. */
+size_t seg_info_pick_level_fn(const seg_info *info,
+                              int64_t (*qfloor)(int64_t ts, const void *ud), const void *ud,
+                              int64_t from, int64_t to);
+/* The same for UTC answer buckets of qgran (GRAN_ALL: one bucket); only
+ * the buckets at from and to are checked (UTC units nest). */
+size_t seg_info_pick_level(const seg_info *info, gran_t qgran, int64_t from, int64_t to);
+/* seg_info_pick_level of a decoded segment. The level may be below
+ * seg_min_level(s): then decode the segment from that level. */
 size_t seg_pick_level(const segment *s, gran_t qgran, int64_t from, int64_t to);

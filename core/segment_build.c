@@ -11,7 +11,8 @@
  *    re-keyed to the coarser bucket, sorted and merged the same way. A row
  *    that nothing merges with points to its source states, so one table
  *    and a level-0 of its rows share their states;
- * 4. encode the body, compress it, write header and checksum.
+ * 4. encode the dictionaries and each level as a part, compress each,
+ *    write the header with the parts' sizes and checksums.
  * Pure; any thread.
  */
 #include "core/segment.h"
@@ -236,22 +237,24 @@ static int collect_row(const vrow *r, void *ud)
     return 0;
 }
 
+/* A row to sort: its bucket at the level being built, its index in the
+ * source level, its ids. Sorting these records themselves (not indexes
+ * into other arrays) keeps comparisons within two cache lines. */
 typedef struct {
-    const int64_t *key;    /* the rolled-up bucket of each source row */
-    const uint32_t *ids;
-    size_t ndims;
-} sort_ctx;
+    int64_t key;
+    uint32_t idx;
+    uint32_t ids[];
+} srec;
 
-static int cmp_rows(const void *pa, const void *pb, void *ud)
+static int cmp_srec(const void *pa, const void *pb, void *ud)
 {
-    const sort_ctx *c = ud;
-    size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
-    if (c->key[a] != c->key[b])
-        return c->key[a] < c->key[b] ? -1 : 1;
-    const uint32_t *ia = c->ids + a * c->ndims, *ib = c->ids + b * c->ndims;
-    for (size_t d = 0; d < c->ndims; d++)
-        if (ia[d] != ib[d])
-            return ia[d] < ib[d] ? -1 : 1;
+    const srec *a = pa, *b = pb;
+    size_t nd = *(const size_t *)ud;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    for (size_t d = 0; d < nd; d++)
+        if (a->ids[d] != b->ids[d])
+            return a->ids[d] < b->ids[d] ? -1 : 1;
     return 0;
 }
 
@@ -260,22 +263,28 @@ static int cmp_rows(const void *pa, const void *pb, void *ud)
 static int rollup(builder *c, const blevel *src, gran_t unit, bool same_bucket, blevel *dst)
 {
     size_t n = src->n, nd = c->ndims;
+    size_t rs = (sizeof(srec) + nd * sizeof(uint32_t) + 7) & ~(size_t)7;
     const agg_layout *l = c->layout;
     dst->unit = unit;
-    int64_t *key = malloc((n ? n : 1) * sizeof(*key));
-    size_t *perm = malloc((n ? n : 1) * sizeof(*perm));
-    int r = key && perm ? 0 : -ENOMEM;
+    size_t bytes;
+    unsigned char *recs = NULL;
+    if (!__builtin_mul_overflow(n ? n : 1, rs, &bytes))
+        recs = malloc(bytes);
+    int r = recs ? 0 : -ENOMEM;
     for (size_t i = 0; r == 0 && i < n; i++) {
-        key[i] = same_bucket ? src->bucket[i] : seg_rollup_bucket(unit, c->part_start, src->bucket[i]);
-        perm[i] = i;
+        srec *e = (srec *)(recs + i * rs);
+        e->key = same_bucket ? src->bucket[i] : seg_rollup_bucket(unit, c->part_start, src->bucket[i]);
+        e->idx = (uint32_t)i;
+        if (nd)
+            memcpy(e->ids, src->ids + i * nd, nd * sizeof(uint32_t));
     }
-    sort_ctx sc = {.key = key, .ids = src->ids, .ndims = nd};
     if (r == 0)
-        qsort_r(perm, n, sizeof(*perm), cmp_rows, &sc);
+        qsort_r(recs, n, rs, cmp_srec, &nd);
+#define REC(i) ((const srec *)(recs + (i) * rs))
     /* count the distinct keys, and the rows that merge several */
     size_t nout = 0, nmerged = 0;
     for (size_t i = 0, j; r == 0 && i < n; i = j) {
-        for (j = i + 1; j < n && cmp_rows(&perm[i], &perm[j], &sc) == 0; j++)
+        for (j = i + 1; j < n && cmp_srec(REC(i), REC(j), &nd) == 0; j++)
             ;
         nout++;
         nmerged += j - i > 1;
@@ -283,30 +292,29 @@ static int rollup(builder *c, const blevel *src, gran_t unit, bool same_bucket, 
     if (r == 0)
         r = blevel_alloc(dst, nout, nd);
     if (r == 0 && nmerged) {
-        size_t bytes;
         if (__builtin_mul_overflow(nmerged, l->size ? l->size : 1, &bytes) ||
             !(dst->owned = malloc(bytes)))
             r = -ENOMEM;
     }
     for (size_t i = 0, j; r == 0 && i < n; i = j) {
-        for (j = i + 1; j < n && cmp_rows(&perm[i], &perm[j], &sc) == 0; j++)
+        for (j = i + 1; j < n && cmp_srec(REC(i), REC(j), &nd) == 0; j++)
             ;
-        size_t o = dst->n++, s = perm[i];
-        dst->bucket[o] = key[s];
+        size_t o = dst->n++;
+        dst->bucket[o] = REC(i)->key;
         if (nd)
-            memcpy(dst->ids + o * nd, src->ids + s * nd, nd * sizeof(*dst->ids));
+            memcpy(dst->ids + o * nd, REC(i)->ids, nd * sizeof(*dst->ids));
         if (j - i == 1) {
-            dst->st[o] = src->st[s];
+            dst->st[o] = src->st[REC(i)->idx];
             continue;
         }
         unsigned char *row = dst->owned + dst->nown++ * l->size;
         agg_row_init(l, row);
         for (size_t k = i; k < j; k++)
-            agg_row_merge(l, row, src->st[perm[k]]);
+            agg_row_merge(l, row, src->st[REC(k)->idx]);
         dst->st[o] = row;
     }
-    free(key);
-    free(perm);
+#undef REC
+    free(recs);
     return r;
 }
 
@@ -319,6 +327,7 @@ static void put_column(bytes_w *w, bytes_w *col)
     col->len = 0;
 }
 
+/* col: one scratch buffer per metric (at least one). */
 static void encode_level(const builder *c, const blevel *b, bytes_w *w, bytes_w *col,
                          size_t *nbuckets)
 {
@@ -335,46 +344,81 @@ static void encode_level(const builder *c, const blevel *b, bytes_w *w, bytes_w 
     *nbuckets = nb;
     for (size_t d = 0; d < nd; d++) {
         for (size_t i = 0; i < b->n; i++)
-            bw_varint(col, b->ids[i * nd + d]);
-        put_column(w, col);
+            bw_varint(&col[0], b->ids[i * nd + d]);
+        put_column(w, &col[0]);
     }
+    /* the metric columns in one pass over the rows, whose states may lie
+     * anywhere in the source tables */
     const agg_layout *l = c->layout;
-    for (size_t m = 0; m < l->n; m++) {
-        for (size_t i = 0; i < b->n; i++)
-            l->slot[m].ops->encode(agg_cstate(l, b->st[i], m), col);
-        put_column(w, col);
-    }
+    for (size_t i = 0; i < b->n; i++)
+        for (size_t m = 0; m < l->n; m++)
+            l->slot[m].ops->encode(agg_cstate(l, b->st[i], m), &col[m]);
+    for (size_t m = 0; m < l->n; m++)
+        put_column(w, &col[m]);
 }
 
-static int encode(builder *c, seg_blob *out)
+/* A part: its bytes compressed, and what the header says of it. */
+typedef struct {
+    unsigned char *z;
+    size_t zlen, rawlen;
+    uint64_t sum;
+} bpart;
+
+/* Compresses w's bytes into a part and empties w. */
+static int seal_part(ZSTD_CCtx *cc, bytes_w *w, bpart *p)
+{
+    if (w->oom)
+        return -ENOMEM;
+    if (w->len > SEG_MAX_RAW)
+        return -EFBIG;
+    size_t bound = ZSTD_compressBound(w->len);
+    p->z = malloc(bound);
+    if (!p->z)
+        return -ENOMEM;
+    size_t zl = ZSTD_compressCCtx(cc, p->z, bound, w->p ? (const void *)w->p : "", w->len,
+                                  SEG_ZSTD_LEVEL);
+    if (ZSTD_isError(zl))
+        return ZSTD_getErrorCode(zl) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
+    if (zl > UINT32_MAX)
+        return -EFBIG;
+    p->zlen = zl;
+    p->rawlen = w->len;
+    p->sum = checksum64(p->z, zl, 0);
+    w->len = 0;
+    return 0;
+}
+
+static void encode_dicts(builder *c, bytes_w *w, int *r)
 {
     const agg_layout *l = c->layout;
-    bytes_w w = {0}, col = {0};
     for (size_t m = 0; m < l->n; m++) {
         const char *name = l->slot[m].ops->name;
-        bw_varint(&w, strlen(name));
-        bw_put(&w, name, strlen(name));
-        bw_varint(&w, 0);   /* parameters: none in version 1 */
+        bw_varint(w, strlen(name));
+        bw_put(w, name, strlen(name));
+        bw_varint(w, 0);   /* parameters: none in version 1 */
     }
-    int r = 0;
-    for (size_t d = 0; r == 0 && d < c->ndims; d++) {
+    for (size_t d = 0; *r == 0 && d < c->ndims; d++) {
         bdict *dd = &c->dict[d];
         uint32_t *order = NULL;
-        r = bdict_sort(dd, &order);
-        if (r < 0)
+        *r = bdict_sort(dd, &order);
+        if (*r < 0)
             break;
-        bw_varint(&w, dd->n);
+        bw_varint(w, dd->n);
         for (size_t i = 0; i < dd->n; i++) {
             const dentry *e = &dd->v[order[i]];
-            bw_varint(&w, e->null ? 0 : (uint64_t)e->len + 1);
+            bw_varint(w, e->null ? 0 : (uint64_t)e->len + 1);
             if (!e->null)
-                bw_put(&w, dd->bytes + e->off, e->len);
+                bw_put(w, dd->bytes + e->off, e->len);
         }
         free(order);
         /* temporary ids to final ones */
         for (size_t i = 0; i < c->in.n; i++)
             c->in.ids[i * c->ndims + d] = dd->rank[c->in.ids[i * c->ndims + d]];
     }
+}
+
+static int encode(builder *c, seg_blob *out)
+{
     /* the levels: level 0 from the collected rows, each roll-up from the
      * level before it (merging is associative, so it is the same) */
     gran_t units[SEG_MAX_LEVELS];
@@ -385,59 +429,80 @@ static int encode(builder *c, seg_blob *out)
         units[nl++] = GRAN_HOUR;
     if (gran_next(c->gran, c->part_start) < c->part_end)
         units[nl++] = GRAN_ALL;
+
+    size_t ncol = c->layout->n ? c->layout->n : 1;
+    bytes_w w = {0}, *col = calloc(ncol, sizeof(*col));
+    bpart parts[1 + SEG_MAX_LEVELS] = {{0}};   /* the dictionary part, then level 0, 1, ... */
     size_t nbuckets[SEG_MAX_LEVELS] = {0};
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    int r = cc && col ? 0 : -ENOMEM;
+    if (r == 0)
+        encode_dicts(c, &w, &r);
+    if (r == 0)
+        r = seal_part(cc, &w, &parts[0]);
     for (size_t i = 0; r == 0 && i < nl; i++) {
         r = rollup(c, i ? &c->lv[i - 1] : &c->in, units[i], i == 0, &c->lv[i]);
         c->nlevels = i + 1;
         if (r == 0 && c->lv[i].n > UINT32_MAX)
             r = -EFBIG;
-        if (r == 0)
-            encode_level(c, &c->lv[i], &w, &col, &nbuckets[i]);
+        if (r == 0) {
+            encode_level(c, &c->lv[i], &w, col, &nbuckets[i]);
+            for (size_t m = 0; m < ncol; m++)
+                if (col[m].oom)
+                    r = -ENOMEM;
+            if (r == 0)
+                r = seal_part(cc, &w, &parts[1 + i]);
+        }
     }
-    bw_free(&col);
-    if (r == 0 && (w.oom || col.oom))
-        r = -ENOMEM;
-    if (r == 0 && w.len > SEG_MAX_RAW)
-        r = -EFBIG;
-    size_t hlen = SEG_HDR_FIXED + SEG_HDR_LEVEL * nl;
-    size_t bound = r == 0 ? ZSTD_compressBound(w.len) : 0;
-    unsigned char *p = r == 0 ? malloc(hlen + bound + SEG_CHECKSUM_LEN) : NULL;
+    ZSTD_freeCCtx(cc);
+    for (size_t m = 0; col && m < ncol; m++)
+        bw_free(&col[m]);
+    free(col);
+    bw_free(&w);
+    size_t hlen = SEG_HDR_LEN(nl), len = hlen;
+    for (size_t i = 0; i <= nl; i++)
+        len += parts[i].zlen;
+    unsigned char *p = r == 0 ? calloc(1, len) : NULL;
     if (r == 0 && !p)
         r = -ENOMEM;
-    size_t zl = 0;
     if (r == 0) {
-        zl = ZSTD_compress(p + hlen, bound, w.p ? (const void *)w.p : "", w.len, SEG_ZSTD_LEVEL);
-        if (ZSTD_isError(zl))
-            r = ZSTD_getErrorCode(zl) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
+        memcpy(p, SEG_MAGIC, SEG_MAGIC_LEN);
+        seg_put_le(p + 8, SEG_VERSION, 2);
+        seg_put_le(p + 10, 0, 2);
+        seg_put_le(p + 12, hlen, 4);
+        seg_put_le(p + 16, c->ndims, 2);
+        seg_put_le(p + 18, c->layout->n, 2);
+        p[20] = (unsigned char)nl;
+        seg_put_le(p + 24, (uint64_t)c->part_start, 8);
+        seg_put_le(p + 32, (uint64_t)c->part_end, 8);
+        seg_put_le(p + 40, parts[0].zlen, 4);
+        seg_put_le(p + 44, parts[0].rawlen, 4);
+        seg_put_le(p + 48, parts[0].sum, 8);
+        for (size_t i = 0; i < nl; i++) {
+            unsigned char *e = p + SEG_HDR_FIXED + SEG_HDR_LEVEL * i;
+            const bpart *pt = &parts[1 + i];
+            e[0] = (unsigned char)seg_unit_code(units[i]);
+            seg_put_le(e + 4, nbuckets[i], 4);
+            seg_put_le(e + 8, c->lv[i].n, 4);
+            seg_put_le(e + 16, pt->zlen, 4);
+            seg_put_le(e + 20, pt->rawlen, 4);
+            seg_put_le(e + 24, pt->sum, 8);
+        }
+        seg_put_le(p + hlen - SEG_CHECKSUM_LEN, checksum64(p, hlen - SEG_CHECKSUM_LEN, 0), 8);
+        /* the parts: dictionaries, then the levels coarsest first */
+        size_t off = hlen;
+        memcpy(p + off, parts[0].z, parts[0].zlen);
+        off += parts[0].zlen;
+        for (size_t i = nl; i-- > 0;) {
+            memcpy(p + off, parts[1 + i].z, parts[1 + i].zlen);
+            off += parts[1 + i].zlen;
+        }
+        out->p = p;
+        out->len = len;
     }
-    size_t raw_len = w.len;
-    bw_free(&w);
-    if (r < 0) {
-        free(p);
-        return r;
-    }
-    memset(p, 0, hlen);
-    memcpy(p, SEG_MAGIC, SEG_MAGIC_LEN);
-    seg_put_le(p + 8, SEG_VERSION, 2);
-    seg_put_le(p + 10, 0, 2);
-    seg_put_le(p + 12, c->ndims, 2);
-    seg_put_le(p + 14, l->n, 2);
-    seg_put_le(p + 16, (uint64_t)c->part_start, 8);
-    seg_put_le(p + 24, (uint64_t)c->part_end, 8);
-    seg_put_le(p + 32, raw_len, 8);
-    seg_put_le(p + 40, zl, 8);
-    p[48] = (unsigned char)nl;
-    for (size_t i = 0; i < nl; i++) {
-        unsigned char *e = p + SEG_HDR_FIXED + SEG_HDR_LEVEL * i;
-        e[0] = (unsigned char)seg_unit_code(units[i]);
-        seg_put_le(e + 4, nbuckets[i], 4);
-        seg_put_le(e + 8, c->lv[i].n, 8);
-    }
-    size_t len = hlen + zl;
-    seg_put_le(p + len, checksum64(p, len, 0), 8);
-    out->p = p;
-    out->len = len + SEG_CHECKSUM_LEN;
-    return 0;
+    for (size_t i = 0; i <= SEG_MAX_LEVELS; i++)
+        free(parts[i].z);
+    return r;
 }
 
 int seg_build_n(const vtable *const *tables, size_t n, int64_t part_start, int64_t part_end,
@@ -460,7 +525,7 @@ int seg_build_n(const vtable *const *tables, size_t n, int64_t part_start, int64
         gran_floor(gran, part_start) != part_start || ndims > UINT16_MAX || l->n > UINT16_MAX)
         return -EINVAL;
     if (total > UINT32_MAX)
-        return -EFBIG;
+        return -EFBIG;   /* row counts are 32 bits (a part would be too large anyway) */
     builder c = {.ndims = ndims, .layout = l, .part_start = part_start, .part_end = part_end,
                  .gran = gran};
     c.dict = calloc(ndims ? ndims : 1, sizeof(*c.dict));

@@ -12,8 +12,9 @@
 #define SEG_MAGIC "LDSEG\r\n\x1a"
 #define SEG_MAGIC_LEN 8
 #define SEG_HDR_FIXED 56          /* header bytes before the level table */
-#define SEG_HDR_LEVEL 16          /* bytes of one level table entry */
+#define SEG_HDR_LEVEL 32          /* bytes of one level table entry */
 #define SEG_CHECKSUM_LEN 8
+#define SEG_HDR_LEN(nlevels) (SEG_HDR_FIXED + SEG_HDR_LEVEL * (size_t)(nlevels) + SEG_CHECKSUM_LEN)
 #define SEG_UNIT_PARTITION 15     /* unit code of the whole partition level */
 /* part_start and part_end lie in [-SEG_TIME_LIMIT, SEG_TIME_LIMIT]: years
  * 0001..9999 (the times events may have) and more, and no overflow in

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zstd.h>
 
 #include "core/checksum.h"
@@ -24,6 +25,8 @@
 #include "core/vtable.h"
 #include "tests/unit/aggtest.h"
 #include "tests/unit/check.h"
+
+#define INFO(s) seg_info_of(s)
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint64_t next_rand(void)
@@ -161,7 +164,7 @@ typedef struct {
 static void check_round_trip(const segment *s, vtable *t)
 {
     const agg_layout *l = seg_layout(s);
-    size_t n = seg_level_nrows(s, 0), ndims = seg_ndims(s);
+    size_t n = INFO(s)->nrows[0], ndims = INFO(s)->ndims;
     CHECK_INT(n, vtable_rows(t));
     size_t rows_before = vtable_rows(t);
     int bad_states = 0, bad_order = 0;
@@ -240,11 +243,11 @@ static agg_row *aggregate(const event *ev, size_t n, gran_t unit, int64_t ps, si
 static void check_level_by_hand(const segment *s, size_t level, const event *ev, size_t n)
 {
     size_t ne;
-    agg_row *want = aggregate(ev, n, seg_level_unit(s, level), seg_part_start(s), &ne);
+    agg_row *want = aggregate(ev, n, INFO(s)->unit[level], INFO(s)->part_start, &ne);
     const agg_layout *l = seg_layout(s);
-    CHECK_INT(seg_level_nrows(s, level), ne);
+    CHECK_INT(INFO(s)->nrows[level], ne);
     int bad = 0;
-    for (size_t i = 0; i < ne && i < seg_level_nrows(s, level); i++) {
+    for (size_t i = 0; i < ne && i < INFO(s)->nrows[level]; i++) {
         const agg_row *w = &want[i];
         const void *st = seg_row_states(s, level, i);
         bool ok = seg_row_bucket(s, level, i) == w->bucket &&
@@ -305,14 +308,14 @@ static void test_levels_and_rollups(void)
                 vtable_free(t);
                 continue;
             }
-            CHECK_INT(seg_part_start(s), ps);
-            CHECK_INT(seg_part_end(s), pe);
-            CHECK_INT(seg_gran(s), k->view);
-            CHECK_INT(seg_nlevels(s), k->nlevels);
-            for (size_t l = 0; l < k->nlevels && l < seg_nlevels(s); l++)
-                CHECK_INT(seg_level_unit(s, l), k->units[l]);
+            CHECK_INT(INFO(s)->part_start, ps);
+            CHECK_INT(INFO(s)->part_end, pe);
+            CHECK_INT(INFO(s)->unit[0], k->view);
+            CHECK_INT(INFO(s)->nlevels, k->nlevels);
+            for (size_t l = 0; l < k->nlevels && l < INFO(s)->nlevels; l++)
+                CHECK_INT(INFO(s)->unit[l], k->units[l]);
             check_round_trip(s, t);
-            for (size_t l = 0; l < seg_nlevels(s); l++)
+            for (size_t l = 0; l < INFO(s)->nlevels; l++)
                 check_level_by_hand(s, l, ev, n);
             seg_free(s);
             vtable_free(t);
@@ -379,9 +382,9 @@ static void test_build_errors(void)
     vtable *empty = vtable_new(2, five);
     s = build_decode(empty, ps, pe, GRAN_MINUTE, NULL);
     CHECK(s != NULL);
-    for (size_t l = 0; s && l < seg_nlevels(s); l++) {
+    for (size_t l = 0; s && l < INFO(s)->nlevels; l++) {
         size_t f, en;
-        CHECK_INT(seg_level_nrows(s, l), 0);
+        CHECK_INT(INFO(s)->nrows[l], 0);
         seg_level_rows(s, l, INT64_MIN, INT64_MAX, &f, &en);
         CHECK_INT(en - f, 0);
     }
@@ -508,8 +511,8 @@ static void test_ranges(void)
     pts[np++] = pe;
     pts[np++] = pe - 1;
     int bad = 0;
-    for (size_t l = 0; l < seg_nlevels(s); l++) {
-        size_t nr = seg_level_nrows(s, l);
+    for (size_t l = 0; l < INFO(s)->nlevels; l++) {
+        size_t nr = INFO(s)->nrows[l];
         for (size_t i = 0; i < np; i++) {
             for (size_t j = 0; j < np; j++) {
                 int64_t from = pts[i], to = pts[j];
@@ -549,7 +552,7 @@ static void test_ranges(void)
     /* the partition level's one bucket is the partition start */
     size_t f, e;
     seg_level_rows(s, 2, ps, ps + 1, &f, &e);
-    CHECK_INT(e - f, seg_level_nrows(s, 2));
+    CHECK_INT(e - f, INFO(s)->nrows[2]);
     seg_level_rows(s, 2, ps + 1, pe, &f, &e);
     CHECK_INT(e - f, 0);
     seg_free(s);
@@ -576,12 +579,12 @@ static int64_t qfloor_of(int64_t ts, const void *ud)
  * table keyed by answer bucket and dimensions. */
 static vtable *answer(const segment *s, size_t level, const qbuckets *q, int64_t from, int64_t to)
 {
-    vtable *t = vtable_new(seg_ndims(s), seg_layout(s));
+    vtable *t = vtable_new(INFO(s)->ndims, seg_layout(s));
     size_t first, end;
     seg_level_rows(s, level, from, to, &first, &end);
     for (size_t r = first; r < end; r++) {
         dimval d[8];
-        for (size_t k = 0; k < seg_ndims(s); k++)
+        for (size_t k = 0; k < INFO(s)->ndims; k++)
             d[k] = row_dim(s, level, r, k);
         void *row = vtable_upsert(t, qfloor_of(seg_row_bucket(s, level, r), q), d);
         agg_row_merge(seg_layout(s), row, seg_row_states(s, level, r));
@@ -652,10 +655,10 @@ static void test_pick_level(void)
     /* answer buckets of other shapes */
     qbuckets q15 = {.width = 900}, q6h = {.width = 6 * H}, ist = {.off = 5 * H + 1800, .gran = GRAN_DAY},
              cet = {.off = H, .gran = GRAN_DAY};
-    CHECK_INT(seg_pick_level_fn(s, qfloor_of, &q15, MIN, MAX), 0);
-    CHECK_INT(seg_pick_level_fn(s, qfloor_of, &q6h, MIN, MAX), 1);
-    CHECK_INT(seg_pick_level_fn(s, qfloor_of, &ist, MIN, MAX), 0);   /* +05:30 days */
-    CHECK_INT(seg_pick_level_fn(s, qfloor_of, &cet, MIN, MAX), 1);   /* +01:00 days */
+    CHECK_INT(seg_info_pick_level_fn(INFO(s), qfloor_of, &q15, MIN, MAX), 0);
+    CHECK_INT(seg_info_pick_level_fn(INFO(s), qfloor_of, &q6h, MIN, MAX), 1);
+    CHECK_INT(seg_info_pick_level_fn(INFO(s), qfloor_of, &ist, MIN, MAX), 0);   /* +05:30 days */
+    CHECK_INT(seg_info_pick_level_fn(INFO(s), qfloor_of, &cet, MIN, MAX), 1);   /* +01:00 days */
 
     /* random ranges and answer buckets: the picked level gives the same
      * answer as level 0 */
@@ -673,8 +676,12 @@ static void test_pick_level(void)
             from = MIN;
         if (next_rand() % 8 == 0)
             to = MAX;
-        size_t l = seg_pick_level_fn(s, qfloor_of, q, from, to);
+        size_t l = seg_info_pick_level_fn(INFO(s), qfloor_of, q, from, to);
         used[l]++;
+        /* UTC units: the shortcut that checks only the buckets at from and to agrees */
+        if (!q->width && !q->off)
+            bad += seg_info_pick_level(INFO(s), q->gran, from, to) != l ||
+                   seg_pick_level(s, q->gran, from, to) != l;
         vtable *want = answer(s, 0, q, from, to), *got = answer(s, l, q, from, to);
         bad += !same_answer(want, got);
         vtable_free(want);
@@ -701,17 +708,24 @@ static uint64_t get_le(const unsigned char *p, int n)
     return v;
 }
 
-/* A segment around a raw body, written from segment.h's description: the
- * header (levels: unit codes, bucket and row counts), the body compressed,
- * the checksum. */
+/* A segment around raw parts, written from segment.h's description: the
+ * header (levels: unit codes, bucket and row counts; each part's sizes and
+ * checksum; its own checksum), then the parts compressed: dictionaries,
+ * then levels coarsest first. part[0] is the dictionary part, part[1 + l]
+ * level l's. */
 typedef struct {
     uint16_t version, flags, ndims, nmetrics;
     int64_t ps, pe;
     uint8_t nlevels;
     uint8_t unit[16];
     uint32_t nbuckets[16];
-    uint64_t nrows[16];
+    uint32_t nrows[16];
 } hdr;
+
+typedef struct {
+    unsigned char *p[1 + 16];
+    size_t len[1 + 16];
+} raws;
 
 static bool hdr_equal(const hdr *a, const hdr *b)
 {
@@ -724,63 +738,104 @@ static bool hdr_equal(const hdr *a, const hdr *b)
     return eq;
 }
 
-static seg_blob seal(const hdr *h, const void *raw, size_t rawlen)
+static void raws_free(raws *r)
 {
-    size_t hl = 56 + 16 * (size_t)h->nlevels, bound = ZSTD_compressBound(rawlen);
-    unsigned char *p = calloc(1, hl + bound + 8);
-    size_t zl = ZSTD_compress(p + hl, bound, raw, rawlen, 1);
+    for (int i = 0; i < 17; i++)
+        free(r->p[i]);
+}
+
+static seg_blob seal(const hdr *h, const raws *rw)
+{
+    size_t nl = h->nlevels, hl = 64 + 32 * nl, len = hl;
+    unsigned char *z[17];
+    size_t zl[17];
+    for (size_t i = 0; i <= nl; i++) {
+        size_t bound = ZSTD_compressBound(rw->len[i]);
+        z[i] = malloc(bound);
+        zl[i] = ZSTD_compress(z[i], bound, rw->p[i] ? (const void *)rw->p[i] : "", rw->len[i], 1);
+        len += zl[i];
+    }
+    unsigned char *p = calloc(1, len);
     memcpy(p, "LDSEG\r\n\x1a", 8);
     put_le(p + 8, h->version, 2);
     put_le(p + 10, h->flags, 2);
-    put_le(p + 12, h->ndims, 2);
-    put_le(p + 14, h->nmetrics, 2);
-    put_le(p + 16, (uint64_t)h->ps, 8);
-    put_le(p + 24, (uint64_t)h->pe, 8);
-    put_le(p + 32, rawlen, 8);
-    put_le(p + 40, zl, 8);
-    p[48] = h->nlevels;
-    for (int i = 0; i < h->nlevels; i++) {
-        unsigned char *e = p + 56 + 16 * i;
+    put_le(p + 12, hl, 4);
+    put_le(p + 16, h->ndims, 2);
+    put_le(p + 18, h->nmetrics, 2);
+    p[20] = h->nlevels;
+    put_le(p + 24, (uint64_t)h->ps, 8);
+    put_le(p + 32, (uint64_t)h->pe, 8);
+    put_le(p + 40, zl[0], 4);
+    put_le(p + 44, rw->len[0], 4);
+    put_le(p + 48, checksum64(z[0], zl[0], 0), 8);
+    for (size_t i = 0; i < nl; i++) {
+        unsigned char *e = p + 56 + 32 * i;
         e[0] = h->unit[i];
         put_le(e + 4, h->nbuckets[i], 4);
-        put_le(e + 8, h->nrows[i], 8);
+        put_le(e + 8, h->nrows[i], 4);
+        put_le(e + 16, zl[1 + i], 4);
+        put_le(e + 20, rw->len[1 + i], 4);
+        put_le(e + 24, checksum64(z[1 + i], zl[1 + i], 0), 8);
     }
-    put_le(p + hl + zl, checksum64(p, hl + zl, 0), 8);
-    return (seg_blob){.p = p, .len = hl + zl + 8};
+    put_le(p + hl - 8, checksum64(p, hl - 8, 0), 8);
+    size_t off = hl;
+    memcpy(p + off, z[0], zl[0]);
+    off += zl[0];
+    for (size_t i = nl; i-- > 0;) {
+        memcpy(p + off, z[1 + i], zl[1 + i]);
+        off += zl[1 + i];
+    }
+    for (size_t i = 0; i <= nl; i++)
+        free(z[i]);
+    return (seg_blob){.p = p, .len = len};
 }
 
-/* The header and raw body of a segment. */
-static bool unseal(const seg_blob *b, hdr *h, unsigned char **raw, size_t *rawlen)
+/* The header and raw parts of a segment. */
+static bool unseal(const seg_blob *b, hdr *h, raws *rw)
 {
     const unsigned char *p = b->p;
     *h = (hdr){.version = (uint16_t)get_le(p + 8, 2), .flags = (uint16_t)get_le(p + 10, 2),
-               .ndims = (uint16_t)get_le(p + 12, 2), .nmetrics = (uint16_t)get_le(p + 14, 2),
-               .ps = (int64_t)get_le(p + 16, 8), .pe = (int64_t)get_le(p + 24, 8),
-               .nlevels = p[48]};
-    for (int i = 0; i < h->nlevels && i < 16; i++) {
-        const unsigned char *e = p + 56 + 16 * i;
+               .ndims = (uint16_t)get_le(p + 16, 2), .nmetrics = (uint16_t)get_le(p + 18, 2),
+               .ps = (int64_t)get_le(p + 24, 8), .pe = (int64_t)get_le(p + 32, 8),
+               .nlevels = p[20]};
+    size_t nl = h->nlevels, hl = 64 + 32 * nl, zl[17];
+    if (nl > 16 || get_le(p + 12, 4) != hl)
+        return false;
+    zl[0] = get_le(p + 40, 4);
+    rw->len[0] = get_le(p + 44, 4);
+    for (size_t i = 0; i < nl; i++) {
+        const unsigned char *e = p + 56 + 32 * i;
         h->unit[i] = e[0];
         h->nbuckets[i] = (uint32_t)get_le(e + 4, 4);
-        h->nrows[i] = get_le(e + 8, 8);
+        h->nrows[i] = (uint32_t)get_le(e + 8, 4);
+        zl[1 + i] = get_le(e + 16, 4);
+        rw->len[1 + i] = get_le(e + 20, 4);
     }
-    size_t hl = 56 + 16 * (size_t)h->nlevels;
-    *rawlen = get_le(p + 32, 8);
-    *raw = malloc(*rawlen + 1);
-    size_t got = ZSTD_decompress(*raw, *rawlen, p + hl, get_le(p + 40, 8));
-    return !ZSTD_isError(got) && got == *rawlen && get_le(p + 40, 8) + hl + 8 == b->len;
+    bool ok = true;
+    size_t off = hl;
+    for (size_t k = 0; k <= nl; k++) {
+        size_t i = k == 0 ? 0 : 1 + nl - k;   /* in the order they are stored */
+        rw->p[i] = malloc(rw->len[i] + 1);
+        size_t got = ZSTD_decompress(rw->p[i], rw->len[i], p + off, zl[i]);
+        ok &= !ZSTD_isError(got) && got == rw->len[i];
+        off += zl[i];
+    }
+    return ok && off == b->len;
 }
 
 /* The minute view (one dimension, one count) of one hour partition, rows:
  *   minute 0: "b" x2, null x1; minute 2: "a" x3. */
-static const unsigned char tiny_raw[] = {
+static const unsigned char tiny_dict[] = {
     5, 'c', 'o', 'u', 'n', 't', 0,    /* metric: "count", no parameters */
     3, 0, 2, 'a', 2, 'b',             /* dictionary: null, "a", "b" */
-    /* level 0 (minute): buckets +0 (2 rows), +120 (1 row) */
-    0, 2, 120, 1,
+};
+static const unsigned char tiny_l0[] = {
+    0, 2, 120, 1,                     /* buckets +0 (2 rows), +120 (1 row) */
     3, 0, 2, 1,                       /* ids: null, "b", "a" */
     3, 1, 2, 3,                       /* counts */
-    /* level 1 (partition): bucket +0, 3 rows */
-    0, 3,
+};
+static const unsigned char tiny_l1[] = {
+    0, 3,                             /* the partition: bucket +0, 3 rows */
     3, 0, 1, 2,                       /* null, "a", "b" */
     3, 1, 3, 2,
 };
@@ -789,6 +844,20 @@ static hdr tiny_hdr(int64_t ps)
 {
     return (hdr){.version = 1, .ndims = 1, .nmetrics = 1, .ps = ps, .pe = ps + 3600,
                  .nlevels = 2, .unit = {1, 15}, .nbuckets = {2, 1}, .nrows = {3, 3}};
+}
+
+/* Copies of the tiny parts, to damage. */
+static raws tiny_raws(void)
+{
+    raws r = {.len = {0}};
+    const unsigned char *src[3] = {tiny_dict, tiny_l0, tiny_l1};
+    size_t len[3] = {sizeof(tiny_dict), sizeof(tiny_l0), sizeof(tiny_l1)};
+    for (int i = 0; i < 3; i++) {
+        r.p[i] = malloc(len[i] + 8);
+        memcpy(r.p[i], src[i], len[i]);
+        r.len[i] = len[i];
+    }
+    return r;
 }
 
 static vtable *tiny_table(int64_t ps, const agg_layout *l)
@@ -811,21 +880,37 @@ static void test_format(void)
     seg_blob b = {0};
     CHECK_INT(seg_build(t, ps, ps + 3600, GRAN_MINUTE, &b), 0);
     hdr h, want = tiny_hdr(ps);
-    unsigned char *raw = NULL;
-    size_t rawlen = 0;
-    CHECK(b.p && unseal(&b, &h, &raw, &rawlen));
-    CHECK_MEM(raw, rawlen, tiny_raw, sizeof(tiny_raw));
+    raws rw = {.len = {0}};
+    CHECK(b.p && unseal(&b, &h, &rw));
     CHECK(hdr_equal(&h, &want));
+    CHECK_MEM(rw.p[0], rw.len[0], tiny_dict, sizeof(tiny_dict));
+    CHECK_MEM(rw.p[1], rw.len[1], tiny_l0, sizeof(tiny_l0));
+    CHECK_MEM(rw.p[2], rw.len[2], tiny_l1, sizeof(tiny_l1));
     CHECK_MEM(b.p, 8, "LDSEG\r\n\x1a", 8);
-    CHECK_INT(get_le(b.p + b.len - 8, 8), checksum64(b.p, b.len - 8, 0));
-    free(raw);
+    CHECK_INT(get_le(b.p + 12, 4), 128);
+    CHECK_INT(get_le(b.p + 120, 8), checksum64(b.p, 120, 0));
+    raws_free(&rw);
+    /* what the header says */
+    seg_info in;
+    CHECK_INT(seg_read_info(b.p, b.len, &in), 0);
+    CHECK_INT(in.nlevels, 2);
+    CHECK_INT(in.unit[0], GRAN_MINUTE);
+    CHECK_INT(in.unit[1], GRAN_ALL);
+    CHECK_INT(in.nrows[0], 3);
+    CHECK_INT(in.len, b.len);
+    CHECK_INT(in.need[0], b.len);
+    CHECK(in.need[1] < in.need[0] && in.need[1] > 128);
+    CHECK_INT(seg_read_info(b.p, 127, &in), -ENOBUFS);
+    CHECK_INT(seg_read_info(b.p, 128, &in), 0);
     /* and the hand-written segment decodes to the same rows */
-    seg_blob hb = seal(&want, tiny_raw, sizeof(tiny_raw));
+    raws tr = tiny_raws();
+    seg_blob hb = seal(&want, &tr);
+    raws_free(&tr);
     segment *s = NULL;
     CHECK_INT(seg_decode(hb.p, hb.len, c1, 1, &s), 0);
     if (s) {
         check_round_trip(s, t);
-        CHECK_INT(seg_level_nrows(s, 1), 3);
+        CHECK_INT(INFO(s)->nrows[1], 3);
         CHECK_INT(row_count(c1, seg_row_states(s, 1, 1), 0), 3);
     }
     seg_free(s);
@@ -956,13 +1041,13 @@ static void test_corruption_of(const agg_layout *l, const char *what)
     }
     segment *s = NULL;
     CHECK_INT(seg_decode(b.p, b.len, l, 2, &s), 0);
-    CHECK_INT(s ? seg_nlevels(s) : 0, 3);
+    CHECK_INT(s ? INFO(s)->nlevels : 0, 3);
     if (s)
         check_round_trip(s, t);
     seg_free(s);
     printf("corruption (%s): a segment of %zu rows in %zu bytes\n", what, vtable_rows(t), b.len);
 
-    /* every bit of every byte flipped: the checksum or the magic catches it */
+    /* every bit of every byte flipped: a checksum or the magic catches it */
     unsigned char *c = malloc(b.len + 1);
     int accepted = 0, odd = 0;
     for (size_t i = 0; i < b.len; i++)
@@ -991,41 +1076,79 @@ static void test_corruption_of(const agg_layout *l, const char *what)
     CHECK_INT(try_decode(c, b.len + 1, l, 2, &odd), 0);
     CHECK_INT(accepted, 0);
     CHECK_INT(odd, 0);
+
+    /* decoding from a level: a prefix suffices, one byte less does not;
+     * damage in a finer level's part goes unseen until that level is read */
+    seg_info in;
+    CHECK_INT(seg_read_info(b.p, b.len < SEG_HEADER_MAX ? b.len : SEG_HEADER_MAX, &in), 0);
+    for (size_t lv = 0; lv < in.nlevels; lv++) {
+        segment *x = NULL;
+        CHECK_INT(seg_decode_from(b.p, in.need[lv], lv, l, 2, &x), 0);
+        if (x) {
+            CHECK_INT(seg_min_level(x), lv);
+            size_t f, e;
+            for (size_t k = 0; k < in.nlevels; k++) {
+                seg_level_rows(x, k, INT64_MIN, INT64_MAX, &f, &e);
+                CHECK_INT(e - f, k >= lv ? in.nrows[k] : 0);
+            }
+        }
+        seg_free(x);
+        CHECK_INT(seg_decode_from(b.p, in.need[lv] - 1, lv, l, 2, &x), -EBADMSG);
+        CHECK_INT(seg_decode_from(b.p, b.len, lv, l, 2, &x), 0);
+        seg_free(x);
+    }
+    memcpy(c, b.p, b.len);
+    c[b.len - 1] ^= 1;   /* level 0's part ends the segment */
+    segment *x = NULL;
+    CHECK_INT(seg_decode_from(c, b.len, 1, l, 2, &x), 0);
+    seg_free(x);
+    CHECK_INT(seg_decode_from(c, b.len, 0, l, 2, &x), -EBADMSG);
+    CHECK_INT(seg_decode_from(b.p, b.len, 3, l, 2, &x), -EINVAL);
     free(c);
 
-    /* damage behind a valid checksum: every byte of the raw body changed,
-     * every truncation of it; no crash, no leak, only known codes */
+    /* damage behind valid checksums: every byte of every part changed,
+     * every truncation of a part; no crash, no leak, only known codes */
     hdr h;
-    unsigned char *raw = NULL;
-    size_t rawlen = 0;
-    CHECK(unseal(&b, &h, &raw, &rawlen));
-    unsigned char *m = malloc(rawlen + 16);
-    int errors = 0, ok = 0;
-    for (size_t i = 0; i < rawlen; i++) {
-        const unsigned char flips[] = {0x01, 0x80, 0xff};
-        for (int f = 0; f < 3; f++) {
-            memcpy(m, raw, rawlen);
-            m[i] ^= flips[f];
-            seg_blob x = seal(&h, m, rawlen);
-            ok += try_decode(x.p, x.len, l, 2, &errors);
-            seg_blob_free(&x);
+    raws rw = {.len = {0}};
+    CHECK(unseal(&b, &h, &rw));
+    int errors = 0, ok = 0, truncated_ok = 0;
+    size_t total = 0;
+    for (size_t k = 0; k <= h.nlevels; k++) {
+        unsigned char *orig = rw.p[k];
+        size_t olen = rw.len[k];
+        unsigned char *m = malloc(olen + 16);
+        rw.p[k] = m;
+        for (size_t i = 0; i < olen; i++) {
+            const unsigned char flips[] = {0x01, 0x80, 0xff};
+            for (int f = 0; f < 3; f++) {
+                memcpy(m, orig, olen);
+                m[i] ^= flips[f];
+                seg_blob y = seal(&h, &rw);
+                ok += try_decode(y.p, y.len, l, 2, &errors);
+                seg_blob_free(&y);
+                total++;
+            }
         }
+        memcpy(m, orig, olen);
+        for (size_t n = 0; n < olen; n++) {
+            rw.len[k] = n;
+            seg_blob y = seal(&h, &rw);
+            truncated_ok += try_decode(y.p, y.len, l, 2, &errors);
+            seg_blob_free(&y);
+        }
+        m[olen] = 0;
+        rw.len[k] = olen + 1;   /* a trailing byte */
+        seg_blob y = seal(&h, &rw);
+        truncated_ok += try_decode(y.p, y.len, l, 2, &errors);
+        seg_blob_free(&y);
+        rw.len[k] = olen;
+        rw.p[k] = orig;
+        free(m);
     }
-    int truncated_ok = 0;
-    for (size_t n = 0; n < rawlen; n++) {
-        seg_blob x = seal(&h, raw, n);
-        truncated_ok += try_decode(x.p, x.len, l, 2, &errors);
-        seg_blob_free(&x);
-    }
-    memcpy(m, raw, rawlen);
-    m[rawlen] = 0;
-    seg_blob x = seal(&h, m, rawlen + 1);   /* a trailing byte */
-    CHECK_INT(try_decode(x.p, x.len, l, 2, &errors), 0);
-    seg_blob_free(&x);
     CHECK_INT(truncated_ok, 0);
     CHECK_INT(errors, 0);
-    printf("corruption (%s): %d of %zu changed bodies decode (states whose value changed)\n",
-           what, ok, 3 * rawlen);
+    printf("corruption (%s): %d of %zu changed parts decode (states whose value changed)\n",
+           what, ok, total);
 
     /* header fields changed behind a valid checksum */
     hdr v;
@@ -1033,7 +1156,7 @@ static void test_corruption_of(const agg_layout *l, const char *what)
     do {                                                                                         \
         v = h;                                                                                   \
         expr;                                                                                    \
-        seg_blob y = seal(&v, raw, rawlen);                                                      \
+        seg_blob y = seal(&v, &rw);                                                              \
         segment *z = NULL;                                                                       \
         CHECK_INT(seg_decode(y.p, y.len, l, 2, &z), want);                                       \
         seg_free(z);                                                                             \
@@ -1045,76 +1168,90 @@ static void test_corruption_of(const agg_layout *l, const char *what)
     HDR_CASE(v.flags = 1, -EBADMSG);
     HDR_CASE(v.ndims = 1, -EINVAL);
     HDR_CASE(v.nmetrics = 3, -EINVAL);
-    HDR_CASE(v.ps = ps - 60, -EBADMSG);           /* buckets move: hour level misaligned */
+    HDR_CASE(v.ps = ps - 60, -EBADMSG);           /* not an hour start */
     HDR_CASE(v.ps = ps + 1, -EBADMSG);            /* not a minute start */
+    HDR_CASE(v.ps = ps + 3600, -EBADMSG);         /* rows before the start */
     HDR_CASE(v.pe = ps, -EBADMSG);
     HDR_CASE(v.pe = ps + 3600, -EBADMSG);         /* rows past the end */
     HDR_CASE(v.ps = INT64_MIN, -EBADMSG);
     HDR_CASE(v.pe = INT64_MAX, -EBADMSG);
-    HDR_CASE(v.nlevels = 0, -EBADMSG);
-    HDR_CASE(v.nlevels = 2, -EBADMSG);            /* the third level's bytes trail */
-    HDR_CASE((v.nlevels = 4, v.unit[3] = 4), -EBADMSG);
-    HDR_CASE(v.nlevels = 9, -EBADMSG);
     HDR_CASE(v.unit[0] = 2, -EBADMSG);            /* minute buckets are not hour starts */
     HDR_CASE(v.unit[0] = 15, -EBADMSG);
     HDR_CASE(v.unit[1] = 1, -EBADMSG);            /* not coarser */
-    HDR_CASE(v.unit[1] = 3, -EBADMSG);            /* hour buckets are not day starts */
+    HDR_CASE(v.unit[1] = 3, -EBADMSG);            /* the partition does not start a day */
     HDR_CASE(v.unit[1] = 7, -EBADMSG);            /* unknown unit */
     HDR_CASE(v.unit[2] = 2, -EBADMSG);
     HDR_CASE(v.nbuckets[0]++, -EBADMSG);
     HDR_CASE(v.nbuckets[0]--, -EBADMSG);
     HDR_CASE(v.nrows[0]++, -EBADMSG);
-    HDR_CASE(v.nrows[0] = 1ull << 40, -EBADMSG);
+    HDR_CASE(v.nrows[0]--, -EBADMSG);
+    HDR_CASE(v.nrows[0] = UINT32_MAX, -EBADMSG);
     HDR_CASE(v.nbuckets[2] = 2, -EBADMSG);
     HDR_CASE(v.nrows[1] = 0, -EBADMSG);
 #undef HDR_CASE
-    free(m);
-    free(raw);
+    /* a level more or less than the parts: the sizes no longer add up */
+    v = h;
+    v.nlevels = 2;
+    seg_blob y = seal(&v, &rw);   /* level 2's part is left out */
+    segment *z = NULL;
+    CHECK_INT(seg_decode(y.p, y.len, l, 2, &z), 0);   /* minute and hour: a sound segment */
+    seg_free(z);
+    seg_blob_free(&y);
+    v.nlevels = 0;
+    y = seal(&v, &rw);
+    CHECK_INT(seg_decode(y.p, y.len, l, 2, &z), -EBADMSG);
+    seg_blob_free(&y);
+    v.nlevels = 5;
+    y = seal(&v, &rw);
+    CHECK_INT(seg_decode(y.p, y.len, l, 2, &z), -EBADMSG);
+    seg_blob_free(&y);
+    raws_free(&rw);
     seg_blob_free(&b);
     vtable_free(t);
 }
 
-/* Targeted damage to the tiny hand-written body, resealed: each is the
+/* Targeted damage to the tiny hand-written parts, resealed: each is the
  * kind of error the decoder must name. */
 static void test_damage_cases(void)
 {
     int64_t ps = day_start(2026, 11, 23) + 7 * 3600;
     agg_layout *c1 = layout_of(1, MT_COUNT);
     hdr h = tiny_hdr(ps);
-    unsigned char m[sizeof(tiny_raw) + 8];
-    /* offsets into tiny_raw; see its layout above */
+    /* part 0: the dictionary part, 1: level 0, 2: the partition level;
+     * offsets into tiny_dict, tiny_l0, tiny_l1 */
     struct {
         const char *what;
+        int part;
         size_t at, n;
         unsigned char v[5];
     } cases[] = {
-        {"metric name", 1, 1, {'k'}},
-        {"metric parameters", 6, 1, {1}},
-        {"dictionary order (\"c\" before \"b\")", 10, 1, {'c'}},
-        {"dictionary duplicate", 12, 1, {'a'}},
-        {"dictionary size", 7, 1, {4}},
-        {"null not first", 8, 5, {2, 'a', 0, 2, 'b'}},
-        {"value longer than the body", 11, 1, {0x7f}},
-        {"id out of range", 18, 1, {3}},
-        {"rows unsorted in a bucket (\"b\" before null)", 18, 2, {2, 0}},
-        {"rows duplicated in a bucket", 18, 1, {2}},
-        {"bucket delta malformed", 13, 1, {0xff}},
-        {"second bucket not after the first", 15, 1, {0}},
-        {"bucket not a minute start", 15, 1, {121}},
-        {"bucket row counts", 14, 1, {1}},
-        {"empty bucket", 16, 1, {0}},
-        {"column longer than its rows", 21, 1, {4}},
-        {"column shorter than its rows", 21, 1, {2}},
-        {"id column longer", 17, 1, {4}},
-        {"state malformed", 24, 1, {0x80}},
-        {"partition bucket not the partition start", 25, 1, {60}},
-        {"partition level rows unsorted", 29, 1, {0}},
+        {"metric name", 0, 1, 1, {'k'}},
+        {"metric parameters", 0, 6, 1, {1}},
+        {"dictionary order (\"c\" before \"b\")", 0, 10, 1, {'c'}},
+        {"dictionary duplicate", 0, 12, 1, {'a'}},
+        {"dictionary size", 0, 7, 1, {4}},
+        {"null not first", 0, 8, 5, {2, 'a', 0, 2, 'b'}},
+        {"value longer than the part", 0, 11, 1, {0x7f}},
+        {"id out of range", 1, 5, 1, {3}},
+        {"rows unsorted in a bucket (\"b\" before null)", 1, 5, 2, {2, 0}},
+        {"rows duplicated in a bucket", 1, 5, 1, {2}},
+        {"bucket delta malformed", 1, 0, 1, {0xff}},
+        {"second bucket not after the first", 1, 2, 1, {0}},
+        {"bucket not a minute start", 1, 2, 1, {121}},
+        {"bucket row counts", 1, 1, 1, {1}},
+        {"empty bucket", 1, 3, 1, {0}},
+        {"id column longer than its rows", 1, 4, 1, {4}},
+        {"metric column longer than its rows", 1, 8, 1, {4}},
+        {"metric column shorter than its rows", 1, 8, 1, {2}},
+        {"state malformed", 1, 11, 1, {0x80}},
+        {"partition bucket not the partition start", 2, 0, 1, {60}},
+        {"partition level rows unsorted", 2, 4, 1, {0}},
     };
     int bad = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        memcpy(m, tiny_raw, sizeof(tiny_raw));
-        memcpy(m + cases[i].at, cases[i].v, cases[i].n);
-        seg_blob x = seal(&h, m, sizeof(tiny_raw));
+        raws rw = tiny_raws();
+        memcpy(rw.p[cases[i].part] + cases[i].at, cases[i].v, cases[i].n);
+        seg_blob x = seal(&h, &rw);
         segment *s = NULL;
         int r = seg_decode(x.p, x.len, c1, 1, &s);
         int want = i == 0 ? -EINVAL : -EBADMSG;
@@ -1124,46 +1261,67 @@ static void test_damage_cases(void)
         }
         seg_free(s);
         seg_blob_free(&x);
+        raws_free(&rw);
     }
     CHECK_INT(bad, 0);
-    /* the partition ends before a bucket */
-    hdr short_part = h;
-    short_part.pe = ps + 120;
-    seg_blob x0 = seal(&short_part, tiny_raw, sizeof(tiny_raw));
-    segment *s0 = NULL;
-    CHECK_INT(seg_decode(x0.p, x0.len, c1, 1, &s0), -EBADMSG);
-    seg_blob_free(&x0);
-    /* trailing bytes after the last level */
-    memcpy(m, tiny_raw, sizeof(tiny_raw));
-    m[sizeof(tiny_raw)] = 0;
-    seg_blob x = seal(&h, m, sizeof(tiny_raw) + 1);
+    raws rw = tiny_raws();
     segment *s = NULL;
+    /* the partition ends before a bucket */
+    hdr v = h;
+    v.pe = ps + 120;
+    seg_blob x = seal(&v, &rw);
     CHECK_INT(seg_decode(x.p, x.len, c1, 1, &s), -EBADMSG);
     seg_blob_free(&x);
-    /* the body is not one zstd frame of the declared size */
-    x = seal(&h, tiny_raw, sizeof(tiny_raw));
-    put_le(x.p + 32, sizeof(tiny_raw) + 1, 8);
-    put_le(x.p + x.len - 8, checksum64(x.p, x.len - 8, 0), 8);
+    /* trailing bytes in a part */
+    rw.p[2][rw.len[2]++] = 0;
+    x = seal(&h, &rw);
+    CHECK_INT(seg_decode(x.p, x.len, c1, 1, &s), -EBADMSG);
+    seg_blob_free(&x);
+    rw.len[2]--;
+    /* a part that is not one zstd frame of the declared size */
+    x = seal(&h, &rw);
+    put_le(x.p + 44, get_le(x.p + 44, 4) + 1, 4);
+    put_le(x.p + 120, checksum64(x.p, 120, 0), 8);
     CHECK_INT(seg_decode(x.p, x.len, c1, 1, &s), -EBADMSG);
     seg_blob_free(&x);
     /* the magic */
-    x = seal(&h, tiny_raw, sizeof(tiny_raw));
+    x = seal(&h, &rw);
     x.p[0] = 'X';
-    put_le(x.p + x.len - 8, checksum64(x.p, x.len - 8, 0), 8);
+    put_le(x.p + 120, checksum64(x.p, 120, 0), 8);
     CHECK_INT(seg_decode(x.p, x.len, c1, 1, &s), -EBADMSG);
     seg_blob_free(&x);
-    /* a future version whose header is longer: refused by its version */
-    unsigned char fut[64] = "LDSEG\r\n\x1a";
+    /* a header length that is not 64 + 32 * nlevels */
+    x = seal(&h, &rw);
+    put_le(x.p + 12, 120, 4);
+    put_le(x.p + 112, checksum64(x.p, 112, 0), 8);
+    CHECK_INT(seg_decode(x.p, x.len, c1, 1, &s), -EBADMSG);
+    seg_blob_free(&x);
+    raws_free(&rw);
+    /* a future version with a longer header: refused by its version */
+    unsigned char fut[300] = "LDSEG\r\n\x1a";
     put_le(fut + 8, 7, 2);
-    put_le(fut + 56, checksum64(fut, 56, 0), 8);
-    CHECK_INT(seg_decode(fut, 64, c1, 1, &s), -EPROTONOSUPPORT);
-    put_le(fut + 10, checksum64(fut, 10, 0), 8);
-    CHECK_INT(seg_decode(fut, 18, c1, 1, &s), -EPROTONOSUPPORT);   /* the shortest */
+    put_le(fut + 12, 300, 4);
+    put_le(fut + 292, checksum64(fut, 292, 0), 8);
+    CHECK_INT(seg_decode(fut, 300, c1, 1, &s), -EPROTONOSUPPORT);
+    seg_info in;
+    CHECK_INT(seg_read_info(fut, SEG_HEADER_MAX, &in), -ENOBUFS);
+    CHECK_INT(seg_decode(fut, SEG_HEADER_MAX, c1, 1, &s), -EBADMSG);
+    memset(fut + 16, 0, 16);   /* the shortest a header can be */
+    put_le(fut + 12, 24, 4);
+    put_le(fut + 16, checksum64(fut, 16, 0), 8);
+    CHECK_INT(seg_decode(fut, 24, c1, 1, &s), -EPROTONOSUPPORT);
     CHECK(s == NULL);
     free(c1);
 }
 
 /* ---- sizes ---- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 static void size_report(const char *what, const agg_layout *l)
 {
@@ -1182,19 +1340,33 @@ static void size_report(const char *what, const agg_layout *l)
             row_add(l, row, m, (double)(next_rand() % 5000));
     }
     seg_blob b = {0};
+    double t0 = now_ms();
     CHECK_INT(seg_build(t, ps, pe, GRAN_MINUTE, &b), 0);
+    double t1 = now_ms();
     segment *s = NULL;
     CHECK_INT(seg_decode(b.p, b.len, l, 2, &s), 0);
+    double t2 = now_ms();
     if (s) {
         size_t rows = 0;
-        for (size_t i = 0; i < seg_nlevels(s); i++)
-            rows += seg_level_nrows(s, i);
-        size_t r0 = seg_level_nrows(s, 0);
+        for (size_t i = 0; i < INFO(s)->nlevels; i++)
+            rows += INFO(s)->nrows[i];
+        size_t r0 = INFO(s)->nrows[0];
         printf("size (%s): %zu rows (+%zu roll-up rows); persisted %zu bytes = %.2f bytes/row "
                "(%.2f per row of every level); in memory %.1f bytes/row (a view table: %.1f)\n",
                what, r0, rows - r0, b.len, (double)b.len / (double)r0,
                (double)b.len / (double)rows, (double)seg_bytes(s) / (double)rows,
                (double)vtable_bytes(t) / (double)vtable_rows(t));
+        printf("size (%s): built in %.1f ms, decoded in %.1f ms\n", what, t1 - t0, t2 - t1);
+        const seg_info *in = INFO(s);
+        for (size_t lv = in->nlevels; lv-- > 1;) {
+            segment *x = NULL;
+            double t3 = now_ms();
+            CHECK_INT(seg_decode_from(b.p, in->need[lv], lv, l, 2, &x), 0);
+            printf("size (%s): from level %zu (%s, %zu rows): reads %zu bytes, decoded in %.1f ms, "
+                   "holds %zu bytes\n", what, lv, gran_name(in->unit[lv]), in->nrows[lv],
+                   in->need[lv], now_ms() - t3, x ? seg_bytes(x) : 0);
+            seg_free(x);
+        }
     }
     seg_free(s);
     seg_blob_free(&b);
