@@ -59,7 +59,7 @@ int main(void)
     CHECK_INT(segcache_new(path, 1 << 30, &c, &err), 0);
     segcache_ref *r = NULL;
     CHECK_INT(segcache_get(c, ids[0], &view, &r), 0);
-    CHECK_INT(seg_level_nrows(segcache_segment(r), 0), 2000);
+    CHECK_INT(seg_info_of(segcache_segment(r))->nrows[0], 2000);
     segcache_stats st;
     segcache_get_stats(c, &st);
     size_t one = st.bytes;
@@ -79,7 +79,7 @@ int main(void)
     CHECK_INT(st.entries, 2);                 /* day 0 (held) and day 3 (newest) */
     CHECK(st.bytes <= st.budget);
     CHECK_INT(st.evictions, 2);               /* days 1 and 2 */
-    CHECK_INT(seg_level_nrows(segcache_segment(held), 0), 2000);   /* still readable */
+    CHECK_INT(seg_info_of(segcache_segment(held))->nrows[0], 2000);   /* still readable */
     CHECK_INT(segcache_get(c, ids[3], &view, &r), 0);              /* in memory: a hit */
     segcache_put(c, r);
     segcache_get_stats(c, &st);
