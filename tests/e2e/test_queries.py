@@ -15,7 +15,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import GEN, Daemon, Devbroker, Workdir, spawn, wait_until  # noqa: E402
+from harness import GEN, Daemon, Devbroker, Workdir, produce, spawn, wait_until  # noqa: E402
 
 N = 120000
 BASE = 1763856000   # 2025-11-23T00:00:00Z
@@ -111,11 +111,21 @@ class QueriesTest(unittest.TestCase):
                         running_seen = max(running_seen, pool["running"])
                 return running_seen >= 1 and len(answers) >= 12 and probes >= 40
             wait_until(enough, 120, "heavy queries answered while probing", interval=0)
+            # Ingestion goes on while they run: new events are archived and
+            # counted (no query makes the speed thread wait).
+            extra = [json.dumps({"ts": BASE + 7200 + i, "user": "late-%d" % i, "page": "/x"})
+                     for i in range(3000)]
+            produce(self.broker.bootstrap, "pageviews", extra)
+            self.d.wait_archived(N + 3000, timeout=120)
+            self.assertEqual(call(self.d.port, "/readyz")[0], 200)
+            self.assertTrue(running_seen >= 1)
         finally:
             stop.set()
             for t in clients:
                 t.join(60)
         self.assertEqual(failures, [])
+        total = json.loads(call(self.d.port, "/v1/views/by_user/query?granularity=all")[2])
+        self.assertEqual(total["rows"][0]["metrics"]["views"], N + 3000)
         print("%d probes answered next to %d heavy answers (pool seen running %d)"
               % (probes, len(answers), running_seen))
 
