@@ -389,6 +389,48 @@ static int fail_expired(const query *q, qerror *err)
     return stopping ? -ECANCELED : -ETIME;
 }
 
+/* Max-heap by cmp_rows (the root orders last), for the top-N below. */
+static void sift_down(rrow *h, size_t n, size_t i, const query *q)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && cmp_rows(&h[l], &h[m], (void *)q) > 0)
+            m = l;
+        if (r < n && cmp_rows(&h[r], &h[m], (void *)q) > 0)
+            m = r;
+        if (m == i)
+            return;
+        rrow t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/* Orders the result rows. With order_by and a limit smaller than the
+ * answer, only the first `limit` rows are needed: a heap of that many
+ * keeps them in one pass (O(n log limit)), then they are sorted; the
+ * order is the full sort's, because cmp_rows is a total order. */
+static void order_rows(const query *q, result *res)
+{
+    size_t n = res->nrows, k = q->limit;
+    if (q->order_by >= 0 && k > 0 && k < n) {
+        rrow *h = res->rows;   /* h[0..k) becomes the heap of the best k */
+        for (size_t i = k / 2; i-- > 0;)
+            sift_down(h, k, i, q);
+        for (size_t i = k; i < n; i++) {
+            if (cmp_rows(&h[i], &h[0], (void *)q) < 0) {
+                h[0] = h[i];
+                sift_down(h, k, 0, q);
+            }
+        }
+        res->nrows = k;
+        n = k;
+    }
+    if (n > 1)
+        qsort_r(res->rows, n, sizeof(*res->rows), cmp_rows, (void *)q);
+}
+
 static int fail_run(qerror *err, int rc, const char *what)
 {
     qerror_clear(err);
@@ -484,8 +526,7 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         rc = fail_run(err, rc, "cannot collect rows");
         goto out;
     }
-    if (res.nrows > 1)
-        qsort_r(res.rows, res.nrows, sizeof(*res.rows), cmp_rows, (void *)q);
+    order_rows(q, &res);
     if (query_expired(q)) {
         rc = fail_expired(q, err);
         goto out;
