@@ -23,6 +23,8 @@ METRIC_COUNTER(m_damaged, "lambdad_segments_damaged_total",
 typedef struct {
     daemon_source *ds;
     size_t view;
+    int64_t from, to;
+    gran_t gran;
     int (*seg_fn)(const segment *seg, void *fnud);
     int (*fn)(const vrow *row, void *fnud);
     void *fnud;
@@ -48,7 +50,8 @@ static int with_segment(const bseg *bs, void *ud)
 {
     scan_ctx *c = ud;
     segcache_ref *ref = NULL;
-    int r = segcache_get(c->ds->cache, bs->id, &c->ds->cfg->views[c->view], &ref);
+    int r = segcache_get(c->ds->cache, bs->id, &c->ds->cfg->views[c->view], c->gran, c->from,
+                         c->to, &ref);
     if (r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EINVAL || r == -ENOENT) {
         segment_damaged(c->ds, c->view, bs, r);
         return -EAGAIN;
@@ -76,7 +79,7 @@ static int64_t unreadable_events(const daemon_source *ds, size_t view_idx)
     return c.events;
 }
 
-static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to,
+static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t gran,
                      int (*seg_fn)(const segment *seg, void *fnud),
                      int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm)
 {
@@ -84,7 +87,8 @@ static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to,
     if (!atomic_load(&ds->recovered))
         return -EAGAIN;   /* partial live tables would give wrong answers */
     vstate_watermark w;
-    scan_ctx c = {.ds = ds, .view = view_idx, .seg_fn = seg_fn, .fn = fn, .fnud = fnud};
+    scan_ctx c = {.ds = ds, .view = view_idx, .from = from, .to = to, .gran = gran,
+                  .seg_fn = seg_fn, .fn = fn, .fnud = fnud};
     /* -EAGAIN: being recomputed */
     int r = vstate_scan(ds->vs, view_idx, from, to, with_segment, with_row, &c, &w);
     if (wm) {

@@ -487,7 +487,8 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
             goto out;
         }
         rc = src->scan_view(src->ud, q->view_idx, q->has_from ? q->from : INT64_MIN,
-                            q->has_to ? q->to : INT64_MAX, scan_segment, scan_row, &ctx, &wm);
+                            q->has_to ? q->to : INT64_MAX, q->gran, scan_segment, scan_row, &ctx,
+                            &wm);
     }
     if (rc == SCAN_EXPIRED || (rc == 0 && query_expired(q))) {
         rc = fail_expired(q, err);

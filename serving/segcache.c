@@ -7,6 +7,14 @@
  * `db_mu` guards the read connection (one at a time reads a blob; decoding
  * happens outside both). Two queries missing the same segment at once both
  * decode it; the second to finish finds the first's entry and uses it.
+ *
+ * A query at a coarse granularity needs only a segment's coarse levels,
+ * which the format stores first (core/segment.h): the cache reads the
+ * header, lets the level chooser say which levels the query reads, and
+ * reads just that prefix of the blob (SQLite incremental blob I/O). An
+ * entry decoded from level L serves every query that reads level L or a
+ * coarser one; a finer query decodes the segment again from its level and
+ * the new entry replaces the old.
  */
 #include "serving/segcache.h"
 
@@ -30,8 +38,7 @@ struct segcache_ref {
 
 struct segcache {
     pthread_mutex_t mu, db_mu;
-    sqlite3 *db;
-    sqlite3_stmt *read;             /* under db_mu */
+    sqlite3 *db;                    /* under db_mu */
     segcache_ref **buckets;
     size_t nbuckets, entries, bytes, budget;
     segcache_ref *newest, *oldest;
@@ -51,9 +58,7 @@ int segcache_new(const char *views_path, size_t budget_bytes, segcache **out, ch
     c->nbuckets = 256;
     c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
     int r = c->buckets ? 0 : -ENOMEM;
-    if (r == 0 && (sqlite3_open_v2(views_path, &c->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
-                   sqlite3_prepare_v2(c->db, "SELECT data FROM segdata WHERE id = ?", -1, &c->read,
-                                      NULL) != SQLITE_OK)) {
+    if (r == 0 && sqlite3_open_v2(views_path, &c->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         *errmsg = str_printf("cannot open views file %s for reading segments: %s", views_path,
                              c->db ? sqlite3_errmsg(c->db) : "out of memory");
         r = -EIO;
@@ -84,7 +89,6 @@ void segcache_free(segcache *c)
         ref_free(e);
     }
     free(c->buckets);
-    sqlite3_finalize(c->read);
     sqlite3_close(c->db);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->db_mu);
@@ -144,7 +148,7 @@ static bool evict(segcache *c, segcache_ref *e)
     c->entries--;
     c->bytes -= e->bytes;
     c->st.evictions++;
-    return --e->refs == 0;
+    return --e->refs == 0;   /* still pinned: its last put frees it */
 }
 
 /* Evicts the oldest unpinned entries while over budget; the freed ones are
@@ -172,32 +176,65 @@ static void free_chain(segcache_ref *dead)
 
 /* ---- reading a segment ---- */
 
-static int read_blob(segcache *c, int64_t id, void **blob, size_t *len)
+/* Reads the part of segment id that levels min_level.. need (the header
+ * first, then exactly the prefix it names) into a malloc'd buffer, with
+ * SQLite's incremental blob I/O so the rest is never read. */
+static int read_prefix(segcache *c, int64_t id, const view_def *v, gran_t gran, int64_t from,
+                       int64_t to, void **out, size_t *len, size_t *level)
 {
     pthread_mutex_lock(&c->db_mu);
-    sqlite3_reset(c->read);
-    sqlite3_bind_int64(c->read, 1, id);
-    int rc = sqlite3_step(c->read), r = 0;
-    if (rc == SQLITE_ROW) {
-        *len = (size_t)sqlite3_column_bytes(c->read, 0);
-        *blob = malloc(*len ? *len : 1);
-        if (!*blob)
-            r = -ENOMEM;
-        else if (*len)
-            memcpy(*blob, sqlite3_column_blob(c->read, 0), *len);
-    } else {
-        r = rc == SQLITE_DONE ? -ENOENT : -EIO;
+    sqlite3_blob *blob = NULL;
+    int rc = sqlite3_blob_open(c->db, "main", "segdata", "data", id, 0, &blob);
+    int r = 0;
+    unsigned char head[SEG_HEADER_MAX];
+    size_t total = 0, hlen = 0;
+    seg_info info;
+    if (rc != SQLITE_OK) {
+        r = rc == SQLITE_ERROR ? -ENOENT : -EIO;   /* no such row */
+        goto out;
     }
-    sqlite3_reset(c->read);
+    total = (size_t)sqlite3_blob_bytes(blob);
+    hlen = total < sizeof(head) ? total : sizeof(head);
+    if (sqlite3_blob_read(blob, head, (int)hlen, 0) != SQLITE_OK) {
+        r = -EIO;
+        goto out;
+    }
+    r = seg_read_info(head, hlen, &info);
+    if (r == -ENOBUFS)
+        r = -EPROTONOSUPPORT;   /* a longer header: a later version */
+    if (r < 0)
+        goto out;
+    *level = seg_info_pick_level(&info, gran, from, to);
+    size_t need = info.need[*level];
+    if (need > total) {
+        r = -EBADMSG;
+        goto out;
+    }
+    *out = malloc(need ? need : 1);
+    if (!*out) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (sqlite3_blob_read(blob, *out, (int)need, 0) != SQLITE_OK) {
+        free(*out);
+        *out = NULL;
+        r = -EIO;
+        goto out;
+    }
+    *len = need;
+out:
+    sqlite3_blob_close(blob);
     pthread_mutex_unlock(&c->db_mu);
+    (void)v;
     return r;
 }
 
-int segcache_get(segcache *c, int64_t id, const view_def *v, segcache_ref **out)
+int segcache_get(segcache *c, int64_t id, const view_def *v, gran_t gran, int64_t from,
+                 int64_t to, segcache_ref **out)
 {
     pthread_mutex_lock(&c->mu);
     segcache_ref *e = lookup(c, id);
-    if (e) {
+    if (e && seg_pick_level(e->seg, gran, from, to) >= seg_min_level(e->seg)) {
         e->refs++;
         lru_unlink(c, e);
         lru_push(c, e);
@@ -210,11 +247,11 @@ int segcache_get(segcache *c, int64_t id, const view_def *v, segcache_ref **out)
     pthread_mutex_unlock(&c->mu);
 
     void *blob = NULL;
-    size_t len = 0;
-    int r = read_blob(c, id, &blob, &len);
+    size_t len = 0, level = 0;
+    int r = read_prefix(c, id, v, gran, from, to, &blob, &len, &level);
     segment *seg = NULL;
     if (r == 0)
-        r = seg_decode(blob, len, v->layout, v->ndims, &seg);
+        r = seg_decode_from(blob, len, level, v->layout, v->ndims, &seg);
     free(blob);
     if (r < 0) {
         if (r != -ENOMEM && r != -EIO && r != -ENOENT) {
@@ -235,13 +272,17 @@ int segcache_get(segcache *c, int64_t id, const view_def *v, segcache_ref **out)
     pthread_mutex_lock(&c->mu);
     c->st.read_bytes += len;
     segcache_ref *other = lookup(c, id);
-    if (other) {
-        /* Decoded by another query meanwhile: use that one. */
+    if (other && seg_min_level(other->seg) <= level) {
+        /* Decoded (as finely) by another query meanwhile: use that one. */
         other->refs++;
         pthread_mutex_unlock(&c->mu);
         ref_free(e);
         *out = other;
         return 0;
+    }
+    if (other && evict(c, other)) {   /* a coarser decoding: this one replaces it */
+        other->next_in_bucket = dead;
+        dead = other;
     }
     size_t b = bucket_of(c, id);
     e->next_in_bucket = c->buckets[b];

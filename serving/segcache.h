@@ -24,11 +24,14 @@ typedef struct segcache_ref segcache_ref;
 int segcache_new(const char *views_path, size_t budget_bytes, segcache **out, char **errmsg);
 void segcache_free(segcache *c);   /* accepts NULL; every ref must be put back */
 
-/* The decoded segment id of view v, pinned. 0; -EBADMSG, -EPROTONOSUPPORT
- * or -EINVAL when the stored segment is damaged, of another format or of
- * another shape (rebuild it from the archive); -ENOENT when the views file
- * has no such segment; -EIO; -ENOMEM. */
-int segcache_get(segcache *c, int64_t id, const view_def *v, segcache_ref **out);
+/* Segment id of view v, decoded at least from the level a query of
+ * answer granularity gran over [from, to) reads (seg_info_pick_level),
+ * pinned. 0; -EBADMSG, -EPROTONOSUPPORT or -EINVAL when the stored segment
+ * is damaged, of another format or of another shape (rebuild it from the
+ * archive); -ENOENT when the views file has no such segment; -EIO;
+ * -ENOMEM. */
+int segcache_get(segcache *c, int64_t id, const view_def *v, gran_t gran, int64_t from,
+                 int64_t to, segcache_ref **out);
 const segment *segcache_segment(const segcache_ref *r);
 void segcache_put(segcache *c, segcache_ref *r);   /* accepts NULL */
 

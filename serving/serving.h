@@ -28,11 +28,13 @@ typedef struct {
      * each batch segment that may hold a bucket in [from, to) (decoded;
      * valid during the call), then fn for every row of the pending and
      * live tables; rows with equal keys may repeat and are merged by the
-     * caller, who also filters by time (the range is a hint). Returns 0,
+     * caller, who also filters by time (the range is a hint). gran is the
+     * answer's granularity: a segment needs to be read only from the
+     * level such a query reads (its coarser levels come first). Returns 0,
      * a callback's non-zero value, or a negative code: -EAGAIN when the
      * view cannot be answered exactly now (recovering, recomputing, or a
      * damaged segment being rebuilt). */
-    int (*scan_view)(void *ud, size_t view_idx, int64_t from, int64_t to,
+    int (*scan_view)(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t gran,
                      int (*seg_fn)(const segment *seg, void *fnud),
                      int (*fn)(const vrow *row, void *fnud), void *fnud, serving_watermark *wm);
     /* Adds the layers' figures to the /v1/status object. */

@@ -124,7 +124,7 @@ static bool slow_wait_started(int n)
     return ok;
 }
 
-static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
+static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t gran,
                      int (*seg_fn)(const segment *, void *),
                      int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {

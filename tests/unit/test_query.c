@@ -65,7 +65,7 @@ static int serve_as_segment(const vtable *t, const view_def *v,
     return rc;
 }
 
-static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
+static int fake_scan(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t gran,
                      int (*seg_fn)(const segment *, void *),
                      int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {
@@ -608,7 +608,7 @@ static void test_raw_values(void)
 /* Cells rendered as count/sum/min/max/avg, including fractions and sums
  * past 2^53, through a one-row source. */
 static uint64_t one_cells[64];   /* a row of pages' states */
-static int one_scan(void *ud, size_t view_idx, int64_t from, int64_t to,
+static int one_scan(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t gran,
                     int (*seg_fn)(const segment *, void *),
                     int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
 {

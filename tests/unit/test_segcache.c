@@ -22,7 +22,7 @@ static int64_t put_day(bstore *s, int d, int n)
     vtable *t = vtable_new(1, view.layout);
     char key[32];
     for (int i = 0; i < n; i++) {
-        int len = snprintf(key, sizeof(key), "k%d", i);
+        int len = snprintf(key, sizeof(key), "k%d", i % 20);   /* 20 groups: a small roll-up */
         dimval dv = {.s = key, .len = (uint32_t)len};
         row_add(view.layout, vtable_upsert(t, (int64_t)d * 86400 + (i % 1440) * 60, &dv), 0, 0);
     }
@@ -58,8 +58,8 @@ int main(void)
     segcache *c = NULL;
     CHECK_INT(segcache_new(path, 1 << 30, &c, &err), 0);
     segcache_ref *r = NULL;
-    CHECK_INT(segcache_get(c, ids[0], &view, &r), 0);
-    CHECK_INT(seg_info_of(segcache_segment(r))->nrows[0], 2000);
+    CHECK_INT(segcache_get(c, ids[0], &view, GRAN_MINUTE, INT64_MIN, INT64_MAX, &r), 0);
+    CHECK_INT(seg_info_of(segcache_segment(r))->nrows[0], 1440);
     segcache_stats st;
     segcache_get_stats(c, &st);
     size_t one = st.bytes;
@@ -69,9 +69,9 @@ int main(void)
 
     CHECK_INT(segcache_new(path, one * 5 / 2, &c, &err), 0);
     segcache_ref *held = NULL;
-    CHECK_INT(segcache_get(c, ids[0], &view, &held), 0);   /* a query holds day 0 */
+    CHECK_INT(segcache_get(c, ids[0], &view, GRAN_MINUTE, INT64_MIN, INT64_MAX, &held), 0);   /* a query holds day 0 */
     for (int d = 1; d < 4; d++) {
-        CHECK_INT(segcache_get(c, ids[d], &view, &r), 0);
+        CHECK_INT(segcache_get(c, ids[d], &view, GRAN_MINUTE, INT64_MIN, INT64_MAX, &r), 0);
         segcache_put(c, r);
     }
     segcache_get_stats(c, &st);
@@ -79,15 +79,43 @@ int main(void)
     CHECK_INT(st.entries, 2);                 /* day 0 (held) and day 3 (newest) */
     CHECK(st.bytes <= st.budget);
     CHECK_INT(st.evictions, 2);               /* days 1 and 2 */
-    CHECK_INT(seg_info_of(segcache_segment(held))->nrows[0], 2000);   /* still readable */
-    CHECK_INT(segcache_get(c, ids[3], &view, &r), 0);              /* in memory: a hit */
+    CHECK_INT(seg_info_of(segcache_segment(held))->nrows[0], 1440);   /* still readable */
+    CHECK_INT(segcache_get(c, ids[3], &view, GRAN_MINUTE, INT64_MIN, INT64_MAX, &r), 0);              /* in memory: a hit */
     segcache_put(c, r);
     segcache_get_stats(c, &st);
     CHECK_INT(st.hits, 1);
     segcache_put(c, held);
 
+    /* a query at granularity all reads only the roll-up's prefix; a finer
+     * one decodes the segment again from level 0 and replaces the entry,
+     * while the coarse one stays readable by whoever holds it */
+    segcache_free(c);
+    CHECK_INT(segcache_new(path, 1 << 30, &c, &err), 0);
+    segcache_ref *coarse = NULL, *fine = NULL;
+    CHECK_INT(segcache_get(c, ids[2], &view, GRAN_ALL, INT64_MIN, INT64_MAX, &coarse), 0);
+    segcache_get_stats(c, &st);
+    uint64_t coarse_bytes = st.read_bytes;
+    CHECK(seg_min_level(segcache_segment(coarse)) > 0);
+    CHECK_INT(segcache_get(c, ids[2], &view, GRAN_ALL, INT64_MIN, INT64_MAX, &r), 0);   /* a hit */
+    segcache_put(c, r);
+    CHECK_INT(segcache_get(c, ids[2], &view, GRAN_MINUTE, INT64_MIN, INT64_MAX, &fine), 0);
+    CHECK_INT(seg_min_level(segcache_segment(fine)), 0);
+    segcache_get_stats(c, &st);
+    CHECK_INT(st.hits, 1);
+    CHECK_INT(st.misses, 2);
+    printf("segment prefix for granularity all: %llu of %llu bytes\n", (unsigned long long)coarse_bytes,
+           (unsigned long long)(st.read_bytes - coarse_bytes));
+    CHECK(coarse_bytes < st.read_bytes - coarse_bytes);   /* a prefix, not the whole */
+    CHECK_INT(st.entries, 1);
+    CHECK(seg_info_of(segcache_segment(coarse))->nrows[0] == 1440);
+    segcache_put(c, coarse);
+    CHECK_INT(segcache_get(c, ids[2], &view, GRAN_ALL, INT64_MIN, INT64_MAX, &r), 0);   /* the fine one serves */
+    CHECK(r == fine);
+    segcache_put(c, r);
+    segcache_put(c, fine);
+
     /* missing and damaged segments */
-    CHECK_INT(segcache_get(c, 9999, &view, &r), -ENOENT);
+    CHECK_INT(segcache_get(c, 9999, &view, GRAN_MINUTE, INT64_MIN, INT64_MAX, &r), -ENOENT);
     sqlite3 *db;
     CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
     char sql[160];
@@ -96,7 +124,7 @@ int main(void)
              (long long)ids[1]);
     CHECK_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    CHECK_INT(segcache_get(c, ids[1], &view, &r), -EBADMSG);
+    CHECK_INT(segcache_get(c, ids[1], &view, GRAN_MINUTE, INT64_MIN, INT64_MAX, &r), -EBADMSG);
     segcache_get_stats(c, &st);
     CHECK_INT(st.damaged, 1);
     segcache_free(c);
