@@ -80,6 +80,10 @@ int bstore_open(const char *path, bstore **out, char **errmsg)
     }
     sqlite3_busy_timeout(s->db, 5000);
     int r = exec(s,
+                 /* incremental: space freed by deleted segments goes back to
+                  * the file system (bstore_delete_segments); only a new file
+                  * takes it, an older one keeps its mode */
+                 "PRAGMA auto_vacuum=INCREMENTAL;"
                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                  "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
                  "CREATE TABLE IF NOT EXISTS views(name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
@@ -308,9 +312,15 @@ int bstore_delete_segments(bstore *s, const int64_t *ids, size_t n, char **errms
         r = each_id(s, "DELETE FROM segments WHERE id = ?", ids, n, errmsg);
     if (r == 0)
         r = exec(s, "COMMIT", errmsg);
-    if (r < 0)
+    if (r < 0) {
         bstore_rollback(s);
-    return r;
+        return r;
+    }
+    /* Give the freed pages back, and keep the WAL from growing with every
+     * run's segments: both are best effort (a busy reader only delays). */
+    sqlite3_exec(s->db, "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL,
+                 NULL);
+    return 0;
 }
 
 int bstore_put_view(bstore *s, const view_def *v, gran_t unit, char **errmsg)

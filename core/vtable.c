@@ -17,6 +17,10 @@
 
 #define NULL_LEN UINT32_MAX
 #define MAX_DIMS 64
+/* Arena blocks double from the first to the last size: a small table (one
+ * commit's staged rows, a cached answer of a few rows) holds a few KiB,
+ * a large one allocates in large steps. */
+#define ARENA_FIRST (4 * 1024)
 #define ARENA_BLOCK (256 * 1024)
 
 typedef struct row {
@@ -136,7 +140,11 @@ static void *arena_alloc(vtable *t, size_t n)
     n = (n + 7) & ~(size_t)7;
     block *b = t->arena;
     if (!b || b->size - b->used < n) {
-        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        size_t size = b ? b->size * 2 : ARENA_FIRST;
+        if (size > ARENA_BLOCK)
+            size = ARENA_BLOCK;
+        if (size < n)
+            size = n;
         b = malloc(sizeof(block) + size);
         if (!b)
             return NULL;
