@@ -340,7 +340,10 @@ def report(b, R, F, qs, answers, P, peer_note, t_mk):
     size = "%s events over %d days" % (fmt(n), days)
     b1, b2 = F["batch1"], F["batch2"]
     steady = max(F["rss1"], b1["after"], b2["after"], F["rss2"], F["rss3"])
-    peak_ratio = max(ratio(b1["peak"], b1["before"]), ratio(b2["peak"], b2["before"]))
+    # A build that recomputes its views at start (views answer 503 meanwhile) has its batch
+    # peak during the first start: VmHWM since start against the RSS once every view answers.
+    start_ratio = ratio(F["hwm1"], F["rss1"])
+    peak_ratio = max(ratio(b1["peak"], b1["before"]), ratio(b2["peak"], b2["before"]), start_ratio)
     vratio = ratio(F["views_bytes"], F["archive"])
     lines = ["An archive of %s (bench-mkarchive --span: lambdad-gen's events, seed 5, spread evenly, the "
              "last one just before %s; %s, written in %.1f s) and the demo's three views "
@@ -435,9 +438,11 @@ def report(b, R, F, qs, answers, P, peer_note, t_mk):
            issue=8)
     R.goal("A batch run's peak at most 1.5x steady" + at,
            peak_ratio <= 1.5 if b1["peak_is_run"] and b2["peak_is_run"] else None,
-           "peak %s / %s against %s / %s before the run = %s / %s" % (
+           "peak %s / %s against %s / %s before the run = %s / %s; first start: peak %s against %s "
+           "once every view answered = %s" % (
                fmt(b1["peak"], "MB"), fmt(b2["peak"], "MB"), fmt(b1["before"], "MB"), fmt(b2["before"], "MB"),
-               fmt(ratio(b1["peak"], b1["before"]), "x"), fmt(ratio(b2["peak"], b2["before"]), "x")), issue=8)
+               fmt(ratio(b1["peak"], b1["before"]), "x"), fmt(ratio(b2["peak"], b2["before"]), "x"),
+               fmt(F["hwm1"], "MB"), fmt(F["rss1"], "MB"), fmt(start_ratio, "x")), issue=8)
     R.goal("Start to /readyz at most 2 s" + at, max(F["ready1"], F["ready2"]) <= 2,
            "%s without a views file, %s with one (every view answering after %s / %s)" % (
                fmt(F["ready1"], "s"), fmt(F["ready2"], "s"), fmt(F["views1"], "s"), fmt(F["views2"], "s")),
