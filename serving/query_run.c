@@ -121,6 +121,38 @@ static bool filter_ids(const segment *s, const qfilter *f, uint64_t **bits)
     return any;
 }
 
+/* Rows of one answer group met in a row: their states are merged here
+ * and go into the result table once (a hash lookup per run of rows, not
+ * per row). Rows are sorted by bucket then ids, so runs are long when the
+ * answer groups by few or leading dimensions (all of a segment's rows
+ * when it groups by none). */
+typedef struct {
+    bool open;
+    int64_t qbucket;
+    uint32_t ids[16];        /* the group's dictionary ids */
+    uint64_t states[];       /* q->layout->size bytes */
+} run_acc;
+
+static int flush_run(scan_ctx *c, const segment *s, run_acc *acc)
+{
+    const query *q = c->q;
+    if (!acc->open)
+        return 0;
+    acc->open = false;
+    for (size_t g = 0; g < q->ngroup; g++)
+        c->key[g] = seg_dict_value(s, q->group[g], acc->ids[g]);
+    void *cells = vtable_upsert(c->t, acc->qbucket, c->key);
+    int rc = 0;
+    if (!cells)
+        rc = -ENOMEM;
+    else if (c->cap && vtable_rows(c->t) > c->cap)
+        rc = SCAN_TOO_MANY;
+    else
+        agg_row_merge(q->layout, cells, acc->states);
+    agg_row_destroy(q->layout, acc->states);
+    return rc;
+}
+
 /* One batch segment: filters are resolved against its dictionaries first
  * (a segment without any of a filter's values is skipped), the coarsest
  * level the granularity and range allow is read (a roll-up when it
@@ -131,6 +163,9 @@ static int scan_segment(const segment *s, void *ud)
     const query *q = c->q;
     int rc = 0;
     uint64_t *bits[16] = {0};   /* per filter; a view has at most 16 dimensions */
+    run_acc *acc = calloc(1, sizeof(run_acc) + q->layout->size);
+    if (!acc)
+        return -ENOMEM;
     for (size_t f = 0; f < q->nfilters; f++)
         if (!filter_ids(s, &q->filters[f], &bits[f])) {
             rc = bits[f] ? 0 : -ENOMEM;
@@ -159,25 +194,31 @@ static int scan_segment(const segment *s, void *ud)
             }
             if (!keep)
                 continue;
-            for (size_t g = 0; g < q->ngroup; g++)
-                c->key[g] = seg_dict_value(s, q->group[g], seg_row_id(s, level, row, q->group[g]));
-            void *cells = vtable_upsert(c->t, qbucket, c->key);
-            if (!cells) {
-                rc = -ENOMEM;
-                break;
-            }
-            if (c->cap && vtable_rows(c->t) > c->cap) {
-                rc = SCAN_TOO_MANY;
-                break;
+            bool same = acc->open && acc->qbucket == qbucket;
+            for (size_t g = 0; g < q->ngroup && same; g++)
+                same = acc->ids[g] == seg_row_id(s, level, row, q->group[g]);
+            if (!same) {
+                if ((rc = flush_run(c, s, acc)) != 0)
+                    break;
+                acc->open = true;
+                acc->qbucket = qbucket;
+                for (size_t g = 0; g < q->ngroup; g++)
+                    acc->ids[g] = seg_row_id(s, level, row, q->group[g]);
+                agg_row_init(q->layout, acc->states);
             }
             const void *states = seg_row_states(s, level, row);
             for (size_t m = 0; m < q->nmetrics; m++)
-                agg_merge_one(q->layout, cells, m, sl, states, q->metrics[m]);
+                agg_merge_one(q->layout, acc->states, m, sl, states, q->metrics[m]);
         }
     }
+    if (rc == 0)
+        rc = flush_run(c, s, acc);
+    else if (acc->open)
+        agg_row_destroy(q->layout, acc->states);
 out:
     for (size_t f = 0; f < q->nfilters; f++)
         free(bits[f]);
+    free(acc);
     return rc;
 }
 
