@@ -121,6 +121,83 @@ static bool filter_ids(const segment *s, const qfilter *f, uint64_t **bits)
     return any;
 }
 
+/* Dense accumulation: when the answer groups by dimensions whose
+ * dictionaries in this segment are small (their product at most
+ * DENSE_MAX), the states of each answer bucket are gathered in an array
+ * indexed by the groups' ids and go into the result table once per group
+ * and answer bucket (grouping an hour level by country: one lookup per
+ * country and hour, not per page and country). */
+#define DENSE_MAX 4096
+
+typedef struct {
+    size_t nslots;
+    size_t radix[16];        /* dictionary size of each group dimension */
+    unsigned char *used;     /* per slot */
+    uint32_t *touched;       /* slots in use, in first-use order */
+    size_t ntouched;
+    int64_t qbucket;
+    void *states;            /* nslots rows of q->layout->size bytes */
+} dense_acc;
+
+static void dense_free(const query *q, dense_acc *d)
+{
+    for (size_t i = 0; i < d->ntouched; i++)
+        agg_row_destroy(q->layout, (char *)d->states + (size_t)d->touched[i] * q->layout->size);
+    free(d->used);
+    free(d->touched);
+    free(d->states);
+}
+
+/* true and *d set up when the segment's group dictionaries are small. */
+static bool dense_init(const query *q, const segment *s, dense_acc *d)
+{
+    *d = (dense_acc){.nslots = 1};
+    if (q->ngroup == 0)
+        return false;
+    for (size_t g = 0; g < q->ngroup; g++) {
+        d->radix[g] = seg_dict_size(s, q->group[g]);
+        if (d->radix[g] == 0 || d->nslots * d->radix[g] > DENSE_MAX)
+            return false;
+        d->nslots *= d->radix[g];
+    }
+    d->used = calloc(d->nslots, 1);
+    d->touched = malloc(d->nslots * sizeof(*d->touched));
+    d->states = malloc(d->nslots * (q->layout->size ? q->layout->size : 8));
+    if (!d->used || !d->touched || !d->states) {
+        free(d->used);
+        free(d->touched);
+        free(d->states);
+        *d = (dense_acc){0};
+        return false;   /* out of memory: the run-by-run path needs none */
+    }
+    return true;
+}
+
+static int dense_flush(scan_ctx *c, const segment *s, dense_acc *d)
+{
+    const query *q = c->q;
+    int rc = 0;
+    for (size_t i = 0; i < d->ntouched; i++) {
+        size_t slot = d->touched[i], rest = slot;
+        void *st = (char *)d->states + slot * q->layout->size;
+        for (size_t g = q->ngroup; g-- > 0;) {
+            c->key[g] = seg_dict_value(s, q->group[g], (uint32_t)(rest % d->radix[g]));
+            rest /= d->radix[g];
+        }
+        void *cells = rc ? NULL : vtable_upsert(c->t, d->qbucket, c->key);
+        if (!rc && !cells)
+            rc = -ENOMEM;
+        else if (!rc && c->cap && vtable_rows(c->t) > c->cap)
+            rc = SCAN_TOO_MANY;
+        if (!rc)
+            agg_row_merge(q->layout, cells, st);
+        agg_row_destroy(q->layout, st);
+        d->used[slot] = 0;
+    }
+    d->ntouched = 0;
+    return rc;
+}
+
 /* Rows of one answer group met in a row: their states are merged here
  * and go into the result table once (a hash lookup per run of rows, not
  * per row). Rows are sorted by bucket then ids, so runs are long when the
@@ -153,19 +230,69 @@ static int flush_run(scan_ctx *c, const segment *s, run_acc *acc)
     return rc;
 }
 
+/* Adds one row's states to the dense array or the current run. */
+static int accumulate(scan_ctx *c, const segment *s, size_t level, size_t row, int64_t qbucket,
+                      dense_acc *d, bool dense, run_acc *acc)
+{
+    const query *q = c->q;
+    void *st;
+    if (dense) {
+        if (d->ntouched && d->qbucket != qbucket) {
+            int rc = dense_flush(c, s, d);
+            if (rc)
+                return rc;
+        }
+        d->qbucket = qbucket;
+        size_t slot = 0;
+        for (size_t g = 0; g < q->ngroup; g++)
+            slot = slot * d->radix[g] + seg_row_id(s, level, row, q->group[g]);
+        st = (char *)d->states + slot * q->layout->size;
+        if (!d->used[slot]) {
+            d->used[slot] = 1;
+            d->touched[d->ntouched++] = (uint32_t)slot;
+            agg_row_init(q->layout, st);
+        }
+    } else {
+        bool same = acc->open && acc->qbucket == qbucket;
+        for (size_t g = 0; g < q->ngroup && same; g++)
+            same = acc->ids[g] == seg_row_id(s, level, row, q->group[g]);
+        if (!same) {
+            int rc = flush_run(c, s, acc);
+            if (rc)
+                return rc;
+            acc->open = true;
+            acc->qbucket = qbucket;
+            for (size_t g = 0; g < q->ngroup; g++)
+                acc->ids[g] = seg_row_id(s, level, row, q->group[g]);
+            agg_row_init(q->layout, acc->states);
+        }
+        st = acc->states;
+    }
+    const agg_layout *sl = seg_layout(s);
+    const void *states = seg_row_states(s, level, row);
+    for (size_t m = 0; m < q->nmetrics; m++)
+        agg_merge_one(q->layout, st, m, sl, states, q->metrics[m]);
+    return 0;
+}
+
 /* One batch segment: filters are resolved against its dictionaries first
  * (a segment without any of a filter's values is skipped), the coarsest
  * level the granularity and range allow is read (a roll-up when it
- * can), and the time range selects a row range through the sort order. */
+ * can), the time range selects a row range through the sort order, and
+ * rows are gathered per answer group before the result table is touched. */
 static int scan_segment(const segment *s, void *ud)
 {
     scan_ctx *c = ud;
     const query *q = c->q;
     int rc = 0;
     uint64_t *bits[16] = {0};   /* per filter; a view has at most 16 dimensions */
+    dense_acc d;
+    bool dense = dense_init(q, s, &d);
     run_acc *acc = calloc(1, sizeof(run_acc) + q->layout->size);
-    if (!acc)
+    if (!acc) {
+        dense_free(q, &d);
         return -ENOMEM;
+    }
     for (size_t f = 0; f < q->nfilters; f++)
         if (!filter_ids(s, &q->filters[f], &bits[f])) {
             rc = bits[f] ? 0 : -ENOMEM;
@@ -175,7 +302,6 @@ static int scan_segment(const segment *s, void *ud)
     size_t level = seg_pick_level(s, q->gran, from, to);
     size_t row, end;
     seg_level_rows(s, level, from, to, &row, &end);
-    const agg_layout *sl = seg_layout(s);
     while (row < end && rc == 0) {
         int64_t bucket;
         size_t bend = seg_bucket_end(s, level, row, &bucket);
@@ -192,32 +318,18 @@ static int scan_segment(const segment *s, void *ud)
                 uint32_t id = seg_row_id(s, level, row, q->filters[f].dim);
                 keep = (bits[f][id / 64] >> (id % 64)) & 1;
             }
-            if (!keep)
-                continue;
-            bool same = acc->open && acc->qbucket == qbucket;
-            for (size_t g = 0; g < q->ngroup && same; g++)
-                same = acc->ids[g] == seg_row_id(s, level, row, q->group[g]);
-            if (!same) {
-                if ((rc = flush_run(c, s, acc)) != 0)
-                    break;
-                acc->open = true;
-                acc->qbucket = qbucket;
-                for (size_t g = 0; g < q->ngroup; g++)
-                    acc->ids[g] = seg_row_id(s, level, row, q->group[g]);
-                agg_row_init(q->layout, acc->states);
-            }
-            const void *states = seg_row_states(s, level, row);
-            for (size_t m = 0; m < q->nmetrics; m++)
-                agg_merge_one(q->layout, acc->states, m, sl, states, q->metrics[m]);
+            if (keep)
+                rc = accumulate(c, s, level, row, qbucket, &d, dense, acc);
         }
     }
     if (rc == 0)
-        rc = flush_run(c, s, acc);
+        rc = dense ? dense_flush(c, s, &d) : flush_run(c, s, acc);
     else if (acc->open)
         agg_row_destroy(q->layout, acc->states);
 out:
     for (size_t f = 0; f < q->nfilters; f++)
         free(bits[f]);
+    dense_free(q, &d);
     free(acc);
     return rc;
 }
