@@ -44,86 +44,81 @@ def write_format1(path):
 
 
 class UpgradeTest(unittest.TestCase):
-    def test_format1_views_file_is_rebuilt(self):
-        wd = Workdir("upgrade")
-        broker = Devbroker(["pageviews:2"])
-        d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[VIEW],
-                   extra={"batch": {"interval_s": 3600}})
-        try:
-            evs = events(3000)
-            d.start()
-            produce(broker.bootstrap, "pageviews", evs)
-            d.wait_archived(3000)
-            d.stop()
-            views_file = d.cfg["archive"]["path"] + "-views"
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(views_file + suffix):
-                    os.remove(views_file + suffix)
-            write_format1(views_file)
+    def setUp(self):
+        self.wd = Workdir("views-file")
+        self.broker = Devbroker(["pageviews:2"])
+        self.d = Daemon(self.wd, self.broker.bootstrap, streams=[STREAM], views=[VIEW],
+                        extra={"batch": {"interval_s": 3600}})
 
-            d.start()
-            self.assertIn("written in format 1 by an older lambdad", d.logtext())
-            want = expected(evs, STREAM, VIEW, **Q)
-            wait_until(lambda: d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country") == 200,
-                       60, "the view to answer")
-            assert_rows(d.query("by_country", **Q)["rows"], want, "after the upgrade")
-            d.request("POST", "/v1/admin/recompute", b"")
-            wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
-            assert_rows(d.query("by_country", **Q)["rows"], want, "after the first batch run")
-            db = sqlite3.connect(views_file)
-            self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0], 3)
-            self.assertGreater(db.execute("SELECT count(*) FROM segments WHERE view = 'by_country'"
-                                          " AND current = 1").fetchone()[0], 0)
-            db.close()
+    def tearDown(self):
+        try:
+            self.d.stop()
         finally:
-            try:
-                d.stop()
-            finally:
-                broker.stop()
-                wd.cleanup()
+            self.broker.stop()
+            self.wd.cleanup()
+
+    def archive_events(self, n):
+        """Starts the daemon, archives n events, returns them."""
+        evs = events(n)
+        self.d.start()
+        produce(self.broker.bootstrap, "pageviews", evs)
+        self.d.wait_archived(n)
+        return evs
+
+    def test_format1_views_file_is_rebuilt(self):
+        d = self.d
+        evs = self.archive_events(3000)
+        d.stop()
+        views_file = d.cfg["archive"]["path"] + "-views"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(views_file + suffix):
+                os.remove(views_file + suffix)
+        write_format1(views_file)
+
+        d.start()
+        self.assertIn("written in format 1 by an older lambdad", d.logtext())
+        want = expected(evs, STREAM, VIEW, **Q)
+        wait_until(lambda: d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country") == 200,
+                   60, "the view to answer")
+        assert_rows(d.query("by_country", **Q)["rows"], want, "after the upgrade")
+        d.request("POST", "/v1/admin/recompute", b"")
+        wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
+        assert_rows(d.query("by_country", **Q)["rows"], want, "after the first batch run")
+        db = sqlite3.connect(views_file)
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0], 3)
+        self.assertGreater(db.execute("SELECT count(*) FROM segments WHERE view = 'by_country'"
+                                      " AND current = 1").fetchone()[0], 0)
+        db.close()
 
     def test_damaged_segment_is_rebuilt(self):
-        wd = Workdir("segdamage")
-        broker = Devbroker(["pageviews:2"])
-        d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[VIEW],
-                   extra={"batch": {"interval_s": 3600}})
-        try:
-            evs = events(3000)
-            d.start()
-            produce(broker.bootstrap, "pageviews", evs)
-            d.wait_archived(3000)
-            d.request("POST", "/v1/admin/recompute", b"")
-            wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
-            d.stop()
-            views_file = d.cfg["archive"]["path"] + "-views"
-            db = sqlite3.connect(views_file)
-            sid, blob = db.execute("SELECT id, data FROM segdata ORDER BY id LIMIT 1").fetchone()
-            bad = bytearray(blob)
-            bad[len(bad) // 2] ^= 0x10   # one bit, in the compressed body
-            db.execute("UPDATE segdata SET data = ? WHERE id = ?", (bytes(bad), sid))
-            db.commit()
-            db.close()
+        d = self.d
+        evs = self.archive_events(3000)
+        d.request("POST", "/v1/admin/recompute", b"")
+        wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
+        d.stop()
+        views_file = d.cfg["archive"]["path"] + "-views"
+        db = sqlite3.connect(views_file)
+        sid, blob = db.execute("SELECT id, data FROM segdata ORDER BY id LIMIT 1").fetchone()
+        bad = bytearray(blob)
+        bad[len(bad) // 2] ^= 0x10   # one bit, in the compressed body
+        db.execute("UPDATE segdata SET data = ? WHERE id = ?", (bytes(bad), sid))
+        db.commit()
+        db.close()
 
-            d.start()
-            want = expected(evs, STREAM, VIEW, **Q)
-            # A query at the view's granularity reads the whole segment
-            # (coarser ones read only the roll-ups stored first, which this
-            # bit does not touch): the view is rebuilt, and every answer is
-            # either a 503 or the exact one.
-            status = d.status_of("/v1/views/by_country/query?granularity=minute")
-            self.assertEqual(status, 503)
-            wait_until(lambda: "cannot be read (damaged); rebuilding the view" in d.logtext(), 30,
-                       "the damaged segment to be found")
-            wait_until(lambda: d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country") == 200,
-                       60, "the rebuilt view to answer")
-            assert_rows(d.query("by_country", **Q)["rows"], want, "after the rebuild")
-            self.assertIn("lambdad_segments_damaged_total 1", d.get_text("/metrics"))
-        finally:
-            try:
-                d.stop()
-            finally:
-                broker.stop()
-                wd.cleanup()
+        d.start()
+        want = expected(evs, STREAM, VIEW, **Q)
+        # A query at the view's granularity reads the whole segment
+        # (coarser ones read only the roll-ups stored first, which this
+        # bit does not touch): the view is rebuilt, and every answer is
+        # either a 503 or the exact one.
+        status = d.status_of("/v1/views/by_country/query?granularity=minute")
+        self.assertEqual(status, 503)
+        wait_until(lambda: "cannot be read (damaged); rebuilding the view" in d.logtext(), 30,
+                   "the damaged segment to be found")
+        wait_until(lambda: d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country") == 200,
+                   60, "the rebuilt view to answer")
+        assert_rows(d.query("by_country", **Q)["rows"], want, "after the rebuild")
+        self.assertIn("lambdad_segments_damaged_total 1", d.get_text("/metrics"))
 
 
 if __name__ == "__main__":
