@@ -2,7 +2,9 @@
  * local buffer and written with one write(2), so lines never interleave. */
 #include "core/log.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,4 +71,33 @@ void log_msg(int level, const char *fmt, ...)
     va_start(ap, fmt);
     log_vmsg(level, fmt, ap);
     va_end(ap);
+}
+
+bool log_flood(const char *source, const char *text, int *held)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static struct { uint64_t key; int64_t at; int held; } seen[64];
+    uint64_t key = 1469598103934665603ull;
+    for (const char *p = source; *p; p++)
+        key = (key ^ (unsigned char)*p) * 1099511628211ull;
+    /* Digits vary (ports, counts, milliseconds): hash the text without them. */
+    for (const char *p = text; *p; p++)
+        if (*p < '0' || *p > '9')
+            key = (key ^ (unsigned char)*p) * 1099511628211ull;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    pthread_mutex_lock(&mu);
+    size_t i = key % 64;
+    bool flood = seen[i].key == key && now - seen[i].at < 10000;
+    if (flood) {
+        seen[i].held++;
+    } else {
+        *held = seen[i].key == key ? seen[i].held : 0;
+        seen[i].key = key;
+        seen[i].at = now;
+        seen[i].held = 0;
+    }
+    pthread_mutex_unlock(&mu);
+    return flood;
 }

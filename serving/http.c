@@ -541,9 +541,25 @@ static void on_connection(void *cls, struct MHD_Connection *con, void **socket_c
     }
 }
 
+/* libmicrohttpd's own lines. Refusing connections over a limit, it says
+ * so once per connection (and "connection limit" for the per-address one
+ * too): a burst of refusals is one line per 10 s with a count, and the
+ * refusals by limit are counted exactly in
+ * lambdad_http_connections_refused_total. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    log_vmsg(LOG_LVL_WARN, fmt, ap);
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' '))
+        line[--n] = '\0';
+    int held = 0;
+    if (log_flood("libmicrohttpd", line, &held))
+        return;
+    if (held)
+        log_warn("libmicrohttpd: %s (%d similar line(s) held back)", line, held);
+    else
+        log_warn("libmicrohttpd: %s", line);
 }
 
 static char *addr_text(const char *host, int port)

@@ -506,41 +506,16 @@ static void *speed_main(void *arg)
 /* ---- Kafka consumer --------------------------------------------------- */
 
 /* librdkafka logs from its own threads; while a broker is down the same
- * line comes every second. Each distinct (facility, text) is logged at
- * most once per 10 s, with a count of what was held back. */
-static bool log_flood(const char *fac, const char *buf, int *suppressed)
-{
-    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    static struct { uint64_t key; int64_t at; int held; } seen[64];
-    uint64_t key = 1469598103934665603ull;
-    for (const char *p = fac; *p; p++)
-        key = (key ^ (unsigned char)*p) * 1099511628211ull;
-    /* Digits vary (ports, counts, milliseconds): hash the text without them. */
-    for (const char *p = buf; *p; p++)
-        if (*p < '0' || *p > '9')
-            key = (key ^ (unsigned char)*p) * 1099511628211ull;
-    int64_t now = speed_now_ms();
-    pthread_mutex_lock(&mu);
-    size_t i = key % 64;
-    bool flood = seen[i].key == key && now - seen[i].at < 10000;
-    if (flood) {
-        seen[i].held++;
-    } else {
-        *suppressed = seen[i].key == key ? seen[i].held : 0;
-        seen[i].key = key;
-        seen[i].at = now;
-        seen[i].held = 0;
-    }
-    pthread_mutex_unlock(&mu);
-    return flood;
-}
-
+ * line comes every second: each distinct line is logged at most once per
+ * 10 s, with a count of what was held back (core/log.h, log_flood). */
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
     int held = 0;
     int lvl = level <= 3 ? LOG_LVL_ERR : level == 4 ? LOG_LVL_WARN : LOG_LVL_DEBUG;
-    if (lvl == LOG_LVL_DEBUG ? log_level() < LOG_LVL_DEBUG : log_flood(fac, buf, &held))
+    char source[64];
+    snprintf(source, sizeof(source), "librdkafka %s", fac);
+    if (lvl == LOG_LVL_DEBUG ? log_level() < LOG_LVL_DEBUG : log_flood(source, buf, &held))
         return;
     if (held)
         log_msg(lvl, "librdkafka %s: %s (%d similar line(s) held back)", fac, buf, held);
