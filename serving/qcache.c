@@ -18,8 +18,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
+#include "core/checksum.h"
 #include "core/metrics.h"
 
 METRIC_COUNTER(m_evictions, "lambdad_query_cache_evictions_total",
@@ -55,15 +57,14 @@ struct qcache {
     int wait_ms;
     uint64_t next_ticket;
     uint64_t counts[3], evictions;
+    uint64_t seed;               /* of the key hash */
 };
 
-static uint64_t hash(const void *p, size_t n)
+/* Keys are the clients' query strings: hashed with a seed chosen at
+ * random per cache, so no one can craft keys that share a chain. */
+static uint64_t hash_key(const qcache *c, const void *p, size_t n)
 {
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ull;
-    return h;
+    return checksum64(p, n, c->seed);
 }
 
 qcache *qcache_new(size_t budget_bytes, size_t max_rows)
@@ -77,6 +78,8 @@ qcache *qcache_new(size_t budget_bytes, size_t max_rows)
         return NULL;
     }
     c->nbuckets = MIN_BUCKETS;
+    if (getrandom(&c->seed, sizeof(c->seed), 0) != (ssize_t)sizeof(c->seed))
+        c->seed = (uint64_t)(uintptr_t)c ^ (uint64_t)time(NULL);   /* no entropy: still varies */
     c->lru.next = c->lru.prev = &c->lru;
     c->budget = budget_bytes;
     c->max_rows = max_rows;
@@ -257,7 +260,7 @@ bool qcache_take(qcache *c, const void *key, size_t klen, qcache_entry *out)
     memset(out, 0, sizeof(*out));
     if (!c->budget)
         return false;
-    uint64_t h = hash(key, klen);
+    uint64_t h = hash_key(c, key, klen);
     pthread_mutex_lock(&c->mu);
     struct timespec until = deadline_in(c->wait_ms);
     node *n;
@@ -308,7 +311,7 @@ void qcache_release(qcache *c, const void *key, size_t klen, qcache_entry *e)
 {
     node *drop = NULL;
     if (e->ticket) {
-        uint64_t h = hash(key, klen);
+        uint64_t h = hash_key(c, key, klen);
         pthread_mutex_lock(&c->mu);
         node *n = held_by(c, h, key, klen, e);
         if (n) {
@@ -333,7 +336,7 @@ void qcache_put(qcache *c, const void *key, size_t klen, qcache_entry *e)
     size_t bytes = qcache_entry_bytes(klen, e);
     bool fits = c->budget && e->table && vtable_rows(e->table) <= c->max_rows &&
                 bytes <= c->budget / 4;
-    uint64_t h = hash(key, klen);
+    uint64_t h = hash_key(c, key, klen);
     qcache_entry drop = *e;      /* what is freed after unlocking */
     node *gone = NULL;           /* nodes removed: evicted, or given back empty */
     memset(e, 0, sizeof(*e));
