@@ -6,9 +6,10 @@
  * a view's definition changed. A run seals the live tables (L -> P, R = last
  * applied seq), recomputes from archive rows with seq <= R only the
  * partitions that P touches (a view whose definition changed, or that is
- * asked for, in full), persists the new partitions with R in the views file
- * (<archive.path>-views, one transaction), and swaps them in together with
- * dropping P. Ingestion and queries wait at most for those pointer moves.
+ * asked for, in full), builds each of them into a segment stored with R in
+ * the views file (<archive.path>-views, one transaction), and swaps them in
+ * together with dropping P. Ingestion and queries never wait for a run;
+ * the swap is pointer moves.
  */
 #pragma once
 #include <stdbool.h>

@@ -5,15 +5,19 @@
  *             recomputed in full); a view's partition unit is the coarser
  *             of its granularity and batch.partition, so each bucket lies
  *             in exactly one partition
- *   recompute per stream, one archive scan of seq <= R over the needed
- *             time partitions (the archive's (stream, tpart, seq) index),
- *             decoding the raw payloads again and applying them to fresh
- *             partition tables
- *   persist   the new partitions and R, in one views-file transaction
- *   swap      publish the new versions and drop P, under the state lock
+ *   recompute per stream, the archive rows of seq <= R scanned one time
+ *             partition at a time in time order (the archive's (stream,
+ *             tpart, seq) index), decoding the raw payloads again into
+ *             fresh partition tables; each view partition is built into a
+ *             segment (core/segment.h) and stored as soon as the scan has
+ *             passed its end, and its table freed
+ *   persist   the segments, the retired ones and R, in one views-file
+ *             transaction (begun before the scan, committed after it)
+ *   swap      publish the new versions and drop P, under the state's mutex
  *
- * Untouched partitions are shared with the previous version: P holds every
- * event in (R_prev, R], so a partition without one in P is unchanged.
+ * Untouched partitions keep their segments, shared with the previous
+ * version: P holds every event in (R_prev, R], so a partition without one
+ * in P is unchanged.
  * Runs on the batch thread only.
  */
 #include <errno.h>

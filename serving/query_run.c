@@ -1,11 +1,12 @@
 /* query_run.c - executing a parsed query and rendering its answer.
  *
- * Runs on a query pool thread (serving/qpool.h). The source's scan
- * callback (scan_row) runs on a pinned snapshot, outside any lock, and
- * does the least possible: bucket range check, filter, one vtable_upsert
- * into the query's private result table and a merge per selected metric.
- * Rows with equal keys from several layers (batch, pending, live) merge
- * there. Ordering, limit and rendering happen after the scan returned.
+ * Runs on a query pool thread (serving/qpool.h), on a pinned snapshot,
+ * outside any lock. The batch segments come to scan_segment (dictionaries,
+ * levels, row ranges; rows gathered per answer group first), the rows of
+ * the pending and live runs to scan_row (range check, filter, one
+ * vtable_upsert into the query's private result table and a merge per
+ * selected metric). Rows with equal keys from several layers merge in
+ * that table. Ordering, limit and rendering happen after the scan.
  *
  * The time budget (query.deadline_ms) is checked by query_expired(): every
  * 1024 rows in the scan callback (a clock read per row would cost more

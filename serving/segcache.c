@@ -179,8 +179,8 @@ static void free_chain(segcache_ref *dead)
 /* Reads the part of segment id that levels min_level.. need (the header
  * first, then exactly the prefix it names) into a malloc'd buffer, with
  * SQLite's incremental blob I/O so the rest is never read. */
-static int read_prefix(segcache *c, int64_t id, const view_def *v, gran_t gran, int64_t from,
-                       int64_t to, void **out, size_t *len, size_t *level)
+static int read_prefix(segcache *c, int64_t id, gran_t gran, int64_t from, int64_t to,
+                       void **out, size_t *len, size_t *level)
 {
     pthread_mutex_lock(&c->db_mu);
     sqlite3_blob *blob = NULL;
@@ -225,7 +225,6 @@ static int read_prefix(segcache *c, int64_t id, const view_def *v, gran_t gran, 
 out:
     sqlite3_blob_close(blob);
     pthread_mutex_unlock(&c->db_mu);
-    (void)v;
     return r;
 }
 
@@ -248,7 +247,7 @@ int segcache_get(segcache *c, int64_t id, const view_def *v, gran_t gran, int64_
 
     void *blob = NULL;
     size_t len = 0, level = 0;
-    int r = read_prefix(c, id, v, gran, from, to, &blob, &len, &level);
+    int r = read_prefix(c, id, gran, from, to, &blob, &len, &level);
     segment *seg = NULL;
     if (r == 0)
         r = seg_decode_from(blob, len, level, v->layout, v->ndims, &seg);

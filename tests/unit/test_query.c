@@ -579,6 +579,35 @@ static void test_max_rows(void)
     cfg.http_max_rows = 0;
 }
 
+/* A segment whose group dictionary is too large for the dense array
+ * (5000 keys > DENSE_MAX): rows are gathered run by run instead. Key i
+ * has 1 + i % 7 events, spread over the seconds of one minute. */
+static void test_large_dictionary(void)
+{
+    vtable *saved = F.batch[1], *big = vtable_new(1, views[1].layout);
+    char key[16];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "k%04d", i);
+        for (int e = 0; e < 1 + i % 7; e++)
+            raw_event(big, T + (i + e) % 60, key, strlen(key));
+    }
+    F.batch[1] = big;
+    CHECK_INT(run("raw", "granularity=all&group_by=k&order_by=n&limit=3"), 200);
+    CHECK_STR(body, "{\"view\":\"raw\",\"granularity\":\"all\",\"rows\":["
+                    "{\"dims\":{\"k\":\"k0006\"},\"metrics\":{\"n\":7}},"
+                    "{\"dims\":{\"k\":\"k0013\"},\"metrics\":{\"n\":7}},"
+                    "{\"dims\":{\"k\":\"k0020\"},\"metrics\":{\"n\":7}}],"
+                    "\"watermark\":{\"batch_seq\":0,\"batch_at\":null,\"live_events\":3}}");
+    /* no group: every row of the segment is one run; k4999 has 2 events */
+    CHECK_INT(run("raw", "granularity=minute&filter=k:k4999"), 200);
+    CHECK_STR(body, "{\"view\":\"raw\",\"granularity\":\"minute\",\"rows\":["
+                    "{\"time\":\"2026-11-23T10:00:00Z\",\"ts\":1795428000,\"dims\":{},"
+                    "\"metrics\":{\"n\":2}}],"
+                    "\"watermark\":{\"batch_seq\":0,\"batch_at\":null,\"live_events\":3}}");
+    F.batch[1] = saved;
+    vtable_free(big);
+}
+
 static void test_raw_values(void)
 {
     /* null first, then bytewise ("" < "a" < "ab" < "b"), two layers merged;
@@ -727,6 +756,7 @@ int main(void)
     test_order_limit();
     test_max_rows();
     test_raw_values();
+    test_large_dictionary();
     test_numbers();
     free(body);
     fake_free(&F);
