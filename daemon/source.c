@@ -186,6 +186,7 @@ static void add_partitions(daemon_source *ds, json_t *speed_obj)
             if (parts[k].high_watermark >= 0)
                 lag = parts[k].high_watermark - (parts[k].next_offset >= 0 ? parts[k].next_offset : 0);
             json_object_set_new(p, "lag", lag >= 0 ? json_integer(lag) : json_null());
+            json_object_set_new(p, "offsets_lost", json_integer(parts[k].lost_offsets));
             json_array_append_new(arr, p);
         }
         json_object_set_new(topics, topic, arr);
@@ -240,6 +241,15 @@ static void status(void *ud, json_t *obj)
     vstate_get_watermark(ds->vs, &aw);
     json_object_set_new(a, "last_seq", json_integer(aw.last_seq));   /* applied = committed */
     add_damage(ds, a);
+    json_object_set_new(a, "writable", json_boolean(!st.write_error_since));
+    json_t *we = json_null();
+    if (st.write_error_since) {
+        we = json_object();
+        json_object_set_new(we, "message", json_string(st.write_error));
+        json_object_set_new(we, "since", time_or_null(st.write_error_since));
+    }
+    json_object_set_new(a, "write_error", we);
+    json_object_set_new(a, "write_failures", json_integer(st.write_failures));
     json_object_set_new(obj, "archive", a);
     json_t *rr = json_array();
     for (const char *p = ds->restart_required; *p;) {
@@ -303,10 +313,16 @@ static bool ready(void *ud, const char **reason)
         return false;
     }
     /* The reason is formatted per calling thread (HTTP pool threads). */
-    static __thread char why[200];
+    static __thread char why[400];
     if (st.since_loop_ms > 10000) {
         snprintf(why, sizeof(why), "the consumer loop has not turned for %lld s",
                  (long long)(st.since_loop_ms / 1000));
+        *reason = why;
+        return false;
+    }
+    if (st.write_error_since) {
+        snprintf(why, sizeof(why), "archive writes failing for %lld s (ingestion paused): %s",
+                 (long long)((int64_t)time(NULL) - st.write_error_since), st.write_error);
         *reason = why;
         return false;
     }
@@ -398,6 +414,15 @@ METRIC_GAUGE(m_lag, "lambdad_kafka_consumer_lag_messages",
              "topic", "partition");
 METRIC_GAUGE(m_next_offset, "lambdad_kafka_next_offset",
              "Next Kafka offset to archive (the offset stored in the archive).", "topic", "partition");
+METRIC_COUNTER(m_lost, "lambdad_kafka_offsets_lost_total",
+               "Offsets Kafka no longer held when lambdad needed them (deleted by retention "
+               "before they were archived): messages lost, since the process started.",
+               "topic", "partition");
+METRIC_GAUGE(m_writable, "lambdad_archive_writable",
+             "1 while archive commits succeed, 0 while they fail (disk full, I/O error): "
+             "ingestion is paused until they work again.");
+METRIC_COUNTER(m_write_failures, "lambdad_archive_write_failures_total",
+               "Failed archive commits (each retried until it works) since the process started.");
 METRIC_GAUGE(m_hwm, "lambdad_kafka_high_watermark",
              "Kafka's end of log as last seen by the consumer.", "topic", "partition");
 METRIC_GAUGE(m_pending_events, "lambdad_pending_events",
@@ -442,6 +467,7 @@ static void metrics_partitions(daemon_source *ds)
             int64_t next = parts[k].next_offset >= 0 ? parts[k].next_offset : 0;
             if (parts[k].next_offset >= 0)
                 metrics_gauge_set(&m_next_offset, labels, (double)parts[k].next_offset);
+            metrics_counter_set(&m_lost, labels, (uint64_t)parts[k].lost_offsets);
             if (parts[k].high_watermark >= 0) {   /* unknown until the first fetch */
                 metrics_gauge_set(&m_hwm, labels, (double)parts[k].high_watermark);
                 int64_t lag = parts[k].high_watermark - next;
@@ -551,6 +577,8 @@ static void collect_metrics(void *ud)
     metrics_counter_set(&m_rejected, NULL, (uint64_t)st.rejects);
     metrics_counter_set(&m_commits, NULL, (uint64_t)st.commits);
     metrics_gauge_set(&m_archive_bytes, NULL, (double)st.archive_bytes);
+    metrics_gauge_set(&m_writable, NULL, st.write_error_since ? 0 : 1);
+    metrics_counter_set(&m_write_failures, NULL, (uint64_t)st.write_failures);
     arch_damage_count dmg;
     arch_damage_totals(ds->cfg->archive_path, NULL, &dmg);
     metrics_counter_set(&m_arch_damaged, NULL, (uint64_t)dmg.chunks);

@@ -83,6 +83,7 @@ int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg
     s->vs = vs;
     s->w = w;   /* owned from here on */
     pthread_mutex_init(&s->parts_lock, NULL);
+    pthread_mutex_init(&s->err_lock, NULL);
 
     size_t maxfields = 1;
     for (size_t i = 0; i < cfg->nstreams; i++)
@@ -225,6 +226,35 @@ static void commit_offsets_to_kafka(speed *s)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Records the outcome of an archive commit for /readyz, /v1/status and
+ * /metrics (err NULL: it worked). The first failure in a row is an ERROR
+ * line, repeats while it lasts are not logged again (the commit is retried
+ * every COMMIT_RETRY_MS), and the recovery is logged with how long it took. */
+static void note_write_error(speed *s, const char *err)
+{
+    pthread_mutex_lock(&s->err_lock);
+    int64_t since = s->write_error_since;
+    if (err) {
+        snprintf(s->write_error, sizeof(s->write_error), "%s", err);
+        if (!since)
+            s->write_error_since = (int64_t)time(NULL);
+    } else if (since) {
+        s->write_error[0] = '\0';
+        s->write_error_since = 0;
+    }
+    pthread_mutex_unlock(&s->err_lock);
+    if (err) {
+        s->write_failures++;
+        if (!since)
+            log_error("Archive commit of %zu event(s) and %zu reject(s) failed: %s; ingestion "
+                      "pauses (nothing is lost) and the commit is retried every %d ms",
+                      arch_txn_events(s->txn), arch_txn_rejects(s->txn), err, COMMIT_RETRY_MS);
+    } else if (since) {
+        log_notice("Archive writes work again after %lld s; ingestion resumes",
+                 (long long)((int64_t)time(NULL) - since));
+    }
+}
+
 /* Commits the open transaction; on success applies it to the live tables.
  * Returns 0, or a negative code after logging (the transaction is kept and
  * retried: nothing is lost). */
@@ -241,12 +271,11 @@ static int commit_txn(speed *s)
     int64_t t0 = speed_now_ms();
     int r = arch_commit(s->w, s->txn, &last_seq, &err);
     if (r < 0) {
-        log_error("Archive commit of %zu event(s) and %zu reject(s) failed, retrying in %d ms: %s",
-                  arch_txn_events(s->txn), arch_txn_rejects(s->txn), COMMIT_RETRY_MS,
-                  err ? err : "unknown error");
+        note_write_error(s, err ? err : "unknown error");
         free(err);
         return r;
     }
+    note_write_error(s, NULL);
     int64_t t1 = speed_now_ms();
     failpoint("after_archive_commit");   /* archived, not yet applied */
     metrics_observe(&m_commit, NULL, (double)(t1 - t0) / 1000.0);
@@ -324,6 +353,43 @@ static size_t stream_of_topic(const config *cfg, const char *topic)
     return SIZE_MAX;
 }
 
+/* Offsets below `upto` that p still needs were not delivered. Kafka skips
+ * offsets of its own (transaction markers, records removed by compaction),
+ * so only those below the partition's log start offset `lo` are lost:
+ * deleted by retention (or DeleteRecords) before lambdad archived them.
+ * Counts and logs them once, and moves the partition's position past them
+ * so the archive records that they will never come. Speed thread. */
+static void note_lost_offsets(speed *s, speed_part *p, int64_t upto, int64_t lo)
+{
+    int64_t end = lo < upto ? lo : upto;
+    if (p->taken_offset < 0 || end <= p->taken_offset)
+        return;
+    int64_t first = p->taken_offset, n = end - first;
+    log_error("Kafka no longer holds offsets %lld..%lld of %s [%d] (deleted by retention before "
+              "lambdad archived them): %lld message(s) lost",
+              (long long)first, (long long)(end - 1), s->cfg->streams[p->stream_idx].topic,
+              (int)p->partition, (long long)n);
+    pthread_mutex_lock(&s->parts_lock);
+    p->lost_offsets += n;
+    pthread_mutex_unlock(&s->parts_lock);
+    p->taken_offset = end;
+    p->dirty = true;
+    if (!s->txn_started_ms)
+        s->txn_started_ms = speed_now_ms();
+}
+
+/* A message beyond the next offset p needs: are the offsets between gone? */
+static void check_offset_jump(speed *s, speed_part *p, int64_t offset)
+{
+    const char *topic = s->cfg->streams[p->stream_idx].topic;
+    int64_t lo = -1, hi = -1;
+    rd_kafka_get_watermark_offsets(s->rk, topic, p->partition, &lo, &hi);
+    if (lo < 0 && rd_kafka_query_watermark_offsets(s->rk, topic, p->partition, &lo, &hi,
+                                                   1000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;   /* cannot tell: a later jump or refresh_lag looks again */
+    note_lost_offsets(s, p, offset, lo);
+}
+
 /* Adds one Kafka message to the open transaction. Returns 0 or -ENOMEM. */
 static int take_message(speed *s, const rd_kafka_message_t *m)
 {
@@ -335,6 +401,8 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
         return 0;   /* not ours (cannot happen with explicit assignment) */
     if (p->taken_offset >= 0 && m->offset < p->taken_offset)
         return 0;   /* already taken: a re-delivery must not count twice */
+    if (p->taken_offset >= 0 && m->offset > p->taken_offset)
+        check_offset_jump(s, p, m->offset);
 
     const stream_def *st = &cfg->streams[si];
     rd_kafka_timestamp_type_t tstype;
@@ -395,6 +463,15 @@ static void log_consumer_error(const rd_kafka_message_t *m)
 static void refresh_lag(speed *s)
 {
     int64_t lag = 0;
+    /* Offsets deleted while no message came after them (the parts array
+     * is only changed by this thread: no lock to read it). */
+    for (size_t i = 0; i < s->nparts; i++) {
+        speed_part *p = &s->parts[i];
+        int64_t lo, hi;
+        if (rd_kafka_get_watermark_offsets(s->rk, s->cfg->streams[p->stream_idx].topic,
+                                           p->partition, &lo, &hi) == 0 && lo >= 0)
+            note_lost_offsets(s, p, INT64_MAX, lo);
+    }
     pthread_mutex_lock(&s->parts_lock);
     for (size_t i = 0; i < s->nparts; i++) {
         speed_part *p = &s->parts[i];
@@ -687,6 +764,7 @@ void speed_free(speed *s)
     free(s->stream_newest_ms);
     arch_close(s->w);
     pthread_mutex_destroy(&s->parts_lock);
+    pthread_mutex_destroy(&s->err_lock);
     free(s);
 }
 
@@ -707,6 +785,11 @@ void speed_get_stats(speed *s, speed_stats *st)
     st->since_loop_ms = s->consuming ? now - s->last_loop_ms : 0;
     st->since_contact_ms = s->consuming ? now - s->last_contact_ms : 0;
     st->since_message_ms = now - s->last_message_ms;
+    st->write_failures = s->write_failures;
+    pthread_mutex_lock(&s->err_lock);
+    memcpy(st->write_error, s->write_error, sizeof(st->write_error));
+    st->write_error_since = s->write_error_since;
+    pthread_mutex_unlock(&s->err_lock);
 }
 
 size_t speed_get_partitions(speed *s, const char *topic, speed_partition *out, size_t max)
@@ -718,7 +801,8 @@ size_t speed_get_partitions(speed *s, const char *topic, speed_partition *out, s
         if (strcmp(s->cfg->streams[p->stream_idx].topic, topic) != 0)
             continue;
         out[n++] = (speed_partition){.partition = p->partition, .next_offset = p->next_offset,
-                                     .high_watermark = p->high_watermark};
+                                     .high_watermark = p->high_watermark,
+                                     .lost_offsets = p->lost_offsets};
     }
     pthread_mutex_unlock(&s->parts_lock);
     return n;

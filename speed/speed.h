@@ -37,6 +37,7 @@ typedef struct {
     int32_t partition;
     int64_t next_offset;   /* next offset to archive */
     int64_t high_watermark;/* Kafka's end of log, -1 unknown */
+    int64_t lost_offsets;  /* offsets gone from Kafka before they were archived (since start) */
 } speed_partition;
 
 typedef struct {
@@ -51,6 +52,12 @@ typedef struct {
     int64_t since_loop_ms;     /* since the speed thread's loop last turned */
     int64_t since_contact_ms;  /* since a broker last answered */
     int64_t since_message_ms;  /* since the last message was consumed */
+    /* Archive writes failing (disk full, I/O error): the error of the last
+     * failed commit and since when commits fail ("" and 0 while they work;
+     * ingestion pauses meanwhile and resumes by itself). */
+    char write_error[256];
+    int64_t write_error_since;      /* epoch s */
+    int64_t write_failures;         /* failed commits since start */
 } speed_stats;
 
 void speed_get_stats(speed *s, speed_stats *st);

@@ -19,6 +19,7 @@ typedef struct {
     int64_t next_offset;      /* next offset archived (as of the last commit); -1 = none */
     int64_t taken_offset;     /* speed thread: next offset to take; -1 = any */
     int64_t high_watermark;   /* -1 = unknown */
+    int64_t lost_offsets;     /* offsets Kafka no longer held when we needed them */
     bool dirty;               /* next_offset changed in the current transaction */
 } speed_part;
 
@@ -64,6 +65,13 @@ struct speed {
      * counted in metrics after COMMIT. */
     int64_t (*reject_tally)[4];
     int64_t *stream_newest_ms;     /* speed thread: per stream, newest event time taken */
+
+    /* The archive refusing writes (disk full, I/O error): set by the speed
+     * thread when a commit fails, cleared when one succeeds; under err_lock. */
+    pthread_mutex_t err_lock;
+    char write_error[256];
+    int64_t write_error_since;     /* epoch s of the first failure in a row; 0 = writing fine */
+    atomic_llong write_failures;   /* failed commits since start */
 };
 
 int64_t speed_now_ms(void);
