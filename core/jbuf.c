@@ -1,6 +1,7 @@
 /* jbuf.c - JSON writing into a growable buffer (see jbuf.h).
  * Pure; any thread, one buffer per caller. */
 #include "core/jbuf.h"
+#include "core/strutil.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -166,15 +167,8 @@ void jb_num(jbuf *b, double v)
         jb_raw(b, "null", 4);
         return;
     }
-    char buf[40];
-    int n = 0;
-    /* %.17g always round-trips; shorter forms read better when they do */
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, sizeof(buf), "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    jb_raw(b, buf, (size_t)n);
+    char buf[32];
+    jb_raw(b, buf, str_number(v, buf));
 }
 
 char *jb_take(jbuf *b, size_t *len)
