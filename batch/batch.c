@@ -34,8 +34,8 @@ int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
 
     size_t maxfields = 1, nv = cfg->nviews ? cfg->nviews : 1;
     for (size_t i = 0; i < cfg->nstreams; i++)
-        if (cfg->streams[i].nfields > maxfields)
-            maxfields = cfg->streams[i].nfields;
+        if (stream_nvals(&cfg->streams[i]) > maxfields)
+            maxfields = stream_nvals(&cfg->streams[i]);
     b->dec = event_decoder_new();
     b->vals = calloc(maxfields, sizeof(*b->vals));
     b->unit = calloc(nv, sizeof(*b->unit));

@@ -199,7 +199,7 @@ static int scan_event(const arch_event *ev, void *ud)
                 continue;   /* a partition this run does not recompute */
             t = w->p[i].t;
         }
-        if (!t || event_apply(vd, t, ts_ms, b->vals) < 0)
+        if (!t || event_apply(vd, t, ts_ms, b->vals, b->dec) < 0)
             return -ENOMEM;
         w->rows_scanned++;
     }

@@ -76,6 +76,11 @@ struct cfg_key {
 #define KEY_CUSTOM(n, fn, ...) { .name = n, .kind = CK_CUSTOM, .custom = fn, __VA_ARGS__ }
 #define REQUIRED .required = true
 
+/* Expressions (config_expr.c): a stream's "fields" (derived fields) and a
+ * metric's "where". */
+void cfg_check_derived(cfg_ctx *ctx, const char *path, json_t *v, void *target);
+void cfg_check_where(cfg_ctx *ctx, const char *path, json_t *v, void *target);
+
 /* The top-level table (config_keys.c) and the http section's (config_http.c). */
 extern const cfg_key cfg_top_keys[];
 extern const cfg_key cfg_http_keys[];

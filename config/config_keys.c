@@ -146,6 +146,7 @@ static const cfg_key stream_keys[] = {
     KEY_ENUM("time_format", stream_def, tfmt, tfmt_name_of, TF_EPOCH_S, TF_KAFKA, TF_EPOCH_S),
     /* Required unless time_format is kafka: see stream_rules(). */
     KEY_STR("time_field", stream_def, time_field, NULL),
+    KEY_CUSTOM("fields", cfg_check_derived),
     { 0 },
 };
 
@@ -160,6 +161,16 @@ static void stream_rules(cfg_ctx *ctx, const char *path, json_t *obj)
         err_at(ctx, path, "time_field", "not used with time_format '%s'", time_format_name(tf));
     else if (tf != TF_KAFKA && !has_field)
         err_at(ctx, path, "time_field", "required for time_format '%s'", time_format_name(tf));
+    /* In an expression the time field's name is the event time: a derived
+     * field of that name could never be read. */
+    const char *time_field = json_string_value(json_object_get(obj, "time_field"));
+    json_t *derived = json_object_get(obj, "fields");
+    if (time_field && json_is_object(derived) && json_object_get(derived, time_field)) {
+        char *fpath = cfg_path_key(ctx, path, "fields");
+        if (fpath)
+            err_at(ctx, fpath, time_field, "the time field cannot be derived");
+        free(fpath);
+    }
 }
 
 static void check_streams(cfg_ctx *ctx, const char *path, json_t *v, void *target)
@@ -193,6 +204,7 @@ static const cfg_key metric_keys[] = {
     KEY_ENUM("type", metric_def, type, mtype_name_of, MT_COUNT, MT_AVG, MT_COUNT, REQUIRED),
     /* Required for every type but count, which must not have one. */
     KEY_STR("field", metric_def, field, NULL),
+    KEY_CUSTOM("where", cfg_check_where),
     { 0 },
 };
 

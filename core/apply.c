@@ -5,9 +5,11 @@
 #include <errno.h>
 
 #include "core/agg.h"
+#include "core/expr.h"
 #include "core/vtable.h"
 
-int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *vals)
+int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *vals,
+                event_decoder *d)
 {
     dimval dims[64];
     for (size_t i = 0; i < v->ndims; i++) {
@@ -24,6 +26,15 @@ int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *
     const agg_layout *l = v->layout;
     for (size_t m = 0; m < l->n; m++) {
         const metric_def *md = &v->metrics[m];
+        if (md->where_expr) {
+            expr_scratch *sc = event_decoder_scratch(d);
+            expr_val keep;
+            expr_eval(md->where_expr, vals, sc, &keep);
+            if (sc->oom)
+                return -ENOMEM;
+            if (!expr_true(&keep))
+                continue;
+        }
         l->slot[m].ops->add(agg_state(l, row, m), &l->slot[m].params,
                             md->field_idx >= 0 ? &vals[md->field_idx] : NULL);
     }

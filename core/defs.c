@@ -11,6 +11,8 @@
  */
 #include "core/defs.h"
 #include "core/agg.h"
+#include "core/expr.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -79,6 +81,12 @@ void stream_def_clear(stream_def *s)
     free(s->topic);
     free(s->time_field);
     free_strv(s->fields, s->nfields);
+    for (size_t i = 0; i < s->nderived; i++) {
+        free(s->derived[i].name);
+        free(s->derived[i].src);
+        expr_free(s->derived[i].expr);
+    }
+    free(s->derived);
     memset(s, 0, sizeof(*s));
 }
 
@@ -93,29 +101,146 @@ void view_def_clear(view_def *v)
     for (size_t i = 0; v->metrics && i < v->nmetrics; i++) {
         free(v->metrics[i].name);
         free(v->metrics[i].field);
+        free(v->metrics[i].where);
+        expr_free(v->metrics[i].where_expr);
     }
     free(v->metrics);
     free(v->layout);
     memset(v, 0, sizeof(*v));
 }
 
-/* ---- field resolution ---- */
+/* ---- field resolution ----
+ *
+ * Two passes: the first collects every raw field name (dimensions, metric
+ * fields, names expressions use that are not derived), which fixes where
+ * the derived values start; the second compiles the expressions against
+ * the final indexes. */
 
 /* Index of field in s->fields, appending it when new. -ENOMEM on failure.
  * Linear search: a stream has a handful of fields, and this runs once per
  * config load. */
-static int stream_field_index(stream_def *s, const char *field)
+static int stream_field_index(stream_def *s, const char *field, size_t len)
 {
     for (size_t i = 0; i < s->nfields; i++)
-        if (strcmp(s->fields[i], field) == 0)
+        if (strlen(s->fields[i]) == len && memcmp(s->fields[i], field, len) == 0)
             return (int)i;
     char **nf = realloc(s->fields, (s->nfields + 1) * sizeof(*nf));
     if (!nf)
         return -ENOMEM;
     s->fields = nf;
-    if (!(nf[s->nfields] = strdup(field)))
+    if (!(nf[s->nfields] = strndup(field, len)))
         return -ENOMEM;
     return (int)s->nfields++;
+}
+
+static int derived_index(const stream_def *s, const char *name, size_t len, size_t before)
+{
+    for (size_t i = 0; i < before && i < s->nderived; i++)
+        if (strlen(s->derived[i].name) == len && memcmp(s->derived[i].name, name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+typedef struct {
+    stream_def *s;
+    size_t before;        /* derived fields usable: [0, before) */
+    bool final;           /* second pass: raw fields are all known */
+} resolve_ctx;
+
+/* Where a name an expression uses is in an event's values. */
+static int resolve_name(void *ud, const char *name, size_t len, expr_type *type)
+{
+    (void)type;
+    resolve_ctx *rc = ud;
+    stream_def *s = rc->s;
+    int d = derived_index(s, name, len, rc->before);
+    if (d >= 0)
+        return rc->final ? (int)s->nfields + d : 0;
+    if (s->time_field && strlen(s->time_field) == len && memcmp(s->time_field, name, len) == 0)
+        return rc->final ? (int)(s->nfields + s->nderived) : 0;
+    if (!rc->final)
+        return stream_field_index(s, name, len);
+    for (size_t i = 0; i < s->nfields; i++)
+        if (strlen(s->fields[i]) == len && memcmp(s->fields[i], name, len) == 0)
+            return (int)i;
+    return -1;   /* cannot happen: the first pass added it */
+}
+
+/* Compiles src (the first pass throws the result away). */
+static int compile(const char *what, const char *src, resolve_ctx *rc, expr **out)
+{
+    expr_resolver r = {resolve_name, rc};
+    char *err = NULL;
+    expr *e = NULL;
+    int rv = expr_compile(src, &r, &e, &err);
+    if (rv == -EINVAL)
+        log_error("%s: %s", what, err);   /* the config check reports these first */
+    free(err);
+    if (rv < 0)
+        return rv;
+    if (out)
+        *out = e;
+    else
+        expr_free(e);
+    return 0;
+}
+
+/* The index of a dimension or metric field named name in an event's
+ * values (pass 2), after adding raw names (pass 1). */
+static int field_slot(stream_def *s, const char *name, bool as_dim)
+{
+    int d = derived_index(s, name, strlen(name), s->nderived);
+    if (d >= 0) {
+        s->derived[d].as_dim |= as_dim;
+        return (int)s->nfields + d;
+    }
+    return stream_field_index(s, name, strlen(name));   /* found in pass 2: added in pass 1 */
+}
+
+static int resolve_pass(stream_def *streams, size_t nstreams, view_def *views, size_t nviews,
+                        bool final)
+{
+    for (size_t si = 0; si < nstreams; si++) {
+        stream_def *s = &streams[si];
+        for (size_t k = 0; k < s->nderived; k++) {
+            derived_field *f = &s->derived[k];
+            resolve_ctx rc = {s, k, final};
+            char what[300];
+            snprintf(what, sizeof(what), "stream '%s', derived field '%s'", s->name, f->name);
+            int r = compile(what, f->src, &rc, final ? &f->expr : NULL);
+            if (r < 0)
+                return r;
+        }
+    }
+    for (size_t i = 0; i < nviews; i++) {
+        view_def *v = &views[i];
+        stream_def *s = &streams[v->stream_idx];
+        for (size_t d = 0; d < v->ndims; d++) {
+            int idx = field_slot(s, v->dims[d], true);
+            if (idx < 0)
+                return idx;
+            v->dim_idx[d] = idx;
+        }
+        for (size_t m = 0; m < v->nmetrics; m++) {
+            metric_def *md = &v->metrics[m];
+            md->field_idx = -1;
+            if (md->where) {
+                resolve_ctx rc = {s, s->nderived, final};
+                char what[300];
+                snprintf(what, sizeof(what), "view '%s', metric '%s', where", v->name, md->name);
+                int r = compile(what, md->where, &rc, final ? &md->where_expr : NULL);
+                if (r < 0)
+                    return r;
+            }
+            if (md->type == MT_COUNT || !md->field)
+                continue;
+            int idx = field_slot(s, md->field, false);
+            if (idx < 0)
+                return idx;
+            md->field_idx = idx;
+        }
+    }
+    return 0;
 }
 
 /* ---- fingerprints: FNV-1a 64 over a length-prefixed canonical text ---- */
@@ -145,6 +270,50 @@ static uint64_t fnv_str(uint64_t h, const char *s)
     return fnv_bytes(h, s, strlen(s));
 }
 
+typedef struct {
+    const stream_def *s;
+    bool *used;
+} used_ctx;
+
+/* Marks the derived field at value index idx, if it is one. */
+static void mark_slot(int idx, void *ud)
+{
+    used_ctx *u = ud;
+    if (idx >= (int)u->s->nfields && idx < (int)(u->s->nfields + u->s->nderived))
+        u->used[idx - (int)u->s->nfields] = true;
+}
+
+/* Hashes the definitions of the derived fields v uses, directly or through
+ * other derived fields (those only point back, so one backward sweep
+ * closes the set), so changing one recomputes exactly the views that use
+ * it. */
+static uint64_t hash_derived_used(uint64_t h, const view_def *v, const stream_def *s)
+{
+    bool *used = s->nderived ? calloc(s->nderived, sizeof(*used)) : NULL;
+    if (!used)
+        return h;   /* none, or out of memory: the caller fails on its next allocation */
+    used_ctx u = {s, used};
+    for (size_t d = 0; d < v->ndims; d++)
+        mark_slot(v->dim_idx[d], &u);
+    for (size_t m = 0; m < v->nmetrics; m++) {
+        mark_slot(v->metrics[m].field_idx, &u);
+        if (v->metrics[m].where_expr)
+            expr_foreach_slot(v->metrics[m].where_expr, mark_slot, &u);
+    }
+    for (size_t k = s->nderived; k-- > 0;)
+        if (used[k])
+            expr_foreach_slot(s->derived[k].expr, mark_slot, &u);
+    for (size_t k = 0; k < s->nderived; k++) {
+        if (!used[k])
+            continue;
+        h = fnv_str(h, "derived");
+        h = fnv_str(h, s->derived[k].name);
+        h = fnv_str(h, s->derived[k].src);
+    }
+    free(used);
+    return h;
+}
+
 static void view_fingerprint(view_def *v, const stream_def *s)
 {
     uint64_t h = FNV_OFFSET;
@@ -166,7 +335,12 @@ static void view_fingerprint(view_def *v, const stream_def *s)
         h = fnv_str(h, v->metrics[i].name);
         h = fnv_str(h, metric_type_name(v->metrics[i].type));
         h = fnv_str(h, v->metrics[i].field);
+        if (v->metrics[i].where) {   /* only then: older fingerprints stay as they were */
+            h = fnv_str(h, "where");
+            h = fnv_str(h, v->metrics[i].where);
+        }
     }
+    h = hash_derived_used(h, v, s);
     snprintf(v->fingerprint, sizeof(v->fingerprint), "%016" PRIx64, h);
 }
 
@@ -174,39 +348,37 @@ int defs_resolve(stream_def *streams, size_t nstreams, view_def *views, size_t n
 {
     /* Start over, so resolving twice gives the same result. */
     for (size_t i = 0; i < nstreams; i++) {
-        free_strv(streams[i].fields, streams[i].nfields);
-        streams[i].fields = NULL;
-        streams[i].nfields = 0;
+        stream_def *s = &streams[i];
+        free_strv(s->fields, s->nfields);
+        s->fields = NULL;
+        s->nfields = 0;
+        for (size_t k = 0; k < s->nderived; k++) {
+            expr_free(s->derived[k].expr);
+            s->derived[k].expr = NULL;
+            s->derived[k].as_dim = false;
+        }
     }
     for (size_t i = 0; i < nviews; i++) {
         view_def *v = &views[i];
         if (v->stream_idx >= nstreams)
             return -EINVAL;
-        stream_def *s = &streams[v->stream_idx];
         free(v->dim_idx);
         v->dim_idx = NULL;
-        if (v->ndims) {
-            v->dim_idx = calloc(v->ndims, sizeof(*v->dim_idx));
-            if (!v->dim_idx)
-                return -ENOMEM;
-        }
-        for (size_t d = 0; d < v->ndims; d++) {
-            int idx = stream_field_index(s, v->dims[d]);
-            if (idx < 0)
-                return idx;
-            v->dim_idx[d] = idx;
-        }
+        if (v->ndims && !(v->dim_idx = calloc(v->ndims, sizeof(*v->dim_idx))))
+            return -ENOMEM;
         for (size_t m = 0; m < v->nmetrics; m++) {
-            metric_def *md = &v->metrics[m];
-            md->field_idx = -1;
-            if (md->type == MT_COUNT || !md->field)
-                continue;
-            int idx = stream_field_index(s, md->field);
-            if (idx < 0)
-                return idx;
-            md->field_idx = idx;
+            expr_free(v->metrics[m].where_expr);
+            v->metrics[m].where_expr = NULL;
         }
-        view_fingerprint(v, s);
+    }
+    int r = resolve_pass(streams, nstreams, views, nviews, false);
+    if (r == 0)
+        r = resolve_pass(streams, nstreams, views, nviews, true);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < nviews; i++) {
+        view_def *v = &views[i];
+        view_fingerprint(v, &streams[v->stream_idx]);
         free(v->layout);
         v->layout = agg_layout_new(v->metrics, NULL, v->nmetrics);
         if (!v->layout)

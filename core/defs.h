@@ -7,6 +7,7 @@
  * of views. Immutable once resolved; shared read-only by all threads.
  */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include "core/gran.h"
 
@@ -15,23 +16,47 @@ typedef enum { TF_EPOCH_S, TF_EPOCH_MS, TF_RFC3339, TF_KAFKA } time_format;
 typedef enum { MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG } metric_type;
 #define MT_LAST MT_AVG
 
+typedef struct expr expr;   /* core/expr.h */
+
 typedef struct {
     char *name;
     metric_type type;
     char *field;      /* NULL for count */
-    int field_idx;    /* index into the stream's fields, -1 for count */
+    int field_idx;    /* index into an event's values, -1 for count */
+    char *where;      /* NULL, or a condition: only events for which it is true count */
+    expr *where_expr; /* compiled by defs_resolve() */
 } metric_def;
+
+/* A field computed from each event by an expression ("fields" of a
+ * stream); it may use raw fields and the derived fields before it. */
+typedef struct {
+    char *name;
+    char *src;        /* the expression as written */
+    expr *expr;       /* compiled by defs_resolve() */
+    bool as_dim;      /* a view groups by it: a number needs its text too */
+} derived_field;
 
 typedef struct {
     char *name;
     char *topic;
     char *time_field; /* NULL for TF_KAFKA */
     time_format tfmt;
-    /* Filled by defs_resolve(): the distinct fields the views of this
-     * stream read (dimensions and metric fields, not the time field). */
+    /* Filled by defs_resolve(): the distinct raw fields the decoder reads
+     * (dimensions, metric fields and what expressions use; dotted names
+     * read nested objects; not the time field unless used as such). An
+     * event's values are these, then the derived fields, then the event
+     * time in epoch seconds (what the time field's name means in an
+     * expression): stream_nvals() in all. */
     char **fields;
     size_t nfields;
+    derived_field *derived;
+    size_t nderived;
 } stream_def;
+
+static inline size_t stream_nvals(const stream_def *s)
+{
+    return s->nfields + s->nderived + 1;
+}
 
 typedef struct {
     char *name;
@@ -49,8 +74,11 @@ typedef struct {
     struct agg_layout *layout;
 } view_def;
 
-/* Fills stream.fields and the views' field indexes and fingerprints.
- * Views must already have a valid stream_idx. 0 or -ENOMEM. */
+/* Fills stream.fields, compiles the derived fields and the metrics'
+ * conditions, and sets the views' field indexes and fingerprints. Views
+ * must already have a valid stream_idx, and the expressions must compile
+ * (the config loader checks them with their paths); -EINVAL if one does
+ * not (logged), -ENOMEM. */
 int defs_resolve(stream_def *streams, size_t nstreams, view_def *views, size_t nviews);
 
 const char *time_format_name(time_format f);

@@ -18,6 +18,12 @@
  * pointer and checked against the stream's fields/time_field pointers, so a
  * key costs one hash and usually one length compare.
  *
+ * Nested fields (dotted names, "geo.country"): the decoder looks for the
+ * top-level key ("geo") as it passes, keeps where its value is, and once
+ * the payload has validated walks that object for the rest of the path.
+ * Derived fields are then computed from the values, in order (core/expr.h),
+ * with their strings in the decoder's expression scratch.
+ *
  * Scratch: unescaped strings go to one buffer that is sized, before the
  * first string is written, to the sum of the escaped lengths (unescaping
  * never lengthens), so it never moves while pointers into it are handed
@@ -32,8 +38,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/expr.h"
 #include "core/gran.h"
 #include "core/jscan.h"
+#include "core/strutil.h"
 
 /* Event times must fall in years 0001..9999 (what RFC 3339 can write). */
 #define MIN_TS_MS (-62135596800000LL)   /* 0001-01-01T00:00:00Z */
@@ -44,8 +52,23 @@ typedef struct {
     const char *name;
     size_t len;
     int field;      /* index into stream->fields, or -1 */
+    int parent;     /* index into the cache's parents (nested fields start here), or -1 */
     bool is_time;   /* the stream's time field (may also be a field) */
 } key_entry;
+
+/* A dotted field: the value of path (dotted, relative) inside the
+ * top-level object parents[parent]. */
+typedef struct {
+    int field;
+    int parent;
+    const char *path;
+    size_t len;
+} nested_field;
+
+/* Where a parent's value is in the payload of the current event. */
+typedef struct {
+    size_t start, end;   /* end == 0: not in this event */
+} parent_span;
 
 typedef struct {
     /* Identity of the stream this was built for. */
@@ -61,6 +84,11 @@ typedef struct {
     unsigned mask;
     size_t minlen, maxlen;
     unsigned char *pending; /* per field: a string that still needs unescaping */
+    nested_field *nested;
+    size_t nnested;
+    parent_span *spans;     /* per parent */
+    size_t nparents;
+    char (*numtext)[32];    /* per derived field: a number's text, for dimensions */
 } stream_cache;
 
 /* The time field's raw value, converted after validation. */
@@ -81,6 +109,7 @@ struct event_decoder {
     unsigned char *numbuf;    /* NUL-terminated copy of a number for strtod */
     size_t numbuf_cap;
     locale_t c_locale;        /* strtod must read '.' whatever the locale */
+    expr_scratch xs;          /* derived fields' and conditions' strings */
     char detail[256];
 };
 
@@ -104,6 +133,9 @@ static void cache_clear(stream_cache *c)
     free(c->ents);
     free(c->table);
     free(c->pending);
+    free(c->nested);
+    free(c->spans);
+    free(c->numtext);
     memset(c, 0, sizeof(*c));
 }
 
@@ -131,6 +163,7 @@ void event_decoder_free(event_decoder *d)
     free(d->scratch);
     free(d->keybuf);
     free(d->numbuf);
+    expr_scratch_free(&d->xs);
     if (d->c_locale != (locale_t)0)
         freelocale(d->c_locale);
     free(d);
@@ -145,20 +178,24 @@ static inline unsigned key_hash(const unsigned char *k, size_t len)
     return (unsigned)len * 0x9e5u ^ (unsigned)k[0] * 0x3b1u ^ (unsigned)k[len - 1] * 0x61u;
 }
 
-static int cache_add(stream_cache *c, const char *name, int field, bool is_time)
+/* The entry for the top-level key name[0..len), added if new. */
+static key_entry *cache_add(stream_cache *c, const char *name, size_t len)
 {
-    size_t len = strlen(name);
-    for (size_t i = 0; i < c->nents; i++) {
-        if (c->ents[i].len == len && memcmp(c->ents[i].name, name, len) == 0) {
-            /* The time field named again as a field: one entry does both. */
-            if (field >= 0 && c->ents[i].field < 0)
-                c->ents[i].field = field;
-            c->ents[i].is_time |= is_time;
-            return 0;
-        }
-    }
-    c->ents[c->nents++] = (key_entry){name, len, field, is_time};
-    return 0;
+    for (size_t i = 0; i < c->nents; i++)
+        if (c->ents[i].len == len && memcmp(c->ents[i].name, name, len) == 0)
+            return &c->ents[i];   /* e.g. the time field named again as a field */
+    c->ents[c->nents] = (key_entry){name, len, -1, -1, false};
+    return &c->ents[c->nents++];
+}
+
+/* A dotted field i: its first part becomes a parent key. */
+static void cache_add_nested(stream_cache *c, const char *name, size_t dot, int field)
+{
+    key_entry *e = cache_add(c, name, dot);
+    if (e->parent < 0)
+        e->parent = (int)c->nparents++;
+    c->nested[c->nnested++] = (nested_field){field, e->parent, name + dot + 1,
+                                             strlen(name + dot + 1)};
 }
 
 static int cache_build(stream_cache *c, const stream_def *s)
@@ -171,12 +208,20 @@ static int cache_build(stream_cache *c, const stream_def *s)
     c->tfmt = s->tfmt;
     c->ents = calloc(max, sizeof(*c->ents));
     c->pending = calloc(s->nfields ? s->nfields : 1, 1);
-    if (!c->ents || !c->pending)
+    c->nested = calloc(s->nfields ? s->nfields : 1, sizeof(*c->nested));
+    c->spans = calloc(s->nfields ? s->nfields : 1, sizeof(*c->spans));
+    c->numtext = calloc(s->nderived ? s->nderived : 1, sizeof(*c->numtext));
+    if (!c->ents || !c->pending || !c->nested || !c->spans || !c->numtext)
         return -ENOMEM;
     if (s->tfmt != TF_KAFKA && s->time_field)
-        cache_add(c, s->time_field, -1, true);
-    for (size_t i = 0; i < s->nfields; i++)
-        cache_add(c, s->fields[i], (int)i, false);
+        cache_add(c, s->time_field, strlen(s->time_field))->is_time = true;
+    for (size_t i = 0; i < s->nfields; i++) {
+        const char *dot = strchr(s->fields[i], '.');
+        if (dot)
+            cache_add_nested(c, s->fields[i], (size_t)(dot - s->fields[i]), (int)i);
+        else
+            cache_add(c, s->fields[i], strlen(s->fields[i]))->field = (int)i;
+    }
 
     while (slots < 4 * c->nents)
         slots *= 2;
@@ -490,6 +535,114 @@ static int decode_time(event_decoder *d, const stream_def *s, const raw_time *rt
     return 0;
 }
 
+/* ---- nested and derived fields ---- */
+
+/* The value of key k[0..klen) in the validated object b[o.start, o.end),
+ * the last one if repeated; false when absent or not an object. */
+static bool object_get(event_decoder *d, const unsigned char *b, parent_span o,
+                       const char *k, size_t klen, size_t *vs, size_t *ve, int *err)
+{
+    bool found = false;
+    size_t p = o.start;
+    jscan_error e;
+    if (b[p] != '{')
+        return false;
+    p = jscan_ws(b, o.end, p + 1);
+    while (p < o.end && b[p] == '"') {
+        size_t ks = p;
+        bool esc;
+        jscan_string(b, o.end, &p, &esc, &e);
+        const unsigned char *key = b + ks + 1;
+        size_t n = p - ks - 2;
+        if (esc) {
+            if (grow(&d->keybuf, &d->keybuf_cap, n) < 0) {
+                *err = -ENOMEM;
+                return false;
+            }
+            n = jscan_unescape(key, n, d->keybuf);
+            key = d->keybuf;
+        }
+        p = jscan_ws(b, o.end, jscan_ws(b, o.end, p) + 1);   /* past ':' */
+        size_t start = p;
+        jscan_value(b, o.end, &p, 1, &e);
+        if (n == klen && memcmp(key, k, n) == 0) {
+            *vs = start;
+            *ve = p;
+            found = true;
+        }
+        p = jscan_ws(b, o.end, p);
+        if (p < o.end && b[p] == ',')
+            p = jscan_ws(b, o.end, p + 1);
+    }
+    return found;
+}
+
+/* Follows a nested field's path from its top-level object; leaves *v
+ * missing when a step is absent or not an object. */
+static int find_nested(event_decoder *d, const unsigned char *b, const parent_span *top,
+                       const nested_field *nf, field_value *v, unsigned char *pending)
+{
+    parent_span o = *top;
+    const char *path = nf->path, *end = nf->path + nf->len;
+    int err = 0;
+    size_t vs = 0, ve = 0;
+    while (path < end) {
+        const char *dot = memchr(path, '.', (size_t)(end - path));
+        size_t klen = dot ? (size_t)(dot - path) : (size_t)(end - path);
+        if (!object_get(d, b, o, path, klen, &vs, &ve, &err))
+            return err;
+        o = (parent_span){vs, ve};
+        path += klen + (dot != NULL);
+    }
+    *v = (field_value){FV_OTHER, (const char *)b + vs, ve - vs, 0};
+    switch (b[vs]) {
+    case '"': {
+        size_t p = vs;
+        bool esc = false;
+        jscan_error e;
+        jscan_string(b, ve, &p, &esc, &e);
+        *v = (field_value){FV_STRING, (const char *)b + vs + 1, ve - vs - 2, 0};
+        *pending = esc;
+        break;
+    }
+    case 'n': v->kind = FV_NULL; break;
+    case 't': case 'f': v->kind = FV_BOOL; break;
+    case '{': case '[': break;
+    default: v->kind = FV_NUMBER; break;
+    }
+    return 0;
+}
+
+/* The event time (what the time field's name means in an expression), then
+ * the derived fields in order. */
+static int derive(event_decoder *d, stream_cache *c, const stream_def *s, int64_t ts_ms,
+                  field_value *vals)
+{
+    vals[s->nfields + s->nderived] = (field_value){FV_NUMBER, NULL, 0, (double)ts_ms / 1000.0};
+    if (!s->nderived)
+        return 0;
+    expr_scratch_reset(&d->xs);
+    for (size_t k = 0; k < s->nderived; k++) {
+        const derived_field *f = &s->derived[k];
+        field_value *v = &vals[s->nfields + k];
+        expr_val r;
+        expr_eval(f->expr, vals, &d->xs, &r);
+        switch (r.kind) {
+        case EV_STR: *v = (field_value){FV_STRING, r.str, r.len, 0}; break;
+        case EV_BOOL:
+            *v = (field_value){FV_BOOL, r.b ? "true" : "false", r.b ? 4 : 5, 0};
+            break;
+        case EV_NUM:
+            *v = (field_value){FV_NUMBER, c->numtext[k], 0, r.num};
+            if (f->as_dim)   /* its text is what a dimension keeps */
+                v->len = str_number(r.num, c->numtext[k]);
+            break;
+        default: *v = (field_value){FV_NULL, "null", 4, 0}; break;
+        }
+    }
+    return d->xs.oom ? -ENOMEM : 0;
+}
+
 /* ---- the decoder ---- */
 
 int event_decode(event_decoder *d, const stream_def *s, const char *buf, size_t len,
@@ -510,6 +663,7 @@ int event_decode(event_decoder *d, const stream_def *s, const char *buf, size_t 
     for (size_t i = 0; i < s->nfields; i++)
         vals[i] = (field_value){FV_MISSING, NULL, 0, 0};
     memset(c->pending, 0, s->nfields);
+    memset(c->spans, 0, c->nparents * sizeof(*c->spans));
 
     p = jscan_ws(b, len, 0);
     if (p >= len) {
@@ -595,6 +749,8 @@ int event_decode(event_decoder *d, const stream_def *s, const char *buf, size_t 
                 vals[ent->field] = v;
                 c->pending[ent->field] = esc;
             }
+            if (ent->parent >= 0)
+                c->spans[ent->parent] = (parent_span){vs, p};
             if (ent->is_time)
                 rt = (raw_time){v.kind, (const unsigned char *)v.str, v.len, esc};
         }
@@ -618,7 +774,14 @@ end:
     if (p < len)
         return reject_json(d, &(jscan_error){JS_TRAILING, p}, b, len, reason, detail);
 
-    /* Valid. Size the scratch once for every string that needs unescaping,
+    /* Valid. Nested fields, now that their objects are known to be JSON. */
+    for (size_t i = 0; i < c->nnested; i++) {
+        const parent_span *sp = &c->spans[c->nested[i].parent];
+        if (sp->end && find_nested(d, b, sp, &c->nested[i], &vals[c->nested[i].field],
+                                   &c->pending[c->nested[i].field]) < 0)
+            return -ENOMEM;
+    }
+    /* Size the scratch once for every string that needs unescaping,
      * so it does not move while we hand out pointers into it. */
     for (size_t i = 0; i < s->nfields; i++)
         if (c->pending[i])
@@ -644,5 +807,10 @@ end:
                 return -ENOMEM;
         }
     }
-    return 0;
+    return derive(d, c, s, *ts_ms, vals);
+}
+
+expr_scratch *event_decoder_scratch(event_decoder *d)
+{
+    return &d->xs;
 }

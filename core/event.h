@@ -12,6 +12,7 @@
 #include "core/defs.h"
 
 typedef struct vtable vtable;   /* core/vtable.h */
+struct expr_scratch;            /* core/expr.h */
 
 typedef enum {
     FV_MISSING,   /* field absent */
@@ -41,7 +42,8 @@ event_decoder *event_decoder_new(void);
 void event_decoder_free(event_decoder *d);   /* accepts NULL */
 
 /* Decodes buf for stream s. On success returns 0, sets *ts_ms (event time;
- * for TF_KAFKA it is kafka_ts_ms) and fills vals[0..s->nfields). On a
+ * for TF_KAFKA it is kafka_ts_ms) and fills vals[0..stream_nvals(s)): the
+ * raw fields, the derived fields, the event time in seconds. On a
  * reject returns -EINVAL and sets *reason to one of REJECT_* and *detail to
  * a short human explanation (static or in the decoder, valid until the next
  * call). -ENOMEM if out of memory. */
@@ -49,8 +51,14 @@ int event_decode(event_decoder *d, const stream_def *s, const char *buf, size_t 
                  int64_t kafka_ts_ms, int64_t *ts_ms, field_value *vals,
                  const char **reason, const char **detail);
 
-/* Applies one decoded event to a table of view v: the row of its time
+/* Where the derived fields of the last decoded event keep their strings;
+ * conditions evaluated on that event use it too (event_apply). */
+struct expr_scratch *event_decoder_scratch(event_decoder *d);
+
+/* Applies one event decoded by d to a table of view v: the row of its time
  * bucket and dimension values (missing and null fields are null; other
  * values their text) counts the event, and each metric whose field is a
- * JSON number takes its value (other metrics skip it). 0 or -ENOMEM. */
-int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *vals);
+ * JSON number takes its value (other metrics skip it), if the metric's
+ * condition (where) is true for the event. 0 or -ENOMEM. */
+int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *vals,
+                event_decoder *d);

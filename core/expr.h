@@ -35,6 +35,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/event.h"
+
 typedef enum { EV_NULL, EV_BOOL, EV_NUM, EV_STR } ev_kind;
 
 typedef struct {
@@ -65,17 +67,23 @@ typedef struct expr expr;
 int expr_compile(const char *src, const expr_resolver *r, expr **out, char **errmsg);
 void expr_free(expr *e);   /* accepts NULL */
 expr_type expr_result_type(const expr *e);
+/* Calls fn with the value index of each field reference of e. */
+void expr_foreach_slot(const expr *e, void (*fn)(int slot, void *ud), void *ud);
 
-/* Where string results live: zero it before first use; results stay valid
- * until the next expr_eval with the same scratch. */
-typedef struct {
+/* Where string results live: zero it before first use. Results stay
+ * valid until expr_scratch_reset, so the derived fields of one event can
+ * refer to each other; reset it once per event or row. */
+typedef struct expr_scratch {
     struct expr_block *blocks;   /* newest first */
     bool oom;                    /* an allocation failed: results were null */
 } expr_scratch;
 
+void expr_scratch_reset(expr_scratch *s);   /* keeps its memory for reuse */
 void expr_scratch_free(expr_scratch *s);
 
-/* Evaluates e with vals[i] the value of field slot i (strings may point
- * anywhere that outlives the result). Sets sc->oom, and gives null, only
- * if memory for a string result could not be had. */
-void expr_eval(const expr *e, const expr_val *vals, expr_scratch *sc, expr_val *out);
+/* Evaluates e with vals[i] the value of field slot i (missing and JSON
+ * null read as null, objects and arrays as their JSON text). Sets sc->oom,
+ * and gives null, only if memory for a string result could not be had. */
+void expr_eval(const expr *e, const field_value *vals, expr_scratch *sc, expr_val *out);
+/* Whether v is the boolean true (a where keeps only those). */
+static inline bool expr_true(const expr_val *v) { return v->kind == EV_BOOL && v->b; }

@@ -17,10 +17,11 @@ struct expr_block {
 };
 
 /* Keeps only the newest (largest) block, emptied: after the first few
- * evaluations one block holds what an evaluation needs and nothing more is
+ * events one block holds what an event needs and nothing more is
  * allocated. */
-static void scratch_reset(expr_scratch *sc)
+void expr_scratch_reset(expr_scratch *sc)
 {
+    sc->oom = false;
     struct expr_block *b = sc->blocks;
     if (!b)
         return;
@@ -54,7 +55,7 @@ char *expr_scratch_alloc(expr_scratch *sc, size_t n)
 
 void expr_scratch_free(expr_scratch *sc)
 {
-    scratch_reset(sc);
+    expr_scratch_reset(sc);
     free(sc->blocks);
     sc->blocks = NULL;
 }
@@ -79,6 +80,16 @@ size_t utf8_step(const char *s, size_t left)
         if (((unsigned char)s[i] & 0xC0) != 0x80)
             return 1;   /* not a sequence: a stray byte is one character */
     return n;
+}
+
+static void field_to_val(const field_value *f, expr_val *out)
+{
+    switch (f->kind) {
+    case FV_STRING: case FV_OTHER: ev_str(out, f->str, f->len); break;
+    case FV_NUMBER: ev_num(out, f->num); break;
+    case FV_BOOL: ev_bool(out, f->len == 4); break;   /* "true" or "false" */
+    default: ev_null(out); break;
+    }
 }
 
 /* <0, 0, >0; *ok false when a and b cannot be compared (null, or kinds
@@ -139,9 +150,9 @@ static bool like(const char *s, size_t sl, const char *p, size_t pl)
 
 /* ---- the walk --------------------------------------------------------- */
 
-static void eval(const expr *e, int i, const expr_val *vals, expr_scratch *sc, expr_val *out);
+static void eval(const expr *e, int i, const field_value *vals, expr_scratch *sc, expr_val *out);
 
-static void eval_call(const expr *e, const expr_node *n, const expr_val *vals, expr_scratch *sc,
+static void eval_call(const expr *e, const expr_node *n, const field_value *vals, expr_scratch *sc,
                       expr_val *out)
 {
     expr_val args[EXPR_MAX_ARGS];
@@ -168,7 +179,7 @@ static void eval_arith(node_op op, const expr_val *a, const expr_val *b, expr_va
 
 /* and/or: false and anything is false, true or anything is true, else
  * null unless both are known. */
-static void eval_logic(const expr *e, const expr_node *n, const expr_val *vals, expr_scratch *sc,
+static void eval_logic(const expr *e, const expr_node *n, const field_value *vals, expr_scratch *sc,
                        expr_val *out)
 {
     bool is_and = n->op == N_AND;
@@ -187,7 +198,7 @@ static void eval_logic(const expr *e, const expr_node *n, const expr_val *vals, 
         ev_null(out);
 }
 
-static void eval_in(const expr *e, const expr_node *n, const expr_val *vals, expr_scratch *sc,
+static void eval_in(const expr *e, const expr_node *n, const field_value *vals, expr_scratch *sc,
                     expr_val *out)
 {
     expr_val x, item;
@@ -213,13 +224,13 @@ static void eval_in(const expr *e, const expr_node *n, const expr_val *vals, exp
         ev_bool(out, n->negate);
 }
 
-static void eval(const expr *e, int i, const expr_val *vals, expr_scratch *sc, expr_val *out)
+static void eval(const expr *e, int i, const field_value *vals, expr_scratch *sc, expr_val *out)
 {
     const expr_node *n = &e->nodes[i];
     expr_val a, b;
     switch (n->op) {
     case N_LIT: *out = n->lit; return;
-    case N_FIELD: *out = vals[n->slot]; return;
+    case N_FIELD: field_to_val(&vals[n->slot], out); return;
     case N_CALL: eval_call(e, n, vals, sc, out); return;
     case N_AND: case N_OR: eval_logic(e, n, vals, sc, out); return;
     case N_IN: eval_in(e, n, vals, sc, out); return;
@@ -271,9 +282,7 @@ static void eval(const expr *e, int i, const expr_val *vals, expr_scratch *sc, e
     }
 }
 
-void expr_eval(const expr *e, const expr_val *vals, expr_scratch *sc, expr_val *out)
+void expr_eval(const expr *e, const field_value *vals, expr_scratch *sc, expr_val *out)
 {
-    scratch_reset(sc);
-    sc->oom = false;
     eval(e, e->root, vals, sc, out);
 }

@@ -689,3 +689,10 @@ expr_type expr_result_type(const expr *e)
 {
     return e->nodes[e->root].type;
 }
+
+void expr_foreach_slot(const expr *e, void (*fn)(int slot, void *ud), void *ud)
+{
+    for (size_t i = 0; i < e->nnodes; i++)
+        if (e->nodes[i].op == N_FIELD)
+            fn(e->nodes[i].slot, ud);
+}

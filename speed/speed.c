@@ -87,8 +87,8 @@ int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg
 
     size_t maxfields = 1;
     for (size_t i = 0; i < cfg->nstreams; i++)
-        if (cfg->streams[i].nfields > maxfields)
-            maxfields = cfg->streams[i].nfields;
+        if (stream_nvals(&cfg->streams[i]) > maxfields)
+            maxfields = stream_nvals(&cfg->streams[i]);
     s->stage = new_tables(cfg);
     s->txn = arch_txn_new();
     s->dec = event_decoder_new();
@@ -156,7 +156,7 @@ static int recover_event(const arch_event *ev, void *ud)
     }
     for (size_t v = 0; v < cfg->nviews; v++)
         if (cfg->views[v].stream_idx == rc->stream_idx &&
-            event_apply(&cfg->views[v], s->stage[v], ts_ms, s->vals) < 0)
+            event_apply(&cfg->views[v], s->stage[v], ts_ms, s->vals, s->dec) < 0)
             return -ENOMEM;
     rc->events++;
     return 0;
@@ -429,7 +429,7 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
                                m->len);
         for (size_t v = 0; r == 0 && v < cfg->nviews; v++)
             if (cfg->views[v].stream_idx == si)
-                r = event_apply(&cfg->views[v], s->stage[v], ts_ms, s->vals);
+                r = event_apply(&cfg->views[v], s->stage[v], ts_ms, s->vals, s->dec);
         s->stage_events++;
     }
     if (r < 0)

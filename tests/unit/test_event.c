@@ -45,10 +45,10 @@ static bool in_payload(const char *p)
 }
 
 static char *f_web[] = {"page", "country", "bytes", "flag", "nested", "ms"};
-static stream_def s_epoch_s = {"web", "web", "ts", TF_EPOCH_S, f_web, 6};
-static stream_def s_epoch_ms = {"webms", "webms", "ts", TF_EPOCH_MS, f_web, 6};
-static stream_def s_rfc = {"rfc", "rfc", "time", TF_RFC3339, f_web, 6};
-static stream_def s_kafka = {"k", "k", NULL, TF_KAFKA, f_web, 6};
+static stream_def s_epoch_s = {.name = "web", .topic = "web", .time_field = "ts", .tfmt = TF_EPOCH_S, .fields = f_web, .nfields = 6};
+static stream_def s_epoch_ms = {.name = "webms", .topic = "webms", .time_field = "ts", .tfmt = TF_EPOCH_MS, .fields = f_web, .nfields = 6};
+static stream_def s_rfc = {.name = "rfc", .topic = "rfc", .time_field = "time", .tfmt = TF_RFC3339, .fields = f_web, .nfields = 6};
+static stream_def s_kafka = {.name = "k", .topic = "k", .time_field = NULL, .tfmt = TF_KAFKA, .fields = f_web, .nfields = 6};
 
 /* Accepted, with event time want_ms. */
 #define ACCEPT_TS(s, json, want_ms) do { \
@@ -494,7 +494,7 @@ static void test_streams(void)
 {
     /* The time field can also be a field the views read. */
     char *f1[] = {"ts", "page"};
-    stream_def s1 = {"s1", "s1", "ts", TF_EPOCH_MS, f1, 2};
+    stream_def s1 = {.name = "s1", .topic = "s1", .time_field = "ts", .tfmt = TF_EPOCH_MS, .fields = f1, .nfields = 2};
     CHECK_INT(decode(&s1, "{\"page\":\"p\",\"ts\":\"12\\u0033\"}"), 0);
     CHECK_INT(ts, 123);
     CHECK_VAL(0, FV_STRING, "123");
@@ -502,7 +502,7 @@ static void test_streams(void)
 
     /* Streams with different fields, alternating on one decoder. */
     char *f2[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "kk", "longer_field_name"};
-    stream_def s2 = {"s2", "s2", "when", TF_EPOCH_S, f2, 12};
+    stream_def s2 = {.name = "s2", .topic = "s2", .time_field = "when", .tfmt = TF_EPOCH_S, .fields = f2, .nfields = 12};
     for (int round = 0; round < 3; round++) {
         CHECK_INT(decode(&s2, "{\"when\":2,\"j\":10,\"a\":1,\"longer_field_name\":12,\"kk\":11,"
                               "\"page\":\"no\",\"ts\":99}"), 0);
@@ -523,14 +523,16 @@ static void test_streams(void)
     CHECK_INT(ts, 6);
 
     /* No fields at all. */
-    stream_def s3 = {"s3", "s3", "ts", TF_EPOCH_S, NULL, 0};
+    stream_def s3 = {.name = "s3", .topic = "s3", .time_field = "ts", .tfmt = TF_EPOCH_S, .fields = NULL, .nfields = 0};
     int64_t t = 0;
     const char *rs, *dt;
-    CHECK_INT(event_decode(dec, &s3, "{\"ts\":3}", 8, -1, &t, NULL, &rs, &dt), 0);
+    field_value only_time[1];   /* the event time in seconds, for expressions */
+    CHECK_INT(event_decode(dec, &s3, "{\"ts\":3}", 8, -1, &t, only_time, &rs, &dt), 0);
+    CHECK_DBL(only_time[0].num, 3);
     CHECK_INT(t, 3000);
     /* An empty field name is a key like any other. */
     char *f4[] = {""};
-    stream_def s4 = {"s4", "s4", "ts", TF_EPOCH_S, f4, 1};
+    stream_def s4 = {.name = "s4", .topic = "s4", .time_field = "ts", .tfmt = TF_EPOCH_S, .fields = f4, .nfields = 1};
     CHECK_INT(decode(&s4, "{\"ts\":3,\"\":\"empty\"}"), 0);
     CHECK_VAL(0, FV_STRING, "empty");
 }
@@ -602,8 +604,8 @@ static void test_differential(void)
     };
     static const char significant[] = "{}[]\",:\\ -+.eE0123456789tfnulrsa\x00\x1f\x7f\x80\xc3\xed\xf0";
     char *names[] = {"page", "country", "bytes", "flag", "nested", "ms", "ts", "s"};
-    stream_def sk = {"diff", "diff", NULL, TF_KAFKA, names, 8};
-    stream_def se = {"diffe", "diffe", "ts", TF_EPOCH_S, names, 8};
+    stream_def sk = {.name = "diff", .topic = "diff", .time_field = NULL, .tfmt = TF_KAFKA, .fields = names, .nfields = 8};
+    stream_def se = {.name = "diffe", .topic = "diffe", .time_field = "ts", .tfmt = TF_EPOCH_S, .fields = names, .nfields = 8};
     const int iterations = 200000;
     int accepted = 0, rejected = 0, skipped = 0, mismatches = 0, time_checked = 0;
     int jansson_nul = 0;
@@ -721,8 +723,8 @@ static void test_throughput(void)
     }
     off[nev] = total;
     char *names[] = {"page", "country", "bytes", "ms"};
-    stream_def s = {"tp", "tp", "ts", TF_EPOCH_S, names, 4};
-    field_value v[4];
+    stream_def s = {.name = "tp", .topic = "tp", .time_field = "ts", .tfmt = TF_EPOCH_S, .fields = names, .nfields = 4};
+    field_value v[5];
     int64_t t, sum = 0;
     const char *rs, *dt;
     int fails = 0;

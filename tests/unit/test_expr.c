@@ -16,7 +16,8 @@
 
 /* The fields of the test events, by slot. */
 static const char *const field_names[] = {"page", "status", "bytes", "geo.country", "ts",
-                                          "missing", "flag", "user agent", "when"};
+                                          "missing", "flag", "user agent", "when",
+                                          "obj", "nul", "off"};
 enum { NFIELDS = sizeof(field_names) / sizeof(field_names[0]) };
 
 static int resolve(void *ud, const char *name, size_t len, expr_type *type)
@@ -30,20 +31,28 @@ static int resolve(void *ud, const char *name, size_t len, expr_type *type)
 }
 
 static const expr_resolver resolver = {resolve, NULL};
-static expr_val vals[NFIELDS];
+static field_value vals[NFIELDS];
 static expr_scratch scratch;
+
+static field_value str_field(const char *s)
+{
+    return (field_value){.kind = FV_STRING, .str = s, .len = strlen(s)};
+}
 
 static void set_event(void)
 {
-    vals[0] = (expr_val){.kind = EV_STR, .str = "/shop/cart/Ünïcode", .len = strlen("/shop/cart/Ünïcode")};
-    vals[1] = (expr_val){.kind = EV_NUM, .num = 503};
-    vals[2] = (expr_val){.kind = EV_NUM, .num = 2048};
-    vals[3] = (expr_val){.kind = EV_STR, .str = "DE", .len = 2};
-    vals[4] = (expr_val){.kind = EV_NUM, .num = 1763892000 + 13 * 3600 + 59};   /* Sun 2025-11-23 23:00:59 */
-    vals[5] = (expr_val){.kind = EV_NULL};
-    vals[6] = (expr_val){.kind = EV_BOOL, .b = true};
-    vals[7] = (expr_val){.kind = EV_STR, .str = "curl", .len = 4};
-    vals[8] = (expr_val){.kind = EV_STR, .str = "2026-12-02T23:30:00+01:00", .len = 25};
+    vals[0] = str_field("/shop/cart/Ünïcode");
+    vals[1] = (field_value){.kind = FV_NUMBER, .str = "503", .len = 3, .num = 503};
+    vals[2] = (field_value){.kind = FV_NUMBER, .str = "2048", .len = 4, .num = 2048};
+    vals[3] = str_field("DE");
+    vals[4] = (field_value){.kind = FV_NUMBER, .num = 1763892000 + 13 * 3600 + 59};   /* Sun 2025-11-23 23:00:59 */
+    vals[5] = (field_value){.kind = FV_MISSING};
+    vals[6] = (field_value){.kind = FV_BOOL, .str = "true", .len = 4};
+    vals[7] = str_field("curl");
+    vals[8] = str_field("2026-12-02T23:30:00+01:00");
+    vals[9] = (field_value){.kind = FV_OTHER, .str = "{\"a\": [1]}", .len = 10};
+    vals[10] = (field_value){.kind = FV_NULL, .str = "null", .len = 4};
+    vals[11] = (field_value){.kind = FV_BOOL, .str = "false", .len = 5};
 }
 
 /* The value as text: null, true, 12.5, 'string'. */
@@ -70,6 +79,7 @@ static void check_eval(const char *file, int line, const char *src, const char *
         return;
     }
     expr_val v;
+    expr_scratch_reset(&scratch);
     expr_eval(e, vals, &scratch, &v);
     char *got = render(&v);
     if (strcmp(got, want) != 0) {
@@ -142,6 +152,9 @@ static void test_comparisons_and_logic(void)
     EVAL("missing = 1", "null");
     EVAL("null = null", "null");
     EVAL("flag = true", "true");
+    EVAL("off", "false");
+    EVAL("nul is null", "true");                  /* JSON null */
+    EVAL("obj = '{\"a\": [1]}'", "true");       /* objects read as their JSON text */
     EVAL("false < true", "true");
     /* three-valued logic */
     EVAL("true and null", "null");
@@ -342,8 +355,10 @@ static void test_scratch_reuse(void)
     expr_val v;
     expr_eval(e, vals, &sc, &v);
     void *first = sc.blocks;
-    for (int i = 0; i < 1000; i++)
+    for (int i = 0; i < 1000; i++) {
+        expr_scratch_reset(&sc);
         expr_eval(e, vals, &sc, &v);
+    }
     CHECK(sc.blocks == first);
     CHECK(!sc.oom);
     CHECK_MEM(v.str, v.len, "/SHOP/CART/ÜNïCODE/shop/cart/Ünïcode/shop/cart/Ünïcode503",
