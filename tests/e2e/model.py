@@ -54,13 +54,27 @@ def event_time(obj, stream):
     return None
 
 
+MISSING = object()
+
+
+def lookup(obj, field):
+    """A field of an event: a dotted name reads nested objects (README,
+    "Fields: nested, derived, and filtered metrics"); MISSING when a step is
+    absent or not an object."""
+    for part in field.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return MISSING
+        obj = obj[part]
+    return obj
+
+
 def dim_text(raw_obj_text, obj, field):
     """A dimension value as lambdad keeps it: strings as is, other JSON values
     as their text, missing or null as None. Tests only use ints, bools and
     strings for non-string dimensions, whose JSON text Python reproduces."""
-    if field not in obj or obj[field] is None:
+    v = lookup(obj, field)
+    if v is MISSING or v is None:
         return None
-    v = obj[field]
     if isinstance(v, str):
         return v
     if isinstance(v, bool):
@@ -105,8 +119,11 @@ def metric_value(mtype, c):
     return c.sum / c.n
 
 
-def expected(payloads, stream, view, **q):
-    """Rows that GET /v1/views/{view}/query with parameters q must return."""
+def expected(payloads, stream, view, derive=None, where=None, **q):
+    """Rows that GET /v1/views/{view}/query with parameters q must return.
+    derive(obj, ts) returns the event with its derived fields added, and
+    where maps a metric name to a predicate of that event: both written by
+    the test in Python, independently of lambdad's expression language."""
     gran = q.get("granularity", view.get("granularity", "minute"))
     group_by = [d for d in q.get("group_by", "").split(",") if d]
     filters = {}
@@ -127,6 +144,8 @@ def expected(payloads, stream, view, **q):
         ts = event_time(obj, stream)
         if ts is None:
             continue
+        if derive:
+            obj = derive(obj, ts)
         bucket = floor_time(ts, vgran)
         if lo is not None and bucket < lo:
             continue
@@ -140,10 +159,12 @@ def expected(payloads, stream, view, **q):
         if cells is None:
             cells = groups[key] = {m: Cell() for m in mdefs}
         for name, m in mdefs.items():
+            if where and name in where and where[name](obj) is not True:
+                continue
             if m["type"] == "count":
                 cells[name].n += 1
                 continue
-            v = obj.get(m["field"])
+            v = lookup(obj, m["field"])
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 cells[name].add(v)
 
