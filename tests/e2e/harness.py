@@ -143,7 +143,7 @@ class Daemon:
                           env=dict(os.environ, **(env or {})))
         wait_until(self._listening, 30, "lambdad to listen")
         if wait_ready:
-            wait_until(lambda: self.get("/readyz")[0] == 200, 30, "lambdad /readyz")
+            wait_until(lambda: self.status_of("/readyz") == 200, 30, "lambdad /readyz")
         return self
 
     def _listening(self):
