@@ -24,8 +24,9 @@ int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *
     const agg_layout *l = v->layout;
     for (size_t m = 0; m < l->n; m++) {
         const metric_def *md = &v->metrics[m];
-        l->slot[m].ops->add(agg_state(l, row, m), &l->slot[m].params,
-                            md->field_idx >= 0 ? &vals[md->field_idx] : NULL);
+        if (l->slot[m].ops->add(agg_state(l, row, m), &l->slot[m].params,
+                                md->field_idx >= 0 ? &vals[md->field_idx] : NULL) < 0)
+            return -ENOMEM;   /* a sketch could not grow */
     }
     return 0;
 }

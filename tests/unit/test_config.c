@@ -295,7 +295,8 @@ static void test_enums(void)
     EXPECT_ERRORS("{" STREAMS ",\"views\":[{\"name\":\"v\",\"stream\":\"s\",\"granularity\":\"month\","
                   "\"metrics\":[{\"name\":\"n\",\"type\":\"median\",\"field\":\"x\"}]}]}",
                   "views[0].granularity: must be one of second, minute, hour, day",
-                  "views[0].metrics[0].type: must be one of count, sum, min, max, avg");
+                  "views[0].metrics[0].type: must be one of count, sum, min, max, avg, distinct, "
+                  "quantiles");
 }
 
 static void test_required(void)
