@@ -349,12 +349,9 @@ static int parse_order_by(query *q, const char *s, size_t len, qerror *err)
     const view_def *v = q->view;
     int m = find_metric(v, s, len);
     const char *dot = NULL;
-    for (size_t i = len; m < 0 && i-- > 0;)
-        if (s[i] == '.') {
+    for (size_t i = len; m < 0 && i-- > 0;)   /* the longest metric name before a '.' */
+        if (s[i] == '.' && (m = find_metric(v, s, i)) >= 0)
             dot = s + i;
-            m = find_metric(v, s, i);
-            break;
-        }
     if (m < 0)
         return fail(err, 400, "unknown metric '", s, len, "' in order_by");
     for (size_t k = 0; k < q->nmetrics; k++)
