@@ -141,7 +141,7 @@ static void test_distinct_error(void)
             if (precisions[pi] != 14 && n > 100000)
                 continue;   /* keep the test fast: 10^6 at the default precision */
             double sq = 0;
-            int trials = n <= 10000 ? 8 : n <= 100000 ? 3 : 1;
+            int trials = n <= 10000 ? 8 : n <= 100000 ? 2 : 1;
             double worst = 0;
             for (int tr = 0; tr < trials; tr++) {
                 uint64_t row[ROW_WORDS];
@@ -197,7 +197,7 @@ static double draw(dist d)
 static void test_quantiles_accuracy(void)
 {
     const double accs[] = {0.01, 0.001, 0.05};
-    enum { N = 100000 };
+    enum { N = 30000 };
     double *vals = malloc(N * sizeof(double));
     for (size_t ai = 0; ai < 3; ai++) {
         agg_layout *l = sketch_layout(0, accs[ai]);
@@ -286,7 +286,7 @@ static void merge_order_case(const agg_layout *l, size_t n, uint64_t users, dist
     }
     bytes_w ew = {0}, pw = {0};
     encode_row(l, whole, &ew);
-    for (int trial = 0; trial < 6; trial++) {
+    for (int trial = 0; trial < 4; trial++) {
         uint64_t parts[PARTS][ROW_WORDS];
         for (int p = 0; p < PARTS; p++)
             agg_row_init(l, parts[p]);
@@ -325,10 +325,10 @@ static void test_merge_order(void)
     agg_layout *l = sketch_layout(12, 0.01);    /* threshold 1024, 4096 registers */
     merge_order_case(l, 3000, 600, D_EXPONENTIAL);      /* stays explicit */
     merge_order_case(l, 5000, 1500, D_MIXED);           /* parts explicit, whole dense */
-    merge_order_case(l, 40000, 30000, D_PARETO);        /* dense everywhere */
+    merge_order_case(l, 16000, 12000, D_PARETO);        /* dense everywhere */
     free(l);
     l = sketch_layout(10, 0.3);   /* few buckets: collapsing on almost every merge */
-    merge_order_case(l, 20000, 5000, D_MIXED);
+    merge_order_case(l, 8000, 3000, D_MIXED);
     free(l);
 }
 
