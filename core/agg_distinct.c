@@ -217,23 +217,34 @@ static int distinct_merge(void *dst, const void *src, const agg_params *p)
     }
     if (n == d->n)
         return 0;   /* nothing new */
-    uint64_t *u = malloc(n * sizeof(*u));
-    if (!u)
-        return -ENOMEM;
-    size_t i = 0, j = 0, k = 0;
-    while (i < d->n && j < s->n) {
-        uint64_t x = d->set[i], y = s->set[j];
-        u[k++] = x <= y ? x : y;
-        i += x <= y;
-        j += y <= x;
+    if (n > d->cap) {
+        /* grow by doubling (up to the threshold), so a cell that many
+         * small cells merge into allocates O(log n) times, not per merge */
+        uint32_t cap = d->cap ? d->cap : 4;
+        while (cap < n)
+            cap *= 2;
+        if (cap > threshold(p))
+            cap = threshold(p);
+        uint64_t *ns = realloc(d->set, cap * sizeof(*ns));
+        if (!ns)
+            return -ENOMEM;
+        d->set = ns;
+        d->cap = cap;
     }
-    while (i < d->n)
-        u[k++] = d->set[i++];
-    while (j < s->n)
-        u[k++] = s->set[j++];
-    free(d->set);
-    d->set = u;
-    d->n = d->cap = (uint32_t)n;
+    /* merge from the back, in place: slots past the old end are free */
+    size_t i = d->n, j = s->n, k = n;
+    while (j > 0) {
+        uint64_t y = s->set[j - 1];
+        if (i > 0 && d->set[i - 1] > y) {
+            d->set[--k] = d->set[--i];
+        } else {
+            if (i > 0 && d->set[i - 1] == y)
+                i--;   /* in both: kept once */
+            d->set[--k] = y;
+            j--;
+        }
+    }
+    d->n = (uint32_t)n;
     return 0;
 }
 

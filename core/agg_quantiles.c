@@ -172,20 +172,29 @@ static int store_merge(store *d, const store *s, bool low, int32_t max_buckets)
         i += ti;
         j += tj;
     }
-    store u = {0};
-    if (store_resize(&u, n) < 0)
-        return -ENOMEM;
-    for (uint32_t i = 0, j = 0; i < d->n || j < s->n; u.n++) {
-        bool ti = j == s->n || (i < d->n && d->k[i] <= s->k[j]);
-        bool tj = i == d->n || (j < s->n && s->k[j] <= d->k[i]);
-        u.k[u.n] = ti ? d->k[i] : s->k[j];
-        u.c[u.n] = (ti ? d->c[i] : 0) + (tj ? s->c[j] : 0);
-        i += ti;
-        j += tj;
+    if (n > d->cap && store_resize(d, n > 2 * d->cap ? n : 2 * d->cap) < 0)
+        return -ENOMEM;   /* doubling: a cell many cells merge into grows O(log n) times */
+    /* merge from the back, in place: slots past the old end are free */
+    uint32_t i = d->n, j = s->n, k = n;
+    while (j > 0) {
+        int32_t y = s->k[j - 1];
+        if (i > 0 && d->k[i - 1] > y) {
+            k--;
+            i--;
+            d->k[k] = d->k[i];
+            d->c[k] = d->c[i];
+        } else {
+            uint64_t c = s->c[j - 1];
+            if (i > 0 && d->k[i - 1] == y)
+                c += d->c[--i];
+            k--;
+            d->k[k] = y;
+            d->c[k] = c;
+            j--;
+        }
     }
-    store_fold(&u, low, max_buckets);
-    store_free(d);
-    *d = u;
+    d->n = n;
+    store_fold(d, low, max_buckets);
     return 0;
 }
 
