@@ -199,11 +199,26 @@ static void check_streams(cfg_ctx *ctx, const char *path, json_t *v, void *targe
 
 /* ---- views and their metrics ---- */
 
+/* A quantiles metric's relative accuracy (0: absent, the default). */
+static void check_accuracy(cfg_ctx *ctx, const char *path, json_t *v, void *target)
+{
+    if (!v)
+        return;
+    double a = json_number_value(v);   /* 0 when not a number */
+    if (!json_is_number(v) || !(a >= 0.0001 && a <= 0.5))
+        cfg_err(ctx, path, "must be a number between 0.0001 and 0.5");
+    else
+        ((metric_def *)target)->accuracy = a;
+}
+
 static const cfg_key metric_keys[] = {
     KEY_NAME("name", metric_def, name, REQUIRED),
-    KEY_ENUM("type", metric_def, type, mtype_name_of, MT_COUNT, MT_AVG, MT_COUNT, REQUIRED),
+    KEY_ENUM("type", metric_def, type, mtype_name_of, MT_COUNT, MT_LAST, MT_COUNT, REQUIRED),
     /* Required for every type but count, which must not have one. */
     KEY_STR("field", metric_def, field, NULL),
+    /* distinct only (default 14, see core/agg.h); quantiles only (0.01) */
+    KEY_INT("precision", metric_def, precision, 10, 18, 0),
+    KEY_CUSTOM("accuracy", check_accuracy),
     KEY_CUSTOM("where", cfg_check_where),
     { 0 },
 };
@@ -218,6 +233,12 @@ static void metric_rules(cfg_ctx *ctx, const char *path, json_t *obj)
         err_at(ctx, path, "field", "not used with metric type '%s'", metric_type_name(t));
     else if (t != MT_COUNT && !has_field)
         err_at(ctx, path, "field", "required for metric type '%s'", metric_type_name(t));
+    if (t != MT_DISTINCT && json_object_get(obj, "precision"))
+        err_at(ctx, path, "precision", "only for metric type 'distinct', not '%s'",
+               metric_type_name(t));
+    if (t != MT_QUANTILES && json_object_get(obj, "accuracy"))
+        err_at(ctx, path, "accuracy", "only for metric type 'quantiles', not '%s'",
+               metric_type_name(t));
 }
 
 static void check_metrics(cfg_ctx *ctx, const char *path, json_t *v, void *target)

@@ -2,7 +2,8 @@
  *
  * A metric's *state* (a cell) is what its aggregator keeps per row of a
  * view: a count is one int64, a sum an exact 192-bit fixed-point number,
- * min and max a double each, avg a count and a sum. Every state has a fixed
+ * min and max a double each, avg a count and a sum, distinct and quantiles
+ * a sketch (agg_distinct.c, agg_quantiles.c). Every state has a fixed
  * in-memory size; a variable-size state (a sketch) keeps a pointer to what
  * it owns in its fixed part and frees it in destroy. Merging is associative,
  * commutative and exact, so the same events give the same bits in any merge
@@ -37,34 +38,62 @@ typedef struct {
     double d;
 } agg_value;
 
-/* Per-metric parameters an aggregator may need (sketch precision later). */
+/* Per-metric parameters, from the metric's definition (agg_params_of);
+ * zero for the types that take none. No padding: layouts compare them
+ * with memcmp. */
 typedef struct {
-    int reserved;
+    int32_t precision;    /* distinct: log2 of the number of registers, 10..18 */
+    int32_t max_buckets;  /* quantiles: buckets kept per sign (see agg_quantiles.c) */
+    double accuracy;      /* quantiles: relative accuracy, 0.0001..0.5 */
+    double mult;          /* quantiles: buckets per unit of the log2 mapping */
 } agg_params;
+
+#define AGG_DEFAULT_PRECISION 14
+#define AGG_DEFAULT_ACCURACY 0.01
+
+/* How an answer reads its states: the quantiles a query asks for
+ * (`quantiles=0.5,0.99`). A quantiles state renders one value per entry,
+ * named names[i] ("p50"); value() and compare() read entry `pick` (the
+ * one order_by names). The other types ignore it. */
+typedef struct {
+    const double *q;             /* each in [0, 1] */
+    const char *const *names;
+    size_t nq;
+    size_t pick;                 /* < nq */
+} agg_render_ctx;
+
+/* 0.5, 0.9 and 0.99 (p50, p90, p99), pick 0: the default of a query. */
+extern const agg_render_ctx agg_render_default;
 
 typedef struct agg_ops {
     metric_type type;
     const char *name;        /* as in the config: "count", "sum", ... */
     bool needs_field;        /* reads an event field (all but count) */
     size_t size;             /* bytes of the in-memory state, a multiple of 8 */
+    /* Never allocates: an empty state owns nothing. */
     void (*init)(void *st, const agg_params *p);
     /* Adds one event's field value (NULL for count); a value this metric
-     * cannot take (missing, not a number, ...) is skipped. */
-    void (*add)(void *st, const agg_params *p, const field_value *fv);
-    void (*merge)(void *dst, const void *src, const agg_params *p);
+     * cannot take (missing, not a number, ...) is skipped. 0, or -ENOMEM
+     * (a sketch that could not grow; the state is left valid). */
+    int (*add)(void *st, const agg_params *p, const field_value *fv);
+    /* 0, or -ENOMEM (dst is left valid, src untouched). */
+    int (*merge)(void *dst, const void *src, const agg_params *p);
     void (*destroy)(void *st);   /* NULL: the state owns nothing */
-    /* Canonical bytes of a state, and back (r->bad on malformed input,
-     * leaving an initialized state). */
+    /* Heap bytes the state owns beyond its fixed size (NULL: none). */
+    size_t (*heap_bytes)(const void *st);
+    /* Canonical bytes of a state (the same state gives the same bytes),
+     * and back: r->bad on malformed input, leaving an initialized state;
+     * returns 0, or -ENOMEM (also leaving an initialized state). */
     void (*encode)(const void *st, bytes_w *w);
-    void (*decode)(void *st, const agg_params *p, bytes_r *r);
-    agg_value (*value)(const void *st);
+    int (*decode)(void *st, const agg_params *p, bytes_r *r);
+    agg_value (*value)(const void *st, const agg_params *p, const agg_render_ctx *c);
     /* Orders two states by value; both are non-null (value().kind != AV_NULL). */
-    int (*compare)(const void *a, const void *b);
+    int (*compare)(const void *a, const void *b, const agg_params *p, const agg_render_ctx *c);
     /* Appends the state's JSON value. */
-    void (*render)(const void *st, jbuf *b);
+    void (*render)(const void *st, const agg_params *p, const agg_render_ctx *c, jbuf *b);
 } agg_ops;
 
-extern const agg_ops agg_count, agg_sum, agg_min, agg_max, agg_avg;
+extern const agg_ops agg_count, agg_sum, agg_min, agg_max, agg_avg, agg_distinct, agg_quantiles;
 
 /* The ops of a metric type (never NULL for a valid type). */
 const agg_ops *agg_ops_of(metric_type t);
@@ -82,10 +111,18 @@ typedef struct agg_layout {
     agg_slot slot[];
 } agg_layout;
 
+/* The parameters of a metric: its precision and accuracy, or their
+ * defaults, and what follows from them. */
+agg_params agg_params_of(const metric_def *m);
+
 /* The layout of metrics[pick[0..n)] (pick NULL: metrics[0..n)). NULL when
  * out of memory. Free with free(). */
 agg_layout *agg_layout_new(const metric_def *metrics, const size_t *pick, size_t n);
 agg_layout *agg_layout_dup(const agg_layout *l);
+/* The parameters of slot s as segments store them (nothing for the types
+ * without any; distinct: varint precision; quantiles: the accuracy's
+ * 8 bytes), so a segment of another precision reads as another view. */
+void agg_params_encode(const agg_slot *s, bytes_w *w);
 bool agg_layout_equal(const agg_layout *a, const agg_layout *b);
 
 static inline void *agg_state(const agg_layout *l, void *row, size_t i)
@@ -99,18 +136,34 @@ static inline const void *agg_cstate(const agg_layout *l, const void *row, size_
 
 void agg_row_init(const agg_layout *l, void *row);
 void agg_row_destroy(const agg_layout *l, void *row);   /* no-op unless l->destroy */
-void agg_row_merge(const agg_layout *l, void *dst, const void *src);
+/* 0 or -ENOMEM (dst left valid: a failed merge is an error of the whole). */
+int agg_row_merge(const agg_layout *l, void *dst, const void *src);
 /* Merges state i of a row in layout sl into state k of a row in layout dl
- * (the same metric in both). */
-static inline void agg_merge_one(const agg_layout *dl, void *dst, size_t k,
-                                 const agg_layout *sl, const void *src, size_t i)
+ * (the same metric in both). 0 or -ENOMEM. */
+static inline int agg_merge_one(const agg_layout *dl, void *dst, size_t k,
+                                const agg_layout *sl, const void *src, size_t i)
 {
-    dl->slot[k].ops->merge(agg_state(dl, dst, k), agg_cstate(sl, src, i), &dl->slot[k].params);
+    return dl->slot[k].ops->merge(agg_state(dl, dst, k), agg_cstate(sl, src, i),
+                                  &dl->slot[k].params);
 }
 void agg_row_encode(const agg_layout *l, const void *row, bytes_w *w);
-void agg_row_decode(const agg_layout *l, void *row, bytes_r *r);
+/* r->bad on malformed input; 0 or -ENOMEM. The row is initialized either way. */
+int agg_row_decode(const agg_layout *l, void *row, bytes_r *r);
+/* Heap bytes the row's states own (0 unless l->destroy). */
+size_t agg_row_heap_bytes(const agg_layout *l, const void *row);
+
+static inline void agg_render(const agg_layout *l, size_t i, const void *row,
+                              const agg_render_ctx *c, jbuf *b)
+{
+    l->slot[i].ops->render(agg_cstate(l, row, i), &l->slot[i].params, c, b);
+}
+static inline agg_value agg_read(const agg_layout *l, size_t i, const void *row,
+                                 const agg_render_ctx *c)
+{
+    return l->slot[i].ops->value(agg_cstate(l, row, i), &l->slot[i].params, c);
+}
 
 /* Ordering of two states of slot i: nulls compare as equal to each other;
  * *null_a / *null_b say which are null (callers put nulls last). */
-int agg_compare(const agg_layout *l, size_t i, const void *a, const void *b, bool *null_a,
-                bool *null_b);
+int agg_compare(const agg_layout *l, size_t i, const void *a, const void *b,
+                const agg_render_ctx *c, bool *null_a, bool *null_b);

@@ -20,21 +20,23 @@ static void avg_init(void *st, const agg_params *p)
     xsum_zero(&a->sum);
 }
 
-static void avg_add(void *st, const agg_params *p, const field_value *fv)
+static int avg_add(void *st, const agg_params *p, const field_value *fv)
 {
     avg_state *a = st;
     if (fv->kind == FV_NUMBER && isfinite(fv->num)) {
         xsum_add_double(&a->sum, fv->num);
         a->n++;
     }
+    return 0;
 }
 
-static void avg_merge(void *dst, const void *src, const agg_params *p)
+static int avg_merge(void *dst, const void *src, const agg_params *p)
 {
     avg_state *d = dst;
     const avg_state *s = src;
     d->n += s->n;
     xsum_add(&d->sum, &s->sum);
+    return 0;
 }
 
 static void avg_encode(const void *st, bytes_w *w)
@@ -45,7 +47,7 @@ static void avg_encode(const void *st, bytes_w *w)
         xsum_encode(&a->sum, w);
 }
 
-static void avg_decode(void *st, const agg_params *p, bytes_r *r)
+static int avg_decode(void *st, const agg_params *p, bytes_r *r)
 {
     avg_state *a = st;
     avg_init(a, p);
@@ -53,14 +55,15 @@ static void avg_decode(void *st, const agg_params *p, bytes_r *r)
     if (n > INT64_MAX)
         r->bad = true;
     if (r->bad || n == 0)
-        return;
+        return 0;
     a->n = (int64_t)n;
     xsum_decode(&a->sum, r);
     if (r->bad)
         avg_init(a, p);
+    return 0;
 }
 
-static agg_value avg_value(const void *st)
+static agg_value avg_value(const void *st, const agg_params *p, const agg_render_ctx *c)
 {
     const avg_state *a = st;
     if (a->n == 0 || xsum_overflowed(&a->sum))
@@ -68,15 +71,16 @@ static agg_value avg_value(const void *st)
     return (agg_value){.kind = AV_NUM, .d = xsum_double(&a->sum) / (double)a->n};
 }
 
-static int avg_compare(const void *a, const void *b)
+static int avg_compare(const void *a, const void *b, const agg_params *p,
+                      const agg_render_ctx *c)
 {
-    double x = avg_value(a).d, y = avg_value(b).d;
+    double x = avg_value(a, p, c).d, y = avg_value(b, p, c).d;
     return (x > y) - (x < y);
 }
 
-static void avg_render(const void *st, jbuf *b)
+static void avg_render(const void *st, const agg_params *p, const agg_render_ctx *c, jbuf *b)
 {
-    agg_value v = avg_value(st);
+    agg_value v = avg_value(st, p, c);
     if (v.kind == AV_NULL)
         jb_lit(b, "null");
     else

@@ -8,14 +8,16 @@ static void count_init(void *st, const agg_params *p)
     memset(st, 0, sizeof(int64_t));
 }
 
-static void count_add(void *st, const agg_params *p, const field_value *fv)
+static int count_add(void *st, const agg_params *p, const field_value *fv)
 {
     (*(int64_t *)st)++;
+    return 0;
 }
 
-static void count_merge(void *dst, const void *src, const agg_params *p)
+static int count_merge(void *dst, const void *src, const agg_params *p)
 {
     *(int64_t *)dst += *(const int64_t *)src;
+    return 0;
 }
 
 static void count_encode(const void *st, bytes_w *w)
@@ -23,26 +25,28 @@ static void count_encode(const void *st, bytes_w *w)
     bw_varint(w, (uint64_t)*(const int64_t *)st);
 }
 
-static void count_decode(void *st, const agg_params *p, bytes_r *r)
+static int count_decode(void *st, const agg_params *p, bytes_r *r)
 {
     uint64_t n = br_varint(r);
     if (n > INT64_MAX)
         r->bad = true;
     *(int64_t *)st = r->bad ? 0 : (int64_t)n;
+    return 0;
 }
 
-static agg_value count_value(const void *st)
+static agg_value count_value(const void *st, const agg_params *p, const agg_render_ctx *c)
 {
     return (agg_value){.kind = AV_INT, .i = *(const int64_t *)st};
 }
 
-static int count_compare(const void *a, const void *b)
+static int count_compare(const void *a, const void *b, const agg_params *p,
+                      const agg_render_ctx *c)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
-static void count_render(const void *st, jbuf *b)
+static void count_render(const void *st, const agg_params *p, const agg_render_ctx *c, jbuf *b)
 {
     jb_int(b, *(const int64_t *)st);
 }

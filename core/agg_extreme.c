@@ -19,30 +19,34 @@ static void take(double *cur, double v, bool want_min)
         *cur = v;
 }
 
-static void min_add(void *st, const agg_params *p, const field_value *fv)
+static int min_add(void *st, const agg_params *p, const field_value *fv)
 {
     if (fv->kind == FV_NUMBER && isfinite(fv->num))
         take(st, fv->num + 0.0, true);
+    return 0;
 }
 
-static void max_add(void *st, const agg_params *p, const field_value *fv)
+static int max_add(void *st, const agg_params *p, const field_value *fv)
 {
     if (fv->kind == FV_NUMBER && isfinite(fv->num))
         take(st, fv->num + 0.0, false);
+    return 0;
 }
 
-static void min_merge(void *dst, const void *src, const agg_params *p)
+static int min_merge(void *dst, const void *src, const agg_params *p)
 {
     double v = *(const double *)src;
     if (!isnan(v))
         take(dst, v, true);
+    return 0;
 }
 
-static void max_merge(void *dst, const void *src, const agg_params *p)
+static int max_merge(void *dst, const void *src, const agg_params *p)
 {
     double v = *(const double *)src;
     if (!isnan(v))
         take(dst, v, false);
+    return 0;
 }
 
 /* Encoding: 0 (empty), 1 and a zigzag varint (an integral value below
@@ -63,7 +67,7 @@ static void ext_encode(const void *st, bytes_w *w)
     }
 }
 
-static void ext_decode(void *st, const agg_params *p, bytes_r *r)
+static int ext_decode(void *st, const agg_params *p, bytes_r *r)
 {
     double *d = st;
     uint64_t form = br_varint(r);
@@ -78,21 +82,23 @@ static void ext_decode(void *st, const agg_params *p, bytes_r *r)
         r->bad = true;
     if (r->bad)
         *d = NAN;
+    return 0;
 }
 
-static agg_value ext_value(const void *st)
+static agg_value ext_value(const void *st, const agg_params *p, const agg_render_ctx *c)
 {
     double v = *(const double *)st;
     return isnan(v) ? (agg_value){.kind = AV_NULL} : (agg_value){.kind = AV_NUM, .d = v};
 }
 
-static int ext_compare(const void *a, const void *b)
+static int ext_compare(const void *a, const void *b, const agg_params *p,
+                      const agg_render_ctx *c)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static void ext_render(const void *st, jbuf *b)
+static void ext_render(const void *st, const agg_params *p, const agg_render_ctx *c, jbuf *b)
 {
     double v = *(const double *)st;
     if (isnan(v))

@@ -14,15 +14,17 @@ static void sum_init(void *st, const agg_params *p)
     xsum_zero(st);
 }
 
-static void sum_add(void *st, const agg_params *p, const field_value *fv)
+static int sum_add(void *st, const agg_params *p, const field_value *fv)
 {
     if (fv->kind == FV_NUMBER && isfinite(fv->num))
         xsum_add_double(st, fv->num);
+    return 0;
 }
 
-static void sum_merge(void *dst, const void *src, const agg_params *p)
+static int sum_merge(void *dst, const void *src, const agg_params *p)
 {
     xsum_add(dst, src);
+    return 0;
 }
 
 static void sum_encode(const void *st, bytes_w *w)
@@ -30,12 +32,13 @@ static void sum_encode(const void *st, bytes_w *w)
     xsum_encode(st, w);
 }
 
-static void sum_decode(void *st, const agg_params *p, bytes_r *r)
+static int sum_decode(void *st, const agg_params *p, bytes_r *r)
 {
     xsum_decode(st, r);
+    return 0;
 }
 
-static agg_value sum_value(const void *st)
+static agg_value sum_value(const void *st, const agg_params *p, const agg_render_ctx *c)
 {
     if (xsum_overflowed(st))
         return (agg_value){.kind = AV_NULL};
@@ -47,14 +50,15 @@ static agg_value sum_value(const void *st)
     return v;
 }
 
-static int sum_compare(const void *a, const void *b)
+static int sum_compare(const void *a, const void *b, const agg_params *p,
+                      const agg_render_ctx *c)
 {
     return xsum_cmp(a, b);
 }
 
-static void sum_render(const void *st, jbuf *b)
+static void sum_render(const void *st, const agg_params *p, const agg_render_ctx *c, jbuf *b)
 {
-    agg_value v = sum_value(st);
+    agg_value v = sum_value(st, p, c);
     if (v.kind == AV_INT)
         jb_int(b, v.i);
     else if (v.kind == AV_NUM)

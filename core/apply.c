@@ -35,8 +35,9 @@ int event_apply(const view_def *v, vtable *t, int64_t ts_ms, const field_value *
             if (!expr_true(&keep))
                 continue;
         }
-        l->slot[m].ops->add(agg_state(l, row, m), &l->slot[m].params,
-                            md->field_idx >= 0 ? &vals[md->field_idx] : NULL);
+        if (l->slot[m].ops->add(agg_state(l, row, m), &l->slot[m].params,
+                                md->field_idx >= 0 ? &vals[md->field_idx] : NULL) < 0)
+            return -ENOMEM;   /* a sketch could not grow */
     }
     return 0;
 }

@@ -335,6 +335,16 @@ static void view_fingerprint(view_def *v, const stream_def *s)
         h = fnv_str(h, v->metrics[i].name);
         h = fnv_str(h, metric_type_name(v->metrics[i].type));
         h = fnv_str(h, v->metrics[i].field);
+        /* sketch parameters, only for the types that have them (so the
+         * fingerprints of other views stay as they were) */
+        char param[48] = "";
+        agg_params ap = agg_params_of(&v->metrics[i]);
+        if (v->metrics[i].type == MT_DISTINCT)
+            snprintf(param, sizeof(param), "precision=%d", (int)ap.precision);
+        else if (v->metrics[i].type == MT_QUANTILES)
+            snprintf(param, sizeof(param), "accuracy=%.17g", ap.accuracy);
+        if (param[0])
+            h = fnv_str(h, param);
         if (v->metrics[i].where) {   /* only then: older fingerprints stay as they were */
             h = fnv_str(h, "where");
             h = fnv_str(h, v->metrics[i].where);

@@ -13,8 +13,8 @@
 
 typedef enum { TF_EPOCH_S, TF_EPOCH_MS, TF_RFC3339, TF_KAFKA } time_format;
 /* Each metric type has an aggregator (core/agg.h). */
-typedef enum { MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG } metric_type;
-#define MT_LAST MT_AVG
+typedef enum { MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG, MT_DISTINCT, MT_QUANTILES } metric_type;
+#define MT_LAST MT_QUANTILES
 
 typedef struct expr expr;   /* core/expr.h */
 
@@ -23,6 +23,8 @@ typedef struct {
     metric_type type;
     char *field;      /* NULL for count */
     int field_idx;    /* index into an event's values, -1 for count */
+    int precision;    /* distinct: 10..18; 0: the default */
+    double accuracy;  /* quantiles: 0.0001..0.5; 0: the default */
     char *where;      /* NULL, or a condition: only events for which it is true count */
     expr *where_expr; /* compiled by defs_resolve() */
 } metric_def;

@@ -120,11 +120,23 @@ static int decode_metrics(const segment *s, bytes_r *r)
         uint64_t n = br_varint(r);
         const unsigned char *name = n <= br_left(r) ? br_take(r, (size_t)n) : NULL;
         uint64_t np = br_varint(r);
-        if (!name || r->bad || np != 0)
+        const unsigned char *params = np <= br_left(r) ? br_take(r, (size_t)np) : NULL;
+        if (!name || !params || r->bad)
             return -EBADMSG;
         const char *want = s->layout->slot[m].ops->name;
         if (n != strlen(want) || memcmp(name, want, n) != 0)
             return -EINVAL;   /* sound, but another metric: the view changed */
+        bytes_w pw = {0};
+        agg_params_encode(&s->layout->slot[m], &pw);
+        bool same = !pw.oom && pw.len == np && (np == 0 || memcmp(pw.p, params, np) == 0);
+        bool oom = pw.oom, none = pw.len == 0;
+        bw_free(&pw);
+        if (oom)
+            return -ENOMEM;
+        if (!same && none)
+            return -EBADMSG;  /* parameters for a type that takes none */
+        if (!same)
+            return -EINVAL;   /* another precision or accuracy: the view changed */
     }
     return r->bad ? -EBADMSG : 0;
 }
@@ -276,10 +288,15 @@ static int decode_level(segment *s, slevel *lv, bytes_r *r)
         bytes_r c = take_column(r);
         for (lv->rdone = 0; lv->rdone < lv->nrows;) {
             /* decode leaves an initialized state even when it fails */
-            sl->ops->decode(lv->states + lv->rdone * l->size + sl->off, &sl->params, &c);
+            void *st = lv->states + lv->rdone * l->size + sl->off;
+            int de = sl->ops->decode(st, &sl->params, &c);
             lv->rdone++;
+            if (de < 0)
+                return de;
             if (c.bad)
                 return -EBADMSG;
+            if (sl->ops->heap_bytes)   /* a sketch's own memory counts too */
+                s->bytes += sl->ops->heap_bytes(st);
         }
         if (c.bad || br_left(&c) != 0)
             return -EBADMSG;

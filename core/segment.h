@@ -94,7 +94,9 @@
  *   Dictionary part:
  *   1. Metrics, nmetrics times, in the view's order:
  *        varint n, n bytes   the aggregator's name ("count", "sum", ...)
- *        varint p, p bytes   its parameters (p = 0 in version 1)
+ *        varint p, p bytes   its parameters: none (p = 0) for count, sum,
+ *                            min, max and avg; distinct: varint precision;
+ *                            quantiles: the accuracy's double, 8 bytes LE
  *   2. Dictionaries, ndims times, in the view's dimension order:
  *        varint n            distinct values; their ids are 0 .. n-1
  *        n values            varint (len + 1), then len bytes; a 0 is null

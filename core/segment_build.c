@@ -309,9 +309,9 @@ static int rollup(builder *c, const blevel *src, gran_t unit, bool same_bucket, 
         }
         unsigned char *row = dst->owned + dst->nown++ * l->size;
         agg_row_init(l, row);
-        for (size_t k = i; k < j; k++)
-            agg_row_merge(l, row, src->st[REC(k)->idx]);
-        dst->st[o] = row;
+        dst->st[o] = row;   /* owned: destroyed with dst, also when a merge fails */
+        for (size_t k = i; k < j && r == 0; k++)
+            r = agg_row_merge(l, row, src->st[REC(k)->idx]);
     }
 #undef REC
     free(recs);
@@ -395,7 +395,13 @@ static void encode_dicts(builder *c, bytes_w *w, int *r)
         const char *name = l->slot[m].ops->name;
         bw_varint(w, strlen(name));
         bw_put(w, name, strlen(name));
-        bw_varint(w, 0);   /* parameters: none in version 1 */
+        bytes_w pw = {0};
+        agg_params_encode(&l->slot[m], &pw);
+        if (pw.oom)
+            *r = -ENOMEM;
+        bw_varint(w, pw.len);
+        bw_put(w, pw.p, pw.len);
+        bw_free(&pw);
     }
     for (size_t d = 0; *r == 0 && d < c->ndims; d++) {
         bdict *dd = &c->dict[d];

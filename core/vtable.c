@@ -52,7 +52,14 @@ struct vtable {
     size_t arena_bytes;
     char *scratch;          /* key being built by vtable_upsert */
     size_t scratch_cap;
+    /* Heap bytes the states own (sketches), counted on demand:
+     * HEAP_UNKNOWN after a write. Written tables have one owner and
+     * published ones are immutable, so only concurrent readers of a
+     * published table may both count, and they store the same number. */
+    atomic_size_t heap;
 };
+
+#define HEAP_UNKNOWN SIZE_MAX
 
 static inline char *row_key(const vtable *t, row *r)
 {
@@ -89,6 +96,7 @@ vtable *vtable_new(size_t ndims, const agg_layout *layout)
     if (!t)
         return NULL;
     atomic_init(&t->refs, 1);
+    atomic_init(&t->heap, 0);
     t->ndims = ndims;
     t->layout = agg_layout_dup(layout);
     t->cap = 64;
@@ -130,9 +138,28 @@ size_t vtable_ndims(const vtable *t) { return t->ndims; }
 const agg_layout *vtable_layout(const vtable *t) { return t->layout; }
 size_t vtable_rows(const vtable *t) { return t->rows; }
 
+/* The states' heap bytes: a pass over the rows once per write, so a
+ * table of sketches is sized in bytes like any other. */
+static size_t heap_bytes(const vtable *t)
+{
+    if (!t->layout->destroy)
+        return 0;
+    vtable *w = (vtable *)t;   /* the count is a cache, not the table's contents */
+    size_t n = atomic_load_explicit(&w->heap, memory_order_relaxed);
+    if (n != HEAP_UNKNOWN)
+        return n;
+    n = 0;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].r)
+            n += agg_row_heap_bytes(t->layout, t->slots[i].r->cells);
+    atomic_store_explicit(&w->heap, n, memory_order_relaxed);
+    return n;
+}
+
 size_t vtable_bytes(const vtable *t)
 {
-    return sizeof(*t) + t->cap * sizeof(slot) + t->arena_bytes + t->scratch_cap;
+    return sizeof(*t) + t->cap * sizeof(slot) + t->arena_bytes + t->scratch_cap +
+           heap_bytes(t);
 }
 
 static void *arena_alloc(vtable *t, size_t n)
@@ -237,6 +264,8 @@ void *vtable_upsert(vtable *t, int64_t bucket, const dimval *dims)
             p += dims[i].len;
         }
     }
+    if (t->layout->destroy)   /* the caller is about to change the row's states */
+        atomic_store_explicit(&t->heap, HEAP_UNKNOWN, memory_order_relaxed);
     uint64_t hash = hash_bytes(t->scratch, need, (uint64_t)bucket);
     row *r = upsert_raw(t, hash, bucket, t->scratch, (uint32_t)need);
     return r ? r->cells : NULL;
@@ -246,6 +275,8 @@ int vtable_merge(vtable *dst, const vtable *src)
 {
     if (dst->ndims != src->ndims || !agg_layout_equal(dst->layout, src->layout))
         return -EINVAL;
+    if (dst->layout->destroy)
+        atomic_store_explicit(&dst->heap, HEAP_UNKNOWN, memory_order_relaxed);
     for (size_t i = 0; i < src->cap; i++) {
         row *s = src->slots[i].r;
         if (!s)
@@ -253,7 +284,8 @@ int vtable_merge(vtable *dst, const vtable *src)
         row *d = upsert_raw(dst, s->hash, s->bucket, row_key(src, s), s->keylen);
         if (!d)
             return -ENOMEM;
-        agg_row_merge(dst->layout, d->cells, s->cells);
+        if (agg_row_merge(dst->layout, d->cells, s->cells) < 0)
+            return -ENOMEM;
     }
     return 0;
 }

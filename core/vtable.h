@@ -38,7 +38,9 @@ void vtable_free(vtable *t);
 size_t vtable_ndims(const vtable *t);
 const agg_layout *vtable_layout(const vtable *t);
 size_t vtable_rows(const vtable *t);
-size_t vtable_bytes(const vtable *t);  /* memory held */
+/* Memory held, the states' own heap (sketches) included. Call it on a
+ * table nobody writes (its owner's, or a published one). */
+size_t vtable_bytes(const vtable *t);
 
 /* The states of the row for (bucket, dims), created (all states empty) if
  * missing. NULL only when out of memory. */

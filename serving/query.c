@@ -4,7 +4,8 @@
  * request's own memory, so it takes no lock. Every bad parameter is a 400
  * whose message names it exactly; parameters are checked in a fixed order
  * (view, unknown/duplicate/empty names in request order, then from, to,
- * granularity, group_by, filter, metrics, order_by, order, limit), so the
+ * granularity, group_by, filter, metrics, quantiles, order_by, order,
+ * limit), so the
  * first problem reported does not depend on the parameters' order.
  *
  * Values arrive URL-decoded (libmicrohttpd decodes %XX and '+'). List
@@ -22,11 +23,18 @@
 #define EPOCH_MIN (-62135596800LL)
 #define EPOCH_MAX 253402300799LL
 
-enum { P_FROM, P_TO, P_GRAN, P_GROUP_BY, P_FILTER, P_METRICS, P_ORDER_BY, P_ORDER, P_LIMIT, P_N };
+enum {
+    P_FROM, P_TO, P_GRAN, P_GROUP_BY, P_FILTER, P_METRICS, P_QUANTILES, P_ORDER_BY, P_ORDER,
+    P_LIMIT, P_N
+};
 
 static const char *const param_names[P_N] = {
-    "from", "to", "granularity", "group_by", "filter", "metrics", "order_by", "order", "limit",
+    "from", "to", "granularity", "group_by", "filter", "metrics", "quantiles", "order_by",
+    "order", "limit",
 };
+
+#define MAX_QUANTILES 32
+#define MAX_QUANTILE_DECIMALS 9
 
 void qerror_clear(qerror *e)
 {
@@ -199,7 +207,7 @@ static int parse_filter(query *q, const char *s, size_t len, qerror *err)
         return fail_oom(err);
     int rc = 0;
     size_t pos = 0;
-    qstr it, dim, val;
+    qstr it, dim = {0}, val = {0};
     /* pass 1: validate and count the values of each dimension */
     while (next_item(s, len, &pos, &it)) {
         if (!split_filter(&it, &dim, &val)) {
@@ -268,6 +276,111 @@ static int parse_metrics(query *q, const char *s, size_t len, qerror *err)
         q->metrics[q->nmetrics++] = (size_t)m;
     }
     return 0;
+}
+
+/* One quantile as written: "0", "1", or "0." / "1." and 1..9 digits, at
+ * most 1. Its name is "p" and the number times 100, written from the
+ * digits (no binary rounding): 0.5 -> p50, 0.999 -> p99.9, 1 -> p100. */
+static bool parse_quantile(const qstr *it, double *q, char *name, size_t size)
+{
+    const char *s = it->s;
+    size_t len = it->len;
+    if (len == 0 || (s[0] != '0' && s[0] != '1'))
+        return false;
+    const char *frac = "";
+    size_t nfrac = 0;
+    if (len > 1) {
+        if (s[1] != '.' || len == 2 || len - 2 > MAX_QUANTILE_DECIMALS)
+            return false;
+        frac = s + 2;
+        nfrac = len - 2;
+    }
+    for (size_t i = 0; i < nfrac; i++)
+        if (frac[i] < '0' || frac[i] > '9' || (s[0] == '1' && frac[i] != '0'))
+            return false;
+    char buf[16];
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    *q = strtod(buf, NULL);
+    int pct = (s[0] - '0') * 100 + (nfrac > 0 ? frac[0] - '0' : 0) * 10 +
+              (nfrac > 1 ? frac[1] - '0' : 0);
+    size_t rest = nfrac > 2 ? nfrac - 2 : 0;
+    while (rest > 0 && frac[2 + rest - 1] == '0')
+        rest--;
+    if (rest)
+        snprintf(name, size, "p%d.%.*s", pct, (int)rest, frac + 2);
+    else
+        snprintf(name, size, "p%d", pct);
+    return true;
+}
+
+static int parse_quantiles(query *q, const char *s, size_t len, qerror *err)
+{
+    size_t n = count_items(s, len);
+    if (n > MAX_QUANTILES)
+        return fail(err, 400, "too many quantiles (at most 32)", NULL, 0, NULL);
+    q->qs = calloc(n, sizeof(*q->qs));
+    q->qnames = calloc(n, sizeof(*q->qnames));
+    if (!q->qs || !q->qnames)
+        return fail_oom(err);
+    q->nqnames = n;
+    size_t pos = 0, k = 0;
+    qstr it;
+    while (next_item(s, len, &pos, &it)) {
+        char name[24];
+        if (!parse_quantile(&it, &q->qs[k], name, sizeof(name)))
+            return fail(err, 400, "invalid quantile '", it.s, it.len,
+                        "' in quantiles (expected a number from 0 to 1, such as 0.99)");
+        for (size_t j = 0; j < k; j++)
+            if (strcmp(q->qnames[j], name) == 0)
+                return fail(err, 400, "duplicate quantile '", it.s, it.len, "' in quantiles");
+        if (!(q->qnames[k++] = strdup(name)))
+            return fail_oom(err);
+    }
+    q->rctx = (agg_render_ctx){
+        .q = q->qs, .names = (const char *const *)q->qnames, .nq = k, .pick = 0};
+    return 0;
+}
+
+/* order_by: a metric of the answer, or "metric.pNN", one of the requested
+ * quantiles of a quantiles metric. */
+static int parse_order_by(query *q, const char *s, size_t len, qerror *err)
+{
+    const view_def *v = q->view;
+    int m = find_metric(v, s, len);
+    const char *dot = NULL;
+    for (size_t i = len; m < 0 && i-- > 0;)   /* the longest metric name before a '.' */
+        if (s[i] == '.' && (m = find_metric(v, s, i)) >= 0)
+            dot = s + i;
+    if (m < 0)
+        return fail(err, 400, "unknown metric '", s, len, "' in order_by");
+    for (size_t k = 0; k < q->nmetrics; k++)
+        if (q->metrics[k] == (size_t)m)
+            q->order_by = (int)k;
+    if (q->order_by < 0)
+        return fail(err, 400, "order_by metric '", s, dot ? (size_t)(dot - s) : len,
+                    "' is not among the selected metrics");
+    metric_type t = v->metrics[m].type;
+    if (!dot && t == MT_QUANTILES)
+        return fail(err, 400, "order_by metric '", s, len,
+                    "' has quantiles: name one, such as 'latency.p99'");
+    if (!dot)
+        return 0;
+    if (t != MT_QUANTILES) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "' is a %s metric; only quantiles metrics have quantiles",
+                 metric_type_name(t));
+        return fail(err, 400, "invalid order_by '", s, len, msg);
+    }
+    const char *qn = dot + 1;
+    size_t qlen = len - (size_t)(qn - s);
+    for (size_t i = 0; i < q->rctx.nq; i++)
+        if (eq(qn, qlen, q->rctx.names[i])) {
+            q->rctx.pick = i;
+            return 0;
+        }
+    return fail(err, 400, "invalid order_by '", s, len,
+                "': that quantile is not among the requested ones (see quantiles)");
 }
 
 static int parse_limit(const char *s, size_t len, size_t *out)
@@ -364,17 +477,11 @@ int query_parse(const config *cfg, const char *view, size_t view_len, const qpar
             q->metrics[q->nmetrics++] = m;
     }
 
-    if (given[P_ORDER_BY]) {
-        int m = find_metric(v, VAL(P_ORDER_BY));
-        if (m < 0)
-            return fail(err, 400, "unknown metric '", VAL(P_ORDER_BY), "' in order_by");
-        for (size_t k = 0; k < q->nmetrics; k++)
-            if (q->metrics[k] == (size_t)m)
-                q->order_by = (int)k;
-        if (q->order_by < 0)
-            return fail(err, 400, "order_by metric '", VAL(P_ORDER_BY),
-                        "' is not among the selected metrics");
-    }
+    q->rctx = agg_render_default;
+    if (given[P_QUANTILES] && (rc = parse_quantiles(q, VAL(P_QUANTILES), err)) < 0)
+        return rc;
+    if (given[P_ORDER_BY] && (rc = parse_order_by(q, VAL(P_ORDER_BY), err)) < 0)
+        return rc;
     if (given[P_ORDER]) {
         if (eq(VAL(P_ORDER), "asc"))
             q->asc = true;
@@ -399,5 +506,9 @@ void query_clear(query *q)
     free(q->filters);
     free(q->metrics);
     free(q->layout);
+    for (size_t i = 0; q->qnames && i < q->nqnames; i++)
+        free(q->qnames[i]);
+    free(q->qnames);
+    free(q->qs);
     *q = (query){.order_by = -1};
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "config/config.h"
+#include "core/agg.h"
 #include "core/jbuf.h"
 #include "serving/serving.h"
 
@@ -56,6 +57,13 @@ typedef struct {
     size_t nmetrics;
     struct agg_layout *layout;   /* the result rows' states: the selected metrics */
     int order_by;        /* index into metrics[] (not the view's), -1: none */
+    /* quantiles=0.5,0.99: what quantiles metrics render, and (pick) the
+     * one an order_by of "metric.p99" reads; over qs and qnames (owned)
+     * or the default 0.5,0.9,0.99 */
+    agg_render_ctx rctx;
+    double *qs;
+    char **qnames;       /* nqnames entries, NULL or owned */
+    size_t nqnames;
     bool asc;
     size_t limit;        /* 0: none */
     size_t max_rows;     /* http.limits.max_rows: a larger answer is a 413; 0: none */

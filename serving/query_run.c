@@ -97,7 +97,8 @@ static int scan_row(const vrow *r, void *ud)
     if (c->cap && vtable_rows(c->t) > c->cap)
         return SCAN_TOO_MANY;   /* stop early: the lock is released, the memory bounded */
     for (size_t m = 0; m < q->nmetrics; m++)
-        agg_merge_one(q->layout, cells, m, q->view->layout, r->cells, q->metrics[m]);
+        if (agg_merge_one(q->layout, cells, m, q->view->layout, r->cells, q->metrics[m]) < 0)
+            return -ENOMEM;
     return 0;
 }
 
@@ -191,7 +192,7 @@ static int dense_flush(scan_ctx *c, const segment *s, dense_acc *d)
         else if (!rc && c->cap && vtable_rows(c->t) > c->cap)
             rc = SCAN_TOO_MANY;
         if (!rc)
-            agg_row_merge(q->layout, cells, st);
+            rc = agg_row_merge(q->layout, cells, st);
         agg_row_destroy(q->layout, st);
         d->used[slot] = 0;
     }
@@ -226,7 +227,7 @@ static int flush_run(scan_ctx *c, const segment *s, run_acc *acc)
     else if (c->cap && vtable_rows(c->t) > c->cap)
         rc = SCAN_TOO_MANY;
     else
-        agg_row_merge(q->layout, cells, acc->states);
+        rc = agg_row_merge(q->layout, cells, acc->states);
     agg_row_destroy(q->layout, acc->states);
     return rc;
 }
@@ -272,7 +273,8 @@ static int accumulate(scan_ctx *c, const segment *s, size_t level, size_t row, i
     const agg_layout *sl = seg_layout(s);
     const void *states = seg_row_states(s, level, row);
     for (size_t m = 0; m < q->nmetrics; m++)
-        agg_merge_one(q->layout, st, m, sl, states, q->metrics[m]);
+        if (agg_merge_one(q->layout, st, m, sl, states, q->metrics[m]) < 0)
+            return -ENOMEM;
     return 0;
 }
 
@@ -439,7 +441,8 @@ static int cmp_rows(const void *pa, const void *pb, void *ud)
     const rrow *a = pa, *b = pb;
     if (q->order_by >= 0) {
         bool na, nb;
-        int c = agg_compare(q->layout, (size_t)q->order_by, a->cells, b->cells, &na, &nb);
+        int c = agg_compare(q->layout, (size_t)q->order_by, a->cells, b->cells, &q->rctx, &na,
+                            &nb);
         if (na != nb)
             return na ? 1 : -1;   /* null last, whatever the order */
         if (c)
@@ -486,7 +489,7 @@ static void render_row(jbuf *b, const query *q, const rrow *r)
             jb_lit(b, ",");
         jb_cstr(b, md->name);
         jb_lit(b, ":");
-        q->layout->slot[m].ops->render(agg_cstate(q->layout, r->cells, m), b);
+        agg_render(q->layout, m, r->cells, &q->rctx, b);
     }
     jb_lit(b, "}}");
 }

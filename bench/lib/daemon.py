@@ -33,7 +33,7 @@ class Lambdad:
     """lambdad with the demo's config (config/lambdad.example.json: 3 views,
     durable archive, commit every 50 ms) pointed at a devbroker."""
 
-    def __init__(self, b, workdir, boot, archive=None, batch_interval_s=None):
+    def __init__(self, b, workdir, boot, archive=None, batch_interval_s=None, sketches=False):
         self.b, self.port = b, free_port()
         self.archive = archive or os.path.join(workdir, "archive.db")
         with open(EXAMPLE_CONFIG) as f:
@@ -43,6 +43,10 @@ class Lambdad:
                 (r'"listen": *"[^"]*"', '"listen": "127.0.0.1:%d"' % self.port)]
         if batch_interval_s is not None:
             subs.append((r'"interval_s": *\d+', '"interval_s": %d' % batch_interval_s))
+        if sketches:   # views_by_page also counts distinct users and latency quantiles
+            subs.append((r'(\{"name": "slowest", "type": "max", "field": "ms"\})',
+                         r'\1, {"name": "users", "type": "distinct", "field": "user"}, '
+                         r'{"name": "latency", "type": "quantiles", "field": "ms"}'))
         for pat, rep in subs:
             text, n = re.subn(pat, rep, text, count=1)
             if n != 1:

@@ -85,11 +85,13 @@ def dim_text(raw_obj_text, obj, field):
 
 
 class Cell:
-    """Sums are exact, rounded once (README: math.fsum); integers stay ints."""
-    __slots__ = ("n", "ints", "floats", "min", "max")
+    """Sums are exact, rounded once (README: math.fsum); integers stay ints.
+    Sketch metrics keep everything: the set of distinct texts, all values."""
+    __slots__ = ("n", "ints", "floats", "min", "max", "texts", "values")
 
     def __init__(self):
         self.n, self.ints, self.floats, self.min, self.max = 0, 0, [], None, None
+        self.texts, self.values = set(), []
 
     def add(self, v):
         self.n += 1
@@ -105,9 +107,26 @@ class Cell:
         return math.fsum(self.floats + [self.ints]) if self.floats else self.ints
 
 
+class Quantiles:
+    """The true quantiles of a cell's values: the value of rank
+    floor(q * (n - 1)) in ascending order (README), None when empty."""
+
+    def __init__(self, values):
+        self.values = sorted(values)
+
+    def at(self, q):
+        if not self.values:
+            return None
+        return self.values[math.floor(q * (len(self.values) - 1))]
+
+
 def metric_value(mtype, c):
     if mtype == "count":
         return c.n
+    if mtype == "distinct":
+        return len(c.texts)
+    if mtype == "quantiles":
+        return Quantiles(c.values)
     if mtype == "sum":
         return c.sum
     if c.n == 0:
@@ -164,9 +183,17 @@ def expected(payloads, stream, view, derive=None, where=None, **q):
             if m["type"] == "count":
                 cells[name].n += 1
                 continue
+            if m["type"] == "distinct":
+                text = dim_text(p, obj, m["field"])
+                if text is not None:
+                    cells[name].texts.add(text)
+                continue
             v = lookup(obj, m["field"])
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                cells[name].add(v)
+                if m["type"] == "quantiles":
+                    cells[name].values.append(v)
+                else:
+                    cells[name].add(v)
 
     rows = []
     for (t, dims), cells in groups.items():
@@ -203,3 +230,41 @@ def assert_rows(got, want, what):
                 lines.append("first difference at row %d:\n  got:      %s\n  expected: %s" % (i, g, w))
                 break
         raise AssertionError("\n".join(lines))
+
+
+def quantile_name(q):
+    """p + the quantile times 100, from its text: "0.999" -> "p99.9"."""
+    whole, _, frac = q.partition(".")
+    frac = frac.ljust(2, "0")
+    rest = frac[2:].rstrip("0")
+    return "p%d%s" % (int(whole) * 100 + int(frac[:2]), "." + rest if rest else "")
+
+
+def assert_sketch_rows(got, want, what, view, exact_below, accuracy,
+                       quantiles=("0.5", "0.9", "0.99"), distinct_error=0.04):
+    """Like assert_rows, but a distinct metric is exact up to exact_below
+    distinct values and within distinct_error above, and each quantile is
+    within the relative accuracy of the true one (zero exactly)."""
+    mtypes = {m["name"]: m["type"] for m in view["metrics"]}
+    if len(got) != len(want):
+        raise AssertionError("%s: %d rows, expected %d" % (what, len(got), len(want)))
+    for i, (g, w) in enumerate(zip(got, want)):
+        plain_g = {k: v for k, v in g.items() if k != "metrics"}
+        plain_w = {k: v for k, v in w.items() if k != "metrics"}
+        if plain_g != plain_w or set(g["metrics"]) != set(w["metrics"]):
+            raise AssertionError("%s: row %d:\n  got:      %s\n  expected: %s" % (what, i, g, w))
+        for name, wv in w["metrics"].items():
+            gv = g["metrics"][name]
+            if isinstance(wv, Quantiles):
+                want_q = {quantile_name(q): wv.at(float(q)) for q in quantiles}
+                ok = set(gv) == set(want_q) and all(
+                    (gv[k] is None) == (t is None) and
+                    (t is None or abs(gv[k] - t) <= accuracy * abs(t) * (1 + 1e-9))
+                    for k, t in want_q.items())
+            elif mtypes[name] == "distinct":
+                ok = gv == wv if wv <= exact_below else abs(gv - wv) <= distinct_error * wv
+            else:
+                ok = gv == wv
+            if not ok:
+                raise AssertionError("%s: row %d metric %s: got %s, expected %s (row %s)"
+                                     % (what, i, name, gv, wv, g))

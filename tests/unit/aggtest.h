@@ -33,7 +33,7 @@ static inline void row_add(const agg_layout *l, void *row, size_t i, double v)
  * NAN when null. */
 static inline double row_value(const agg_layout *l, const void *row, size_t i)
 {
-    agg_value v = l->slot[i].ops->value(agg_cstate(l, row, i));
+    agg_value v = agg_read(l, i, row, &agg_render_default);
     return v.kind == AV_NULL ? NAN : v.kind == AV_INT ? (double)v.i : v.d;
 }
 

@@ -49,12 +49,12 @@ static void test_values(void)
     CHECK_INT(agg_count.size, 8);   /* a count is one integer */
     agg_row_init(l, row);
     /* empty: count 0, sum 0, min/max/avg null */
-    CHECK_INT(l->slot[0].ops->value(agg_cstate(l, row, 0)).i, 0);
-    agg_value s = l->slot[1].ops->value(agg_cstate(l, row, 1));
+    CHECK_INT(agg_read(l, 0, row, &agg_render_default).i, 0);
+    agg_value s = agg_read(l, 1, row, &agg_render_default);
     CHECK_INT(s.kind, AV_INT);
     CHECK_INT(s.i, 0);
     for (size_t i = 2; i < 5; i++)
-        CHECK_INT(l->slot[i].ops->value(agg_cstate(l, row, i)).kind, AV_NULL);
+        CHECK_INT(agg_read(l, i, row, &agg_render_default).kind, AV_NULL);
 
     const double vals[] = {5, -3, 12.5, 1e6, 0.25};
     for (int k = 0; k < 5; k++)
@@ -82,12 +82,12 @@ static void test_values(void)
     jbuf b;
     jb_init(&b);
     for (size_t i = 0; i < 5; i++) {
-        l->slot[i].ops->render(agg_cstate(l, row, i), &b);
+        agg_render(l, i, row, &agg_render_default, &b);
         jb_lit(&b, " ");
     }
     agg_row_init(l, row);
     for (size_t i = 0; i < 5; i++) {
-        l->slot[i].ops->render(agg_cstate(l, row, i), &b);
+        agg_render(l, i, row, &agg_render_default, &b);
         jb_lit(&b, " ");
     }
     size_t len;
@@ -101,11 +101,11 @@ static void test_values(void)
     agg_row_init(l, c);
     row_add(l, a, 3, 7);
     bool na, nc;
-    CHECK_INT(agg_compare(l, 3, a, c, &na, &nc), 0);
+    CHECK_INT(agg_compare(l, 3, a, c, &agg_render_default, &na, &nc), 0);
     CHECK(!na && nc);
     row_add(l, c, 3, 9);
-    CHECK_INT(agg_compare(l, 3, a, c, &na, &nc), -1);
-    CHECK_INT(agg_compare(l, 3, c, a, &na, &nc), 1);
+    CHECK_INT(agg_compare(l, 3, a, c, &agg_render_default, &na, &nc), -1);
+    CHECK_INT(agg_compare(l, 3, c, a, &agg_render_default, &na, &nc), 1);
     free(l);
 }
 

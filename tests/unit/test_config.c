@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "config/config.h"
+#include "core/agg.h"
 
 #ifndef SOURCE_ROOT
 #error "SOURCE_ROOT must be defined by the build"
@@ -295,7 +296,8 @@ static void test_enums(void)
     EXPECT_ERRORS("{" STREAMS ",\"views\":[{\"name\":\"v\",\"stream\":\"s\",\"granularity\":\"month\","
                   "\"metrics\":[{\"name\":\"n\",\"type\":\"median\",\"field\":\"x\"}]}]}",
                   "views[0].granularity: must be one of second, minute, hour, day",
-                  "views[0].metrics[0].type: must be one of count, sum, min, max, avg");
+                  "views[0].metrics[0].type: must be one of count, sum, min, max, avg, distinct, "
+                  "quantiles");
 }
 
 static void test_required(void)
@@ -327,6 +329,36 @@ static void test_metric_and_time_rules(void)
                   "views[0].metrics[4].field: not used with metric type 'count'");
     EXPECT_ERRORS("{\"streams\":[{\"name\":\"s\",\"topic\":\"t\",\"time_format\":\"kafka\",\"time_field\":\"ts\"}],"
                   VIEWS "}", "streams[0].time_field: not used with time_format 'kafka'");
+    /* the sketches' parameters: their bounds, and only on their own type */
+    EXPECT_ERRORS("{" STREAMS ",\"views\":[{\"name\":\"v\",\"stream\":\"s\",\"metrics\":["
+                  "{\"name\":\"a\",\"type\":\"distinct\",\"field\":\"u\",\"precision\":9},"
+                  "{\"name\":\"b\",\"type\":\"distinct\",\"field\":\"u\",\"precision\":19},"
+                  "{\"name\":\"c\",\"type\":\"quantiles\",\"field\":\"x\",\"accuracy\":0.6},"
+                  "{\"name\":\"d\",\"type\":\"quantiles\",\"field\":\"x\",\"accuracy\":\"1%\"},"
+                  "{\"name\":\"e\",\"type\":\"quantiles\",\"field\":\"x\",\"accuracy\":0.00001},"
+                  "{\"name\":\"f\",\"type\":\"sum\",\"field\":\"x\",\"precision\":12},"
+                  "{\"name\":\"g\",\"type\":\"distinct\",\"field\":\"x\",\"accuracy\":0.1},"
+                  "{\"name\":\"h\",\"type\":\"quantiles\"}]}]}",
+                  "views[0].metrics[0].precision: must be an integer between 10 and 18",
+                  "views[0].metrics[1].precision: must be an integer between 10 and 18",
+                  "views[0].metrics[2].accuracy: must be a number between 0.0001 and 0.5",
+                  "views[0].metrics[3].accuracy: must be a number between 0.0001 and 0.5",
+                  "views[0].metrics[4].accuracy: must be a number between 0.0001 and 0.5",
+                  "views[0].metrics[5].precision: only for metric type 'distinct', not 'sum'",
+                  "views[0].metrics[6].accuracy: only for metric type 'quantiles', not 'distinct'",
+                  "views[0].metrics[7].field: required for metric type 'quantiles'");
+    config *c = load_ok_at(__LINE__, "{" STREAMS ",\"views\":[{\"name\":\"v\",\"stream\":\"s\",\"metrics\":["
+                           "{\"name\":\"a\",\"type\":\"distinct\",\"field\":\"u\",\"precision\":12},"
+                           "{\"name\":\"b\",\"type\":\"quantiles\",\"field\":\"x\",\"accuracy\":0.05},"
+                           "{\"name\":\"c\",\"type\":\"distinct\",\"field\":\"u\"}]}]}");
+    if (c) {
+        const agg_layout *l = c->views[0].layout;
+        CHECK_INT(l->slot[0].params.precision, 12);
+        CHECK_DBL(l->slot[1].params.accuracy, 0.05);
+        CHECK_INT(l->slot[2].params.precision, 14);
+        CHECK_INT(c->views[0].metrics[2].field_idx, c->views[0].metrics[0].field_idx);
+        config_free(c);
+    }
 }
 
 static void test_names(void)
@@ -923,6 +955,20 @@ static void test_fingerprints(void)
         "{\"name\":\"a\",\"stream\":\"s\",\"granularity\":\"second\",\"dimensions\":[\"x\",\"y\"],"
         "\"metrics\":[{\"name\":\"n\",\"type\":\"count\"},{\"name\":\"m\",\"type\":\"sum\",\"field\":\"f\"}]}",
     };
+    /* sketch parameters: the default written out is the same view, another
+     * precision or accuracy is not */
+#define SKETCH_VIEW(params_u, params_l)                                                        \
+    "{\"name\":\"a\",\"stream\":\"s\",\"metrics\":[{\"name\":\"u\",\"type\":\"distinct\",\"field\":\"u\"" \
+    params_u "},{\"name\":\"l\",\"type\":\"quantiles\",\"field\":\"ms\"" params_l "}]}"
+    prints sk = fingerprints(s, SKETCH_VIEW("", ""), b);
+    prints sk_same = fingerprints(s, SKETCH_VIEW(",\"precision\":14", ",\"accuracy\":0.01"), b);
+    prints sk_p = fingerprints(s, SKETCH_VIEW(",\"precision\":12", ""), b);
+    prints sk_a = fingerprints(s, SKETCH_VIEW("", ",\"accuracy\":0.02"), b);
+#undef SKETCH_VIEW
+    CHECK_STR(sk_same.a, sk.a);
+    CHECK(strcmp(sk_p.a, sk.a) != 0);
+    CHECK(strcmp(sk_a.a, sk.a) != 0);
+    CHECK(strcmp(sk_a.a, sk_p.a) != 0);
     for (size_t i = 0; i < sizeof(changed_a) / sizeof(changed_a[0]); i++) {
         prints p = fingerprints(s, changed_a[i], b);
         if (strcmp(p.a, base.a) == 0) {

@@ -69,7 +69,8 @@ static int dump_row(const vrow *row, void *ud)
     for (size_t m = 0; m < d->l->n; m++) {
         jbuf b;
         jb_init(&b);
-        d->l->slot[m].ops->render(agg_cstate(d->l, row->cells, m), &b);
+        d->l->slot[m].ops->render(agg_cstate(d->l, row->cells, m), &d->l->slot[m].params,
+                                  &agg_render_default, &b);
         size_t len;
         char *s = jb_take(&b, &len);
         at += snprintf(line + at, 256 - (size_t)at, "|%s", s ? s : "?");

@@ -935,15 +935,17 @@ static int64_t *heap_get(void *st)
         *h->v = 0;
     return h->v;
 }
-static void heap_add(void *st, const agg_params *p, const field_value *fv)
+static int heap_add(void *st, const agg_params *p, const field_value *fv)
 {
     *heap_get(st) += (int64_t)fv->num;
+    return 0;
 }
-static void heap_merge(void *dst, const void *src, const agg_params *p)
+static int heap_merge(void *dst, const void *src, const agg_params *p)
 {
     const heap_state *s = src;
     if (s->v)
         *heap_get(dst) += *s->v;
+    return 0;
 }
 static void heap_destroy(void *st)
 {
@@ -957,7 +959,7 @@ static void heap_encode(const void *st, bytes_w *w)
     if (h->v)
         bw_svarint(w, *h->v);
 }
-static void heap_decode(void *st, const agg_params *p, bytes_r *r)
+static int heap_decode(void *st, const agg_params *p, bytes_r *r)
 {
     heap_init(st, p);
     uint64_t has = br_varint(r);
@@ -968,14 +970,21 @@ static void heap_decode(void *st, const agg_params *p, bytes_r *r)
         if (!r->bad)
             *heap_get(st) = v;
     }
+    return 0;
 }
-static agg_value heap_value(const void *st)
+static agg_value heap_value(const void *st, const agg_params *p, const agg_render_ctx *c)
 {
     const heap_state *h = st;
     return h->v ? (agg_value){.kind = AV_INT, .i = *h->v} : (agg_value){.kind = AV_NULL};
 }
-static int heap_compare(const void *a, const void *b) { return 0; }
-static void heap_render(const void *st, jbuf *b) {}
+static int heap_compare(const void *a, const void *b, const agg_params *p,
+                        const agg_render_ctx *c)
+{
+    return 0;
+}
+static void heap_render(const void *st, const agg_params *p, const agg_render_ctx *c, jbuf *b)
+{
+}
 
 static const agg_ops agg_heap = {
     .type = MT_SUM, .name = "heapsum", .needs_field = true, .size = sizeof(heap_state),
