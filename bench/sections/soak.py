@@ -29,7 +29,7 @@ BAD_SHARE = 0.001       # malformed events: every one must end up as an archive 
 # lambdad, falls behind. 100 ms makes sets of ~30 events; nothing here measures freshness.
 LINGER_MS = 100
 BATCH_S = 10            # batch.interval_s
-RELOAD_S = 60           # a SIGHUP this often
+RELOAD_S = 60           # a SIGHUP this often (a third of a run shorter than 3 minutes)
 SAMPLE_S = 2            # RSS and /v1/status this often
 WRK_CONNS, WRK_DELAY_MS = 8, 8   # wrk: 8 connections, each pausing 8 ms after an answer (<= ~1,000 questions/s)
 CACHE_MB = (64, 48)     # serving.answer_cache_mb alternates between these at each reload
@@ -173,6 +173,7 @@ def run(b, R):
         raise NotAvailable("wrk is not installed (scripts/deps.sh installs it)")
     dur = max(20, int(round(b.soak_minutes * 60)))
     n_events = RATE * dur
+    every = min(RELOAD_S, dur // 3)
     d = b.dir("soak")
     dump = os.path.join(d, "produced.jsonl")
     db = Devbroker(b, d, b.S["partitions"])
@@ -196,14 +197,14 @@ def run(b, R):
                 raise BenchError("%s answered %s: %s" % (p, s, body[:200]))
         log("  %d s: %s events/s (%s events, %.1f%% late, %.1f%% malformed), wrk on %d questions, a batch "
             "run every %d s, a reload every %d s" % (dur, fmt(RATE), fmt(n_events), LATE_SHARE * 100,
-                                                    BAD_SHARE * 100, len(paths), BATCH_S, RELOAD_S))
+                                                    BAD_SHARE * 100, len(paths), BATCH_S, every))
         t0, e0 = time.monotonic(), time.time()
         g = gen(b, db.boot, n_events, rate=RATE, seed=9,
                 extra=["--late-share", str(LATE_SHARE), "--bad-share", str(BAD_SHARE), "--dump", dump,
                        "--linger-ms", str(LINGER_MS)])
         w = wrk_mix_start(daemon.port, paths, dur, conns=WRK_CONNS, delay_ms=WRK_DELAY_MS)
         st_http = Client(daemon.port, timeout=5)
-        next_reload, next_sample, pending, fp = RELOAD_S, 0.0, None, fp0
+        next_reload, next_sample, pending, fp = every, 0.0, None, fp0
         while g.poll() is None:
             el = time.monotonic() - t0
             if el > dur + 300:
@@ -225,7 +226,9 @@ def run(b, R):
                     if st["batch"]["last_error"]:
                         raise BenchError("a batch run failed: %s" % st["batch"]["last_error"])
                 samples.append((el, mem_kb(daemon.pid)["VmRSS"], st and st["archive"]["events"],
-                                st and sum(p["lag"] or 0 for ps in st["speed"]["partitions"].values() for p in ps)))
+                                st and sum(p["lag"] or 0 for ps in st["speed"]["partitions"].values() for p in ps),
+                                st and st.get("segments", {}).get("cache_bytes"),
+                                st and st.get("segments", {}).get("cache_entries")))
             if pending is None and el >= next_reload and el < dur - 5:
                 # alternate the answer cache's budget, so each reload is a new config
                 with open(daemon.config, "w") as f:
@@ -233,7 +236,7 @@ def run(b, R):
                                                 '"answer_cache_mb": %d' % CACHE_MB[len(reloads) % 2 == 0]))
                 pending = dict(at=el, epoch=time.time(), fp=fp)
                 daemon.p.send_signal(signal.SIGHUP)
-                next_reload += RELOAD_S
+                next_reload += every
             if pending is not None:
                 # done once /v1/status shows the new config and /readyz answers 200
                 try:
@@ -269,23 +272,49 @@ def run(b, R):
         fails.see(st_final["batch"]["failures"])
         rss_after = mem_kb(daemon.pid)
         daemon.alive()
+        if daemon.stop() != 0:
+            raise BenchError("lambdad did not stop cleanly (exit %s)" % daemon.p.returncode)
+        fresh = fresh_reference(b, db.boot, daemon.archive, paths)
     finally:
         if st_http:
             st_http.close()
         for p in (w, g):
             if p:
                 stop(p)
-        if daemon:
+        if daemon and daemon.p.poll() is None:
             daemon.stop()
         db.stop()
     with open(os.path.join(d, "samples.json"), "w") as f:   # for a closer look (--keep)
         json.dump(dict(samples=samples, reloads=reloads), f)
     levels = log_levels(daemon.log_path)
-    F = dict(dur=dur, gs=gs, exp=exp, st=st, st_final=st_final, live=live, batch=batch, wr=wr,
+    F = dict(dur=dur, every=every, gs=gs, exp=exp, st=st, st_final=st_final, live=live, batch=batch, wr=wr,
              samples=samples, reloads=reloads, status_fail=status_fail, runs=runs.total, fails=fails.total,
-             levels=levels, rss_end=rss_end, rss_after=rss_after, t_gen=t_gen, t_arch=t_arch, e0=e0,
+             levels=levels, rss_end=rss_end, rss_after=rss_after, fresh=fresh, t_gen=t_gen, t_arch=t_arch, e0=e0,
              paths=paths)
     report(b, R, F)
+
+
+def fresh_reference(b, boot, archive, paths):
+    """What the same data costs without the soak's history: a new lambdad on
+    the soak's archive (and views file) asks each question, recomputes each
+    view in full (every partition the soak's last runs recomputed, and more)
+    and asks them again. Returns its VmRSS and VmHWM (kB) then."""
+    d = b.dir("soak-fresh")
+    daemon = Lambdad(b, d, boot, archive=archive, batch_interval_s=604800)
+    try:
+        daemon.ready()
+        for rnd in (0, 1):
+            for p in paths:
+                s, body = daemon.http.get(p)
+                if s != 200:
+                    raise BenchError("fresh lambdad: %s answered %s: %s" % (p, s, body[:200]))
+            for view, *_ in (VIEWS if rnd == 0 else []):
+                batch_run(daemon, view=view)
+        m = mem_kb(daemon.pid)
+        daemon.alive()
+        return m
+    finally:
+        daemon.stop()
 
 
 def in_reload(sec, reloads):
@@ -296,8 +325,9 @@ def in_reload(sec, reloads):
 
 def report(b, R, F):
     dur, gs, exp, wr = F["dur"], F["gs"], F["exp"], F["wr"]
-    samples = [(t, kb) for t, kb, _, _ in F["samples"]]
-    lags = [(t, lag) for t, _, _, lag in F["samples"] if lag is not None]
+    samples = [(t, kb) for t, kb, *_ in F["samples"]]
+    lags = [(s[0], s[3]) for s in F["samples"] if s[3] is not None]
+    seg = max(((s[4], s[5], s[0]) for s in F["samples"] if s[4] is not None), default=None)
     max_lag = max(lags, key=lambda x: x[1]) if lags else (0, float("nan"))
     t_ref = min(60.0, dur / 4.0)
     ref = next((kb for t, kb in samples if t >= t_ref), samples[0][1] if samples else 0)
@@ -345,7 +375,7 @@ def report(b, R, F):
             mins.append("%d: %.0f" % (m, kb / MB))
     code_list = ", ".join("%d: %s" % (c, fmt(n)) for c, n in sorted(codes.items()))
     lines = [
-        "%.0f minutes of everything at once on one lambdad (the demo's config, `batch.interval_s` %d) and a "
+        "%g minutes of everything at once on one lambdad (the demo's config, `batch.interval_s` %d) and a "
         "devbroker (%d partitions): lambdad-gen produces %s events/s (%.0f%% late by up to 3 days, %.1f%% "
         "malformed; every payload also written to a file, `--dump`); `wrk -t2 -c%d` asks %d questions in "
         "turn (bench/lib/wrk_mix.lua), each connection pausing %d ms after each answer, for the whole run; every %d s a SIGHUP reloads the config "
@@ -356,8 +386,8 @@ def report(b, R, F):
         "only). lambdad-gen runs with `--linger-ms %d`: the devbroker (librdkafka's mock cluster) walks "
         "a partition's message sets on every fetch, and at this rate the default 5 ms makes sets of one "
         "or two events, so that after a minute the broker itself falls behind (measured: its CPU grows "
-        "with the sets it holds)." % (dur / 60.0, BATCH_S, b.S["partitions"], fmt(RATE), LATE_SHARE * 100, BAD_SHARE * 100,
-                    WRK_CONNS, len(F["paths"]), WRK_DELAY_MS, RELOAD_S, CACHE_MB[0], CACHE_MB[1], SAMPLE_S, LINGER_MS), "",
+        "with the sets it holds)." % (round(dur / 60.0, 1), BATCH_S, b.S["partitions"], fmt(RATE), LATE_SHARE * 100, BAD_SHARE * 100,
+                    WRK_CONNS, len(F["paths"]), WRK_DELAY_MS, F["every"], CACHE_MB[0], CACHE_MB[1], SAMPLE_S, LINGER_MS), "",
         "The machine is shared: other work running at the same time slows everything, but no verdict "
         "below depends on speed.", "",
         "| figure | value | goal | verdict |", "|---|---|---|---|",
@@ -371,6 +401,8 @@ def report(b, R, F):
             fmt(gs["rate"])),
         "| largest Kafka lag seen (events produced, not yet consumed) | %s at %.0f s | | |" % (
             fmt(max_lag[1]), max_lag[0]),
+        "| segment cache (`/v1/status` `segments`): the largest seen | %s | | |" % (
+            "%.1f MB in %d segments at %.0f s" % (seg[0] / MB / MB, seg[1], seg[2]) if seg else "n/a"),
         "| archive: events / rejects | %s / %s | %s / %s | %s |" % (
             fmt(st["archive"]["events"]), fmt(st["archive"]["rejects"]), fmt(exp["events"]),
             fmt(exp["malformed"]), "**met**" if arch_ok else "**missed**"),
@@ -395,6 +427,10 @@ def report(b, R, F):
         "| `/v1/status` unanswered (of %d samples) | %d | | |" % (len(F["samples"]), F["status_fail"]),
         "| all produced archived at / RSS after the last batch run | %.0f s / %.1f MB (peak %.1f MB) | | |" % (
             F["t_arch"], F["rss_after"]["VmRSS"] / MB, F["rss_after"]["VmHWM"] / MB),
+        "| a fresh lambdad on the same archive, after the same questions and a full recompute of each "
+        "view: RSS (peak) | %.1f MB (%.1f MB); the soaked one after its last run: %+.1f MB | | |" % (
+            F["fresh"]["VmRSS"] / MB, F["fresh"]["VmHWM"] / MB,
+            (F["rss_after"]["VmRSS"] - F["fresh"]["VmRSS"]) / MB),
     ]
     if mins:
         lines += ["", "RSS (MB) at the start of each minute: " + ", ".join(mins) + "."]
@@ -412,7 +448,7 @@ def report(b, R, F):
           "%.0f / %.0f / %.0f MB; %+.2f MB/min" % (ref / MB, peak / MB, end / MB, slope), "", "")
     R.row("8 soak", "wrk requests (non-2xx), reloads, batch runs", "%s (%s), %d, %d" % (
         fmt(wr["requests"]), fmt(non2xx), len(reload_s), F["runs"]), "", "")
-    dur_s = "%.0f min" % (dur / 60.0)
+    dur_s = "%g min" % round(dur / 60.0, 1)
     R.goal("Soak (%s): resident memory flat" % dur_s, flat,
            "%.0f MB at %.0f s, max %.0f MB, %.0f MB at the end (%+.2f MB/min over the second half)" % (
                ref / MB, t_ref, peak / MB, end / MB, slope), issue=9)
