@@ -15,7 +15,7 @@ import urllib.parse
 
 from lib.daemon import Devbroker, Lambdad, batch_run, gen, gen_finish
 from lib.procs import BenchError, Client, NotAvailable, log, mem_kb, stop
-from lib.stats import fmt, pct
+from lib.stats import fmt
 from lib.wrk import wrk_mix_finish, wrk_mix_start
 
 KEY, TITLE = "soak", "8. Soak"
@@ -198,7 +198,7 @@ def run(b, R):
         log("  %d s: %s events/s (%s events, %.1f%% late, %.1f%% malformed), wrk on %d questions, a batch "
             "run every %d s, a reload every %d s" % (dur, fmt(RATE), fmt(n_events), LATE_SHARE * 100,
                                                     BAD_SHARE * 100, len(paths), BATCH_S, every))
-        t0, e0 = time.monotonic(), time.time()
+        t0 = time.monotonic()
         g = gen(b, db.boot, n_events, rate=RATE, seed=9,
                 extra=["--late-share", str(LATE_SHARE), "--bad-share", str(BAD_SHARE), "--dump", dump,
                        "--linger-ms", str(LINGER_MS)])
@@ -231,9 +231,10 @@ def run(b, R):
                                 st and st.get("segments", {}).get("cache_entries")))
             if pending is None and el >= next_reload and el < dur - 5:
                 # alternate the answer cache's budget, so each reload is a new config
+                budget = CACHE_MB[1] if len(reloads) % 2 == 0 else CACHE_MB[0]
                 with open(daemon.config, "w") as f:
                     f.write(config_text.replace('"answer_cache_mb": %d' % CACHE_MB[0],
-                                                '"answer_cache_mb": %d' % CACHE_MB[len(reloads) % 2 == 0]))
+                                                '"answer_cache_mb": %d' % budget))
                 pending = dict(at=el, epoch=time.time(), fp=fp)
                 daemon.p.send_signal(signal.SIGHUP)
                 next_reload += every
@@ -253,7 +254,6 @@ def run(b, R):
                 if pending and time.monotonic() - t0 - pending["at"] > 60:
                     raise BenchError("reload at %.0f s not done after 60 s" % pending["at"])
             time.sleep(0.05 if pending else 0.2)
-        t_gen = time.monotonic() - t0
         gs = gen_finish(g)
         g = None
         if gs["failed"]:
@@ -289,7 +289,7 @@ def run(b, R):
     levels = log_levels(daemon.log_path)
     F = dict(dur=dur, every=every, gs=gs, exp=exp, st=st, st_final=st_final, live=live, batch=batch, wr=wr,
              samples=samples, reloads=reloads, status_fail=status_fail, runs=runs.total, fails=fails.total,
-             levels=levels, rss_end=rss_end, rss_after=rss_after, fresh=fresh, t_gen=t_gen, t_arch=t_arch, e0=e0,
+             levels=levels, rss_end=rss_end, rss_after=rss_after, fresh=fresh, t_arch=t_arch,
              paths=paths)
     report(b, R, F)
 
