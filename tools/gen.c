@@ -38,6 +38,7 @@ struct opts {
     genev_tsfmt_t fmt;
     bool has_start;
     int64_t start_time, step_ms;
+    int linger_ms;
     bool quiet;
 };
 
@@ -82,6 +83,9 @@ static void usage(FILE *out)
         "                           JSON (a truncated object), JSON but not an object,\n"
         "                           no \"ts\", unparseable \"ts\" (default 0)\n"
         "      --compression C      none (default), lz4, zstd\n"
+        "      --linger-ms MS       librdkafka linger.ms (default 5): how long a batch\n"
+        "                           waits to fill; at a low --rate a longer one makes\n"
+        "                           fewer, larger message sets\n"
         "      --dump FILE          also write every payload, in produce order, one per\n"
         "                           line (payloads never contain a newline)\n"
         "  -q, --quiet              no progress lines or librdkafka warnings (errors\n"
@@ -143,7 +147,7 @@ static int bad_value(const char *opt, const char *val, const char *expected)
 /* Returns -1 to go on, or the exit status. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_TFMT = 256, O_START, O_STEP, O_LATE, O_LATE_DAYS, O_BAD, O_COMP, O_DUMP };
+    enum { O_TFMT = 256, O_START, O_STEP, O_LATE, O_LATE_DAYS, O_BAD, O_COMP, O_DUMP, O_LINGER };
     static const struct option lopts[] = {
         {"brokers", required_argument, NULL, 'b'},
         {"topic", required_argument, NULL, 't'},
@@ -158,6 +162,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"bad-share", required_argument, NULL, O_BAD},
         {"compression", required_argument, NULL, O_COMP},
         {"dump", required_argument, NULL, O_DUMP},
+        {"linger-ms", required_argument, NULL, O_LINGER},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -211,6 +216,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->compression = optarg;
             break;
         case O_DUMP: o->dump = optarg; break;
+        case O_LINGER: {
+            int64_t v;
+            if (!parse_i64(optarg, 0, 900000, &v))
+                return bad_value("--linger-ms", optarg, "milliseconds, 0..900000");
+            o->linger_ms = (int)v;
+            break;
+        }
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); return 0;
         case 'V':
@@ -270,13 +282,14 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 static rd_kafka_t *producer_new(const struct opts *o, struct counters *k)
 {
-    char errstr[512];
+    char errstr[512], linger[16];
+    snprintf(linger, sizeof linger, "%d", o->linger_ms);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *kv[][2] = {
         {"bootstrap.servers", o->brokers},
         {"client.id", PROG},
         {"enable.idempotence", "false"},
-        {"linger.ms", "5"},
+        {"linger.ms", linger},
         {"batch.num.messages", "10000"},
         {"batch.size", "1000000"},
         /* ~0.2 s of a fast run: deep enough to never stall a live broker,
@@ -336,7 +349,8 @@ static void bucket_take(struct bucket *b, rd_kafka_t *rk)
 int main(int argc, char **argv)
 {
     struct opts o = {
-        .count = 100000, .seed = 1, .late_days = 3, .step_ms = 1, .fmt = GENEV_EPOCH_S};
+        .count = 100000, .seed = 1, .late_days = 3, .step_ms = 1, .fmt = GENEV_EPOCH_S,
+        .linger_ms = 5};
     struct counters k = {0};
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_t *rkt = NULL;

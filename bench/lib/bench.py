@@ -35,6 +35,7 @@ FULL = dict(
     scale_events=50_000_000,       # the scale section's archive ...
     scale_days=365,                # ... spread evenly over this many days
     scale_requests=100,            # cold requests per question (each system): p99 is not just the max
+    soak_minutes=10,               # the soak section (only run when named: --only soak)
 )
 QUICK = dict(
     reps=1,
@@ -57,6 +58,7 @@ QUICK = dict(
     scale_events=200_000,
     scale_days=30,
     scale_requests=5,
+    soak_minutes=0.5,
 )
 EVENT_TIME = 1795428000        # 2026-11-23T10:00:00Z: fixed event times for reproducible runs
 DAY = 86400
@@ -104,6 +106,7 @@ class Bench:
         self.S = QUICK if args.quick else FULL
         self.reps = args.reps or self.S["reps"]
         self.scale_events = args.scale_events or self.S["scale_events"]
+        self.soak_minutes = args.soak_minutes or self.S["soak_minutes"]
         self.tmp = tempfile.mkdtemp(prefix="lambdad-bench-")
         self.n = 0
         self.ch = None          # the ClickHouse server, when the peer runs

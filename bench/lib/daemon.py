@@ -147,9 +147,11 @@ def cache_delta(before, after):
     return ", ".join("%d %s" % (after.get(k, 0) - before.get(k, 0), k) for k in keys)
 
 
-def gen(b, boot, count, rate=0, seed=1, start_time=None, step_ms=None, compression="lz4"):
+def gen(b, boot, count, rate=0, seed=1, start_time=None, step_ms=None, compression="lz4", extra=()):
+    """lambdad-gen producing to the devbroker's topic; `extra`: more of its
+    options (--late-share, --bad-share, --dump ...)."""
     args = [b.bin["gen"], "--brokers", boot, "--topic", "pageviews", "--count", str(count),
-            "--seed", str(seed), "--compression", compression, "--quiet"]
+            "--seed", str(seed), "--compression", compression, "--quiet"] + list(extra)
     if rate:
         args += ["--rate", str(rate)]
     if start_time is not None:
@@ -170,12 +172,13 @@ def gen_finish(p, timeout=120, terminate=False):
         _, err = p.communicate()
         raise BenchError("lambdad-gen did not finish within %d s" % timeout)
     err = err.decode(errors="replace")
-    m = re.search(r"produced (\d+) events.*delivered (\d+), failed (\d+) in ([\d.]+) s \(([\d.]+)/s\)",
-                  err)
+    m = re.search(r"produced (\d+) events \((\d+) malformed, (\d+) late\), delivered (\d+), failed (\d+) "
+                  r"in ([\d.]+) s \(([\d.]+)/s\)", err)
     if not m or p.returncode != 0:
         raise BenchError("lambdad-gen failed (%s): %s" % (p.returncode, err.strip()[-500:]))
-    return dict(produced=int(m.group(1)), delivered=int(m.group(2)), failed=int(m.group(3)),
-                seconds=float(m.group(4)), rate=float(m.group(5)))
+    return dict(produced=int(m.group(1)), malformed=int(m.group(2)), late=int(m.group(3)),
+                delivered=int(m.group(4)), failed=int(m.group(5)), seconds=float(m.group(6)),
+                rate=float(m.group(7)))
 
 
 def batch_status(daemon):

@@ -166,7 +166,7 @@ class GenTest(unittest.TestCase):
                 "--bad-share", "0.02", "--quiet"]
         s1, _ = run_gen(self.broker.bootstrap, "t", *args, "--dump", self.file("d1"))
         s2, _ = run_gen(self.broker.bootstrap, "t", *args, "--dump", self.file("d2"),
-                        "--compression", "lz4")
+                        "--compression", "lz4", "--linger-ms", "100")
         raw1, dump = read_dump(self.file("d1"))
         raw2, _ = read_dump(self.file("d2"))
         self.assertEqual(raw1, raw2, "same seed, different payloads")
@@ -361,12 +361,14 @@ class DevbrokerTest(unittest.TestCase):
             ([GEN, "-b", "x", "-t", "t", "--time-format", "kafka"], b"invalid --time-format"),
             ([GEN, "-b", "x", "-t", "t", "--count", "-1"], b"invalid --count"),
             ([GEN, "-b", "x", "-t", "t", "--compression", "gzip"], b"invalid --compression"),
+            ([GEN, "-b", "x", "-t", "t", "--linger-ms", "-1"], b"invalid --linger-ms"),
         ]
         for args, msg in cases:
             r = subprocess.run(args, capture_output=True, timeout=30)
             self.assertEqual(r.returncode, 2, args)
             self.assertIn(msg, r.stderr, args)
-        for exe, want in ((DEVBROKER, b"5 MiB"), (DEVBROKER, b"SIGUSR1"), (GEN, b"--dump FILE")):
+        for exe, want in ((DEVBROKER, b"5 MiB"), (DEVBROKER, b"SIGUSR1"), (GEN, b"--dump FILE"),
+                          (GEN, b"--linger-ms MS"), (DEVBROKER, b"--linger-ms 100")):
             r = subprocess.run([exe, "--help"], capture_output=True, timeout=30)
             self.assertEqual(r.returncode, 0)
             self.assertIn(want, r.stdout)
