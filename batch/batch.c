@@ -175,8 +175,17 @@ static void collect_garbage(batch *b)
     if (bstore_delete_segments(b->store, ids, n, &err) < 0)
         log_warn("Cannot delete %zu superseded segment(s) from %s (they go at the next start): %s",
                  n, b->store_path, err ? err : "unknown error");
+    if (b->on_deleted)   /* nothing reads them any more, deleted or not */
+        b->on_deleted(ids, n, b->on_deleted_ud);
     free(err);
     free(ids);
+}
+
+void batch_on_deleted_segments(batch *b, void (*fn)(const int64_t *ids, size_t n, void *ud),
+                               void *ud)
+{
+    b->on_deleted = fn;
+    b->on_deleted_ud = ud;
 }
 
 static void *batch_main(void *arg)

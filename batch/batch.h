@@ -23,6 +23,11 @@ typedef struct batch batch;
 /* Opens (creating) the views file beside the archive and a read-only
  * archive connection. cfg and vs are borrowed and must outlive it. */
 int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg);
+/* Before batch_start: fn is called on the batch thread with the ids of the
+ * superseded segments it deletes from the views file, so a cache of
+ * segments can drop them. */
+void batch_on_deleted_segments(batch *b, void (*fn)(const int64_t *ids, size_t n, void *ud),
+                               void *ud);
 
 /* At start, before recovery: loads the segment index of the persisted
  * batch views whose definition is unchanged into vs, and marks the others

@@ -11,6 +11,9 @@
 struct batch {
     const config *cfg;
     vstate *vs;
+    /* Told the ids of segments deleted from the views file (batch thread). */
+    void (*on_deleted)(const int64_t *ids, size_t n, void *ud);
+    void *on_deleted_ud;
     arch *ro;                 /* read-only archive connection (batch thread) */
     bstore *store;            /* the views file (batch thread, and batch_load) */
     char *store_path;

@@ -133,8 +133,8 @@ typedef struct {
 static void runtime_stop(runtime *rt)
 {
     serving_stop(rt->srv);   /* no more queries, then stop the layers */
-    segcache_free(rt->cache);
     batch_free(rt->bt);      /* abandons a run in progress: nothing of it is kept */
+    segcache_free(rt->cache);   /* after the batch thread, which tells it what it deleted */
     speed_free(rt->sp);      /* commits the open transaction */
     vstate_free(rt->vs);
     config *cfg = rt->cfg;
@@ -142,8 +142,15 @@ static void runtime_stop(runtime *rt)
     rt->cfg = cfg;           /* the caller decides about the config */
 }
 
+/* The batch layer deleted superseded segments: the cache drops them. */
+static void forget_segments(const int64_t *ids, size_t n, void *cache)
+{
+    segcache_forget(cache, ids, n);
+}
+
 /* Builds and starts every layer from cfg (borrowed until runtime_stop).
  * Logs its own failure once; on failure everything started is stopped. */
+
 static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
 {
     memset(rt, 0, sizeof(*rt));
@@ -196,6 +203,7 @@ static int runtime_start(runtime *rt, config *cfg, const char *restart_required)
         arch_close(w);
         goto fail;
     }
+    batch_on_deleted_segments(rt->bt, forget_segments, rt->cache);
     r = speed_new(cfg, rt->vs, w, &rt->sp, &err);   /* takes w, also on failure */
     if (r < 0) {
         log_error("Failed to set up the speed layer: %s", err ? err : "?");

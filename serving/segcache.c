@@ -147,7 +147,6 @@ static bool evict(segcache *c, segcache_ref *e)
     e->cached = false;
     c->entries--;
     c->bytes -= e->bytes;
-    c->st.evictions++;
     return --e->refs == 0;   /* still pinned: its last put frees it */
 }
 
@@ -158,9 +157,12 @@ static void trim(segcache *c, segcache_ref **dead)
     segcache_ref *e = c->oldest;
     while (e && c->bytes > c->budget) {
         segcache_ref *newer = e->newer;
-        if (e->refs == 1 && evict(c, e)) {   /* 1: only the cache holds it */
-            e->next_in_bucket = *dead;
-            *dead = e;
+        if (e->refs == 1) {   /* only the cache holds it */
+            c->st.evictions++;
+            if (evict(c, e)) {
+                e->next_in_bucket = *dead;
+                *dead = e;
+            }
         }
         e = newer;
     }
@@ -324,4 +326,19 @@ void segcache_get_stats(segcache *c, segcache_stats *st)
     st->bytes = c->bytes;
     st->budget = c->budget;
     pthread_mutex_unlock(&c->mu);
+}
+
+void segcache_forget(segcache *c, const int64_t *ids, size_t n)
+{
+    segcache_ref *dead = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        segcache_ref *e = lookup(c, ids[i]);
+        if (e && evict(c, e)) {
+            e->next_in_bucket = dead;
+            dead = e;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    free_chain(dead);
 }

@@ -34,6 +34,9 @@ int segcache_get(segcache *c, int64_t id, const view_def *v, gran_t gran, int64_
                  int64_t to, segcache_ref **out);
 const segment *segcache_segment(const segcache_ref *r);
 void segcache_put(segcache *c, segcache_ref *r);   /* accepts NULL */
+/* Drops segments deleted from the views file (superseded by a batch run):
+ * they would otherwise hold memory until the budget pushed them out. */
+void segcache_forget(segcache *c, const int64_t *ids, size_t n);
 
 typedef struct {
     uint64_t entries, bytes, budget;

@@ -168,6 +168,18 @@ class BatchTest(unittest.TestCase):
         self.run_batch()                            # an empty run changes nothing
         self.check_shapes(today + late)
 
+        # Segments a run supersedes leave the segment cache when they are
+        # deleted, not when its budget pushes them out.
+        later = events(100, 3, day_offsets=(3,))
+        produce(self.broker.bootstrap, "pageviews", later)
+        self.d.wait_archived(3600)
+        self.run_batch()                            # replaces day 3's segments (read above)
+        self.check_shapes(today + late + later)     # reads the new ones
+        st = self.run_batch()                       # deletes the old ones
+        held = sum(v["batch_partitions"] for v in st["views"].values())
+        self.assertEqual(held, 6)                   # days 3, 5 and 10 of both views
+        self.assertLessEqual(st["segments"]["cache_entries"], held)
+
     def test_changed_view_is_recomputed_unchanged_view_is_not(self):
         self.daemon([BY_PAGE, TOTALS]).start()
         payloads = events(6000, 3, day_offsets=(0, 1, 2, 7))

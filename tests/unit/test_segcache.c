@@ -114,6 +114,18 @@ int main(void)
     segcache_put(c, r);
     segcache_put(c, fine);
 
+    /* A segment deleted from the views file leaves the cache at once (not
+     * when the budget pushes it out), and that is not an eviction. */
+    segcache_get_stats(c, &st);
+    uint64_t evictions = st.evictions;
+    CHECK_INT(st.entries, 1);
+    int64_t gone[] = {ids[2], 4242};   /* cached, and never read */
+    segcache_forget(c, gone, 2);
+    segcache_get_stats(c, &st);
+    CHECK_INT(st.entries, 0);
+    CHECK_INT(st.bytes, 0);
+    CHECK_INT(st.evictions, evictions);
+
     /* missing and damaged segments */
     CHECK_INT(segcache_get(c, 9999, &view, GRAN_MINUTE, INT64_MIN, INT64_MAX, &r), -ENOENT);
     sqlite3 *db;
