@@ -71,6 +71,45 @@ void bw_f64(bytes_w *w, double v)
     bw_u64(w, u);
 }
 
+void bw_ints(bytes_w *w, const int64_t *v, size_t n, unsigned min_width)
+{
+    int64_t lo = n ? v[0] : 0, hi = lo;
+    for (size_t i = 1; i < n; i++) {
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+    }
+    uint64_t range = (uint64_t)hi - (uint64_t)lo;
+    unsigned char width = min_width < 8 ? (unsigned char)min_width : 8;
+    while (width < 8 && (range >> (8 * width)) != 0)
+        width++;
+    bw_svarint(w, lo);
+    bw_put(w, &width, 1);
+    if (!reserve(w, n * width))
+        return;
+    for (unsigned k = 0; k < width; k++)
+        for (size_t i = 0; i < n; i++)
+            w->p[w->len++] = (unsigned char)(((uint64_t)v[i] - (uint64_t)lo) >> (8 * k));
+}
+
+void br_ints(bytes_r *r, void *dst, size_t stride, size_t n)
+{
+    uint64_t base = (uint64_t)br_svarint(r);
+    const unsigned char *wp = br_take(r, 1);
+    unsigned width = wp ? *wp : 0;
+    const unsigned char *planes = NULL;
+    if (width > 8 || (width && n > br_left(r) / width))
+        r->bad = true;
+    else
+        planes = br_take(r, n * width);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t off = 0;
+        for (unsigned k = 0; planes && k < width; k++)
+            off |= (uint64_t)planes[k * n + i] << (8 * k);
+        int64_t v = r->bad ? 0 : (int64_t)(base + off);
+        memcpy((char *)dst + i * stride, &v, sizeof(v));
+    }
+}
+
 uint64_t br_varint(bytes_r *r)
 {
     uint64_t v = 0;

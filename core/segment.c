@@ -31,9 +31,7 @@ typedef struct {
     uint32_t *bfirst;        /* nbuckets + 1: bucket i's rows are [bfirst[i], bfirst[i+1]) */
     void **ids;              /* per dimension: nrows ids of the dictionary's width */
     unsigned char *states;   /* nrows rows of layout->size bytes */
-    /* decoding progress: states of metrics [0, mdone) are decoded for every
-     * row, those of metric mdone for rows [0, rdone) */
-    size_t mdone, rdone;
+    size_t mdone;            /* metrics [0, mdone) decoded (or initialized) for every row */
 } slevel;
 
 typedef struct {
@@ -60,10 +58,9 @@ static void level_free(const segment *s, slevel *lv)
 {
     const agg_layout *l = s->layout;
     if (lv->states && l->destroy) {
-        for (size_t m = 0; m < l->n && m <= lv->mdone; m++) {
+        for (size_t m = 0; m < lv->mdone; m++) {
             void (*destroy)(void *) = l->slot[m].ops->destroy;
-            size_t rows = m < lv->mdone ? lv->nrows : lv->rdone;
-            for (size_t i = 0; destroy && i < rows; i++)
+            for (size_t i = 0; destroy && i < lv->nrows; i++)
                 destroy(lv->states + i * l->size + l->slot[m].off);
         }
     }
@@ -240,6 +237,36 @@ static bool rows_sorted(const segment *s, const slevel *lv)
     return true;
 }
 
+/* Dimension d's ids from its column: delta-coded where the rows sort by
+ * it (segment.h); dimensions 0..d-1 are decoded already. */
+static int decode_ids(segment *s, slevel *lv, size_t d, bytes_r *col, int64_t *v)
+{
+    const sdict *dict = &s->dict[d];
+    if (lv->nrows > br_left(col))   /* at least one plane */
+        return -EBADMSG;
+    br_ints(col, v, sizeof(*v), lv->nrows);
+    if (col->bad || br_left(col) != 0)
+        return -EBADMSG;
+    lv->ids[d] = alloc_n(lv->nrows, dict->width, &s->bytes);
+    if (!lv->ids[d])
+        return -ENOMEM;
+    uint32_t b = 0;
+    for (uint32_t i = 0; i < lv->nrows; i++) {
+        while (lv->bfirst[b + 1] <= i)
+            b++;
+        bool run = i > lv->bfirst[b];
+        for (size_t k = 0; run && k < d; k++)
+            run = get_id(lv->ids[k], s->dict[k].width, i) ==
+                  get_id(lv->ids[k], s->dict[k].width, i - 1);
+        /* in uint64: any value read is checked, none overflows */
+        uint64_t id = (uint64_t)v[i] + (run ? get_id(lv->ids[d], dict->width, i - 1) : 0);
+        if (id >= dict->n)
+            return -EBADMSG;
+        set_id(lv->ids[d], dict->width, i, (uint32_t)id);
+    }
+    return 0;
+}
+
 static int decode_level(segment *s, slevel *lv, bytes_r *r)
 {
     int e = decode_buckets(s, lv, r);
@@ -248,22 +275,18 @@ static int decode_level(segment *s, slevel *lv, bytes_r *r)
     lv->ids = alloc_n(s->ndims, sizeof(*lv->ids), &s->bytes);
     if (!lv->ids)
         return -ENOMEM;
-    for (size_t d = 0; d < s->ndims; d++) {
-        const sdict *dict = &s->dict[d];
-        bytes_r c = take_column(r);
-        if (c.bad || lv->nrows > br_left(&c))   /* an id takes a byte at least */
-            return -EBADMSG;
-        lv->ids[d] = alloc_n(lv->nrows, dict->width, &s->bytes);
-        if (!lv->ids[d])
+    if (s->ndims) {
+        size_t tb = 0;   /* (scratch: not counted in s->bytes) */
+        int64_t *v = alloc_n(lv->nrows, sizeof(*v), &tb);   /* nrows <= the part's bytes */
+        if (!v)
             return -ENOMEM;
-        for (uint32_t i = 0; i < lv->nrows; i++) {
-            uint64_t id = br_varint(&c);
-            if (c.bad || id >= dict->n)
-                return -EBADMSG;
-            set_id(lv->ids[d], dict->width, i, (uint32_t)id);
+        for (size_t d = 0; e == 0 && d < s->ndims; d++) {
+            bytes_r c = take_column(r);
+            e = c.bad ? -EBADMSG : decode_ids(s, lv, d, &c, v);
         }
-        if (br_left(&c) != 0)
-            return -EBADMSG;
+        free(v);
+        if (e < 0)
+            return e;
     }
     if (!rows_sorted(s, lv))
         return -EBADMSG;
@@ -271,19 +294,13 @@ static int decode_level(segment *s, slevel *lv, bytes_r *r)
     lv->states = alloc_n(lv->nrows, l->size, &s->bytes);
     if (!lv->states)
         return -ENOMEM;
-    for (lv->mdone = 0; lv->mdone < l->n; lv->mdone++) {
-        const agg_slot *sl = &l->slot[lv->mdone];
+    for (size_t m = 0; m < l->n; m++) {
         bytes_r c = take_column(r);
-        for (lv->rdone = 0; lv->rdone < lv->nrows;) {
-            /* decode leaves an initialized state even when it fails */
-            sl->ops->decode(lv->states + lv->rdone * l->size + sl->off, &sl->params, &c);
-            lv->rdone++;
-            if (c.bad)
-                return -EBADMSG;
-        }
+        /* every state of the column is initialized, even on error */
+        agg_column_decode(l, m, lv->states, lv->nrows, &c);
+        lv->mdone = m + 1;
         if (c.bad || br_left(&c) != 0)
             return -EBADMSG;
-        lv->rdone = 0;
     }
     return 0;
 }

@@ -142,7 +142,7 @@
 #include "core/gran.h"
 #include "core/vtable.h"
 
-#define SEG_VERSION 1
+#define SEG_VERSION 2
 #define SEG_MAX_LEVELS 4
 #define SEG_HEADER_MAX (64 + 32 * SEG_MAX_LEVELS)   /* bytes of a v1 header, at most */
 #define SEG_MAX_RAW ((uint32_t)1 << 30)             /* a part decompressed, bytes */
