@@ -135,8 +135,9 @@ static void ext_encode_column_of(const agg_ops *ops, const void *const *rows, si
         k = f > k ? f : k;
     }
     scaled &= k <= 63;
+    double scale = ldexp(1.0, k);   /* a power of two: products are exact, or too large */
     for (size_t i = 0; scaled && i < n; i++) {
-        double v = ldexp(*(const double *)((const char *)rows[i] + off), k);
+        double v = *(const double *)((const char *)rows[i] + off) * scale;
         scaled = fabs(v) < EXACT_INT_LIMIT;
         x[i] = scaled ? (int64_t)v : 0;
     }
@@ -163,6 +164,7 @@ static void ext_decode_column_of(const agg_ops *ops, unsigned char *rows, size_t
         r->bad = true;
     /* the scaled values land in each double's bytes, then convert */
     br_ints(r, rows + off, stride, n);
+    double scale = r->bad ? 1 : ldexp(1.0, -(int)k);   /* exact: |x| < 2^53, k < 64 */
     for (size_t i = 0; i < n && !r->bad; i++) {
         double *d = (double *)(rows + i * stride + off);
         int64_t x;
@@ -170,7 +172,7 @@ static void ext_decode_column_of(const agg_ops *ops, unsigned char *rows, size_t
         if (x <= -(int64_t)EXACT_INT_LIMIT || x >= (int64_t)EXACT_INT_LIMIT)
             r->bad = true;
         else
-            *d = ldexp((double)x, -(int)k) + 0.0;
+            *d = (double)x * scale;
     }
     for (size_t i = 0; r->bad && i < n; i++)
         *(double *)(rows + i * stride + off) = NAN;

@@ -101,12 +101,23 @@ void br_ints(bytes_r *r, void *dst, size_t stride, size_t n)
         r->bad = true;
     else
         planes = br_take(r, n * width);
+    if (r->bad)
+        base = 0, width = 0;
+    /* plane by plane, each a sequential pass: base, then each byte added
+     * at its place (wrapping, as the sum of the bytes would) */
+    char *d = dst;
     for (size_t i = 0; i < n; i++) {
-        uint64_t off = 0;
-        for (unsigned k = 0; planes && k < width; k++)
-            off |= (uint64_t)planes[k * n + i] << (8 * k);
-        int64_t v = r->bad ? 0 : (int64_t)(base + off);
-        memcpy((char *)dst + i * stride, &v, sizeof(v));
+        uint64_t v = base + (width ? planes[i] : 0);
+        memcpy(d + i * stride, &v, sizeof(v));
+    }
+    for (unsigned k = 1; k < width; k++) {
+        const unsigned char *pl = planes + k * n;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v;
+            memcpy(&v, d + i * stride, sizeof(v));
+            v += (uint64_t)pl[i] << (8 * k);
+            memcpy(d + i * stride, &v, sizeof(v));
+        }
     }
 }
 

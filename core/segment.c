@@ -238,31 +238,34 @@ static bool rows_sorted(const segment *s, const slevel *lv)
 }
 
 /* Dimension d's ids from its column: delta-coded where the rows sort by
- * it (segment.h); dimensions 0..d-1 are decoded already. */
-static int decode_ids(segment *s, slevel *lv, size_t d, bytes_r *col, int64_t *v)
+ * it (segment.h). run[i] says whether row i lies in row i-1's bucket with
+ * the same ids of dimensions 0..d-1; it is updated for the next one. */
+static int decode_ids(segment *s, slevel *lv, size_t d, bytes_r *col, int64_t *v, uint8_t *run)
 {
     const sdict *dict = &s->dict[d];
-    if (lv->nrows > br_left(col))   /* at least one plane */
+    size_t n = lv->nrows;
+    if (n > br_left(col))   /* at least one plane */
         return -EBADMSG;
-    br_ints(col, v, sizeof(*v), lv->nrows);
+    br_ints(col, v, sizeof(*v), n);
     if (col->bad || br_left(col) != 0)
         return -EBADMSG;
-    lv->ids[d] = alloc_n(lv->nrows, dict->width, &s->bytes);
-    if (!lv->ids[d])
-        return -ENOMEM;
-    uint32_t b = 0;
-    for (uint32_t i = 0; i < lv->nrows; i++) {
-        while (lv->bfirst[b + 1] <= i)
-            b++;
-        bool run = i > lv->bfirst[b];
-        for (size_t k = 0; run && k < d; k++)
-            run = get_id(lv->ids[k], s->dict[k].width, i) ==
-                  get_id(lv->ids[k], s->dict[k].width, i - 1);
-        /* in uint64: any value read is checked, none overflows */
-        uint64_t id = (uint64_t)v[i] + (run ? get_id(lv->ids[d], dict->width, i - 1) : 0);
+    /* in uint64: any value read is checked, none overflows */
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = (uint64_t)v[i] + (run[i] ? prev : 0);
         if (id >= dict->n)
             return -EBADMSG;
-        set_id(lv->ids[d], dict->width, i, (uint32_t)id);
+        run[i] = run[i] && id == prev;
+        v[i] = (int64_t)id;
+        prev = id;
+    }
+    lv->ids[d] = alloc_n(n, dict->width, &s->bytes);
+    if (!lv->ids[d])
+        return -ENOMEM;
+    switch (dict->width) {
+    case 1: for (size_t i = 0; i < n; i++) ((uint8_t *)lv->ids[d])[i] = (uint8_t)v[i]; break;
+    case 2: for (size_t i = 0; i < n; i++) ((uint16_t *)lv->ids[d])[i] = (uint16_t)v[i]; break;
+    default: for (size_t i = 0; i < n; i++) ((uint32_t *)lv->ids[d])[i] = (uint32_t)v[i]; break;
     }
     return 0;
 }
@@ -276,15 +279,22 @@ static int decode_level(segment *s, slevel *lv, bytes_r *r)
     if (!lv->ids)
         return -ENOMEM;
     if (s->ndims) {
-        size_t tb = 0;   /* (scratch: not counted in s->bytes) */
-        int64_t *v = alloc_n(lv->nrows, sizeof(*v), &tb);   /* nrows <= the part's bytes */
-        if (!v)
-            return -ENOMEM;
+        /* scratch (not counted in s->bytes); nrows <= the part's bytes */
+        size_t tb = 0;
+        int64_t *v = alloc_n(lv->nrows, sizeof(*v), &tb);
+        uint8_t *run = alloc_n(lv->nrows, 1, &tb);
+        if (!v || !run)
+            e = -ENOMEM;
+        /* dimension 0 continues a run within each bucket */
+        for (uint32_t b = 0; e == 0 && b < lv->nbuckets; b++)
+            for (uint32_t i = lv->bfirst[b] + 1; i < lv->bfirst[b + 1]; i++)
+                run[i] = 1;
         for (size_t d = 0; e == 0 && d < s->ndims; d++) {
             bytes_r c = take_column(r);
-            e = c.bad ? -EBADMSG : decode_ids(s, lv, d, &c, v);
+            e = c.bad ? -EBADMSG : decode_ids(s, lv, d, &c, v, run);
         }
         free(v);
+        free(run);
         if (e < 0)
             return e;
     }
@@ -327,7 +337,7 @@ static int read_header(const unsigned char *p, size_t len, seg_info *in, uint32_
         return -EBADMSG;
     if (seg_get_le(p + 8, 2) != SEG_VERSION)
         return -EPROTONOSUPPORT;
-    /* version 1 */
+    /* version 2 */
     unsigned nl = p[20];
     if (hl < SEG_HDR_LEN(1) || seg_get_le(p + 10, 2) != 0 || nl < 1 || nl > SEG_MAX_LEVELS ||
         hl != SEG_HDR_LEN(nl) || seg_get_le(p + 21, 3) != 0)

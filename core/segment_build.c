@@ -10,9 +10,13 @@
  *    several tables) merged; each roll-up: the previous level's rows
  *    re-keyed to the coarser bucket, sorted and merged the same way. A row
  *    that nothing merges with points to its source states, so one table
- *    and a level-0 of its rows share their states;
- * 4. encode the dictionaries and each level as a part, compress each,
- *    write the header with the parts' sizes and checksums.
+ *    and a level-0 of its rows share their states; an hour roll-up that
+ *    does not halve the rows is built (the next roll-up comes from it) but
+ *    not written;
+ * 4. encode the dictionaries and each level as a part: ids delta-coded,
+ *    each column in byte planes (core/bytes.h bw_ints) or its aggregator's
+ *    column encoding; compress each part, a zstd block per column; write
+ *    the header with the parts' sizes and checksums.
  * Pure; any thread.
  */
 #include "core/segment.h"
@@ -442,7 +446,7 @@ static void encode_dicts(builder *c, bytes_w *w, int *r)
         const char *name = l->slot[m].ops->name;
         bw_varint(w, strlen(name));
         bw_put(w, name, strlen(name));
-        bw_varint(w, 0);   /* parameters: none in version 1 */
+        bw_varint(w, 0);   /* parameters: none in version 2 */
     }
     for (size_t d = 0; *r == 0 && d < c->ndims; d++) {
         bdict *dd = &c->dict[d];
