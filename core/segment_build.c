@@ -124,7 +124,9 @@ static int bdict_intern(bdict *d, const dimval *dv, uint32_t *id)
     size_t j = hash_value(dv->s, dv->len) & mask;
     for (; d->slot[j]; j = (j + 1) & mask) {
         const dentry *e = &d->v[d->slot[j] - 1];
-        if (!e->null && e->len == dv->len && memcmp(d->bytes + e->off, dv->s, dv->len) == 0) {
+        /* (no memcmp of empty values: the bytes may not exist yet) */
+        if (!e->null && e->len == dv->len &&
+            (dv->len == 0 || memcmp(d->bytes + e->off, dv->s, dv->len) == 0)) {
             *id = d->slot[j] - 1;
             return 0;
         }

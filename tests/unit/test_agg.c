@@ -460,7 +460,8 @@ static void test_columns(void)
         {2, "\x00\x00\x80\x80\x80\x80\x80\x80\x80\x80\x20\x00", 12},   /* 2^53 */
         {4, "\x00\x00\x00\x00\x02\x00", 6},   /* a count of 0 with a sum of 1 */
     };
-    unsigned char one[64];
+    unsigned char one[128];
+    CHECK(l->size <= sizeof(one));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         bytes_r r = br_init(bad[i].bytes, bad[i].len);
         agg_column_decode(l, bad[i].m, one, 1, &r);
@@ -469,7 +470,7 @@ static void test_columns(void)
         CHECK(r.bad);
         bytes_w a = {0}, b = {0};   /* and leaves an initialized (empty) state */
         l->slot[bad[i].m].ops->encode(agg_cstate(l, one, bad[i].m), &a);
-        unsigned char fresh[64];
+        unsigned char fresh[128];
         agg_row_init(l, fresh);
         l->slot[bad[i].m].ops->encode(agg_cstate(l, fresh, bad[i].m), &b);
         CHECK_MEM(a.p, a.len, b.p, b.len);
