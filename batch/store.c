@@ -2,7 +2,7 @@
  *
  * Schema (SQLite, WAL, synchronous=FULL: a swap must only ever follow a
  * durable write):
- *   meta(key PRIMARY KEY, value)     'format' (3), 'R', 'at'
+ *   meta(key PRIMARY KEY, value)     'format' (4), 'R', 'at'
  *   views(name PRIMARY KEY, fingerprint, unit)
  *   segments(id INTEGER PRIMARY KEY, view, start, end, nrows, bytes, current)
  *                                    the index: small rows, read at start
@@ -14,8 +14,8 @@
  * successor; its rows are deleted once no query holds it any more
  * (bstore_delete_segments, from the state's garbage list), or at the next
  * open. A file of another format (1: no 'format' key and 40-byte cells; 2:
- * one row blob per partition) is emptied at open: every view is then
- * rebuilt from the archive. Batch thread only (and at start).
+ * one row blob per partition; 3: segments of version 1, core/segment.h) is
+ * emptied at open: every view is then rebuilt from the archive. Batch thread only (and at start).
  */
 #include "batch/store.h"
 
@@ -27,7 +27,7 @@
 #include <string.h>
 
 /* The format this code writes; see the top of this file. */
-#define VIEWS_FORMAT 3
+#define VIEWS_FORMAT 4
 
 struct bstore {
     sqlite3 *db;

@@ -159,6 +159,45 @@ size_t agg_row_heap_bytes(const agg_layout *l, const void *row)
     return n;
 }
 
+void agg_states_encode(const agg_ops *ops, const void *const *rows, size_t off, size_t n,
+                       bytes_w *w)
+{
+    for (size_t i = 0; i < n; i++)
+        ops->encode((const char *)rows[i] + off, w);
+}
+
+int agg_states_decode(const agg_ops *ops, unsigned char *rows, size_t stride, size_t off,
+                      size_t n, const agg_params *p, bytes_r *r)
+{
+    int rv = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *st = rows + i * stride + off;
+        if (r->bad || rv < 0)
+            ops->init(st, p);   /* past an error: initialized, not read */
+        else
+            rv = ops->decode(st, p, r);
+    }
+    return rv;
+}
+
+void agg_column_encode(const agg_layout *l, size_t m, const void *const *rows, size_t n,
+                       bytes_w *w)
+{
+    const agg_ops *ops = l->slot[m].ops;
+    if (ops->encode_column)
+        ops->encode_column(rows, l->slot[m].off, n, w);
+    else
+        agg_states_encode(ops, rows, l->slot[m].off, n, w);
+}
+
+int agg_column_decode(const agg_layout *l, size_t m, unsigned char *rows, size_t n, bytes_r *r)
+{
+    const agg_slot *sl = &l->slot[m];
+    if (sl->ops->decode_column)
+        return sl->ops->decode_column(rows, l->size, sl->off, n, &sl->params, r);
+    return agg_states_decode(sl->ops, rows, l->size, sl->off, n, &sl->params, r);
+}
+
 int agg_compare(const agg_layout *l, size_t i, const void *a, const void *b,
                 const agg_render_ctx *c, bool *null_a, bool *null_b)
 {

@@ -86,6 +86,16 @@ typedef struct agg_ops {
      * returns 0, or -ENOMEM (also leaving an initialized state). */
     void (*encode)(const void *st, bytes_w *w);
     int (*decode)(void *st, const agg_params *p, bytes_r *r);
+    /* Optional (NULL: a column is the states' canonical encodings one
+     * after another): a column of n states, the one at rows[i] + off, in a
+     * compact encoding of the aggregator's own (integers in byte planes,
+     * core/bytes.h bw_ints: what zstd compresses best), and back into the
+     * states at rows + i * stride + off. decode_column initializes all n
+     * states whatever it reads (r->bad on malformed input); 0 or -ENOMEM.
+     * Written down byte by byte in core/segment.h. */
+    void (*encode_column)(const void *const *rows, size_t off, size_t n, bytes_w *w);
+    int (*decode_column)(unsigned char *rows, size_t stride, size_t off, size_t n,
+                         const agg_params *p, bytes_r *r);
     agg_value (*value)(const void *st, const agg_params *p, const agg_render_ctx *c);
     /* Orders two states by value; both are non-null (value().kind != AV_NULL). */
     int (*compare)(const void *a, const void *b, const agg_params *p, const agg_render_ctx *c);
@@ -162,6 +172,19 @@ static inline agg_value agg_read(const agg_layout *l, size_t i, const void *row,
 {
     return l->slot[i].ops->value(agg_cstate(l, row, i), &l->slot[i].params, c);
 }
+
+/* Column m of n rows: rows[i]'s state m. The aggregator's encode_column,
+ * or the canonical encodings one after another (for an aggregator without
+ * one, and as a fallback form of those with one). */
+void agg_column_encode(const agg_layout *l, size_t m, const void *const *rows, size_t n,
+                       bytes_w *w);
+/* Back into state m of rows + i * l->size: every one of the n states is
+ * initialized whatever happens (r->bad when malformed); 0 or -ENOMEM. */
+int agg_column_decode(const agg_layout *l, size_t m, unsigned char *rows, size_t n, bytes_r *r);
+void agg_states_encode(const agg_ops *ops, const void *const *rows, size_t off, size_t n,
+                       bytes_w *w);
+int agg_states_decode(const agg_ops *ops, unsigned char *rows, size_t stride, size_t off,
+                      size_t n, const agg_params *p, bytes_r *r);
 
 /* Ordering of two states of slot i: nulls compare as equal to each other;
  * *null_a / *null_b say which are null (callers put nulls last). */

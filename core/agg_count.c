@@ -1,6 +1,8 @@
 /* agg_count.c - count: the number of events, one int64. */
 #include "core/agg.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 static void count_init(void *st, const agg_params *p)
@@ -34,6 +36,32 @@ static int count_decode(void *st, const agg_params *p, bytes_r *r)
     return 0;
 }
 
+/* Column: the counts as bw_ints (core/bytes.h); each >= 0. */
+static void count_encode_column(const void *const *rows, size_t off, size_t n, bytes_w *w)
+{
+    int64_t *v = malloc((n ? n : 1) * sizeof(*v));
+    if (!v) {
+        w->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = *(const int64_t *)((const char *)rows[i] + off);
+    bw_ints(w, v, n, 0);
+    free(v);
+}
+
+static int count_decode_column(unsigned char *rows, size_t stride, size_t off, size_t n,
+                               const agg_params *p, bytes_r *r)
+{
+    br_ints(r, rows + off, stride, n);
+    for (size_t i = 0; i < n && !r->bad; i++)
+        if (*(int64_t *)(rows + i * stride + off) < 0)
+            r->bad = true;
+    for (size_t i = 0; r->bad && i < n; i++)
+        *(int64_t *)(rows + i * stride + off) = 0;
+    return 0;
+}
+
 static agg_value count_value(const void *st, const agg_params *p, const agg_render_ctx *c)
 {
     return (agg_value){.kind = AV_INT, .i = *(const int64_t *)st};
@@ -61,6 +89,8 @@ const agg_ops agg_count = {
     .merge = count_merge,
     .encode = count_encode,
     .decode = count_decode,
+    .encode_column = count_encode_column,
+    .decode_column = count_decode_column,
     .value = count_value,
     .compare = count_compare,
     .render = count_render,

@@ -6,6 +6,7 @@
 #include "core/agg.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "core/xsum.h"
 
@@ -35,6 +36,55 @@ static void sum_encode(const void *st, bytes_w *w)
 static int sum_decode(void *st, const agg_params *p, bytes_r *r)
 {
     xsum_decode(st, r);
+    return 0;
+}
+
+/* Column: varint 0, varint k (0..64), then every sum times 2^k as
+ * bw_ints (core/bytes.h), when each is an exact int64 so (integer sums:
+ * k = 0); else varint 1 and the canonical states. */
+static void sum_encode_column(const void *const *rows, size_t off, size_t n, bytes_w *w)
+{
+    int64_t *x = malloc((n ? n : 1) * sizeof(*x));
+    if (!x) {
+        w->oom = true;
+        return;
+    }
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int f = xsum_frac_bits((const xsum *)((const char *)rows[i] + off));
+        k = f > k ? f : k;
+    }
+    bool scaled = true;
+    for (size_t i = 0; scaled && i < n; i++)
+        scaled = xsum_to_scaled((const xsum *)((const char *)rows[i] + off), k, &x[i]);
+    bw_varint(w, scaled ? 0 : 1);
+    if (scaled) {
+        bw_varint(w, (uint64_t)k);
+        bw_ints(w, x, n, 0);
+    } else {
+        agg_states_encode(&agg_sum, rows, off, n, w);
+    }
+    free(x);
+}
+
+static int sum_decode_column(unsigned char *rows, size_t stride, size_t off, size_t n,
+                             const agg_params *p, bytes_r *r)
+{
+    uint64_t form = br_varint(r);
+    if (form == 1)
+        return agg_states_decode(&agg_sum, rows, stride, off, n, p, r);
+    uint64_t k = br_varint(r);
+    if (form != 0 || k > 64)
+        r->bad = true;
+    /* the scaled sums land in each state's first word, then widen */
+    br_ints(r, rows + off, stride, n);
+    for (size_t i = 0; i < n; i++) {
+        xsum *s = (xsum *)(rows + i * stride + off);
+        if (r->bad)
+            xsum_zero(s);
+        else
+            xsum_from_scaled(s, (int64_t)s->w[0], (int)k);
+    }
     return 0;
 }
 
@@ -77,6 +127,8 @@ const agg_ops agg_sum = {
     .merge = sum_merge,
     .encode = sum_encode,
     .decode = sum_decode,
+    .encode_column = sum_encode_column,
+    .decode_column = sum_decode_column,
     .value = sum_value,
     .compare = sum_compare,
     .render = sum_render,

@@ -71,6 +71,56 @@ void bw_f64(bytes_w *w, double v)
     bw_u64(w, u);
 }
 
+void bw_ints(bytes_w *w, const int64_t *v, size_t n, unsigned min_width)
+{
+    int64_t lo = n ? v[0] : 0, hi = lo;
+    for (size_t i = 1; i < n; i++) {
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+    }
+    uint64_t range = (uint64_t)hi - (uint64_t)lo;
+    unsigned char width = min_width < 8 ? (unsigned char)min_width : 8;
+    while (width < 8 && (range >> (8 * width)) != 0)
+        width++;
+    bw_svarint(w, lo);
+    bw_put(w, &width, 1);
+    if (!reserve(w, n * width))
+        return;
+    for (unsigned k = 0; k < width; k++)
+        for (size_t i = 0; i < n; i++)
+            w->p[w->len++] = (unsigned char)(((uint64_t)v[i] - (uint64_t)lo) >> (8 * k));
+}
+
+void br_ints(bytes_r *r, void *dst, size_t stride, size_t n)
+{
+    uint64_t base = (uint64_t)br_svarint(r);
+    const unsigned char *wp = br_take(r, 1);
+    unsigned width = wp ? *wp : 0;
+    const unsigned char *planes = NULL;
+    if (width > 8 || (width && n > br_left(r) / width))
+        r->bad = true;
+    else
+        planes = br_take(r, n * width);
+    if (r->bad)
+        base = 0, width = 0;
+    /* plane by plane, each a sequential pass: base, then each byte added
+     * at its place (wrapping, as the sum of the bytes would) */
+    char *d = dst;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = base + (width ? planes[i] : 0);
+        memcpy(d + i * stride, &v, sizeof(v));
+    }
+    for (unsigned k = 1; k < width; k++) {
+        const unsigned char *pl = planes + k * n;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v;
+            memcpy(&v, d + i * stride, sizeof(v));
+            v += (uint64_t)pl[i] << (8 * k);
+            memcpy(d + i * stride, &v, sizeof(v));
+        }
+    }
+}
+
 uint64_t br_varint(bytes_r *r)
 {
     uint64_t v = 0;

@@ -28,6 +28,13 @@ void bw_varint(bytes_w *w, uint64_t v);
 void bw_svarint(bytes_w *w, int64_t v);         /* zigzag, then varint */
 void bw_u64(bytes_w *w, uint64_t v);            /* 8 bytes, little-endian */
 void bw_f64(bytes_w *w, double v);              /* the double's bits as bw_u64 */
+/* A column of n integers, frame of reference and byte planes: svarint
+ * base (the smallest value), one byte W (the bytes of the largest
+ * v[i] - base, at least min_width, at most 8), then W planes of n bytes,
+ * plane k holding byte k (little end first) of every v[i] - base. Planes
+ * of similar bytes are what zstd compresses best; with min_width 0, equal
+ * values take no plane at all. */
+void bw_ints(bytes_w *w, const int64_t *v, size_t n, unsigned min_width);
 
 static inline bytes_r br_init(const void *p, size_t len)
 {
@@ -37,6 +44,10 @@ uint64_t br_varint(bytes_r *r);
 int64_t br_svarint(bytes_r *r);
 uint64_t br_u64(bytes_r *r);
 double br_f64(bytes_r *r);
+/* Reads a bw_ints column of n values into the int64 at dst + i * stride
+ * (i < n), so a column decodes straight into rows of states. Values are
+ * base + offset in two's complement (wrapping), as bw_ints wrote them. */
+void br_ints(bytes_r *r, void *dst, size_t stride, size_t n);
 /* n bytes in place (NULL and r->bad when fewer are left). */
 const unsigned char *br_take(bytes_r *r, size_t n);
 static inline size_t br_left(const bytes_r *r) { return (size_t)(r->end - r->p); }

@@ -31,9 +31,7 @@ typedef struct {
     uint32_t *bfirst;        /* nbuckets + 1: bucket i's rows are [bfirst[i], bfirst[i+1]) */
     void **ids;              /* per dimension: nrows ids of the dictionary's width */
     unsigned char *states;   /* nrows rows of layout->size bytes */
-    /* decoding progress: states of metrics [0, mdone) are decoded for every
-     * row, those of metric mdone for rows [0, rdone) */
-    size_t mdone, rdone;
+    size_t mdone;            /* metrics [0, mdone) decoded (or initialized) for every row */
 } slevel;
 
 typedef struct {
@@ -60,10 +58,9 @@ static void level_free(const segment *s, slevel *lv)
 {
     const agg_layout *l = s->layout;
     if (lv->states && l->destroy) {
-        for (size_t m = 0; m < l->n && m <= lv->mdone; m++) {
+        for (size_t m = 0; m < lv->mdone; m++) {
             void (*destroy)(void *) = l->slot[m].ops->destroy;
-            size_t rows = m < lv->mdone ? lv->nrows : lv->rdone;
-            for (size_t i = 0; destroy && i < rows; i++)
+            for (size_t i = 0; destroy && i < lv->nrows; i++)
                 destroy(lv->states + i * l->size + l->slot[m].off);
         }
     }
@@ -252,6 +249,39 @@ static bool rows_sorted(const segment *s, const slevel *lv)
     return true;
 }
 
+/* Dimension d's ids from its column: delta-coded where the rows sort by
+ * it (segment.h). run[i] says whether row i lies in row i-1's bucket with
+ * the same ids of dimensions 0..d-1; it is updated for the next one. */
+static int decode_ids(segment *s, slevel *lv, size_t d, bytes_r *col, int64_t *v, uint8_t *run)
+{
+    const sdict *dict = &s->dict[d];
+    size_t n = lv->nrows;
+    if (n > br_left(col))   /* at least one plane */
+        return -EBADMSG;
+    br_ints(col, v, sizeof(*v), n);
+    if (col->bad || br_left(col) != 0)
+        return -EBADMSG;
+    /* in uint64: any value read is checked, none overflows */
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = (uint64_t)v[i] + (run[i] ? prev : 0);
+        if (id >= dict->n)
+            return -EBADMSG;
+        run[i] = run[i] && id == prev;
+        v[i] = (int64_t)id;
+        prev = id;
+    }
+    lv->ids[d] = alloc_n(n, dict->width, &s->bytes);
+    if (!lv->ids[d])
+        return -ENOMEM;
+    switch (dict->width) {
+    case 1: for (size_t i = 0; i < n; i++) ((uint8_t *)lv->ids[d])[i] = (uint8_t)v[i]; break;
+    case 2: for (size_t i = 0; i < n; i++) ((uint16_t *)lv->ids[d])[i] = (uint16_t)v[i]; break;
+    default: for (size_t i = 0; i < n; i++) ((uint32_t *)lv->ids[d])[i] = (uint32_t)v[i]; break;
+    }
+    return 0;
+}
+
 static int decode_level(segment *s, slevel *lv, bytes_r *r)
 {
     int e = decode_buckets(s, lv, r);
@@ -260,22 +290,25 @@ static int decode_level(segment *s, slevel *lv, bytes_r *r)
     lv->ids = alloc_n(s->ndims, sizeof(*lv->ids), &s->bytes);
     if (!lv->ids)
         return -ENOMEM;
-    for (size_t d = 0; d < s->ndims; d++) {
-        const sdict *dict = &s->dict[d];
-        bytes_r c = take_column(r);
-        if (c.bad || lv->nrows > br_left(&c))   /* an id takes a byte at least */
-            return -EBADMSG;
-        lv->ids[d] = alloc_n(lv->nrows, dict->width, &s->bytes);
-        if (!lv->ids[d])
-            return -ENOMEM;
-        for (uint32_t i = 0; i < lv->nrows; i++) {
-            uint64_t id = br_varint(&c);
-            if (c.bad || id >= dict->n)
-                return -EBADMSG;
-            set_id(lv->ids[d], dict->width, i, (uint32_t)id);
+    if (s->ndims) {
+        /* scratch (not counted in s->bytes); nrows <= the part's bytes */
+        size_t tb = 0;
+        int64_t *v = alloc_n(lv->nrows, sizeof(*v), &tb);
+        uint8_t *run = alloc_n(lv->nrows, 1, &tb);
+        if (!v || !run)
+            e = -ENOMEM;
+        /* dimension 0 continues a run within each bucket */
+        for (uint32_t b = 0; e == 0 && b < lv->nbuckets; b++)
+            for (uint32_t i = lv->bfirst[b] + 1; i < lv->bfirst[b + 1]; i++)
+                run[i] = 1;
+        for (size_t d = 0; e == 0 && d < s->ndims; d++) {
+            bytes_r c = take_column(r);
+            e = c.bad ? -EBADMSG : decode_ids(s, lv, d, &c, v, run);
         }
-        if (br_left(&c) != 0)
-            return -EBADMSG;
+        free(v);
+        free(run);
+        if (e < 0)
+            return e;
     }
     if (!rows_sorted(s, lv))
         return -EBADMSG;
@@ -283,24 +316,18 @@ static int decode_level(segment *s, slevel *lv, bytes_r *r)
     lv->states = alloc_n(lv->nrows, l->size, &s->bytes);
     if (!lv->states)
         return -ENOMEM;
-    for (lv->mdone = 0; lv->mdone < l->n; lv->mdone++) {
-        const agg_slot *sl = &l->slot[lv->mdone];
+    for (size_t m = 0; m < l->n; m++) {
         bytes_r c = take_column(r);
-        for (lv->rdone = 0; lv->rdone < lv->nrows;) {
-            /* decode leaves an initialized state even when it fails */
-            void *st = lv->states + lv->rdone * l->size + sl->off;
-            int de = sl->ops->decode(st, &sl->params, &c);
-            lv->rdone++;
-            if (de < 0)
-                return de;
-            if (c.bad)
-                return -EBADMSG;
-            if (sl->ops->heap_bytes)   /* a sketch's own memory counts too */
-                s->bytes += sl->ops->heap_bytes(st);
-        }
+        /* every state of the column is initialized, even on error */
+        int de = agg_column_decode(l, m, lv->states, lv->nrows, &c);
+        lv->mdone = m + 1;
+        if (de < 0)
+            return de;
+        const agg_slot *sl = &l->slot[m];
+        for (size_t i = 0; sl->ops->heap_bytes && !c.bad && i < lv->nrows; i++)
+            s->bytes += sl->ops->heap_bytes(lv->states + i * l->size + sl->off);   /* a sketch's own memory */
         if (c.bad || br_left(&c) != 0)
             return -EBADMSG;
-        lv->rdone = 0;
     }
     return 0;
 }
@@ -327,7 +354,7 @@ static int read_header(const unsigned char *p, size_t len, seg_info *in, uint32_
         return -EBADMSG;
     if (seg_get_le(p + 8, 2) != SEG_VERSION)
         return -EPROTONOSUPPORT;
-    /* version 1 */
+    /* version 2 */
     unsigned nl = p[20];
     if (hl < SEG_HDR_LEN(1) || seg_get_le(p + 10, 2) != 0 || nl < 1 || nl > SEG_MAX_LEVELS ||
         hl != SEG_HDR_LEN(nl) || seg_get_le(p + 21, 3) != 0)

@@ -10,18 +10,27 @@
  * views file; the serving layer decodes blobs on demand into its cache and
  * scans them (DESIGN.md, "Storage of views").
  *
- * Levels. Level 0 holds the rows at the view's granularity. A v1 writer
+ * Levels. Level 0 holds the rows at the view's granularity. A v2 writer
  * adds, when they differ from the levels before them:
  *   - hour: when the view is finer than an hour and the partition, which
- *     starts on an hour, is longer than one;
+ *     starts on an hour, is longer than one, and the hour roll-up has at
+ *     most half the rows of level 0 (a sparse view, with about one event
+ *     per key and bucket, has nearly as many hour rows as minute rows: a
+ *     query reads level 0 instead, at most twice the rows, and the bytes
+ *     are saved);
  *   - the whole partition: one bucket, part_start, when the partition is
  *     longer than one bucket of the view.
- * So a minute view has minute, hour and partition levels on a day
- * partition; an hour view hour and partition; a day view on a day
- * partition only day.
+ * So a minute view has minute, hour (when dense enough) and partition
+ * levels on a day partition; an hour view hour and partition; a day view
+ * on a day partition only day.
  *
  * ======================================================================
- * SEGMENT FORMAT, VERSION 1
+ * SEGMENT FORMAT, VERSION 2
+ *
+ * (Version 1, views file format 3, stored ids and states as varints one
+ * after another; version 2 stores columns the way zstd compresses best:
+ * integers in byte planes. A reader of version 2 refuses version 1 with
+ * -EPROTONOSUPPORT: rebuilt from the archive.)
  * ======================================================================
  *
  * A segment is one byte string: a header, then parts, each one zstd frame
@@ -38,7 +47,8 @@
  * only the partition roll-up reads (and decompresses) a few kilobytes of a
  * day's segment (seg_read_info says how many; SQLite's incremental blob
  * I/O reads a prefix). Damage in a part is found when that part is
- * decoded.
+ * decoded. The writer ends a zstd block at each column of a part, so that
+ * each column gets entropy tables of its own; the reader does not care.
  *
  * Fixed in every version, so that a reader tells damage from a version it
  * does not know: bytes 0..7 are the magic, bytes 8..9 the version, bytes
@@ -51,8 +61,8 @@
  *
  *   offset size  field
  *    0      8    magic: 'L' 'D' 'S' 'E' 'G' 0x0d 0x0a 0x1a
- *    8      2    version: 1
- *   10      2    flags: 0 (none defined in version 1; a set bit is damage)
+ *    8      2    version: 2
+ *   10      2    flags: 0 (none defined in version 2; a set bit is damage)
  *   12      4    header length: 64 + 32 * nlevels
  *   16      2    ndims: the view's dimensions
  *   18      2    nmetrics: the view's metrics
@@ -82,7 +92,7 @@
  *   the view's granularity (second .. month); each further level has a
  *   strictly coarser unit (the whole partition only last); part_start is
  *   a bucket start of every level's unit. A reader accepts any such
- *   sequence, not only the levels a v1 writer emits. The buckets of a
+ *   sequence, not only the levels a v2 writer emits. The buckets of a
  *   level of unit u are u-bucket starts (gran_floor(u, b) == b) in
  *   [part_start, part_end); the whole partition level has at most one
  *   bucket, part_start. nbuckets <= nrows, and nrows == nbuckets without
@@ -111,14 +121,44 @@
  *                         first: minus part_start); > 0 after the first
  *        varint rows      rows of this bucket, > 0; the sum is nrows
  *   2. Dimension columns, ndims times:
- *        varint L, then L bytes: nrows varint ids, each below its
- *        dictionary's n
+ *        varint L, then L bytes: an integer column (below) of nrows
+ *        values with W >= 1 (so a row takes a byte at least, and nrows
+ *        is at most the part's bytes). Value i is the row's id minus the
+ *        previous row's id of this dimension when both rows lie in one
+ *        bucket and have the same ids of the dimensions before this one
+ *        (rows sort by them: a small delta, >= 0), else the id itself.
+ *        Each id is below its dictionary's n.
  *   3. Metric columns, nmetrics times:
- *        varint L, then L bytes: nrows states, each in its aggregator's
- *        canonical encoding (agg_ops.encode)
+ *        varint L, then L bytes: nrows states in the column encoding of
+ *        the metric's aggregator (below)
  *   Nothing follows. Rows are sorted by bucket, then by the ids of
  *   dimension 0, 1, ...; no two rows share a bucket and ids. Row i of
  *   every column is the same row; the bucket index says its bucket.
+ *
+ *   Integer column of n values (core/bytes.h, bw_ints): svarint base (the
+ *   smallest value; zigzag, then varint), one byte W (0..8), then W planes
+ *   of n bytes: plane k holds byte k (least significant first) of every
+ *   value minus base, as an unsigned 64-bit number (value = base + the
+ *   bytes, wrapping). W is the fewest bytes that hold the largest value
+ *   minus base (0 when all are equal) or more.
+ *
+ *   Column encodings, by aggregator ("form" and "k" are varints; k says
+ *   that the numbers are integers times 2^-k: 0 for integral values, 1
+ *   for halves):
+ *     count  an integer column of the counts, each >= 0.
+ *     sum    form 0, k (0..64), an integer column of every sum times 2^k
+ *            (each an int64 exactly); or form 1 and the states'
+ *            canonical encodings one after another (agg_ops.encode: a
+ *            sum with finer fractions, too large, or overflowed).
+ *     min,   form 0, k (0..63), an integer column of every value times
+ *     max    2^k, each of magnitude below 2^53; or form 1 and the
+ *            canonical encodings (an empty state among them, say).
+ *     avg    form 0, k (0..64), an integer column of the counts (>= 0),
+ *            an integer column of the sums times 2^k (0 where the count
+ *            is 0); or form 1 and the canonical encodings.
+ *   Another aggregator (sketches, later) stores its canonical encodings
+ *   one after another. Any form decodes to the same states; a writer
+ *   picks form 0 when it can.
  *
  * A roll-up row is the merge of the level-0 rows of its bucket with the
  * same ids; a reader does not check that (the checksums guard the bytes,
@@ -144,9 +184,9 @@
 #include "core/gran.h"
 #include "core/vtable.h"
 
-#define SEG_VERSION 1
+#define SEG_VERSION 2
 #define SEG_MAX_LEVELS 4
-#define SEG_HEADER_MAX (64 + 32 * SEG_MAX_LEVELS)   /* bytes of a v1 header, at most */
+#define SEG_HEADER_MAX (64 + 32 * SEG_MAX_LEVELS)   /* bytes of a v2 header, at most */
 #define SEG_MAX_RAW ((uint32_t)1 << 30)             /* a part decompressed, bytes */
 
 typedef struct segment segment;

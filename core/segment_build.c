@@ -10,9 +10,13 @@
  *    several tables) merged; each roll-up: the previous level's rows
  *    re-keyed to the coarser bucket, sorted and merged the same way. A row
  *    that nothing merges with points to its source states, so one table
- *    and a level-0 of its rows share their states;
- * 4. encode the dictionaries and each level as a part, compress each,
- *    write the header with the parts' sizes and checksums.
+ *    and a level-0 of its rows share their states; an hour roll-up that
+ *    does not halve the rows is built (the next roll-up comes from it) but
+ *    not written;
+ * 4. encode the dictionaries and each level as a part: ids delta-coded,
+ *    each column in byte planes (core/bytes.h bw_ints) or its aggregator's
+ *    column encoding; compress each part, a zstd block per column; write
+ *    the header with the parts' sizes and checksums.
  * Pure; any thread.
  */
 #include "core/segment.h"
@@ -120,7 +124,9 @@ static int bdict_intern(bdict *d, const dimval *dv, uint32_t *id)
     size_t j = hash_value(dv->s, dv->len) & mask;
     for (; d->slot[j]; j = (j + 1) & mask) {
         const dentry *e = &d->v[d->slot[j] - 1];
-        if (!e->null && e->len == dv->len && memcmp(d->bytes + e->off, dv->s, dv->len) == 0) {
+        /* (no memcmp of empty values: the bytes may not exist yet) */
+        if (!e->null && e->len == dv->len &&
+            (dv->len == 0 || memcmp(d->bytes + e->off, dv->s, dv->len) == 0)) {
             *id = d->slot[j] - 1;
             return 0;
         }
@@ -320,22 +326,49 @@ static int rollup(builder *c, const blevel *src, gran_t unit, bool same_bucket, 
 
 /* ---- encoding ---------------------------------------------------------- */
 
-static void put_column(bytes_w *w, bytes_w *col)
+/* Where the columns of a part start, so that each gets its own zstd block
+ * (and so its own entropy tables: ids, counts and sums have little in
+ * common). At most 1 + ndims + nmetrics. */
+typedef struct {
+    size_t *at;
+    size_t n;
+} cuts;
+
+static void put_column(bytes_w *w, bytes_w *col, cuts *cu)
 {
     bw_varint(w, col->len);
+    cu->at[cu->n++] = w->len;
     bw_put(w, col->p, col->len);
     col->len = 0;
 }
 
-/* col: one scratch buffer per metric (at least one). */
+/* The ids of dimension d, delta-coded where the rows sort by it: a row's
+ * id minus the previous row's when both lie in one bucket and agree on
+ * dimensions 0..d-1, else the id itself (segment.h). */
+static void id_column(const builder *c, const blevel *b, size_t d, const uint32_t *bfirst_of,
+                      int64_t *v)
+{
+    size_t nd = c->ndims;
+    for (size_t i = 0; i < b->n; i++) {
+        const uint32_t *ids = b->ids + i * nd, *prev = ids - nd;
+        bool run = i > 0 && !bfirst_of[i];
+        for (size_t k = 0; run && k < d; k++)
+            run = ids[k] == prev[k];
+        v[i] = run ? (int64_t)ids[d] - prev[d] : ids[d];
+    }
+}
+
+/* col: one scratch buffer (at least); tmp: room for b->n integers and
+ * flags. */
 static void encode_level(const builder *c, const blevel *b, bytes_w *w, bytes_w *col,
-                         size_t *nbuckets)
+                         int64_t *tmp, uint32_t *first, size_t *nbuckets, cuts *cu)
 {
     size_t nd = c->ndims, nb = 0;
     int64_t prev = c->part_start;
     for (size_t i = 0, j; i < b->n; i = j) {
         for (j = i + 1; j < b->n && b->bucket[j] == b->bucket[i]; j++)
-            ;
+            first[j] = 0;
+        first[i] = 1;
         bw_varint(w, (uint64_t)(b->bucket[i] - prev));
         bw_varint(w, j - i);
         prev = b->bucket[i];
@@ -343,18 +376,15 @@ static void encode_level(const builder *c, const blevel *b, bytes_w *w, bytes_w 
     }
     *nbuckets = nb;
     for (size_t d = 0; d < nd; d++) {
-        for (size_t i = 0; i < b->n; i++)
-            bw_varint(&col[0], b->ids[i * nd + d]);
-        put_column(w, &col[0]);
+        id_column(c, b, d, first, tmp);
+        bw_ints(col, tmp, b->n, 1);   /* a byte a row at least (segment.h) */
+        put_column(w, col, cu);
     }
-    /* the metric columns in one pass over the rows, whose states may lie
-     * anywhere in the source tables */
     const agg_layout *l = c->layout;
-    for (size_t i = 0; i < b->n; i++)
-        for (size_t m = 0; m < l->n; m++)
-            l->slot[m].ops->encode(agg_cstate(l, b->st[i], m), &col[m]);
-    for (size_t m = 0; m < l->n; m++)
-        put_column(w, &col[m]);
+    for (size_t m = 0; m < l->n; m++) {
+        agg_column_encode(l, m, b->st, b->n, col);
+        put_column(w, col, cu);
+    }
 }
 
 /* A part: its bytes compressed, and what the header says of it. */
@@ -364,26 +394,49 @@ typedef struct {
     uint64_t sum;
 } bpart;
 
-/* Compresses w's bytes into a part and empties w. */
-static int seal_part(ZSTD_CCtx *cc, bytes_w *w, bpart *p)
+static int zstd_err(size_t r)
+{
+    return ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
+}
+
+/* Compresses w's bytes into a part (one frame declaring its size, a block
+ * ending at each cut) and empties w. */
+static int seal_part(ZSTD_CCtx *cc, bytes_w *w, const cuts *cu, bpart *p)
 {
     if (w->oom)
         return -ENOMEM;
     if (w->len > SEG_MAX_RAW)
         return -EFBIG;
-    size_t bound = ZSTD_compressBound(w->len);
+    /* a flush adds at most a block header and a few bytes of tables */
+    size_t bound = ZSTD_compressBound(w->len) + 64 * (cu->n + 1);
     p->z = malloc(bound);
     if (!p->z)
         return -ENOMEM;
-    size_t zl = ZSTD_compressCCtx(cc, p->z, bound, w->p ? (const void *)w->p : "", w->len,
-                                  SEG_ZSTD_LEVEL);
-    if (ZSTD_isError(zl))
-        return ZSTD_getErrorCode(zl) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
-    if (zl > UINT32_MAX)
+    size_t e = ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
+    if (!ZSTD_isError(e))
+        e = ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, SEG_ZSTD_LEVEL);
+    if (!ZSTD_isError(e))
+        e = ZSTD_CCtx_setPledgedSrcSize(cc, w->len);
+    ZSTD_outBuffer out = {p->z, bound, 0};
+    ZSTD_inBuffer in = {w->p ? (const void *)w->p : "", 0, 0};
+    for (size_t k = 0; !ZSTD_isError(e) && k <= cu->n; k++) {
+        bool last = k == cu->n;
+        in.size = last ? w->len : cu->at[k];
+        if (!last && in.size == in.pos)
+            continue;
+        do
+            e = ZSTD_compressStream2(cc, &out, &in, last ? ZSTD_e_end : ZSTD_e_flush);
+        while (!ZSTD_isError(e) && e != 0 && out.pos < out.size);
+        if (!ZSTD_isError(e) && e != 0)
+            return -EFBIG;   /* beyond the bound: cannot happen */
+    }
+    if (ZSTD_isError(e))
+        return zstd_err(e);
+    if (out.pos > UINT32_MAX)
         return -EFBIG;
-    p->zlen = zl;
+    p->zlen = out.pos;
     p->rawlen = w->len;
-    p->sum = checksum64(p->z, zl, 0);
+    p->sum = checksum64(p->z, out.pos, 0);
     w->len = 0;
     return 0;
 }
@@ -428,43 +481,53 @@ static int encode(builder *c, seg_blob *out)
     /* the levels: level 0 from the collected rows, each roll-up from the
      * level before it (merging is associative, so it is the same) */
     gran_t units[SEG_MAX_LEVELS];
-    size_t nl = 0;
-    units[nl++] = c->gran;
+    size_t nu = 0;
+    units[nu++] = c->gran;
     if (seg_unit_code(c->gran) < seg_unit_code(GRAN_HOUR) && c->part_end - c->part_start > 3600 &&
         gran_floor(GRAN_HOUR, c->part_start) == c->part_start)
-        units[nl++] = GRAN_HOUR;
+        units[nu++] = GRAN_HOUR;
     if (gran_next(c->gran, c->part_start) < c->part_end)
-        units[nl++] = GRAN_ALL;
+        units[nu++] = GRAN_ALL;
 
-    size_t ncol = c->layout->n ? c->layout->n : 1;
-    bytes_w w = {0}, *col = calloc(ncol, sizeof(*col));
+    size_t nd = c->ndims, nm = c->layout->n;
+    bytes_w w = {0}, col = {0};
     bpart parts[1 + SEG_MAX_LEVELS] = {{0}};   /* the dictionary part, then level 0, 1, ... */
     size_t nbuckets[SEG_MAX_LEVELS] = {0};
+    size_t keep[SEG_MAX_LEVELS], nl = 0;       /* the levels written: indexes into c->lv */
+    size_t most = c->in.n ? c->in.n : 1;       /* no level has more rows than the input */
+    int64_t *tmp = malloc(most * sizeof(*tmp));
+    uint32_t *first = malloc(most * sizeof(*first));
+    cuts cu = {.at = malloc((1 + nd + nm) * sizeof(*cu.at))};
     ZSTD_CCtx *cc = ZSTD_createCCtx();
-    int r = cc && col ? 0 : -ENOMEM;
+    int r = cc && tmp && first && cu.at ? 0 : -ENOMEM;
     if (r == 0)
         encode_dicts(c, &w, &r);
     if (r == 0)
-        r = seal_part(cc, &w, &parts[0]);
-    for (size_t i = 0; r == 0 && i < nl; i++) {
+        r = seal_part(cc, &w, &cu, &parts[0]);
+    for (size_t i = 0; r == 0 && i < nu; i++) {
         r = rollup(c, i ? &c->lv[i - 1] : &c->in, units[i], i == 0, &c->lv[i]);
         c->nlevels = i + 1;
         if (r == 0 && c->lv[i].n > UINT32_MAX)
             r = -EFBIG;
-        if (r == 0) {
-            encode_level(c, &c->lv[i], &w, col, &nbuckets[i]);
-            for (size_t m = 0; m < ncol; m++)
-                if (col[m].oom)
-                    r = -ENOMEM;
-            if (r == 0)
-                r = seal_part(cc, &w, &parts[1 + i]);
-        }
+        /* An hour roll-up that does not halve the rows of the level below
+         * is not worth its bytes: a query reads that level instead, at
+         * most twice the rows. (Sparse views: a minute view with about one
+         * event per key and minute has as many hour rows as minute rows.)
+         * The next roll-up is still built from it. */
+        if (r < 0 || (i > 0 && units[i] != GRAN_ALL && c->lv[i].n * 2 > c->lv[keep[nl - 1]].n))
+            continue;
+        cu.n = 0;
+        size_t o = nl++;
+        keep[o] = i;
+        encode_level(c, &c->lv[i], &w, &col, tmp, first, &nbuckets[o], &cu);
+        r = col.oom ? -ENOMEM : seal_part(cc, &w, &cu, &parts[1 + o]);
     }
     ZSTD_freeCCtx(cc);
-    for (size_t m = 0; col && m < ncol; m++)
-        bw_free(&col[m]);
-    free(col);
+    bw_free(&col);
     bw_free(&w);
+    free(tmp);
+    free(first);
+    free(cu.at);
     size_t hlen = SEG_HDR_LEN(nl), len = hlen;
     for (size_t i = 0; i <= nl; i++)
         len += parts[i].zlen;
@@ -487,9 +550,9 @@ static int encode(builder *c, seg_blob *out)
         for (size_t i = 0; i < nl; i++) {
             unsigned char *e = p + SEG_HDR_FIXED + SEG_HDR_LEVEL * i;
             const bpart *pt = &parts[1 + i];
-            e[0] = (unsigned char)seg_unit_code(units[i]);
+            e[0] = (unsigned char)seg_unit_code(c->lv[keep[i]].unit);
             seg_put_le(e + 4, nbuckets[i], 4);
-            seg_put_le(e + 8, c->lv[i].n, 4);
+            seg_put_le(e + 8, c->lv[keep[i]].n, 4);
             seg_put_le(e + 16, pt->zlen, 4);
             seg_put_le(e + 20, pt->rawlen, 4);
             seg_put_le(e + 24, pt->sum, 8);

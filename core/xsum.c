@@ -187,3 +187,30 @@ void xsum_decode(xsum *s, bytes_r *r)
     if (r->bad)
         xsum_zero(s);
 }
+
+int xsum_frac_bits(const xsum *s)
+{
+    return s->w[0] ? 64 - __builtin_ctzll(s->w[0]) : 0;
+}
+
+bool xsum_to_scaled(const xsum *s, int k, int64_t *x)
+{
+    uint64_t sign_ext = (s->w[1] >> 63) ? ~UINT64_C(0) : 0;
+    if (k < 0 || k > 64 || s->w[2] != sign_ext || xsum_frac_bits(s) > k)
+        return false;   /* (the overflowed state fails the first test) */
+    /* the value times 2^64 fits 128 bits; shift the unused fraction out */
+    __int128 v = (__int128)(((unsigned __int128)s->w[1] << 64) | s->w[0]);
+    __int128 scaled = v >> (64 - k);   /* exact: those bits are zero */
+    if (scaled < INT64_MIN || scaled > INT64_MAX)
+        return false;
+    *x = (int64_t)scaled;
+    return true;
+}
+
+void xsum_from_scaled(xsum *s, int64_t x, int k)
+{
+    unsigned __int128 v = (unsigned __int128)(__int128)x << (64 - k);
+    s->w[0] = (uint64_t)v;
+    s->w[1] = (uint64_t)(v >> 64);
+    s->w[2] = x < 0 ? ~UINT64_C(0) : 0;
+}

@@ -48,3 +48,11 @@ int xsum_cmp(const xsum *a, const xsum *b);   /* -1, 0, 1 */
 /* A compact canonical encoding (a few bytes for integer sums). */
 void xsum_encode(const xsum *s, bytes_w *w);
 void xsum_decode(xsum *s, bytes_r *r);   /* r->bad on malformed input */
+
+/* Scaled integers, for columns of sums (core/segment.h): the fraction bits
+ * a sum needs (0 for an integer, at most 64), the sum times 2^k as an
+ * int64 (false when that is not exact or does not fit, or the sum
+ * overflowed), and back. k is 0..64. */
+int xsum_frac_bits(const xsum *s);
+bool xsum_to_scaled(const xsum *s, int k, int64_t *x);
+void xsum_from_scaled(xsum *s, int64_t x, int k);

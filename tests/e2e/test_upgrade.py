@@ -74,9 +74,27 @@ class UpgradeTest(unittest.TestCase):
             if os.path.exists(views_file + suffix):
                 os.remove(views_file + suffix)
         write_format1(views_file)
+        self.check_rebuilt(evs, views_file, 1)
 
+    def test_format3_views_file_is_rebuilt(self):
+        # Format 3 held segments of version 1 (core/segment.h): a file of
+        # today's tables whose format key says 3 is emptied all the same.
+        d = self.d
+        evs = self.archive_events(3000)
+        d.request("POST", "/v1/admin/recompute", b"")
+        wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
+        d.stop()
+        views_file = d.cfg["archive"]["path"] + "-views"
+        db = sqlite3.connect(views_file)
+        db.execute("UPDATE meta SET value = 3 WHERE key = 'format'")
+        db.commit()
+        db.close()
+        self.check_rebuilt(evs, views_file, 3)
+
+    def check_rebuilt(self, evs, views_file, old_format):
+        d = self.d
         d.start()
-        self.assertIn("written in format 1 by an older lambdad", d.logtext())
+        self.assertIn(f"written in format {old_format} by an older lambdad", d.logtext())
         want = expected(evs, STREAM, VIEW, **Q)
         wait_until(lambda: d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country") == 200,
                    60, "the view to answer")
@@ -85,7 +103,7 @@ class UpgradeTest(unittest.TestCase):
         wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
         assert_rows(d.query("by_country", **Q)["rows"], want, "after the first batch run")
         db = sqlite3.connect(views_file)
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0], 3)
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0], 4)
         self.assertGreater(db.execute("SELECT count(*) FROM segments WHERE view = 'by_country'"
                                       " AND current = 1").fetchone()[0], 0)
         db.close()

@@ -4,7 +4,11 @@
  *   merged in random orders, give identical state bytes and encodings;
  * - exact sums against an independent big-integer reference, correct
  *   rounding to double, the overflowed state;
- * - encode/decode round trips, and malformed encodings detected. */
+ * - encode/decode round trips, and malformed encodings detected;
+ * - columns (agg_column_encode/decode): every state back bit for bit, in
+ *   the compact form (integers, halves, fractions, negative values) and in
+ *   the canonical fallback (empty states, overflowed or huge sums, values
+ *   no int64 scales to), the form each takes, and truncations detected. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -343,11 +347,146 @@ static void test_extreme_zeros(void)
     free(l);
 }
 
+/* ---- columns ---- */
+
+#define COLROWS 300
+
+/* Column m of rows (l->size bytes each) round-trips bit for bit and
+ * every truncation is detected; returns the column's first byte (the
+ * form, for those with one). */
+static int column_round_trip(const agg_layout *l, size_t m, unsigned char *rows, size_t n)
+{
+    const void *ptr[COLROWS];
+    for (size_t i = 0; i < n; i++)
+        ptr[i] = rows + i * l->size;
+    bytes_w w = {0};
+    agg_column_encode(l, m, ptr, n, &w);
+    CHECK(!w.oom);
+    unsigned char *back = malloc(n * l->size + 1);
+    memset(back, 0xa5, n * l->size + 1);
+    bytes_r r = br_init(w.p, w.len);
+    agg_column_decode(l, m, back, n, &r);
+    CHECK(!r.bad && br_left(&r) == 0);
+    for (size_t i = 0; i < n; i++) {
+        bytes_w a = {0}, b = {0};
+        l->slot[m].ops->encode(agg_cstate(l, rows + i * l->size, m), &a);
+        l->slot[m].ops->encode(agg_cstate(l, back + i * l->size, m), &b);
+        CHECK_MEM(b.p, b.len, a.p, a.len);
+        bw_free(&a);
+        bw_free(&b);
+    }
+    for (size_t cut = 0; cut < w.len; cut++) {
+        bytes_r t = br_init(w.p, cut);
+        agg_column_decode(l, m, back, n, &t);
+        if (!t.bad && n > 0)
+            fprintf(stderr, "column of metric %zu cut at %zu of %zu decodes\n", m, cut, w.len);
+        CHECK(t.bad || n == 0);
+    }
+    int form = w.len ? w.p[0] : -1;
+    free(back);
+    bw_free(&w);
+    return form;
+}
+
+static void test_columns(void)
+{
+    agg_layout *l = layout_of(5, MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG);
+    unsigned char *rows = malloc(COLROWS * l->size);
+    /* the kinds of values: integers (form 0, no fraction), halves (form
+     * 0 scaled by 2), random values (form 0 or, for 0.1 and the like, the
+     * canonical form 1) */
+    for (int kind = 0; kind < 3; kind++) {
+        for (size_t i = 0; i < COLROWS; i++) {
+            unsigned char *row = rows + i * l->size;
+            agg_row_init(l, row);
+            size_t nv = 1 + next_rand() % 3;
+            for (size_t k = 0; k < nv; k++) {
+                double v = kind == 0   ? (double)(int64_t)(next_rand() % 200001) - 100000
+                           : kind == 1 ? (double)(int64_t)(next_rand() % 2001) / 2 - 500
+                                       : random_value();
+                for (size_t m = 0; m < l->n; m++)
+                    row_add(l, row, m, v);
+            }
+        }
+        for (size_t m = 0; m < l->n; m++) {
+            int form = column_round_trip(l, m, rows, COLROWS);
+            if (m > 0 && kind < 2)
+                CHECK_INT(form, 0);   /* the compact form */
+        }
+        CHECK_INT(column_round_trip(l, 1, rows, 0), 0);   /* no rows */
+    }
+    /* counts equal everywhere take no plane: base, width 0 */
+    for (size_t i = 0; i < COLROWS; i++) {
+        agg_row_init(l, rows + i * l->size);
+        row_add(l, rows + i * l->size, 0, 1);
+    }
+    const void *ptr[COLROWS];
+    for (size_t i = 0; i < COLROWS; i++)
+        ptr[i] = rows + i * l->size;
+    bytes_w w = {0};
+    agg_column_encode(l, 0, ptr, COLROWS, &w);
+    CHECK_MEM(w.p, w.len, "\x02\x00", 2);
+    bw_free(&w);
+    /* an empty min/max/avg among others, an overflowed sum, a huge max:
+     * the canonical form, still exact */
+    for (size_t i = 0; i < COLROWS; i++) {
+        unsigned char *row = rows + i * l->size;
+        agg_row_init(l, row);
+        if (i % 7 == 3)
+            continue;   /* empty: min, max and avg are null */
+        for (size_t m = 0; m < l->n; m++)
+            row_add(l, row, m, i == 11 ? 1e23 : (double)i);
+    }
+    row_add(l, rows + 20 * l->size, 1, 2e24);     /* overflows that sum */
+    row_add(l, rows + 30 * l->size, 3, 0x1p60);   /* beyond 2^53 */
+    CHECK_INT(column_round_trip(l, 0, rows, COLROWS), 0x00);   /* counts: base 0 */
+    for (size_t m = 1; m < l->n; m++) {
+        int form = column_round_trip(l, m, rows, COLROWS);
+        if (form != 1)
+            fprintf(stderr, "metric %zu: form %d\n", m, form);
+        CHECK_INT(form, 1);
+    }
+    /* malformed columns */
+    static const struct {
+        size_t m;
+        const char *bytes;
+        size_t len;
+    } bad[] = {
+        {0, "\x01\x00", 2},                 /* a count of -1 (base -1, width 0) */
+        {0, "\x00\x09", 2},                 /* width 9 */
+        {1, "\x02", 1},                      /* an unknown form */
+        {1, "\x00\x41\x00\x00", 4},       /* k = 65 */
+        {2, "\x00\x40\x00\x00", 4},       /* k = 64 (min/max: at most 63) */
+        {2, "\x00\x00\x80\x80\x80\x80\x80\x80\x80\x80\x20\x00", 12},   /* 2^53 */
+        {4, "\x00\x00\x00\x00\x02\x00", 6},   /* a count of 0 with a sum of 1 */
+    };
+    unsigned char one[128];
+    CHECK(l->size <= sizeof(one));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        bytes_r r = br_init(bad[i].bytes, bad[i].len);
+        agg_column_decode(l, bad[i].m, one, 1, &r);
+        if (!r.bad)
+            fprintf(stderr, "malformed column %zu decodes\n", i);
+        CHECK(r.bad);
+        bytes_w a = {0}, b = {0};   /* and leaves an initialized (empty) state */
+        l->slot[bad[i].m].ops->encode(agg_cstate(l, one, bad[i].m), &a);
+        unsigned char fresh[128];
+        agg_row_init(l, fresh);
+        l->slot[bad[i].m].ops->encode(agg_cstate(l, fresh, bad[i].m), &b);
+        CHECK_MEM(a.p, a.len, b.p, b.len);
+        bw_free(&a);
+        bw_free(&b);
+    }
+    free(rows);
+    free(l);
+}
+
 int main(void)
 {
     test_values();
     test_merge_order();
     test_xsum();
     test_extreme_zeros();
+    test_columns();
     CHECK_DONE();
 }

@@ -277,6 +277,16 @@ typedef struct {
     gran_t units[3];
 } level_case;
 
+/* The hour level is written only when it has at most half the rows of
+ * level 0 (segment.h): whether the events give it that. */
+static bool hour_halves(const event *ev, size_t n, gran_t view, int64_t ps)
+{
+    size_t n0, nh;
+    free(aggregate(ev, n, view, ps, &n0));
+    free(aggregate(ev, n, GRAN_HOUR, ps, &nh));
+    return nh * 2 <= n0;
+}
+
 static void test_levels_and_rollups(void)
 {
     static const level_case cases[] = {
@@ -292,15 +302,27 @@ static void test_levels_and_rollups(void)
         {GRAN_DAY, GRAN_MONTH, 2, {GRAN_DAY, GRAN_ALL}},
         {GRAN_MONTH, GRAN_MONTH, 1, {GRAN_MONTH}},
     };
-    /* a leap February, and a day before 1970 (floors toward minus infinity) */
+    /* a leap February, and a day before 1970 (floors toward minus infinity);
+     * few events (the hour level rarely halves the rows) and many */
     const int64_t starts[] = {day_start(2024, 2, 1), day_start(1969, 12, 1)};
-    for (size_t si = 0; si < 2; si++) {
+    const size_t counts[] = {3000, 3000, 60000};
+    size_t hours_kept = 0, hours_dropped = 0;
+    for (size_t si = 0; si < 3; si++) {
         for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-            const level_case *k = &cases[c];
-            int64_t ps = gran_floor(k->part, starts[si] + 86400 * 9 + 3600 * 5);
+            level_case k_ = cases[c], *k = &k_;
+            int64_t ps = gran_floor(k->part, starts[si % 2] + 86400 * 9 + 3600 * 5);
             int64_t pe = gran_next(k->part, ps);
-            size_t n = 3000;
+            size_t n = counts[si];
             event *ev = random_events(n, ps, pe, k->view);
+            if (k->nlevels == 3 && k->units[1] == GRAN_HOUR) {
+                if (hour_halves(ev, n, k->view, ps)) {
+                    hours_kept++;
+                } else {
+                    hours_dropped++;
+                    k->nlevels = 2;
+                    k->units[1] = GRAN_ALL;
+                }
+            }
             vtable *t = table_of(ev, n, five);
             segment *s = build_decode(t, ps, pe, k->view, NULL);
             if (!s) {
@@ -322,6 +344,7 @@ static void test_levels_and_rollups(void)
             free(ev);
         }
     }
+    CHECK(hours_kept > 0 && hours_dropped > 0);   /* both ways were seen */
 }
 
 /* Several tables are merged: the same bytes as the one merged table. */
@@ -831,18 +854,19 @@ static const unsigned char tiny_dict[] = {
 };
 static const unsigned char tiny_l0[] = {
     0, 2, 120, 1,                     /* buckets +0 (2 rows), +120 (1 row) */
-    3, 0, 2, 1,                       /* ids: null, "b", "a" */
-    3, 1, 2, 3,                       /* counts */
+    5, 0, 1, 0, 2, 1,                 /* ids null, "b", "a": 0, +2 (same bucket), 1;
+                                         base 0, one plane */
+    5, 2, 1, 0, 1, 2,                 /* counts 1, 2, 3: base 1 (zigzag 2), one plane */
 };
 static const unsigned char tiny_l1[] = {
     0, 3,                             /* the partition: bucket +0, 3 rows */
-    3, 0, 1, 2,                       /* null, "a", "b" */
-    3, 1, 3, 2,
+    5, 0, 1, 0, 1, 1,                 /* null, "a", "b": 0, +1, +1 */
+    5, 2, 1, 0, 2, 1,                 /* counts 1, 3, 2 */
 };
 
 static hdr tiny_hdr(int64_t ps)
 {
-    return (hdr){.version = 1, .ndims = 1, .nmetrics = 1, .ps = ps, .pe = ps + 3600,
+    return (hdr){.version = 2, .ndims = 1, .nmetrics = 1, .ps = ps, .pe = ps + 3600,
                  .nlevels = 2, .unit = {1, 15}, .nbuckets = {2, 1}, .nrows = {3, 3}};
 }
 
@@ -1013,8 +1037,10 @@ static vtable *small_table(const agg_layout *l, int64_t ps, size_t n)
 {
     vtable *t = vtable_new(2, l);
     for (size_t i = 0; i < n; i++) {
-        event e = {.bucket = ps + 60 * (int64_t)(next_rand() % 120), .d0 = (int)(next_rand() % 4),
-                   .d1 = (int)(next_rand() % 3), .v = (int64_t)(next_rand() % 100) - 50};
+        /* few keys a minute, so that the hour level halves the rows */
+        event e = {.bucket = ps + 3600 * (int64_t)(next_rand() % 2) + 60 * (int64_t)(next_rand() % 6),
+                   .d0 = (int)(next_rand() % 2), .d1 = (int)(next_rand() % 2),
+                   .v = (int64_t)(next_rand() % 100) - 50};
         apply(t, &e);
     }
     return t;
@@ -1172,7 +1198,8 @@ static void test_corruption_of(const agg_layout *l, const char *what)
         seg_blob_free(&y);                                                                       \
     } while (0)
     HDR_CASE((void)0, 0);
-    HDR_CASE(v.version = 2, -EPROTONOSUPPORT);
+    HDR_CASE(v.version = 1, -EPROTONOSUPPORT);   /* the version before */
+    HDR_CASE(v.version = 3, -EPROTONOSUPPORT);
     HDR_CASE(v.version = 0, -EPROTONOSUPPORT);
     HDR_CASE(v.flags = 1, -EBADMSG);
     HDR_CASE(v.ndims = 1, -EINVAL);
@@ -1241,20 +1268,26 @@ static void test_damage_cases(void)
         {"dictionary size", 0, 7, 1, {4}},
         {"null not first", 0, 8, 5, {2, 'a', 0, 2, 'b'}},
         {"value longer than the part", 0, 11, 1, {0x7f}},
-        {"id out of range", 1, 5, 1, {3}},
-        {"rows unsorted in a bucket (\"b\" before null)", 1, 5, 2, {2, 0}},
-        {"rows duplicated in a bucket", 1, 5, 1, {2}},
+        {"id out of range", 1, 9, 1, {3}},
+        {"id delta out of range", 1, 8, 1, {3}},
+        {"rows unsorted in a bucket (\"b\" before null: 2, -2)", 1, 5, 5, {3, 1, 4, 0, 3}},
+        {"rows duplicated in a bucket (a delta of 0)", 1, 8, 1, {0}},
+        {"id column without a plane", 1, 6, 1, {0}},
+        {"id column width over 8", 1, 6, 1, {9}},
         {"bucket delta malformed", 1, 0, 1, {0xff}},
         {"second bucket not after the first", 1, 2, 1, {0}},
         {"bucket not a minute start", 1, 2, 1, {121}},
         {"bucket row counts", 1, 1, 1, {1}},
         {"empty bucket", 1, 3, 1, {0}},
-        {"id column longer than its rows", 1, 4, 1, {4}},
-        {"metric column longer than its rows", 1, 8, 1, {4}},
-        {"metric column shorter than its rows", 1, 8, 1, {2}},
-        {"state malformed", 1, 11, 1, {0x80}},
+        {"id column longer than its rows", 1, 4, 1, {6}},
+        {"id column shorter than its rows", 1, 4, 1, {4}},
+        {"metric column longer than the part", 1, 10, 1, {6}},
+        {"metric column shorter than its rows", 1, 10, 1, {4}},
+        {"metric column base malformed", 1, 11, 1, {0x80}},
+        {"metric column width over 8", 1, 12, 1, {9}},
+        {"a negative count (base -1)", 1, 11, 1, {1}},
         {"partition bucket not the partition start", 2, 0, 1, {60}},
-        {"partition level rows unsorted", 2, 4, 1, {0}},
+        {"partition level rows unsorted", 2, 6, 1, {0}},
     };
     int bad = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
