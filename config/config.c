@@ -165,6 +165,7 @@ static int load_text(const char *text, size_t len, config **out, config_errors *
         goto fail;
     cfg_ctx ctx = { .errs = errs, .root = root };
     cfg_object(&ctx, NULL, root, cfg_top_keys, c);
+    cfg_ctx_clear(&ctx);
     if (ctx.oom)
         goto fail;
     if (errs->n > nerr0) {
