@@ -526,6 +526,38 @@ static void test_syntax_and_comments(void)
     config_free(c);
 }
 
+/* {"streams":[[...]]}: levels of nesting in all, the root object included. */
+static char *nested_config(size_t levels)
+{
+    size_t n = levels - 1;
+    char *t = malloc(16 + 2 * n);
+    if (!t)
+        return NULL;
+    char *o = t + sprintf(t, "{\"streams\":");
+    memset(o, '[', n);
+    memset(o + n, ']', n);
+    strcpy(o + 2 * n, "}");
+    return t;
+}
+
+/* jansson parses 2048 levels (JSON_PARSER_MAX_DEPTH, compiled in); the
+ * error names the limit. */
+static void test_depth(void)
+{
+    char *t = nested_config(2048);
+    if (t)
+        EXPECT_ERRORS(t, "streams[0]: must be an object", "views: required");
+    free(t);
+    t = nested_config(2049);
+    if (t)
+        EXPECT_ERRORS(t, "line 1, column 2059: nested deeper than 2048 levels");
+    free(t);
+    t = nested_config(10000);
+    if (t)
+        EXPECT_ERRORS(t, "line 1, column 2059: nested deeper than 2048 levels");
+    free(t);
+}
+
 static void test_many_problems(void)
 {
     EXPECT_ERRORS("{\"kafka\":{\"brokerz\":\"x\",\"start\":\"now\"},\"archive\":{\"commit_interval_ms\":0},"
@@ -1218,6 +1250,7 @@ int main(void)
     test_serving();
     test_syntax_and_comments();
     test_many_problems();
+    test_depth();
     test_files();
     test_resolution();
     test_many_views();
