@@ -54,12 +54,13 @@ static long raw_stream_with(cfg_ctx *ctx, const char *key, const char *value)
             const char *v = json_string_value(json_object_get(s, key));
             if (!v)
                 ix->incomplete = true;
-            else if (!strmap_get(ix->first, v, &j) && strmap_put(ix->first, v, i) < 0)
+            else if (!strmap_get(ix->first, v, strlen(v), &j) &&
+                     strmap_put(ix->first, v, strlen(v), i) < 0)
                 ctx->oom = true;
         }
     }
     size_t found;
-    if (ix->first && strmap_get(ix->first, value, &found))
+    if (ix->first && strmap_get(ix->first, value, strlen(value), &found))
         return (long)found;
     return ix->incomplete || !ix->first ? -2 : -1;
 }
@@ -98,8 +99,9 @@ static void check_unique(cfg_ctx *ctx, const char *path, const char *key, const 
         size_t j;
         if (!NAME_AT(i))
             continue;
-        if (!strmap_get(seen, NAME_AT(i), &j)) {
-            if (strmap_put(seen, NAME_AT(i), i) < 0) {
+        size_t len = strlen(NAME_AT(i));
+        if (!strmap_get(seen, NAME_AT(i), len, &j)) {
+            if (strmap_put(seen, NAME_AT(i), len, i) < 0) {
                 ctx->oom = true;
                 break;
             }

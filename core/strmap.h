@@ -18,7 +18,10 @@ typedef struct strmap strmap;
 strmap *strmap_new(void);        /* NULL when out of memory */
 void strmap_free(strmap *m);     /* accepts NULL */
 
+/* Keys are len bytes at key (names in expressions are not
+ * NUL-terminated). */
+
 /* true, with its value in *val, when key is in the map. */
-bool strmap_get(const strmap *m, const char *key, size_t *val);
+bool strmap_get(const strmap *m, const char *key, size_t len, size_t *val);
 /* Adds key (not in the map yet) with val. 0 or -ENOMEM. */
-int strmap_put(strmap *m, const char *key, size_t val);
+int strmap_put(strmap *m, const char *key, size_t len, size_t val);
