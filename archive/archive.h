@@ -26,6 +26,13 @@ enum { ARCH_READONLY = 1 };
  * caller frees with free() (always malloc'd). */
 int arch_open(const char *path, int flags, int compression_level, arch **out, char **errmsg);
 void arch_close(arch *a);   /* accepts NULL */
+/* Whether arch_open could open (or create) the archive at path, without
+ * creating anything: the path must not be a directory, an existing file
+ * must be readable and writable, and its directory must exist and be
+ * writable (the -wal, -shm, -lock and -views files go there). 0, or a
+ * negative errno and *errmsg (malloc'd) naming the path and the reason,
+ * e.g. "cannot create /x/a.db: directory /x does not exist". */
+int arch_check_path(const char *path, char **errmsg);
 /* What arch_open changed that the operator should hear about (an older
  * archive upgraded, its totals counted), "; "-separated; NULL when
  * nothing. The caller logs it. Valid until arch_close. */

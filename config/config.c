@@ -154,7 +154,14 @@ static int load_text(const char *text, size_t len, config **out, config_errors *
     json_error_t jerr;
     root = json_loadb(clean, clean_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        if (asprintf(&err, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text) < 0)
+        /* jansson's depth limit is compiled in; its text does not say it */
+        const char *why = jerr.text;
+        char deep[64];
+        if (json_error_code(&jerr) == json_error_stack_overflow) {
+            snprintf(deep, sizeof(deep), "nested deeper than %d levels", JSON_PARSER_MAX_DEPTH);
+            why = deep;
+        }
+        if (asprintf(&err, "line %d, column %d: %s", jerr.line, jerr.column, why) < 0)
             err = NULL;
         r = add_error(errs, err);
         r = r < 0 ? r : -EINVAL;
@@ -165,6 +172,7 @@ static int load_text(const char *text, size_t len, config **out, config_errors *
         goto fail;
     cfg_ctx ctx = { .errs = errs, .root = root };
     cfg_object(&ctx, NULL, root, cfg_top_keys, c);
+    cfg_ctx_clear(&ctx);
     if (ctx.oom)
         goto fail;
     if (errs->n > nerr0) {

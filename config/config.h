@@ -100,6 +100,12 @@ int config_load(const char *path, config **out, config_errors *errs);
 int config_load_string(const char *text, config **out, config_errors *errs);
 void config_free(config *c);               /* accepts NULL */
 void config_errors_clear(config_errors *e);
+/* Appends a problem found outside config_load (librdkafka refusing an
+ * option, an archive path that cannot be created) in the same form:
+ * "<parent>.<key>: <message>", or <parent>["<key>"] when key is not a
+ * plain identifier, control characters escaped. 0 or -ENOMEM. */
+int config_error_at(config_errors *errs, const char *parent, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* The view named name, or NULL. */
 const view_def *config_find_view(const config *c, const char *name, size_t *idx);

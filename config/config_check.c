@@ -72,6 +72,22 @@ fail:
     free(line);
 }
 
+int config_error_at(config_errors *errs, const char *parent, const char *key, const char *fmt, ...)
+{
+    cfg_ctx ctx = { .errs = errs };
+    char *path = cfg_path_key(&ctx, parent, key), *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    if (path && msg)
+        cfg_err(&ctx, path, "%s", msg);
+    free(path);
+    free(msg);
+    return path && msg && !ctx.oom ? 0 : -ENOMEM;
+}
+
 char *cfg_strdup(cfg_ctx *ctx, const char *s)
 {
     char *d = strdup(s);

@@ -18,6 +18,16 @@
 #include <jansson.h>
 
 #include "config/config.h"
+#include "core/strmap.h"
+
+/* The elements of the document's "streams" array by their name or topic,
+ * built on first use: every view looks its stream up, and a config may
+ * have thousands of each. */
+typedef struct {
+    bool built;
+    bool incomplete;   /* an element has no string under the key */
+    strmap *first;     /* value -> index of the first element with it */
+} cfg_stream_index;
 
 /* One load: where problems go, and the whole document for the checks that
  * look across it (a view's stream, kafka.partitions' topics). */
@@ -25,7 +35,11 @@ typedef struct {
     config_errors *errs;
     json_t *root;
     bool oom;   /* an allocation failed: the load returns -ENOMEM */
+    cfg_stream_index by_name, by_topic;   /* config_keys.c; keys borrowed from root */
 } cfg_ctx;
+
+/* Frees what the checks built in ctx (not errs, not root). */
+void cfg_ctx_clear(cfg_ctx *ctx);
 
 typedef enum {
     CK_OBJECT,   /* a section whose keys (sub) fill the same target */

@@ -41,17 +41,35 @@ static long raw_stream_with(cfg_ctx *ctx, const char *key, const char *value)
     json_t *streams = json_object_get(ctx->root, "streams");
     if (!json_is_array(streams))
         return -2;
-    long found = -1;
-    size_t i;
-    json_t *s;
-    json_array_foreach(streams, i, s) {
-        const char *v = json_string_value(json_object_get(s, key));
-        if (!v)
-            found = found == -1 ? -2 : found;
-        else if (strcmp(v, value) == 0 && found < 0)
-            found = (long)i;
+    cfg_stream_index *ix = strcmp(key, "name") == 0 ? &ctx->by_name : &ctx->by_topic;
+    if (!ix->built) {
+        ix->built = true;
+        if (!(ix->first = strmap_new())) {
+            ctx->oom = true;
+            return -2;
+        }
+        size_t i, j;
+        json_t *s;
+        json_array_foreach(streams, i, s) {
+            const char *v = json_string_value(json_object_get(s, key));
+            if (!v)
+                ix->incomplete = true;
+            else if (!strmap_get(ix->first, v, strlen(v), &j) &&
+                     strmap_put(ix->first, v, strlen(v), i) < 0)
+                ctx->oom = true;
+        }
     }
-    return found;
+    size_t found;
+    if (ix->first && strmap_get(ix->first, value, strlen(value), &found))
+        return (long)found;
+    return ix->incomplete || !ix->first ? -2 : -1;
+}
+
+void cfg_ctx_clear(cfg_ctx *ctx)
+{
+    strmap_free(ctx->by_name.first);
+    strmap_free(ctx->by_topic.first);
+    ctx->by_name = ctx->by_topic = (cfg_stream_index){0};
 }
 
 /* "path[j]" of the first earlier element of arr equal to arr[i], or NULL. */
@@ -65,26 +83,38 @@ static char *earlier_duplicate(cfg_ctx *ctx, const char *path, json_t *arr, size
 }
 
 /* Reports names[i] equal to an earlier names[j] (both set):
- * "<path>[i].<key>: duplicate <what> '<name>' (also <path>[j])". */
+ * "<path>[i].<key>: duplicate <what> '<name>' (also <path>[j])", j being
+ * the first element with that name. A map of the names seen, not a
+ * comparison of every pair: configs have tens of thousands of views. */
 static void check_unique(cfg_ctx *ctx, const char *path, const char *key, const char *what,
                          char *const *names, size_t stride, size_t n)
 {
 #define NAME_AT(k) (*(char *const *)((const char *)names + (k) * stride))
+    strmap *seen = strmap_new();
+    if (!seen) {
+        ctx->oom = true;
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
+        size_t j;
         if (!NAME_AT(i))
             continue;
-        for (size_t j = 0; j < i; j++) {
-            if (!NAME_AT(j) || strcmp(NAME_AT(i), NAME_AT(j)) != 0)
-                continue;
-            char *ipath = cfg_path_idx(ctx, path, i);
-            char *kpath = ipath ? cfg_path_key(ctx, ipath, key) : NULL;
-            if (kpath)
-                cfg_err(ctx, kpath, "duplicate %s '%s' (also %s[%zu])", what, NAME_AT(i), path, j);
-            free(ipath);
-            free(kpath);
-            break;
+        size_t len = strlen(NAME_AT(i));
+        if (!strmap_get(seen, NAME_AT(i), len, &j)) {
+            if (strmap_put(seen, NAME_AT(i), len, i) < 0) {
+                ctx->oom = true;
+                break;
+            }
+            continue;
         }
+        char *ipath = cfg_path_idx(ctx, path, i);
+        char *kpath = ipath ? cfg_path_key(ctx, ipath, key) : NULL;
+        if (kpath)
+            cfg_err(ctx, kpath, "duplicate %s '%s' (also %s[%zu])", what, NAME_AT(i), path, j);
+        free(ipath);
+        free(kpath);
     }
+    strmap_free(seen);
 #undef NAME_AT
 }
 

@@ -13,6 +13,7 @@
 #include "core/agg.h"
 #include "core/expr.h"
 #include "core/log.h"
+#include "core/strmap.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -116,20 +117,30 @@ void view_def_clear(view_def *v)
  * the derived values start; the second compiles the expressions against
  * the final indexes. */
 
-/* Index of field in s->fields, appending it when new. -ENOMEM on failure.
- * Linear search: a stream has a handful of fields, and this runs once per
- * config load. */
-static int stream_field_index(stream_def *s, const char *field, size_t len)
+/* Index of field in s->fields, appending it when new; known maps the
+ * stream's fields to their indexes (a config with thousands of views on one
+ * stream may read thousands of fields). -ENOMEM on failure. */
+static int stream_field_index(stream_def *s, strmap *known, const char *field, size_t len)
 {
-    for (size_t i = 0; i < s->nfields; i++)
-        if (strlen(s->fields[i]) == len && memcmp(s->fields[i], field, len) == 0)
-            return (int)i;
-    char **nf = realloc(s->fields, (s->nfields + 1) * sizeof(*nf));
-    if (!nf)
+    size_t idx;
+    if (strmap_get(known, field, len, &idx))
+        return (int)idx;
+    /* The array doubles when nfields reaches a power of two (0, 1, 2, 4,
+     * ...), so adding n fields copies O(n) pointers, not O(n^2). */
+    char **nf = s->fields;
+    size_t n = s->nfields;
+    if ((n & (n - 1)) == 0) {
+        if (!(nf = realloc(s->fields, (n ? 2 * n : 1) * sizeof(*nf))))
+            return -ENOMEM;
+        s->fields = nf;
+    }
+    if (!(nf[n] = strndup(field, len)))
         return -ENOMEM;
-    s->fields = nf;
-    if (!(nf[s->nfields] = strndup(field, len)))
+    /* the map borrows the stream's own copy of the name */
+    if (strmap_put(known, nf[n], len, n) < 0) {
+        free(nf[n]);
         return -ENOMEM;
+    }
     return (int)s->nfields++;
 }
 
@@ -143,6 +154,7 @@ static int derived_index(const stream_def *s, const char *name, size_t len, size
 
 typedef struct {
     stream_def *s;
+    strmap *known;        /* s's raw fields by name */
     size_t before;        /* derived fields usable: [0, before) */
     bool final;           /* second pass: raw fields are all known */
 } resolve_ctx;
@@ -159,10 +171,10 @@ static int resolve_name(void *ud, const char *name, size_t len, expr_type *type)
     if (s->time_field && strlen(s->time_field) == len && memcmp(s->time_field, name, len) == 0)
         return rc->final ? (int)(s->nfields + s->nderived) : 0;
     if (!rc->final)
-        return stream_field_index(s, name, len);
-    for (size_t i = 0; i < s->nfields; i++)
-        if (strlen(s->fields[i]) == len && memcmp(s->fields[i], name, len) == 0)
-            return (int)i;
+        return stream_field_index(s, rc->known, name, len);
+    size_t i;
+    if (strmap_get(rc->known, name, len, &i))
+        return (int)i;
     return -1;   /* cannot happen: the first pass added it */
 }
 
@@ -187,24 +199,26 @@ static int compile(const char *what, const char *src, resolve_ctx *rc, expr **ou
 
 /* The index of a dimension or metric field named name in an event's
  * values (pass 2), after adding raw names (pass 1). */
-static int field_slot(stream_def *s, const char *name, bool as_dim)
+static int field_slot(stream_def *s, strmap *known, const char *name, bool as_dim)
 {
     int d = derived_index(s, name, strlen(name), s->nderived);
     if (d >= 0) {
         s->derived[d].as_dim |= as_dim;
         return (int)s->nfields + d;
     }
-    return stream_field_index(s, name, strlen(name));   /* found in pass 2: added in pass 1 */
+    /* found in pass 2: added in pass 1 */
+    return stream_field_index(s, known, name, strlen(name));
 }
 
+/* known[i]: stream i's raw fields by name, filled by the first pass. */
 static int resolve_pass(stream_def *streams, size_t nstreams, view_def *views, size_t nviews,
-                        bool final)
+                        strmap **known, bool final)
 {
     for (size_t si = 0; si < nstreams; si++) {
         stream_def *s = &streams[si];
         for (size_t k = 0; k < s->nderived; k++) {
             derived_field *f = &s->derived[k];
-            resolve_ctx rc = {s, k, final};
+            resolve_ctx rc = {s, known[si], k, final};
             char what[300];
             snprintf(what, sizeof(what), "stream '%s', derived field '%s'", s->name, f->name);
             int r = compile(what, f->src, &rc, final ? &f->expr : NULL);
@@ -215,8 +229,9 @@ static int resolve_pass(stream_def *streams, size_t nstreams, view_def *views, s
     for (size_t i = 0; i < nviews; i++) {
         view_def *v = &views[i];
         stream_def *s = &streams[v->stream_idx];
+        strmap *k = known[v->stream_idx];
         for (size_t d = 0; d < v->ndims; d++) {
-            int idx = field_slot(s, v->dims[d], true);
+            int idx = field_slot(s, k, v->dims[d], true);
             if (idx < 0)
                 return idx;
             v->dim_idx[d] = idx;
@@ -225,7 +240,7 @@ static int resolve_pass(stream_def *streams, size_t nstreams, view_def *views, s
             metric_def *md = &v->metrics[m];
             md->field_idx = -1;
             if (md->where) {
-                resolve_ctx rc = {s, s->nderived, final};
+                resolve_ctx rc = {s, k, s->nderived, final};
                 char what[300];
                 snprintf(what, sizeof(what), "view '%s', metric '%s', where", v->name, md->name);
                 int r = compile(what, md->where, &rc, final ? &md->where_expr : NULL);
@@ -234,7 +249,7 @@ static int resolve_pass(stream_def *streams, size_t nstreams, view_def *views, s
             }
             if (md->type == MT_COUNT || !md->field)
                 continue;
-            int idx = field_slot(s, md->field, false);
+            int idx = field_slot(s, k, md->field, false);
             if (idx < 0)
                 return idx;
             md->field_idx = idx;
@@ -381,9 +396,18 @@ int defs_resolve(stream_def *streams, size_t nstreams, view_def *views, size_t n
             v->metrics[m].where_expr = NULL;
         }
     }
-    int r = resolve_pass(streams, nstreams, views, nviews, false);
+    strmap **known = calloc(nstreams ? nstreams : 1, sizeof(*known));
+    int r = known ? 0 : -ENOMEM;
+    for (size_t i = 0; r == 0 && i < nstreams; i++)
+        if (!(known[i] = strmap_new()))
+            r = -ENOMEM;
     if (r == 0)
-        r = resolve_pass(streams, nstreams, views, nviews, true);
+        r = resolve_pass(streams, nstreams, views, nviews, known, false);
+    if (r == 0)
+        r = resolve_pass(streams, nstreams, views, nviews, known, true);
+    for (size_t i = 0; known && i < nstreams; i++)
+        strmap_free(known[i]);
+    free(known);
     if (r < 0)
         return r;
     for (size_t i = 0; i < nviews; i++) {

@@ -486,7 +486,7 @@ void jscan_error_format(const jscan_error *e, const unsigned char *b, size_t len
         snprintf(out, outsz, "invalid literal at byte %zu", at);
         break;
     case JS_TOO_DEEP:
-        snprintf(out, outsz, "nested too deeply at byte %zu", at);
+        snprintf(out, outsz, "nested deeper than %d levels at byte %zu", JSCAN_MAX_DEPTH, at);
         break;
     default:
         snprintf(out, outsz, "invalid JSON at byte %zu", at);

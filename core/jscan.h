@@ -9,7 +9,10 @@
  *
  * Acceptance matches jansson's json_loadb(JSON_ALLOW_NUL) except for
  * jansson's own limits (integers beyond int64, doubles that overflow, NUL
- * in object keys, depth up to 2048): here those are valid JSON.
+ * in object keys): here those are valid JSON. Depth is the exception the
+ * other way: an event is a record, so nesting deeper than JSCAN_MAX_DEPTH
+ * (the top-level object counts as one) is refused, where jansson allows
+ * 2048 levels. The README's "Limits" documents it.
  */
 #pragma once
 #include <stdbool.h>

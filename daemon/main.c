@@ -62,6 +62,26 @@ static int print_config_errors(const char *path, const config_errors *errs)
     return 1;
 }
 
+/* What config_load cannot check, config/ touching neither librdkafka nor
+ * the disk: that librdkafka takes the kafka settings, and that the archive
+ * can be opened or created at archive.path. Creates nothing. Appends each
+ * problem to errs in config_load's form; 0, -EINVAL or -ENOMEM. */
+static int check_config_outside(const config *cfg, config_errors *errs)
+{
+    size_t n0 = errs->n;
+    int r = speed_check_config(cfg, errs);
+    if (r == -ENOMEM)
+        return r;
+    char *why = NULL;
+    if (arch_check_path(cfg->archive_path, &why) < 0) {
+        r = config_error_at(errs, "archive", "path", "%s", why ? why : "out of memory");
+        free(why);
+        if (r < 0)
+            return r;
+    }
+    return errs->n > n0 ? -EINVAL : 0;
+}
+
 /* The archive's chunks are cut by batch.partition; that unit is fixed for
  * the archive's lifetime (batch runs scan partitions by it). */
 static int check_partition_unit(const config *cfg, arch *w, char **err)
@@ -287,15 +307,22 @@ static void reload(runtime *rt, const char *path, char *restart_required, size_t
     config *next = NULL;
     config_errors errs = {0};
     log_notice("SIGHUP: reloading %s", path);
-    if (config_load(path, &next, &errs) < 0) {
+    char changed[256];
+    int r = config_load(path, &next, &errs);
+    if (r == 0) {
+        keep_restart_only(rt->cfg, next, changed, sizeof(changed));
+        r = check_config_outside(next, &errs);
+    }
+    if (r < 0) {
         for (size_t i = 0; i < errs.n; i++)
             log_error("Reload refused, %s: %s", path, errs.items[i]);
+        if (errs.n == 0)
+            log_error("Reload refused, %s: %s", path, strerror(-r));
         config_errors_clear(&errs);
+        config_free(next);
         log_warn("Still running with the previous config (fingerprint %s)", rt->cfg->fingerprint);
         return;
     }
-    char changed[256];
-    keep_restart_only(rt->cfg, next, changed, sizeof(changed));
     if (changed[0])
         log_warn("Reload: %s changed; that takes effect at the next restart (keeping the "
                  "running value)", changed);
@@ -404,9 +431,12 @@ int main(int argc, char **argv)
 
     config *cfg = NULL;
     config_errors errs = {0};
-    if (config_load(path, &cfg, &errs) < 0) {
+    if (config_load(path, &cfg, &errs) < 0 || check_config_outside(cfg, &errs) < 0) {
         int rc = print_config_errors(path, &errs);
+        if (errs.n == 0)
+            fprintf(stderr, "%s: out of memory\n", path);
         config_errors_clear(&errs);
+        config_free(cfg);
         return rc;
     }
     if (check_only) {

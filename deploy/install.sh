@@ -13,7 +13,8 @@
 #   4. installs deploy/lambdad.service as
 #      /usr/local/lib/systemd/system/lambdad.service;
 #   5. copies deploy/lambdad.json to /etc/lambdad/lambdad.json, root:lambdad
-#      mode 0640, ONLY if that file does not exist yet, and checks it;
+#      mode 0640, ONLY if that file does not exist yet, makes the state
+#      directory /var/lib/lambdad (lambdad, 0700) and checks the config;
 #   6. runs systemctl daemon-reload.
 # It never enables, starts or restarts the service, never deletes a file and
 # never overwrites /etc/lambdad: running it again reinstalls the same files.
@@ -111,7 +112,22 @@ else
   [ -n "$DESTDIR" ] || owner=(-o root -g lambdad)
   run $SUDO install -m 0640 "${owner[@]}" "$REPO/deploy/lambdad.json" "$DESTDIR$conf"
 fi
-if ! run $SUDO "$DESTDIR$PREFIX/bin/lambdad" -c "$DESTDIR$conf" --check-config; then
+# The state directory (archive.path's), as StateDirectory= makes it at every
+# start: made now so that --check-config, which checks that the archive can
+# be created there, passes before the first start.
+state=/var/lib/lambdad
+if [ -n "$DESTDIR" ]; then
+  run install -d -m 0700 "$DESTDIR$state"
+  # The config names the target's paths: check it with the state directory
+  # mapped into DESTDIR.
+  echo "checking $conf with $state/ read as $DESTDIR$state/:"
+  check() { sed "s|\"$state/|\"$DESTDIR$state/|g" "$DESTDIR$conf" |
+              "$DESTDIR$PREFIX/bin/lambdad" -c /dev/stdin --check-config; }
+else
+  run $SUDO install -d -m 0700 -o lambdad -g lambdad "$state"
+  check() { run $SUDO "$PREFIX/bin/lambdad" -c "$conf" --check-config; }
+fi
+if ! check; then
   echo "warning: $conf has problems (above); fix them before starting lambdad" >&2
 fi
 

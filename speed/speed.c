@@ -26,6 +26,7 @@
 #include "core/failpoint.h"
 #include "core/metrics.h"
 #include "speed/speed_int.h"
+#include "speed/kafka_conf.h"
 
 METRIC_COUNTER(m_rejects, "lambdad_rejects_total",
                "Messages rejected (stored in the archive's rejects table), by topic and reason.",
@@ -615,40 +616,16 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
     log_warn("Kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char **errmsg)
-{
-    char err[512];
-    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        *errmsg = str_printf("kafka option '%s': %s", k, err);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 static int create_consumer(speed *s, char **errmsg)
 {
-    const config *cfg = s->cfg;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    int r = 0;
-    /* Our defaults first, then the user's kafka.options override them. */
-    static const char *const defaults[][2] = {
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"enable.partition.eof", "false"},
-        {"auto.offset.reset", "earliest"},    /* archived offset gone: resume at the oldest */
-        {"queued.min.messages", "1000000"},   /* 4x faster backlog reads (DESIGN.md) */
-        {"client.id", "lambdad"},
-    };
-    for (size_t i = 0; r == 0 && i < sizeof(defaults) / sizeof(defaults[0]); i++)
-        r = conf_set(conf, defaults[i][0], defaults[i][1], errmsg);
-    if (r == 0)
-        r = conf_set(conf, "bootstrap.servers", cfg->brokers, errmsg);
-    if (r == 0)
-        r = conf_set(conf, "group.id", cfg->group_id, errmsg);
-    for (size_t i = 0; r == 0 && i < cfg->noptions; i++)
-        r = conf_set(conf, cfg->options[i].key, cfg->options[i].value, errmsg);
+    rd_kafka_conf_t *conf = NULL;
+    config_errors errs = {0};
+    int r = kafka_conf_build(s->cfg, &conf, &errs);
     if (r < 0) {
-        rd_kafka_conf_destroy(conf);
+        /* the daemon checked the config before starting: this is rare */
+        *errmsg = errs.n ? str_printf("%s%s", errs.items[0], errs.n > 1 ? " (and more)" : "")
+                         : NULL;
+        config_errors_clear(&errs);
         return r;
     }
     rd_kafka_conf_set_log_cb(conf, kafka_log_cb);

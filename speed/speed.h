@@ -16,6 +16,12 @@
 
 typedef struct speed speed;
 
+/* Checks what config_load cannot: that librdkafka takes kafka.brokers,
+ * kafka.group_id and every kafka.options entry (on a scratch
+ * configuration; nothing is contacted). 0, or -EINVAL with each refusal
+ * appended to errs under its JSON path, or -ENOMEM. */
+int speed_check_config(const config *cfg, config_errors *errs);
+
 /* Creates the speed layer for cfg and the views' state vs (both borrowed;
  * they must outlive it). Takes ownership of the archive writer w, also on
  * failure. Does not contact Kafka yet. */

@@ -47,10 +47,14 @@ class CliTest(unittest.TestCase):
 
     def test_check_config_examples_pass(self):
         for rel in ("config/lambdad.example.json", "deploy/lambdad.json"):
-            path = os.path.join(SRC, rel)
+            # with the archive where this test may create it
+            with open(os.path.join(SRC, rel)) as f:
+                text = f.read().replace('"/var/lib/lambdad/', '"%s/' % self.wd.path)
+            path = self.write(os.path.basename(rel), text)
             r = run("-c", path, "--check-config")
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertTrue(r.stdout.startswith(path + ": OK ("), r.stdout)
+            self.assertEqual([n for n in os.listdir(self.wd.path) if n.startswith("archive")], [])
 
     def test_check_config_reports_every_problem(self):
         path = self.write("bad.json", {
@@ -97,14 +101,67 @@ class CliTest(unittest.TestCase):
             "views": [{"name": "v", "stream": "s", "metrics": [{"name": "n", "type": "count"}]}],
         }
 
-    def test_archive_in_missing_directory_fails_clearly(self):
+    def check_fails(self, cfg, problems, *args):
+        """lambdad -c <cfg> [args]: exit 1 with exactly these problems."""
+        path = self.write("c.json", cfg)
+        r = run("-c", path, *args)
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertEqual(r.stderr, "".join("%s: %s\n" % (path, p) for p in problems))
+
+    def test_kafka_options_librdkafka_refuses(self):
         cfg = self.base_config()
-        cfg["archive"]["path"] = self.wd.file("no/such/dir/a.db")
-        r = run("-c", self.write("c.json", cfg))
-        self.assertEqual(r.returncode, 1)
-        errors = [l for l in r.stderr.splitlines() if " ERROR " in l]
-        self.assertEqual(len(errors), 1, r.stderr)
-        self.assertIn("Failed to open archive %s" % cfg["archive"]["path"], errors[0])
+        cfg["kafka"]["options"] = {"fetch.wait.max.msx": 5, "fetch.wait.max.ms": "soon",
+                                   "queued.min.messages": 10, "debug": "nope",
+                                   "api.version.request": "maybe"}
+        problems = [
+            'kafka.options["fetch.wait.max.msx"]: No such configuration property: '
+            '"fetch.wait.max.msx"',
+            'kafka.options["fetch.wait.max.ms"]: Invalid value for configuration property '
+            '"fetch.wait.max.ms"',
+            'kafka.options.debug: Invalid value "nope" for configuration property "debug"',
+            'kafka.options["api.version.request"]: Expected bool value for '
+            '"api.version.request": true or false',
+        ]
+        self.check_fails(cfg, problems, "--check-config")
+        # the start refuses them too, before creating anything
+        self.check_fails(cfg, problems)
+        self.assertEqual(sorted(os.listdir(self.wd.path)), ["c.json"])
+
+    def test_archive_path_that_cannot_be_created(self):
+        os.mkdir(self.wd.file("dir.db"))
+        os.mkdir(self.wd.file("ro"), 0o555)
+        open(self.wd.file("file"), "w").close()
+        cases = [
+            ("no/such/a.db", "cannot create {d}/no/such/a.db: directory {d}/no/such does not exist"),
+            ("file/a.db", "cannot create {d}/file/a.db: {d}/file is not a directory"),
+            ("dir.db", "cannot open {d}/dir.db: it is a directory"),
+        ]
+        for rel, why in cases:
+            cfg = self.base_config()
+            cfg["archive"]["path"] = self.wd.file(rel)
+            problem = "archive.path: " + why.format(d=self.wd.path)
+            self.check_fails(cfg, [problem], "--check-config")
+            self.check_fails(cfg, [problem])   # and the start, before anything
+        # a directory lambdad may not write to; root may write anywhere, so
+        # as root the check runs as nobody
+        cfg = self.base_config()
+        cfg["archive"]["path"] = self.wd.file("ro/a.db")
+        path = self.write("c.json", cfg)
+        user = None
+        if os.geteuid() == 0:
+            user = 65534
+            os.chmod(self.wd.path, 0o755)
+            os.chmod(path, 0o644)
+        r = subprocess.run([LAMBDAD, "-c", path, "--check-config"], capture_output=True,
+                           text=True, timeout=30, user=user)
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertEqual(r.stderr, "%s: archive.path: cannot create %s: directory %s is not "
+                         "writable (Permission denied); the archive's -wal, -shm, -lock and "
+                         "-views files go there too\n" % (path, self.wd.file("ro/a.db"),
+                                                          self.wd.file("ro")))
+        # nothing was created anywhere
+        self.assertEqual(sorted(os.listdir(self.wd.path)), ["c.json", "dir.db", "file", "ro"])
+        self.assertEqual(os.listdir(self.wd.file("ro")) + os.listdir(self.wd.file("dir.db")), [])
 
     def test_port_in_use_fails_clearly(self):
         with socket.socket() as s:

@@ -119,7 +119,7 @@ class ConfigTest(unittest.TestCase):
             self.assertEqual(len(re.findall(r'^    ("auth"|"tls"|"cors_origin"):', on, re.M)), 3)
             conf = os.path.join(tmp, "lambdad.json")
             with open(conf, "w") as f:
-                f.write(on.replace("/etc/lambdad/", tmp + "/"))
+                f.write(on.replace("/etc/lambdad/", tmp + "/").replace("/var/lib/lambdad/", tmp + "/"))
             r = subprocess.run([LAMBDAD, "-c", conf, "--check-config"], capture_output=True,
                                text=True, timeout=60)
             self.assertEqual((r.returncode, r.stdout, r.stderr),
@@ -164,7 +164,10 @@ class InstallTest(unittest.TestCase):
         with open(os.path.join(DEPLOY, "lambdad.json")) as f:
             self.assertEqual(self.read(conf), f.read())
         self.assertEqual(os.stat(self.path(conf)).st_mode & 0o777, 0o640)
-        self.assertIn("%s: OK (1 stream(s), 3 view(s))" % self.path(conf), out)
+        # checked with the state directory, made by install.sh, mapped into DESTDIR
+        self.assertIn("checking %s with /var/lib/lambdad/ read as %s/:\n/dev/stdin: OK "
+                      "(1 stream(s), 3 view(s))\n" % (conf, self.path("/var/lib/lambdad")), out)
+        self.assertEqual(os.stat(self.path("/var/lib/lambdad")).st_mode & 0o777, 0o700)
         self.assertIn("sudo systemctl enable --now lambdad", out)
         self.assertNotIn("systemctl daemon-reload", out)   # no systemd under --destdir
 

@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import GEN, Daemon, Devbroker, Workdir, produce, spawn  # noqa: E402
+from harness import GEN, Daemon, Devbroker, Workdir, produce, spawn, wait_until  # noqa: E402
 from model import expected  # noqa: E402
 
 STREAM = {"name": "pageviews", "topic": "pageviews", "time_field": "ts", "time_format": "epoch_s"}
@@ -40,7 +40,8 @@ class LifecycleTest(unittest.TestCase):
         produce(self.broker.bootstrap, "pageviews", events(500))
         self.d.wait_archived(500)
         self.broker.stop()
-        time.sleep(1)
+        wait_until(lambda: "Kafka: _ALL_BROKERS_DOWN" in self.d.logtext(), 30,
+                   "lambdad to see every broker down")
         t0 = time.monotonic()
         self.assertEqual(self.d.stop(timeout=20), 0)
         took = time.monotonic() - t0
@@ -85,7 +86,11 @@ class LifecycleTest(unittest.TestCase):
                      "1763892000", "--dump", dump, "--quiet"], stderr=subprocess.PIPE)
         try:
             for _ in range(3):
-                time.sleep(0.5)
+                # stop once this run archived something (so mid-ingestion
+                # while the generator runs), or the generator is done
+                before = self.d.status()["archive"]["events"]
+                wait_until(lambda: self.d.status()["archive"]["events"] > before
+                           or gen.poll() is not None, 60, "ingestion to go on")
                 self.assertEqual(self.d.stop(), 0)
                 self.d.start()
             _, err = gen.communicate(timeout=120)

@@ -102,9 +102,18 @@ class SystemdTest(unittest.TestCase):
         wait_until(lambda: "Reload refused" in self.d.logtext(), 10, "the refusal")
         self.assertIn("views[0].stream: unknown stream 'nope'", self.d.logtext())
         self.assertEqual(self.d.query("by_country", granularity="all")["rows"][0]["metrics"]["n"], 3000)
+        # so is an option librdkafka does not know, before anything is stopped
+        self.d.rewrite_config(views=good_cfg["views"],
+                              kafka=dict(good_cfg["kafka"], options={"fetch.wait.max.msx": 5}))
+        self.d.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.d.logtext().count("Reload refused") == 2, 10, "the refusal")
+        self.assertIn('Reload refused, %s: kafka.options["fetch.wait.max.msx"]: No such '
+                      'configuration property: "fetch.wait.max.msx"' % self.d.config_path,
+                      self.d.logtext())
+        self.assertEqual(self.d.query("by_country", granularity="all")["rows"][0]["metrics"]["n"], 3000)
 
         # a new view, and a changed archive path that needs a restart
-        self.d.rewrite_config(views=[BY_COUNTRY, BY_PAGE],
+        self.d.rewrite_config(views=[BY_COUNTRY, BY_PAGE], kafka=good_cfg["kafka"],
                               archive=dict(good_cfg["archive"], path=self.wd.file("elsewhere.db")))
         self.d.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "Reloaded" in self.d.logtext(), 20, "the reload")

@@ -526,6 +526,38 @@ static void test_syntax_and_comments(void)
     config_free(c);
 }
 
+/* {"streams":[[...]]}: levels of nesting in all, the root object included. */
+static char *nested_config(size_t levels)
+{
+    size_t n = levels - 1;
+    char *t = malloc(16 + 2 * n);
+    if (!t)
+        return NULL;
+    char *o = t + sprintf(t, "{\"streams\":");
+    memset(o, '[', n);
+    memset(o + n, ']', n);
+    strcpy(o + 2 * n, "}");
+    return t;
+}
+
+/* jansson parses 2048 levels (JSON_PARSER_MAX_DEPTH, compiled in); the
+ * error names the limit. */
+static void test_depth(void)
+{
+    char *t = nested_config(2048);
+    if (t)
+        EXPECT_ERRORS(t, "streams[0]: must be an object", "views: required");
+    free(t);
+    t = nested_config(2049);
+    if (t)
+        EXPECT_ERRORS(t, "line 1, column 2059: nested deeper than 2048 levels");
+    free(t);
+    t = nested_config(10000);
+    if (t)
+        EXPECT_ERRORS(t, "line 1, column 2059: nested deeper than 2048 levels");
+    free(t);
+}
+
 static void test_many_problems(void)
 {
     EXPECT_ERRORS("{\"kafka\":{\"brokerz\":\"x\",\"start\":\"now\"},\"archive\":{\"commit_interval_ms\":0},"
@@ -885,6 +917,88 @@ static void test_resolution(void)
     config_free(c);
 }
 
+/* A config of n views over three streams: view i reads stream s<i%3>,
+ * groups by "page" and sums its own field f<i>; names[k] / streams[k]
+ * replace view k's name / stream when set (k < 2). */
+static char *many_views(size_t n, const size_t *at, const char *const *names,
+                        const char *const *streams)
+{
+    size_t cap = 128 + n * 160, len = 0;
+    char *t = malloc(cap);
+    if (!t)
+        return NULL;
+    len += (size_t)snprintf(t + len, cap - len, "{\"streams\":[");
+    for (int k = 0; k < 3; k++)
+        len += (size_t)snprintf(t + len, cap - len, "%s{\"name\":\"s%d\",\"topic\":\"t%d\","
+                                "\"time_field\":\"ts\"}", k ? "," : "", k, k);
+    len += (size_t)snprintf(t + len, cap - len, "],\"views\":[");
+    for (size_t i = 0; i < n; i++) {
+        char name[32], stream[32];
+        snprintf(name, sizeof(name), "v%zu", i);
+        snprintf(stream, sizeof(stream), "s%zu", i % 3);
+        for (int k = 0; k < 2; k++) {
+            if (at[k] == i && names[k])
+                snprintf(name, sizeof(name), "%s", names[k]);
+            if (at[k] == i && streams[k])
+                snprintf(stream, sizeof(stream), "%s", streams[k]);
+        }
+        len += (size_t)snprintf(t + len, cap - len,
+                                "%s{\"name\":\"%s\",\"stream\":\"%s\",\"dimensions\":[\"page\"],"
+                                "\"metrics\":[{\"name\":\"n\",\"type\":\"count\"},"
+                                "{\"name\":\"b\",\"type\":\"sum\",\"field\":\"f%zu\"}]}",
+                                i ? "," : "", name, stream, i);
+    }
+    snprintf(t + len, cap - len, "]}");
+    return t;
+}
+
+/* 60k views: checked right (names, streams and fields are looked up in
+ * maps, not by comparing every pair: this took 12 s before). */
+static void test_many_views(void)
+{
+    enum { N = 60000 };
+    size_t none[2] = {SIZE_MAX, SIZE_MAX};
+    char *text = many_views(N, none, (const char *const[]){NULL, NULL},
+                            (const char *const[]){NULL, NULL});
+    config *c = text ? LOAD_OK(text) : NULL;
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_INT(c->nviews, N);
+        for (int k = 0; k < 3; k++) {
+            /* "page", then one field per view of the stream, in order */
+            CHECK_INT(c->streams[k].nfields, 1 + N / 3);
+            CHECK_STR(c->streams[k].fields[0], "page");
+        }
+        size_t bad = 0;
+        for (size_t i = 0; i < N; i++) {
+            const view_def *v = &c->views[i];
+            char f[32];
+            snprintf(f, sizeof(f), "f%zu", i);
+            const stream_def *s = &c->streams[i % 3];
+            if (v->stream_idx != i % 3 || v->dim_idx[0] != 0 ||
+                v->metrics[1].field_idx != (int)(1 + i / 3) ||
+                strcmp(s->fields[v->metrics[1].field_idx], f) != 0)
+                bad++;
+        }
+        CHECK_INT(bad, 0);
+        size_t idx = 0;
+        CHECK(config_find_view(c, "v59999", &idx) == &c->views[N - 1]);
+        CHECK_INT(idx, N - 1);
+    }
+    config_free(c);
+    free(text);
+
+    /* a duplicate name and an unknown stream far apart are both found
+     * (in fewer views: the sanitizer build loads slowly) */
+    size_t at[2] = {4000, 5999};
+    text = many_views(6000, at, (const char *const[]){NULL, "v1234"},
+                      (const char *const[]){"nope", "s1"});
+    if (text)
+        EXPECT_ERRORS(text, "views[4000].stream: unknown stream 'nope'",
+                      "views[5999].name: duplicate view name 'v1234' (also views[1234])");
+    free(text);
+}
+
 /* Fingerprints of views a and b and of the whole config. */
 typedef struct {
     char a[17], b[17], all[17];
@@ -1137,8 +1251,10 @@ int main(void)
     test_serving();
     test_syntax_and_comments();
     test_many_problems();
+    test_depth();
     test_files();
     test_resolution();
+    test_many_views();
     test_fingerprints();
     test_defs_names();
     test_examples();

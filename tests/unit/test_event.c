@@ -300,7 +300,7 @@ static void test_depth(void)
     CHECK_INT(vals[4].len, 2 * 511);
     free(ok);
     char *deep = nest(512, "{\"ts\":1,\"x\":", "}");
-    REJECT(&s_epoch_s, deep, REJECT_INVALID_JSON, "nested too deeply at byte 523");
+    REJECT(&s_epoch_s, deep, REJECT_INVALID_JSON, "nested deeper than 512 levels at byte 523");
     free(deep);
     /* Objects count too. */
     char obj[4096] = "{\"ts\":1,\"x\":";
@@ -314,14 +314,14 @@ static void test_depth(void)
     REJECT(&s_epoch_s, top, REJECT_NOT_OBJECT, "top-level value is an array");
     free(top);
     top = nest(513, "", "");
-    REJECT(&s_epoch_s, top, REJECT_INVALID_JSON, "nested too deeply at byte 512");
+    REJECT(&s_epoch_s, top, REJECT_INVALID_JSON, "nested deeper than 512 levels at byte 512");
     free(top);
     /* A million opening brackets: an error, not a stack overflow. */
     size_t n = 1000000;
     char *huge = malloc(n);
     memset(huge, '[', n);
     CHECK_INT(decode_n(&s_epoch_s, huge, n, -1), -EINVAL);
-    CHECK_STR(detail, "nested too deeply at byte 512");
+    CHECK_STR(detail, "nested deeper than 512 levels at byte 512");
     huge[0] = '{';
     CHECK_INT(decode_n(&s_epoch_s, huge, n, -1), -EINVAL);
     CHECK_STR(detail, "unexpected character '[' at byte 1");
