@@ -200,6 +200,11 @@ fail:
     return r;
 }
 
+int config_load_buffer(const char *text, size_t len, config **out, config_errors *errs)
+{
+    return load_text(text, len, out, errs);
+}
+
 int config_load_string(const char *text, config **out, config_errors *errs)
 {
     return load_text(text, strlen(text), out, errs);

@@ -96,7 +96,9 @@ typedef struct {
  * config_free). On any problem returns -EINVAL (or -errno when the file
  * cannot be read, or -ENOMEM) and fills errs with every problem found. */
 int config_load(const char *path, config **out, config_errors *errs);
-/* Same, from a JSON text in memory (tests). */
+/* Same, from a JSON text in memory (tests): len bytes that, like a
+ * file's, may hold NUL bytes; or a NUL-terminated string. */
+int config_load_buffer(const char *text, size_t len, config **out, config_errors *errs);
 int config_load_string(const char *text, config **out, config_errors *errs);
 void config_free(config *c);               /* accepts NULL */
 void config_errors_clear(config_errors *e);

@@ -36,9 +36,12 @@ void bw_f64(bytes_w *w, double v);              /* the double's bits as bw_u64 *
  * values take no plane at all. */
 void bw_ints(bytes_w *w, const int64_t *v, size_t n, unsigned min_width);
 
+/* p may be NULL when len is 0 (NULL + 0 is undefined in C, so it is
+ * not computed). */
 static inline bytes_r br_init(const void *p, size_t len)
 {
-    return (bytes_r){.p = p, .end = (const unsigned char *)p + len, .bad = false};
+    const unsigned char *b = p;
+    return (bytes_r){.p = b, .end = len ? b + len : b, .bad = false};
 }
 uint64_t br_varint(bytes_r *r);
 int64_t br_svarint(bytes_r *r);

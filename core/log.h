@@ -15,7 +15,8 @@ void log_init(const char *ident, int max_level);
 void log_set_level(int max_level);
 int log_level(void);
 __attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, ...);
-void log_vmsg(int level, const char *fmt, va_list ap);
+void log_vmsg(int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* For lines a library repeats in bursts (librdkafka while a broker is down,
  * libmicrohttpd refusing connections): true when a line of the same source

@@ -644,6 +644,14 @@ static int64_t bucket_at(const seg_info *in, gran_t u, int64_t t)
     return u == GRAN_ALL ? in->part_start : gran_floor(u, t);
 }
 
+/* Buckets level_usable checks one by one, at most: a month partition has
+ * 744 hours, but a header may describe any partition up to 2^41 s long
+ * with minute buckets (segment.h: a reader accepts any sequence of
+ * levels), and checking billions of them would hang the query. Beyond
+ * the cap the level counts as unusable: a finer one, in the end level 0,
+ * answers the same. */
+#define PICK_MAX_BUCKETS 65536
+
 static bool level_usable(const seg_info *in, size_t l,
                          int64_t (*qfloor)(int64_t ts, const void *ud), const void *ud,
                          int64_t from, int64_t to, bool edges_only)
@@ -659,9 +667,10 @@ static bool level_usable(const seg_info *in, size_t l,
         return u != GRAN_ALL || bucket_ok(in, u, ps, qfloor, ud, from, to);
     }
     int64_t lo = from > ps ? from : ps, hi = to < pe ? to : pe;
+    size_t checked = 0;
     for (int64_t b = lo < hi ? bucket_at(in, u, lo) : pe; b < hi;
          b = u == GRAN_ALL ? pe : gran_next(u, b))
-        if (!bucket_ok(in, u, b, qfloor, ud, from, to))
+        if (++checked > PICK_MAX_BUCKETS || !bucket_ok(in, u, b, qfloor, ud, from, to))
             return false;
     return true;
 }

@@ -298,7 +298,9 @@ dimval seg_dict_value(const segment *s, size_t dim, uint32_t id);
  * those inside in one answer bucket. Level 0 is always usable. Checks
  * each bucket of a level that the range touches (a day partition has 24
  * hours, a month 744), so it holds for any answer buckets: time zones,
- * multiples such as 15m or 7d. INT64_MIN / INT64_MAX for an open end. */
+ * multiples such as 15m or 7d. INT64_MIN / INT64_MAX for an open end.
+ * A level with more than 65536 buckets in the range (never one a v1
+ * writer emits) is not checked but passed over. */
 size_t seg_info_pick_level_fn(const seg_info *info,
                               int64_t (*qfloor)(int64_t ts, const void *ud), const void *ud,
                               int64_t from, int64_t to);

@@ -12,6 +12,7 @@ PKGS=(
   prometheus openssl                             # promtool and a test certificate (tests/e2e/test_ops_http.py)
   wrk                                            # bench/run's query benchmark
   systemd                                        # systemd-analyze, systemd-sysusers (tests/e2e/test_deploy.py)
+  clang libclang-rt-14-dev                       # the fuzzing build: clang 14 and its libFuzzer/ASan/UBSan runtimes (scripts/fuzz.sh)
   "$@"                                           # extra packages a caller needs (bench/deps.sh)
 )
 

@@ -546,6 +546,7 @@ static void on_connection(void *cls, struct MHD_Connection *con, void **socket_c
  * too): a burst of refusals is one line per 10 s with a count, and the
  * refusals by limit are counted exactly in
  * lambdad_http_connections_refused_total. */
+__attribute__((format(printf, 2, 0)))
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];

@@ -52,12 +52,14 @@ struct qcache {
     node **buckets;
     size_t nbuckets;             /* a power of two */
     size_t nnodes;
-    node lru;                    /* sentinel: lru.next most recent, lru.prev least */
     size_t budget, max_rows, bytes, entries, checked_out, waiters;
     int wait_ms;
     uint64_t next_ticket;
     uint64_t counts[3], evictions;
     uint64_t seed;               /* of the key hash */
+    /* sentinel: lru.next most recent, lru.prev least; last, as a node
+     * ends in its flexible key[] */
+    node lru;
 };
 
 /* Keys are the clients' query strings: hashed with a seed chosen at

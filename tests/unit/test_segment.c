@@ -639,6 +639,33 @@ static bool same_answer(vtable *a, vtable *b)
     return c.diff == 0;
 }
 
+/* A partition of 70000 hours (a reader accepts any length up to 2^41 s):
+ * the chooser checks at most 65536 buckets of a level, then passes the
+ * level over instead of walking them all (fuzz_segment found a header
+ * that made it walk billions). */
+static void test_pick_level_long_partition(void)
+{
+    int64_t H = 3600, ps = day_start(2026, 11, 23), pe = ps + 70000 * H;
+    agg_layout *c1 = layout_of(1, MT_COUNT);
+    vtable *t = vtable_new(2, c1);
+    event e = {.bucket = ps + 60, .d0 = 1, .d1 = 1, .v = 1};
+    apply(t, &e);
+    segment *s = build_decode(t, ps, pe, GRAN_MINUTE, NULL);
+    vtable_free(t);
+    free(c1);
+    if (!s)
+        return;
+    CHECK_INT(INFO(s)->nlevels, 3);
+    qbuckets days = {.gran = GRAN_DAY};
+    /* every hour of the range lies in one day: the hour level answers */
+    CHECK_INT(seg_info_pick_level_fn(INFO(s), qfloor_of, &days, ps, ps + 65536 * H), 1);
+    /* one hour more than the cap: level 0, which answers the same */
+    CHECK_INT(seg_info_pick_level_fn(INFO(s), qfloor_of, &days, ps, ps + 65537 * H), 0);
+    qbuckets all = {.gran = GRAN_ALL};
+    CHECK_INT(seg_info_pick_level_fn(INFO(s), qfloor_of, &all, ps, INT64_MAX), 2);
+    seg_free(s);
+}
+
 static void test_pick_level(void)
 {
     int64_t ps = day_start(2026, 11, 23), pe = ps + 86400, H = 3600;
@@ -1425,6 +1452,7 @@ int main(void)
     test_wide_ids();
     test_ranges();
     test_pick_level();
+    test_pick_level_long_partition();
     test_format();
     test_damage_cases();
     test_corruption_of(five, "5 metrics");
