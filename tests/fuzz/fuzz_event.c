@@ -25,13 +25,16 @@
 #include "core/vtable.h"
 #include "tests/fuzz/fuzz.h"
 
-static char *fields[] = {"page", "country", "bytes", "ms", "nested"};
-#define NFIELDS 5
+/* Top-level fields, and nested ones (dotted: read inside objects). */
+static char *fields[] = {"page", "country", "bytes", "ms", "nested", "geo.country", "a.b.c"};
+#define NFIELDS 7
+#define STREAM(n, tf, fmt) {.name = n, .topic = n, .time_field = tf, .tfmt = fmt, \
+                            .fields = fields, .nfields = NFIELDS}
 static stream_def streams[] = {
-    {"s", "s", "ts", TF_EPOCH_S, fields, NFIELDS},
-    {"ms", "ms", "ts", TF_EPOCH_MS, fields, NFIELDS},
-    {"rfc", "rfc", "time", TF_RFC3339, fields, NFIELDS},
-    {"k", "k", NULL, TF_KAFKA, fields, NFIELDS},
+    STREAM("s", "ts", TF_EPOCH_S),
+    STREAM("ms", "ts", TF_EPOCH_MS),
+    STREAM("rfc", "time", TF_RFC3339),
+    STREAM("k", NULL, TF_KAFKA),
 };
 #define KAFKA_STREAM 3
 
@@ -44,9 +47,11 @@ static metric_def metrics[] = {
     {.name = "hi", .type = MT_MAX, .field = "ms", .field_idx = 3},
     {.name = "avg", .type = MT_AVG, .field = "ms", .field_idx = 3},
     {.name = "odd", .type = MT_SUM, .field = "nested", .field_idx = 4},
+    {.name = "users", .type = MT_DISTINCT, .field = "geo.country", .field_idx = 5},
+    {.name = "lat", .type = MT_QUANTILES, .field = "a.b.c", .field_idx = 6},
 };
 static view_def view = {.name = "v", .stream = "s", .gran = GRAN_MINUTE, .dims = dims,
-                        .dim_idx = dim_idx, .ndims = 2, .metrics = metrics, .nmetrics = 6};
+                        .dim_idx = dim_idx, .ndims = 2, .metrics = metrics, .nmetrics = 8};
 
 static event_decoder *dec;
 
@@ -88,9 +93,27 @@ static bool same_value(const field_value *v, json_t *j)
     return ok;
 }
 
+/* What a dotted name reads in jansson's tree: NULL when a step is absent
+ * or not an object. */
+static json_t *jpath(json_t *root, const char *dotted)
+{
+    char part[64];
+    json_t *j = root;
+    for (const char *p = dotted; j;) {
+        size_t n = strcspn(p, ".");
+        memcpy(part, p, n);
+        part[n] = '\0';
+        j = json_is_object(j) ? json_object_get(j, part) : NULL;
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    return j;
+}
+
 static void differential(const char *buf, size_t len)
 {
-    field_value vals[NFIELDS];
+    field_value vals[NFIELDS + 1];
     const char *reason = NULL, *detail = NULL;
     int64_t ts;
     int r = event_decode(dec, &streams[KAFKA_STREAM], buf, len, 0, &ts, vals, &reason, &detail);
@@ -111,7 +134,7 @@ static void differential(const char *buf, size_t len)
     }
     if (j_ok && r == 0)
         for (size_t i = 0; i < NFIELDS; i++)
-            if (!same_value(&vals[i], json_object_get(root, fields[i]))) {
+            if (!same_value(&vals[i], jpath(root, fields[i]))) {
                 fprintf(stderr, "field '%s' (kind %d) differs from jansson\n", fields[i],
                         (int)vals[i].kind);
                 abort();
@@ -132,14 +155,14 @@ static int check_row(const vrow *row, void *ud)
         ops->encode(agg_cstate(l, row->cells, m), &w1);
         FUZZ_ASSERT(!w1.oom);
         bytes_r r = br_init(w1.p, w1.len);
-        ops->decode(st, &l->slot[m].params, &r);
+        FUZZ_ASSERT(ops->decode(st, &l->slot[m].params, &r) == 0);
         FUZZ_ASSERT(!r.bad && br_left(&r) == 0);
         ops->encode(st, &w2);
         FUZZ_ASSERT(w1.len == w2.len && memcmp(w1.p, w2.p, w1.len) == 0);
         jbuf b;
         jb_init(&b);
-        ops->render(agg_cstate(l, row->cells, m), &b);
-        ops->render(st, &b);
+        ops->render(agg_cstate(l, row->cells, m), &l->slot[m].params, &agg_render_default, &b);
+        ops->render(st, &l->slot[m].params, &agg_render_default, &b);
         FUZZ_ASSERT(!b.oom);
         jb_free(&b);
         if (ops->destroy)
@@ -161,7 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vtable *t = vtable_new(view.ndims, view.layout);
     FUZZ_ASSERT(t);
     for (size_t s = 0; s < sizeof(streams) / sizeof(streams[0]); s++) {
-        field_value vals[NFIELDS];
+        field_value vals[NFIELDS + 1];   /* and the event time */
         const char *reason = NULL, *detail = NULL;
         int64_t ts = 0;
         int r = event_decode(dec, &streams[s], buf, size, 1795428000123, &ts, vals, &reason,
@@ -171,7 +194,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_ASSERT(reason && detail);
             continue;
         }
-        FUZZ_ASSERT(event_apply(&view, t, ts, vals) == 0);
+        FUZZ_ASSERT(event_apply(&view, t, ts, vals, dec) == 0);
     }
     FUZZ_ASSERT(vtable_foreach(t, check_row, (void *)view.layout) == 0);
     vtable_free(t);

@@ -31,7 +31,8 @@
 
 #define MAX_METRICS 256
 
-static const metric_type cycle[5] = {MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG};
+static const metric_type cycle[7] = {MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG, MT_DISTINCT,
+                                     MT_QUANTILES};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) { return 0; }
 
@@ -148,7 +149,7 @@ static void walk(const segment *s, size_t ndims)
                     FUZZ_ASSERT(seg_row_id(s, lv, row, d) < seg_dict_size(s, d));
                 const void *st = seg_row_states(s, lv, row);
                 for (size_t m = 0; m < l->n; m++) {
-                    agg_value v = l->slot[m].ops->value(agg_cstate(l, st, m));
+                    agg_value v = agg_read(l, m, st, &agg_render_default);
                     FUZZ_ASSERT(v.kind == AV_NULL || v.kind == AV_INT || v.kind == AV_NUM);
                 }
             }
@@ -179,7 +180,7 @@ static void decode_all(const uint8_t *p, size_t len)
     size_t nm = in.nmetrics < MAX_METRICS ? in.nmetrics : MAX_METRICS;
     metric_def defs[MAX_METRICS];
     for (size_t m = 0; m < nm; m++)
-        defs[m] = (metric_def){.type = cycle[m % 5], .field_idx = m % 5 ? 0 : -1};
+        defs[m] = (metric_def){.type = cycle[m % 7], .field_idx = m % 7 ? 0 : -1};
     agg_layout *l = agg_layout_new(defs, NULL, nm);
     FUZZ_ASSERT(l);
     for (size_t lv = 0; lv < in.nlevels; lv++) {

@@ -46,10 +46,11 @@ static void write_mode(const char *target, const char *name, int mode, const voi
 /* The layout fuzz_segment uses for n metrics. */
 static agg_layout *cycle_layout(size_t n)
 {
-    static const metric_type cycle[5] = {MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG};
+    static const metric_type cycle[7] = {MT_COUNT, MT_SUM, MT_MIN, MT_MAX, MT_AVG, MT_DISTINCT,
+                                         MT_QUANTILES};
     metric_def defs[8];
     for (size_t m = 0; m < n; m++)
-        defs[m] = (metric_def){.type = cycle[m % 5], .field_idx = m % 5 ? 0 : -1};
+        defs[m] = (metric_def){.type = cycle[m % 7], .field_idx = m % 7 ? 0 : -1};
     return agg_layout_new(defs, NULL, n);
 }
 
