@@ -648,8 +648,10 @@ static void test_pick_level_long_partition(void)
     int64_t H = 3600, ps = day_start(2026, 11, 23), pe = ps + 70000 * H;
     agg_layout *c1 = layout_of(1, MT_COUNT);
     vtable *t = vtable_new(2, c1);
-    event e = {.bucket = ps + 60, .d0 = 1, .d1 = 1, .v = 1};
-    apply(t, &e);
+    for (int m = 1; m <= 4; m++) {   /* four minutes of one hour: the hour roll-up halves them */
+        event e = {.bucket = ps + 60 * m, .d0 = 1, .d1 = 1, .v = 1};
+        apply(t, &e);
+    }
     segment *s = build_decode(t, ps, pe, GRAN_MINUTE, NULL);
     vtable_free(t);
     free(c1);
