@@ -199,11 +199,11 @@ static int compile(const char *what, const char *src, resolve_ctx *rc, expr **ou
 
 /* The index of a dimension or metric field named name in an event's
  * values (pass 2), after adding raw names (pass 1). */
-static int field_slot(stream_def *s, strmap *known, const char *name, bool as_dim)
+static int field_slot(stream_def *s, strmap *known, const char *name, bool needs_text)
 {
     int d = derived_index(s, name, strlen(name), s->nderived);
     if (d >= 0) {
-        s->derived[d].as_dim |= as_dim;
+        s->derived[d].needs_text |= needs_text;
         return (int)s->nfields + d;
     }
     /* found in pass 2: added in pass 1 */
@@ -249,7 +249,7 @@ static int resolve_pass(stream_def *streams, size_t nstreams, view_def *views, s
             }
             if (md->type == MT_COUNT || !md->field)
                 continue;
-            int idx = field_slot(s, k, md->field, false);
+            int idx = field_slot(s, k, md->field, md->type == MT_DISTINCT);   /* distinct counts texts */
             if (idx < 0)
                 return idx;
             md->field_idx = idx;
@@ -380,7 +380,7 @@ int defs_resolve(stream_def *streams, size_t nstreams, view_def *views, size_t n
         for (size_t k = 0; k < s->nderived; k++) {
             expr_free(s->derived[k].expr);
             s->derived[k].expr = NULL;
-            s->derived[k].as_dim = false;
+            s->derived[k].needs_text = false;
         }
     }
     for (size_t i = 0; i < nviews; i++) {

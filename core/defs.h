@@ -35,7 +35,7 @@ typedef struct {
     char *name;
     char *src;        /* the expression as written */
     expr *expr;       /* compiled by defs_resolve() */
-    bool as_dim;      /* a view groups by it: a number needs its text too */
+    bool needs_text;  /* read as text (a dimension, a distinct): a number needs its text too */
 } derived_field;
 
 typedef struct {

@@ -634,7 +634,7 @@ static int derive(event_decoder *d, stream_cache *c, const stream_def *s, int64_
             break;
         case EV_NUM:
             *v = (field_value){FV_NUMBER, c->numtext[k], 0, r.num};
-            if (f->as_dim)   /* its text is what a dimension keeps */
+            if (f->needs_text)   /* what a dimension keeps and a distinct counts */
                 v->len = str_number(r.num, c->numtext[k]);
             break;
         default: *v = (field_value){FV_NULL, "null", 4, 0}; break;

@@ -113,7 +113,9 @@ static void test_derived_nested_and_where(void)
         "             {\"name\":\"kb\",\"type\":\"sum\",\"field\":\"kb\"},"
         "             {\"name\":\"big_kb\",\"type\":\"sum\",\"field\":\"kb\",\"where\":\"kb >= 2 and geo.city like 'B%'\"}]},"
         " {\"name\":\"w\",\"stream\":\"web\",\"dimensions\":[\"label\"],"
-        "  \"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]}]}");
+        "  \"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]},"
+        " {\"name\":\"x\",\"stream\":\"web\",\"granularity\":\"day\","
+        "  \"metrics\":[{\"name\":\"kb_values\",\"type\":\"distinct\",\"field\":\"kb\"}]}]}");
     if (!c)
         return;
     const stream_def *s = &c->streams[0];
@@ -123,6 +125,7 @@ static void test_derived_nested_and_where(void)
     const view_def *v = &c->views[0];
     vtable *t = vtable_new(v->ndims, v->layout);
     vtable *tw = vtable_new(c->views[1].ndims, c->views[1].layout);
+    vtable *tx = vtable_new(c->views[2].ndims, c->views[2].layout);
     event_decoder *dec = event_decoder_new();
     field_value vals[32];
     const char *events[] = {
@@ -148,6 +151,7 @@ static void test_derived_nested_and_where(void)
         if (r == 0) {
             CHECK_INT(event_apply(v, t, ts, vals, dec), 0);
             CHECK_INT(event_apply(&c->views[1], tw, ts, vals, dec), 0);
+            CHECK_INT(event_apply(&c->views[2], tx, ts, vals, dec), 0);
         }
     }
     /* day 1763856000; hours 10 and 11 UTC */
@@ -166,9 +170,12 @@ static void test_derived_nested_and_where(void)
               "1763895600|BLOG-FR|1\n"
               "1763895600|SHOP-{\"code\":\"DE\"}|1\n"
               "1763895600|SHOP-|1\n");
+    /* distinct counts a derived number by its text: 4, 1, 3 and 2 (twice) */
+    CHECK_STR(render_table(&c->views[2], tx), "1763856000|4\n");
     event_decoder_free(dec);
     vtable_free(t);
     vtable_free(tw);
+    vtable_free(tx);
     config_free(c);
 }
 
