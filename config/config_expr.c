@@ -17,27 +17,41 @@
 
 #define MAX_DERIVED 64
 
-/* The names an expression uses (any name is a field the events may have). */
+/* A derived field may use raw fields and the derived fields before it, so
+ * they are computed in one pass with no cycles: the compile of derived
+ * field number self notes the first name it uses that is itself or one
+ * defined after it (any other name is a field the events may have). */
 typedef struct {
-    const char *names[64];
-    size_t lens[64], n;
-} used_names;
+    json_t *fields;   /* the stream's "fields" object */
+    size_t self;
+    const char *bad;  /* the first such name (a key of fields), or NULL */
+    bool bad_is_self;
+} order_check;
 
 static int accept_any(void *ud, const char *name, size_t len, expr_type *type)
 {
     (void)type;
-    used_names *u = ud;
-    if (u && u->n < sizeof(u->names) / sizeof(u->names[0])) {
-        u->names[u->n] = name;
-        u->lens[u->n++] = len;
+    order_check *oc = ud;
+    if (!oc || oc->bad)
+        return 0;
+    size_t j = 0;
+    const char *other;
+    json_t *ignored;
+    json_object_foreach(oc->fields, other, ignored) {
+        (void)ignored;
+        if (j++ >= oc->self && strlen(other) == len && memcmp(other, name, len) == 0) {
+            oc->bad = other;
+            oc->bad_is_self = j - 1 == oc->self;
+            break;
+        }
     }
     return 0;
 }
 
 /* Compiles src, reporting its errors at path; NULL if it does not compile. */
-static expr *compile_at(cfg_ctx *ctx, const char *path, const char *src, used_names *u)
+static expr *compile_at(cfg_ctx *ctx, const char *path, const char *src, order_check *oc)
 {
-    expr_resolver r = {accept_any, u};
+    expr_resolver r = {accept_any, oc};
     expr *e = NULL;
     char *err = NULL;
     int rv = expr_compile(src, &r, &e, &err);
@@ -96,27 +110,13 @@ void cfg_check_derived(cfg_ctx *ctx, const char *path, json_t *v, void *target)
             free(kpath);
             continue;
         }
-        used_names u = {.n = 0};
-        expr *e = compile_at(ctx, kpath, json_string_value(src), &u);
-        /* A derived field may use raw fields and the derived fields before
-         * it, so they are computed in one pass with no cycles. */
-        for (size_t i = 0; e && i < u.n; i++) {
-            size_t j = 0;
-            const char *other;
-            json_t *ignored;
-            json_object_foreach(v, other, ignored) {
-                (void)ignored;
-                if (j++ < k - 1 || strlen(other) != u.lens[i] ||
-                    memcmp(other, u.names[i], u.lens[i]) != 0)
-                    continue;
-                if (j == k)
-                    cfg_err(ctx, kpath, "uses itself");
-                else
-                    cfg_err(ctx, kpath, "uses '%s', which is derived after it (a derived field "
-                            "can use raw fields and the derived fields before it)", other);
-                break;
-            }
-        }
+        order_check oc = {.fields = v, .self = k - 1};
+        expr *e = compile_at(ctx, kpath, json_string_value(src), &oc);
+        if (e && oc.bad_is_self)
+            cfg_err(ctx, kpath, "uses itself");
+        else if (e && oc.bad)
+            cfg_err(ctx, kpath, "uses '%s', which is derived after it (a derived field "
+                    "can use raw fields and the derived fields before it)", oc.bad);
         expr_free(e);
         f->name = cfg_strdup(ctx, name);
         f->src = cfg_strdup(ctx, json_string_value(src));

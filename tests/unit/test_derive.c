@@ -184,12 +184,21 @@ static void test_config_errors(void)
     const char *views = ",\"views\":[{\"name\":\"v\",\"stream\":\"web\",\"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]}]}";
     char buf[2048];
 #define WITH_FIELDS(f) (snprintf(buf, sizeof(buf), "{" STREAM_HEAD "\"fields\":" f "}]%s", views), buf)
+#define WITH_FIELDS_TEXT(f) (snprintf(buf, sizeof(buf), "{" STREAM_HEAD "\"fields\":%s}]%s", f, views), buf)
     EXPECT_ERROR(WITH_FIELDS("{\"a\":\"lowr(page)\"}"),
                  "streams[0].fields.a: unknown function 'lowr' at 1:1");
     EXPECT_ERROR(WITH_FIELDS("{\"a\":\"b + 1\",\"b\":\"2\"}"),
                  "streams[0].fields.a: uses 'b', which is derived after it (a derived field can "
                  "use raw fields and the derived fields before it)");
     EXPECT_ERROR(WITH_FIELDS("{\"a\":\"a + 1\"}"), "streams[0].fields.a: uses itself");
+    /* however many names come before the one that breaks the order */
+    char many[1024] = "{\"a\":\"";
+    for (int i = 0; i < 80; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "f%d + ", i);
+    strcat(many, "b\",\"b\":\"1\"}");
+    EXPECT_ERROR(WITH_FIELDS_TEXT(many),
+                 "streams[0].fields.a: uses 'b', which is derived after it (a derived field can "
+                 "use raw fields and the derived fields before it)");
     EXPECT_ERROR(WITH_FIELDS("{\"1a\":\"1\"}"),
                  "streams[0].fields[\"1a\"]: a derived field's name must be 1..64 letters, digits "
                  "or '_', not starting with a digit");
