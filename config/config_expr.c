@@ -15,8 +15,6 @@
 
 #include "core/expr.h"
 
-#define MAX_DERIVED 64
-
 /* A derived field may use raw fields and the derived fields before it, so
  * they are computed in one pass with no cycles: the compile of derived
  * field number self notes the first name it uses that is itself or one
@@ -83,8 +81,8 @@ void cfg_check_derived(cfg_ctx *ctx, const char *path, json_t *v, void *target)
         return;
     }
     size_t n = json_object_size(v);
-    if (n > MAX_DERIVED) {
-        cfg_err(ctx, path, "must have at most %d derived fields", MAX_DERIVED);
+    if (n > DEFS_MAX_DERIVED) {
+        cfg_err(ctx, path, "must have at most %d derived fields", DEFS_MAX_DERIVED);
         return;
     }
     if (n == 0)

@@ -304,9 +304,9 @@ static void mark_slot(int idx, void *ud)
  * it. */
 static uint64_t hash_derived_used(uint64_t h, const view_def *v, const stream_def *s)
 {
-    bool *used = s->nderived ? calloc(s->nderived, sizeof(*used)) : NULL;
-    if (!used)
-        return h;   /* none, or out of memory: the caller fails on its next allocation */
+    bool used[DEFS_MAX_DERIVED] = {false};   /* the config allows no more */
+    if (!s->nderived || s->nderived > DEFS_MAX_DERIVED)
+        return h;
     used_ctx u = {s, used};
     for (size_t d = 0; d < v->ndims; d++)
         mark_slot(v->dim_idx[d], &u);
@@ -325,7 +325,6 @@ static uint64_t hash_derived_used(uint64_t h, const view_def *v, const stream_de
         h = fnv_str(h, s->derived[k].name);
         h = fnv_str(h, s->derived[k].src);
     }
-    free(used);
     return h;
 }
 

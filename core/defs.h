@@ -30,7 +30,9 @@ typedef struct {
 } metric_def;
 
 /* A field computed from each event by an expression ("fields" of a
- * stream); it may use raw fields and the derived fields before it. */
+ * stream); it may use raw fields and the derived fields before it. A
+ * stream has at most DEFS_MAX_DERIVED (the config loader checks). */
+#define DEFS_MAX_DERIVED 64
 typedef struct {
     char *name;
     char *src;        /* the expression as written */

@@ -182,7 +182,7 @@ static void test_derived_nested_and_where(void)
 static void test_config_errors(void)
 {
     const char *views = ",\"views\":[{\"name\":\"v\",\"stream\":\"web\",\"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]}]}";
-    char buf[2048];
+    char buf[4096];
 #define WITH_FIELDS(f) (snprintf(buf, sizeof(buf), "{" STREAM_HEAD "\"fields\":" f "}]%s", views), buf)
 #define WITH_FIELDS_TEXT(f) (snprintf(buf, sizeof(buf), "{" STREAM_HEAD "\"fields\":%s}]%s", f, views), buf)
     EXPECT_ERROR(WITH_FIELDS("{\"a\":\"lowr(page)\"}"),
@@ -203,6 +203,11 @@ static void test_config_errors(void)
                  "streams[0].fields[\"1a\"]: a derived field's name must be 1..64 letters, digits "
                  "or '_', not starting with a digit");
     EXPECT_ERROR(WITH_FIELDS("{\"ts\":\"1\"}"), "streams[0].fields.ts: the time field cannot be derived");
+    char lots[2048] = "{";
+    for (int i = 0; i <= 64; i++)
+        snprintf(lots + strlen(lots), sizeof(lots) - strlen(lots), "%s\"d%d\":\"1\"", i ? "," : "", i);
+    strcat(lots, "}");
+    EXPECT_ERROR(WITH_FIELDS_TEXT(lots), "streams[0].fields: must have at most 64 derived fields");
     EXPECT_ERROR(WITH_FIELDS("{\"a\":5}"), "streams[0].fields.a: must be an expression (a non-empty string)");
     EXPECT_ERROR(WITH_FIELDS("[\"a\"]"), "streams[0].fields: must be an object of \"name\": \"expression\"");
     const char *head = "{" STREAM_HEAD "\"fields\":{\"kb\":\"bytes / 1024\"}}],\"views\":[{\"name\":\"v\","
