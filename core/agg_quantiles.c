@@ -62,8 +62,7 @@ typedef struct {
 
 static double log2_approx(double x)
 {
-    uint64_t b;
-    memcpy(&b, &x, sizeof(b));
+    uint64_t b = f64_bits(x);
     double e = (double)((int)((b >> 52) & 0x7ff) - 1023);
     double s = (double)(b & ((UINT64_C(1) << 52) - 1)) * 0x1p-52;
     return ((CA * s + CB) * s + CC) * s + e;
@@ -372,38 +371,24 @@ static bool locate(const qstate *s, double q, int *sign, int32_t *key)
     return true;
 }
 
-static uint64_t bits_of(double x)
-{
-    uint64_t b;
-    memcpy(&b, &x, sizeof(b));
-    return b;
-}
-
-static double of_bits(uint64_t b)
-{
-    double x;
-    memcpy(&x, &b, sizeof(x));
-    return x;
-}
-
 /* The largest positive normal double whose key is at most k (DBL_MIN when
  * there is none): bisection over the bit patterns, which order positive
  * doubles, so bucket edges are exact whatever libm does. */
 static double bucket_top(int32_t k, const agg_params *p)
 {
-    uint64_t lo = bits_of(DBL_MIN), hi = bits_of(DBL_MAX);
+    uint64_t lo = f64_bits(DBL_MIN), hi = f64_bits(DBL_MAX);
     if (key_of(DBL_MIN, p) > k)
         return DBL_MIN;
     if (key_of(DBL_MAX, p) <= k)
         return DBL_MAX;
     while (hi - lo > 1) {   /* key(lo) <= k < key(hi) */
         uint64_t mid = lo + (hi - lo) / 2;
-        if (key_of(of_bits(mid), p) <= k)
+        if (key_of(f64_of_bits(mid), p) <= k)
             lo = mid;
         else
             hi = mid;
     }
-    return of_bits(lo);
+    return f64_of_bits(lo);
 }
 
 /* The value of bucket k: the harmonic mean of its edges. */

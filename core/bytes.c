@@ -66,9 +66,7 @@ void bw_u64(bytes_w *w, uint64_t v)
 
 void bw_f64(bytes_w *w, double v)
 {
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    bw_u64(w, u);
+    bw_u64(w, f64_bits(v));
 }
 
 void bw_ints(bytes_w *w, const int64_t *v, size_t n, unsigned min_width)
@@ -165,8 +163,5 @@ uint64_t br_u64(bytes_r *r)
 
 double br_f64(bytes_r *r)
 {
-    uint64_t u = br_u64(r);
-    double d;
-    memcpy(&d, &u, 8);
-    return d;
+    return f64_of_bits(br_u64(r));
 }

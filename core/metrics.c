@@ -14,6 +14,7 @@
  * updates any more; the global registry lives as long as the process.
  */
 #include "core/metrics.h"
+#include "core/bytes.h"
 
 #include <errno.h>
 #include <math.h>
@@ -53,24 +54,10 @@ metrics_registry *metrics_global(void)
 
 /* ---- doubles in atomics ---- */
 
-static uint64_t dbl_bits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof(u));
-    return u;
-}
-
-static double bits_dbl(uint64_t u)
-{
-    double d;
-    memcpy(&d, &u, sizeof(d));
-    return d;
-}
-
 static void atomic_add_dbl(atomic_uint_fast64_t *a, double d)
 {
     uint_fast64_t old = atomic_load_explicit(a, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(a, &old, dbl_bits(bits_dbl(old) + d),
+    while (!atomic_compare_exchange_weak_explicit(a, &old, f64_bits(f64_of_bits(old) + d),
                                                   memory_order_relaxed, memory_order_relaxed))
         ;
 }
@@ -194,7 +181,7 @@ static metrics_series *series_new(const metric *m, uint64_t h, const char *const
         s->values[i] = p;
         p += len + 1;
     }
-    atomic_init(&s->value, m->kind == METRICS_COUNTER ? 0 : dbl_bits(0.0));
+    atomic_init(&s->value, m->kind == METRICS_COUNTER ? 0 : f64_bits(0.0));
     for (size_t i = 0; i < ncounts; i++)
         atomic_init(&s->counts[i], 0);
     return s;
@@ -277,7 +264,7 @@ void metrics_gauge_set(metric *m, const char *const *labels, double v)
 {
     metrics_series *s = series_get(m, labels);
     if (s)
-        atomic_store_explicit(&s->value, dbl_bits(v), memory_order_relaxed);
+        atomic_store_explicit(&s->value, f64_bits(v), memory_order_relaxed);
 }
 
 void metrics_gauge_add(metric *m, const char *const *labels, double d)
@@ -506,7 +493,7 @@ static void put_series(FILE *f, const metric *m, const metrics_series *s)
     }
     if (m->kind == METRICS_GAUGE) {
         put_sample_name(f, m, "", s, NULL, NULL);
-        fmt_double(num, s ? bits_dbl(atomic_load_explicit(&s->value, memory_order_relaxed)) : 0);
+        fmt_double(num, s ? f64_of_bits(atomic_load_explicit(&s->value, memory_order_relaxed)) : 0);
         fprintf(f, " %s\n", num);
         return;
     }
@@ -522,7 +509,7 @@ static void put_series(FILE *f, const metric *m, const metrics_series *s)
         put_sample_name(f, m, "_bucket", s, "le", num);
         fprintf(f, " %llu\n", (unsigned long long)cum);
     }
-    fmt_double(num, s ? bits_dbl(atomic_load_explicit(&s->value, memory_order_relaxed)) : 0);
+    fmt_double(num, s ? f64_of_bits(atomic_load_explicit(&s->value, memory_order_relaxed)) : 0);
     put_sample_name(f, m, "_sum", s, NULL, NULL);
     fprintf(f, " %s\n", num);
     put_sample_name(f, m, "_count", s, NULL, NULL);

@@ -18,15 +18,8 @@
 #include "core/xsum.h"
 #include "tests/unit/aggtest.h"
 #include "tests/unit/check.h"
+#include "tests/unit/xorshift.h"
 
-static uint64_t rng = 88172645463325252ull;
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 /* A value of the kinds metrics see: integers, decimals, tiny and huge
  * fractions, negative numbers and zeros of both signs. */
@@ -483,6 +476,7 @@ static void test_columns(void)
 
 int main(void)
 {
+    xorshift_seed(88172645463325252ull);   /* the sequence these tests were written with */
     test_values();
     test_merge_order();
     test_xsum();

@@ -22,6 +22,7 @@
 #include "archive/archive.h"
 #include "archive/archive_int.h"   /* the scan queries, to check their plans */
 #include "tests/unit/check.h"
+#include "tests/unit/xorshift.h"
 
 static char tmpdir[64];
 
@@ -1298,14 +1299,6 @@ static void test_crash(void)
 
 /* ---- size and speed --------------------------------------------------- */
 
-static uint64_t rng = 88172645463325252ull;
-static uint64_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 static double now_s(void)
 {
@@ -1341,15 +1334,15 @@ static void test_size_and_speed(void)
     for (int c = 0; c < COMMITS; c++) {
         double t0 = now_s();
         for (int i = 0; i < PER_COMMIT; i++) {
-            if (rnd() % 4 == 0)
+            if (next_rand() % 4 == 0)
                 ts++;     /* ~4 events per second per partition: about 5k/s overall */
             int n = snprintf(ev, sizeof ev,
                              "{\"ts\":%lld,\"page\":\"%s\",\"country\":\"%s\",\"user\":\"u%05u\","
-                             "\"bytes\":%u,\"ms\":%u}", (long long)ts, pages[rnd() % 16],
-                             countries[rnd() % 14], (unsigned)(rnd() % 100000),
-                             (unsigned)(rnd() % 100000), (unsigned)(rnd() % 2000));
+                             "\"bytes\":%u,\"ms\":%u}", (long long)ts, pages[next_rand() % 16],
+                             countries[next_rand() % 14], (unsigned)(next_rand() % 100000),
+                             (unsigned)(next_rand() % 100000), (unsigned)(next_rand() % 2000));
             json_bytes += n;
-            int part = (int)(rnd() % PARTS);
+            int part = (int)(next_rand() % PARTS);
             CHECK_INT(arch_txn_add_event(t, "pageviews", part, ts - ts % 86400, off[part]++,
                                          ts * 1000, ev, (size_t)n), 0);
         }
@@ -1390,6 +1383,7 @@ static void test_size_and_speed(void)
 
 int main(void)
 {
+    xorshift_seed(88172645463325252ull);   /* the sequence these tests were written with */
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_archive.XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");

@@ -14,6 +14,7 @@
 #include "core/event.h"
 #include "core/gran.h"
 #include "tests/unit/check.h"
+#include "tests/unit/xorshift.h"
 
 static event_decoder *dec;
 static char *cur;            /* the payload of the last decode() */
@@ -539,15 +540,6 @@ static void test_streams(void)
 
 /* ---- differential test against jansson ---- */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
 
 static bool jansson_limit(const char *text)
 {
@@ -612,16 +604,16 @@ static void test_differential(void)
     unsigned char buf[1024];
 
     for (int it = 0; it < iterations && mismatches < 20; it++) {
-        const char *b0 = base[rng() % (sizeof(base) / sizeof(base[0]))];
+        const char *b0 = base[next_rand() % (sizeof(base) / sizeof(base[0]))];
         size_t n = strlen(b0);
         memcpy(buf, b0, n);
-        int nmut = 1 + (int)(rng() % 4);
+        int nmut = 1 + (int)(next_rand() % 4);
         for (int m = 0; m < nmut; m++) {
-            size_t at = n ? rng() % n : 0;
-            unsigned char ch = (unsigned char)significant[rng() % (sizeof(significant) - 1)];
-            switch (rng() % 6) {
+            size_t at = n ? next_rand() % n : 0;
+            unsigned char ch = (unsigned char)significant[next_rand() % (sizeof(significant) - 1)];
+            switch (next_rand() % 6) {
             case 0:   /* replace with a random byte */
-                if (n) buf[at] = (unsigned char)rng();
+                if (n) buf[at] = (unsigned char)next_rand();
                 break;
             case 1:   /* replace with a significant byte */
                 if (n) buf[at] = ch;
@@ -636,7 +628,7 @@ static void test_differential(void)
                 n = at;
                 break;
             default:  /* flip one bit */
-                if (n) buf[at] ^= (unsigned char)(1u << (rng() % 8));
+                if (n) buf[at] ^= (unsigned char)(1u << (next_rand() % 8));
                 break;
             }
         }
@@ -718,8 +710,8 @@ static void test_throughput(void)
         total += (size_t)snprintf(arena + total, per_event,
             "{\"ts\":%lld,\"page\":\"%s\",\"country\":\"%s\",\"bytes\":%u,\"ms\":%u.%u,"
             "\"ua\":\"Mozilla/5.0\"}",
-            1795428000LL + (long long)(i / 100), pages[rng() % 6], countries[rng() % 7],
-            (unsigned)(rng() % 100000), (unsigned)(rng() % 1000), (unsigned)(rng() % 10));
+            1795428000LL + (long long)(i / 100), pages[next_rand() % 6], countries[next_rand() % 7],
+            (unsigned)(next_rand() % 100000), (unsigned)(next_rand() % 1000), (unsigned)(next_rand() % 10));
     }
     off[nev] = total;
     char *names[] = {"page", "country", "bytes", "ms"};

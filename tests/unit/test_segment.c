@@ -25,17 +25,10 @@
 #include "core/vtable.h"
 #include "tests/unit/aggtest.h"
 #include "tests/unit/check.h"
+#include "tests/unit/xorshift.h"
 
 #define INFO(s) seg_info_of(s)
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 /* ---- dimension values ---- */
 

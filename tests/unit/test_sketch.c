@@ -18,16 +18,8 @@
 
 #include "core/agg.h"
 #include "tests/unit/check.h"
+#include "tests/unit/xorshift.h"
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-static double unit_rand(void) { return (double)(next_rand() >> 11) * 0x1p-53; }   /* [0, 1) */
 
 #define ROW_WORDS 16
 
