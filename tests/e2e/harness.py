@@ -249,6 +249,18 @@ class Daemon:
         assert s == 200, (s, b)
         return b
 
+    def run_batch(self, view=None, timeout=60):
+        """Asks for a batch run (of one view, or all) and waits until it is
+        done; returns /v1/status then."""
+        before = self.status()["batch"]["runs"]
+        path = "/v1/admin/recompute" + ("?view=" + view if view else "")
+        s, body, _ = self.request("POST", path, b"")
+        if s != 202:
+            raise AssertionError("POST %s -> %s %s" % (path, s, body))
+        return wait_until(lambda: (lambda st: st if st["batch"]["runs"] > before
+                                   and not st["batch"]["running"] else None)(self.status()),
+                          timeout, "a batch run")
+
     def wait_archived(self, accepted, rejected=0, timeout=60):
         """Waits until the archive holds exactly this many events/rejects."""
         def done():

@@ -55,16 +55,6 @@ class BatchTest(unittest.TestCase):
                         extra={"batch": {"interval_s": interval_s, "partition": "day"}}, name=name)
         return self.d
 
-    def run_batch(self, view=None):
-        """Asks for a run and waits until it is done; returns /v1/status."""
-        before = self.d.status()["batch"]["runs"]
-        path = "/v1/admin/recompute" + ("?view=" + view if view else "")
-        s, body, _ = self.d.request("POST", path, b"")
-        self.assertEqual(s, 202, body)
-        return wait_until(lambda: (lambda st: st if st["batch"]["runs"] > before
-                                   and not st["batch"]["running"] else None)(self.d.status()),
-                          60, "a batch run")
-
     def check_shapes(self, payloads):
         for view, q in [(TOTALS, {"granularity": "all"}), (TOTALS, {"granularity": "day"}),
                         (BY_PAGE, {"granularity": "hour", "group_by": "country"}),
@@ -100,7 +90,7 @@ class BatchTest(unittest.TestCase):
         with open(dump) as f:
             payloads = [l.rstrip("\n") for l in f]
         self.d.wait_archived(n)
-        st = self.run_batch()
+        st = self.d.run_batch()
         self.assertGreaterEqual(st["batch"]["runs"], 4, "too few batch runs during ingestion")
         self.assertEqual(st["views"]["totals"]["R"], st["archive"]["last_seq"])
         self.assertGreater(len(set(seen)), 3)
@@ -148,7 +138,7 @@ class BatchTest(unittest.TestCase):
                             "step %d: %s %s" % (step, view["name"], q))
             if step > 0:   # asked before, and the state moved by applies only
                 self.assertEqual(self.cache_count("advance") - before, len(shapes))
-        self.run_batch()   # a swap starts over: computed afresh, still exact
+        self.d.run_batch() # a swap starts over: computed afresh, still exact
         for view, q in shapes:
             assert_rows(self.d.query(view["name"], **q)["rows"], expected(sent, STREAM, view, **q),
                         "after the batch run: %s %s" % (view["name"], q))
@@ -158,16 +148,16 @@ class BatchTest(unittest.TestCase):
         today = events(3000, 1, day_offsets=(10,))
         produce(self.broker.bootstrap, "pageviews", today)
         self.d.wait_archived(3000)
-        self.run_batch()
+        self.d.run_batch()
         late = events(500, 2, day_offsets=(3, 5))   # days before everything else
         produce(self.broker.bootstrap, "pageviews", late)
         self.d.wait_archived(3500)
         self.check_shapes(today + late)             # at once, from the speed layer
-        st = self.run_batch()
+        st = self.d.run_batch()
         self.assertEqual(st["views"]["totals"]["last_partitions"], 2)   # days 3 and 5 only
         self.assertEqual(st["views"]["totals"]["last_rows_scanned"], 500)
         self.check_shapes(today + late)             # after the recompute: still once
-        self.run_batch()                            # an empty run changes nothing
+        self.d.run_batch()                          # an empty run changes nothing
         self.check_shapes(today + late)
 
         # Segments a run supersedes leave the segment cache when they are
@@ -175,9 +165,9 @@ class BatchTest(unittest.TestCase):
         later = events(100, 3, day_offsets=(3,))
         produce(self.broker.bootstrap, "pageviews", later)
         self.d.wait_archived(3600)
-        self.run_batch()                            # replaces day 3's segments (read above)
+        self.d.run_batch()                          # replaces day 3's segments (read above)
         self.check_shapes(today + late + later)     # reads the new ones
-        st = self.run_batch()                       # deletes the old ones
+        st = self.d.run_batch()                     # deletes the old ones
         held = sum(v["batch_partitions"] for v in st["views"].values())
         self.assertEqual(held, 6)                   # days 3, 5 and 10 of both views
         self.assertLessEqual(st["segments"]["cache_entries"], held)
@@ -187,7 +177,7 @@ class BatchTest(unittest.TestCase):
         payloads = events(6000, 3, day_offsets=(0, 1, 2, 7))
         produce(self.broker.bootstrap, "pageviews", payloads)
         self.d.wait_archived(6000)
-        self.run_batch()
+        self.d.run_batch()
         self.assertEqual(self.d.stop(), 0)
 
         changed = dict(BY_PAGE, dimensions=["country"],
@@ -216,12 +206,12 @@ class BatchTest(unittest.TestCase):
         history = events(30000, 4, day_offsets=tuple(range(30)))
         produce(self.broker.bootstrap, "pageviews", history)
         self.d.wait_archived(30000)
-        st = self.run_batch()
+        st = self.d.run_batch()
         self.assertEqual(st["batch"]["last_rows_scanned"], 30000)
         fresh = events(400, 5, day_offsets=(17,))
         produce(self.broker.bootstrap, "pageviews", fresh)
         self.d.wait_archived(30400)
-        st = self.run_batch()
+        st = self.d.run_batch()
         day17 = sum(1 for p in history if (json.loads(p)["ts"] // 1000 - BASE) // DAY == 17) + 400
         self.assertEqual(st["batch"]["last_rows_scanned"], day17)
         self.assertEqual(st["views"]["by_page"]["last_partitions"], 1)
@@ -233,8 +223,8 @@ class BatchTest(unittest.TestCase):
         payloads = events(2000, 6, day_offsets=(0, 4))
         produce(self.broker.bootstrap, "pageviews", payloads)
         self.d.wait_archived(2000)
-        self.run_batch()
-        st = self.run_batch("totals")
+        self.d.run_batch()
+        st = self.d.run_batch("totals")
         self.assertTrue(st["views"]["totals"]["last_full"])
         self.assertEqual(st["views"]["totals"]["last_rows_scanned"], 2000)
         self.assertEqual(st["views"]["by_page"]["full_recomputes"], 0)

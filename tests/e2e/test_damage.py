@@ -16,7 +16,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Devbroker, Workdir, produce, wait_until  # noqa: E402
+from harness import Daemon, Devbroker, Workdir, produce  # noqa: E402
 
 ARCHTOOL = os.environ.get("LAMBDAD_ARCHIVE", "build/tools/lambdad-archive")
 STREAM = {"name": "pageviews", "topic": "pageviews", "time_field": "ts", "time_format": "epoch_s"}
@@ -55,15 +55,6 @@ def flip_bit_in_file(path, seq):
 
 
 class DamageTest(unittest.TestCase):
-    def run_batch(self, d, view=None):
-        before = d.status()["batch"]["runs"]
-        s, body, _ = d.request("POST", "/v1/admin/recompute" + ("?view=" + view if view else ""),
-                               b"")
-        self.assertEqual(s, 202, body)
-        return wait_until(lambda: (lambda st: st if st["batch"]["runs"] > before
-                                   and not st["batch"]["running"] else None)(d.status()),
-                          60, "a batch run")
-
     def total(self, d, view="totals"):
         q = d.query(view, granularity="all")
         rows = q["rows"]
@@ -82,7 +73,7 @@ class DamageTest(unittest.TestCase):
                 produce(broker.bootstrap, "pageviews", events(b))
                 d.wait_archived((b + 1) * PER_BATCH)
             produced = BATCHES * PER_BATCH
-            st = self.run_batch(d)
+            st = d.run_batch()
             self.assertEqual(st["batch"]["R"], st["archive"]["last_seq"])
             self.assertEqual(st["archive"]["damaged_chunks"], 0)
             self.assertEqual(st["archive"]["unreadable_events"], 0)
@@ -111,7 +102,7 @@ class DamageTest(unittest.TestCase):
             self.assertEqual(d.status()["archive"]["damaged_chunks"], 0)
             # a full recompute reads every chunk again: the damaged one is
             # reported, its events are missing, and the answers say so
-            st = self.run_batch(d, "totals")
+            st = d.run_batch("totals")
             a = st["archive"]
             self.assertEqual(a["events"], produced)            # archived: all of them
             self.assertEqual(a["damaged_chunks"], 1)

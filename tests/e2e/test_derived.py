@@ -114,13 +114,6 @@ class DerivedFieldsTest(unittest.TestCase):
                             derive=derive_with(kb_divisor), where=WHERE, **q)
             assert_rows(got, want, "%s: %s %s" % (what, view, q))
 
-    def run_batch(self):
-        before = self.d.status()["batch"]["runs"]
-        s, body, _ = self.d.request("POST", "/v1/admin/recompute", b"")
-        self.assertEqual(s, 202, body)
-        wait_until(lambda: (lambda st: st["batch"]["runs"] > before and not st["batch"]["running"])(
-            self.d.status()), 60, "a batch run")
-
     def test_derived_nested_and_filtered(self):
         d, bootstrap = self.d, self.broker.bootstrap
         d.start()
@@ -128,7 +121,7 @@ class DerivedFieldsTest(unittest.TestCase):
         produce(bootstrap, "web", first)
         d.wait_archived(600)
         self.check(first, 1024, "live")
-        self.run_batch()
+        self.d.run_batch()
         self.check(first, 1024, "after a batch run")
         d.kill9()
         d.start()

@@ -12,7 +12,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Devbroker, Workdir, produce, wait_until  # noqa: E402
+from harness import Daemon, Devbroker, Workdir, produce  # noqa: E402
 from model import assert_sketch_rows, expected  # noqa: E402
 
 DAY = 86400
@@ -69,13 +69,6 @@ class SketchTest(unittest.TestCase):
         self.d.stop()
         self.broker.stop()
         self.wd.cleanup()
-
-    def run_batch(self):
-        before = self.d.status()["batch"]["runs"]
-        s, body, _ = self.d.request("POST", "/v1/admin/recompute", b"")
-        self.assertEqual(s, 202, body)
-        wait_until(lambda: (lambda st: st["batch"]["runs"] > before and not st["batch"]["running"])(
-            self.d.status()), 60, "a batch run")
 
     SHAPES = [
         (BY_MINUTE, {"granularity": "all"}),
@@ -140,7 +133,7 @@ class SketchTest(unittest.TestCase):
             self.assertEqual(body["error"]["message"], msg)
 
         # the same bits after a batch run (segments) and after kill -9
-        self.run_batch()
+        self.d.run_batch()
         self.assertEqual(self.answers(), first)
         self.d.kill9()
         self.d.start()
