@@ -68,7 +68,7 @@ typedef struct {
     size_t stream_idx;   /* resolved index into the streams array */
     gran_t gran;         /* second, minute, hour or day */
     char **dims;
-    int *dim_idx;        /* per dimension: index into the stream's fields */
+    int *dim_idx;        /* per dimension: index into an event's values (stream_nvals) */
     size_t ndims;
     metric_def *metrics;
     size_t nmetrics;

@@ -379,7 +379,11 @@ static void note_lost_offsets(speed *s, speed_part *p, int64_t upto, int64_t lo)
         s->txn_started_ms = speed_now_ms();
 }
 
-/* A message beyond the next offset p needs: are the offsets between gone? */
+/* A message beyond the next offset p needs: are the offsets between gone?
+ * The log start offset librdkafka caches from fetch responses answers at
+ * once; only when it has none does this ask the broker (a round trip on
+ * the speed thread, at most 1 s; jumps are rare: transaction markers,
+ * compaction, retention). */
 static void check_offset_jump(speed *s, speed_part *p, int64_t offset)
 {
     const char *topic = s->cfg->streams[p->stream_idx].topic;

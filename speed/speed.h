@@ -4,8 +4,9 @@
  * partition of the configured topics (assigned explicitly, started at the
  * offsets stored in the archive), decodes them, appends them to the archive
  * in one transaction every commit interval, and only after COMMIT applies
- * them to the live tables. Other threads read the live tables through
- * speed_scan_view() under a read lock.
+ * them to the live tables (runs of core/vstate.h, which queries read from
+ * snapshots). Other threads read its figures: speed_get_stats(),
+ * speed_get_partitions().
  */
 #pragma once
 #include <stdbool.h>
