@@ -193,15 +193,6 @@ static inline uint32_t get_id(const void *a, unsigned width, size_t i)
     }
 }
 
-static inline void set_id(void *a, unsigned width, size_t i, uint32_t v)
-{
-    switch (width) {
-    case 1: ((uint8_t *)a)[i] = (uint8_t)v; break;
-    case 2: ((uint16_t *)a)[i] = (uint16_t)v; break;
-    default: ((uint32_t *)a)[i] = v; break;
-    }
-}
-
 static int decode_buckets(segment *s, slevel *lv, bytes_r *r)
 {
     /* an entry takes two bytes at least */
