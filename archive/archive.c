@@ -205,8 +205,8 @@ static int count_totals(arch *a, arch_stats *t)
     return rc;
 }
 
-/* Reads the stored totals (and the last seq, through the rowid: one
- * b-tree descent). SQLITE_OK, SQLITE_NOTFOUND when some are not stored,
+/* Reads the stored totals (and the last seq, from AUTOINCREMENT's
+ * sqlite_sequence row). SQLITE_OK, SQLITE_NOTFOUND when some are not stored,
  * or another result code. */
 static int read_totals(arch *a, arch_stats *t)
 {
@@ -214,7 +214,10 @@ static int read_totals(arch *a, arch_stats *t)
     int rc = sqlite3_prepare_v2(a->db,
                                 "SELECT (SELECT value FROM meta WHERE key = 'total_chunks'),"
                                 " (SELECT value FROM meta WHERE key = 'total_events'),"
-                                " (SELECT coalesce(max(seq), 0) FROM chunks),"
+                                /* the highest seq ever given: compaction and
+                                 * retention delete rows, never move it back */
+                                " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence"
+                                "  WHERE name = 'chunks'),"
                                 " (SELECT value FROM meta WHERE key = 'total_payload_bytes'),"
                                 " (SELECT value FROM meta WHERE key = 'total_rejects')",
                                 -1, &st, NULL);
@@ -354,6 +357,10 @@ static int create_schema(arch *a, char **errmsg)
 
 static int set_wal(arch *a, char **errmsg)
 {
+    /* Only a new, empty file takes it (before its first table): freed
+     * pages can then be handed back by arch_vacuum (retain.c). An older
+     * archive keeps auto_vacuum=NONE until a VACUUM (README, "Retention"). */
+    sqlite3_exec(a->db, "PRAGMA auto_vacuum=INCREMENTAL", NULL, NULL, NULL);
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(a->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
     if (rc == SQLITE_OK)
