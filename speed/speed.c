@@ -343,9 +343,10 @@ static int commit_txn(speed *s)
     s->rejects += (long long)arch_txn_rejects(s->txn);
     s->commits++;
     arch_stats st;
-    if (arch_get_stats(s->w, &st) == 0)
+    if (arch_get_stats(s->w, &st) == 0) {
         s->archive_bytes = st.file_bytes;
         s->archive_chunks = st.chunks;
+    }
     if (t1 - t0 > 1000)
         log_warn("Archive commit took %lld ms", (long long)(t1 - t0));
     log_debug("Committed %zu event(s), %zu reject(s), seq %lld in %lld ms",
