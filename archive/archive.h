@@ -235,6 +235,8 @@ typedef struct {
     int64_t bytes_before;      /* stored bytes of the replaced chunks */
     int64_t bytes_after;       /* stored bytes of the merged chunks */
     int64_t damaged;           /* damaged chunks left alone */
+    double longest_txn_ms;     /* the longest merge write transaction (what a
+                                * commit of the speed thread may wait for) */
 } arch_compact_stats;
 
 /* Merges runs of small chunks of one (stream, partition, time partition)

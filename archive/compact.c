@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/failpoint.h"
 
@@ -103,6 +104,8 @@ static int write_merge(compactor *c, const chunk_header *hs, size_t n)
         .raw_bytes = (int64_t)b->len, .payload_bytes = b->payload_bytes, .codec = codec,
     };
 
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if ((r = step_done(c, a->st_begin, "compaction: begin")) < 0)
         return r;
     for (size_t i = 0; r == 0 && i < n; i++) {
@@ -150,6 +153,10 @@ static int write_merge(compactor *c, const chunk_header *hs, size_t n)
         }
         return r;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (ms > c->st->longest_txn_ms)
+        c->st->longest_txn_ms = ms;
     a->tot.chunks -= (int64_t)n - 1;
     c->st->merges++;
     c->st->chunks_merged += (int64_t)n;
