@@ -255,14 +255,16 @@ typedef struct {
 } arch_drop_stats;
 
 /* Retention: deletes every chunk of stream with tpart < before and
- * seq <= upto, with the totals, in short transactions. Adds to *st. */
+ * seq <= upto, with the totals, in short transactions; go_on (may be
+ * NULL) is asked between them (false: -ECANCELED). Adds to *st. */
 int arch_drop_before(arch *a, const char *stream, int64_t before, int64_t upto,
-                     arch_drop_stats *st, char **errmsg);
+                     bool (*go_on)(void *ud), void *ud, arch_drop_stats *st, char **errmsg);
 
 /* Hands free pages back to the file system (PRAGMA incremental_vacuum, a
- * megabyte per transaction) and sets *freed_pages. -ENOTSUP when the
- * archive was created without auto_vacuum=INCREMENTAL. */
-int arch_vacuum(arch *a, int64_t *freed_pages, char **errmsg);
+ * megabyte per transaction; go_on as above) and sets *freed_pages.
+ * -ENOTSUP when the archive was created without auto_vacuum=INCREMENTAL. */
+int arch_vacuum(arch *a, bool (*go_on)(void *ud), void *ud, int64_t *freed_pages,
+                char **errmsg);
 
 /* A PASSIVE checkpoint: copies what it can of the WAL into the database
  * without waiting for anyone. Sets the WAL's frames and those copied

@@ -88,7 +88,7 @@ static int drop_some(arch *a, sqlite3_stmt *sel, sqlite3_stmt *del_c, sqlite3_st
 }
 
 int arch_drop_before(arch *a, const char *stream, int64_t before, int64_t upto,
-                     arch_drop_stats *st, char **errmsg)
+                     bool (*go_on)(void *ud), void *ud, arch_drop_stats *st, char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
@@ -117,8 +117,11 @@ int arch_drop_before(arch *a, const char *stream, int64_t before, int64_t upto,
         sqlite3_bind_int64(sel, 2, before);
         sqlite3_bind_int64(sel, 3, upto);
         sqlite3_bind_int(sel, 4, DROP_BATCH);
-        for (bool more = true; r == 0 && more;)
+        for (bool more = true; r == 0 && more;) {
             r = drop_some(a, sel, del_c, del_d, tot, st, &more, errmsg);
+            if (r == 0 && more && go_on && !go_on(ud))
+                r = -ECANCELED;
+        }
     }
     sqlite3_finalize(sel);
     sqlite3_finalize(del_c);
@@ -140,7 +143,8 @@ static int64_t pragma_int(arch *a, const char *sql)
     return v;
 }
 
-int arch_vacuum(arch *a, int64_t *freed_pages, char **errmsg)
+int arch_vacuum(arch *a, bool (*go_on)(void *ud), void *ud, int64_t *freed_pages,
+                char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
@@ -151,6 +155,8 @@ int arch_vacuum(arch *a, int64_t *freed_pages, char **errmsg)
         int64_t before = pragma_int(a, "PRAGMA freelist_count");
         if (before <= 0)
             return 0;
+        if (go_on && !go_on(ud))
+            return -ECANCELED;
         /* 256 pages (1 MiB) per PRAGMA, each its own short write transaction */
         char *e = NULL;
         int rc = sqlite3_exec(a->db, "PRAGMA incremental_vacuum(256)",

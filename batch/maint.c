@@ -111,8 +111,8 @@ void batch_maintain(batch *b, int64_t R)
     pthread_mutex_unlock(&b->mu);
     arch_drop_stats ds = {0};
     for (size_t si = 0; b->arch_cut != INT64_MIN && r == 0 && si < cfg->nstreams; si++)
-        r = arch_drop_before(b->mw, cfg->streams[si].name, b->arch_cut, R, &ds, &err);
-    if (r < 0)
+        r = arch_drop_before(b->mw, cfg->streams[si].name, b->arch_cut, R, go_on, b, &ds, &err);
+    if (r < 0 && r != -ECANCELED)
         maint_failed(b, "retention", r, err);
     else if (ds.chunks)
         log_info("Retention: dropped %lld archived event(s) in %lld chunk(s) of time partitions "
@@ -133,8 +133,8 @@ void batch_maintain(batch *b, int64_t R)
 
     int64_t freed = 0;
     err = NULL;
-    int vr = arch_vacuum(b->mw, &freed, &err);
-    if (vr < 0 && vr != -ENOTSUP)
+    int vr = arch_vacuum(b->mw, go_on, b, &freed, &err);
+    if (vr < 0 && vr != -ENOTSUP && vr != -ECANCELED)
         maint_failed(b, "vacuum", vr, err);
     else
         free(err);

@@ -352,7 +352,7 @@ static void test_retention(void)
     arch_drop_stats ds = { 0 };
     int64_t cut = T0 + 2 * DAY;   /* drops days 0 and 1 */
     for (int s = 0; s < 2; s++)
-        CHECK_INT(arch_drop_before(a, streams[s], cut, upto, &ds, &err), 0);
+        CHECK_INT(arch_drop_before(a, streams[s], cut, upto, NULL, NULL, &ds, &err), 0);
     int64_t expect_dropped = 0;
     for (size_t i = 0; i < nmodel; i++)
         expect_dropped += model[i].tpart < cut && model[i].seq <= upto;
@@ -371,7 +371,7 @@ static void test_retention(void)
     stat(dbpath, &sb0);
     CHECK(sql_int("PRAGMA freelist_count") > 0);
     int64_t freed = 0;
-    CHECK_INT(arch_vacuum(a, &freed, &err), 0);
+    CHECK_INT(arch_vacuum(a, NULL, NULL, &freed, &err), 0);
     CHECK(freed > 0);
     CHECK_INT(sql_int("PRAGMA freelist_count"), 0);
     CHECK_INT(arch_checkpoint(a, NULL, &ck), 0);
@@ -389,7 +389,7 @@ static void test_retention(void)
                            NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     CHECK_INT(arch_open(dbpath, 0, 1, &a, &err), 0);
-    CHECK_INT(arch_vacuum(a, &freed, &err), -ENOTSUP);
+    CHECK_INT(arch_vacuum(a, NULL, NULL, &freed, &err), -ENOTSUP);
     arch_close(a);
 }
 
