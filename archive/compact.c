@@ -47,8 +47,10 @@
  * bytes); chunks below it are merged again when their group grows. */
 #define COMPACT_TARGET ((int64_t)4 << 20)
 /* At most this many sources per merge, so one write transaction stays
- * short (deleting a row and its data costs a few microseconds). */
-#define COMPACT_MAX_SOURCES 4096
+ * short: a few milliseconds for 512 (bench/results/archive_size.md). A
+ * group with more small chunks is merged in rounds (compact_group). */
+#define COMPACT_MAX_SOURCES 512
+#define COMPACT_MAX_ROUNDS 4
 
 typedef struct {
     char *stream;
@@ -67,6 +69,7 @@ typedef struct {
     sqlite3_stmt *del_chunk, *del_data, *ins_chunk, *dec_total;
     chunk_builder b;
     int64_t src_bytes;        /* stored bytes of the sources in b */
+    int round;                /* of compact_group: damaged chunks count in the first */
 } compactor;
 
 static int prep(compactor *c, sqlite3_stmt **st, const char *sql)
@@ -243,7 +246,7 @@ static int load_group(compactor *c, const cgroup *g, int64_t upto, chunk_header 
     return 0;
 }
 
-static int compact_group(compactor *c, const cgroup *g, int64_t upto)
+static int compact_round(compactor *c, const cgroup *g, int64_t upto)
 {
     chunk_header *hs;
     size_t n;
@@ -270,12 +273,27 @@ static int compact_group(compactor *c, const cgroup *g, int64_t upto)
             *c->errmsg = NULL;
             r = flush(c, hs + first, i - first, g->part, g->tpart);
             first = i + 1;
-            c->st->damaged++;
+            c->st->damaged += c->round == 0;
         }
     }
     if (r == 0)
         r = flush(c, hs + first, n - first, g->part, g->tpart);
     free(hs);
+    return r;
+}
+
+/* Merges group g in rounds: a group of more than COMPACT_MAX_SOURCES small
+ * chunks becomes several merged chunks in the first round, merged again in
+ * the next (a few sources each), until a round merges at most once. */
+static int compact_group(compactor *c, const cgroup *g, int64_t upto)
+{
+    int r = 0;
+    for (c->round = 0; r == 0 && c->round < COMPACT_MAX_ROUNDS; c->round++) {
+        int64_t before = c->st->merges;
+        r = compact_round(c, g, upto);
+        if (c->st->merges - before <= 1)
+            break;
+    }
     return r;
 }
 

@@ -57,6 +57,9 @@ int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
      * thread's connection stays free for ingestion */
     if (r == 0)
         r = arch_open(cfg->archive_path, 0, cfg->compression_level, &b->mw, &err);
+    /* its checkpoints are explicit (maint.c), never inside a merge's COMMIT */
+    if (r == 0)
+        arch_set_autocheckpoint(b->mw, 0);
     if (r == 0)
         r = bstore_open(b->store_path, &b->store, &err);
     if (r < 0) {

@@ -24,6 +24,7 @@ struct batch {
      * thread): partitions starting before are dropped. */
     int64_t arch_cut, *cut;
     arch *mw;                 /* archive maintenance connection (maint.c; batch thread) */
+    int64_t last_checkpoint_ms;   /* monotonic: its last checkpoint */
 
     pthread_t thread;
     bool started;
