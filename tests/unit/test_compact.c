@@ -330,6 +330,38 @@ static void test_damaged_and_offsets(void)
     arch_close(a);
 }
 
+/* A group of more small chunks than one merge takes (512) is merged in
+ * rounds, down to one chunk. */
+static void test_rounds(void)
+{
+    unlink(dbpath);
+    arch *a = NULL;
+    char *err = NULL;
+    CHECK_INT(arch_open(dbpath, 0, 1, &a, &err), 0);
+    arch_txn *t = arch_txn_new();
+    int64_t last = 0;
+    for (int i = 0; i < 1200; i++) {
+        arch_txn_reset(t);
+        arch_txn_add_event(t, "pv", 0, T0, i, (int64_t)T0 * 1000 + i, "{\"x\":1}", 7);
+        CHECK_INT(arch_commit(a, t, &last, &err), 0);
+    }
+    arch_txn_free(t);
+    arch_compact_stats cs = { 0 };
+    CHECK_INT(arch_compact(a, last, 9, NULL, NULL, &cs, &err), 0);
+    free(err);
+    /* round 1: 512 + 512 + 176 sources; round 2: those 3 */
+    CHECK_INT(cs.merges, 4);
+    CHECK_INT(cs.chunks_merged, 1203);
+    CHECK(cs.longest_txn_ms > 0);
+    CHECK_INT(sql_int("SELECT count(*) FROM chunks"), 1);
+    char q[128];
+    snprintf(q, sizeof q, "SELECT n * 1000000 + last_offset FROM chunks WHERE seq = %lld",
+             (long long)last);
+    CHECK_INT(sql_int(q), 1200 * 1000000LL + 1199);
+    check_verify(a, 0);
+    arch_close(a);
+}
+
 /* Retention drops exactly the partitions before the cutoff (at or below
  * upto), totals follow, vacuum gives the pages back. */
 static void test_retention(void)
@@ -401,6 +433,7 @@ int main(void)
     snprintf(dbpath, sizeof dbpath, "%s/a.db", tmpdir);
     test_compact();
     test_damaged_and_offsets();
+    test_rounds();
     test_retention();
     free(model);
     char cmd[128];
