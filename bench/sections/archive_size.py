@@ -10,6 +10,8 @@ per event are the floor a compressor has to beat.
 """
 import json
 import os
+import re
+import shutil
 import subprocess
 import time
 
@@ -37,6 +39,56 @@ def measure(b, db):
     return st, size
 
 
+COMMIT_HIST = "lambdad_archive_commit_duration_seconds_bucket"
+WAIT_RATE = 1000    # events/s produced while the commit latencies are measured
+WINDOW_S = 3.0      # the baseline window's length
+
+
+def commit_buckets(daemon):
+    """{le: cumulative count} of the archive commit duration histogram."""
+    out = {}
+    for k, v in daemon.metrics().items():
+        m = re.match(COMMIT_HIST + r'\{le="([^"]+)"\}$', k)
+        if m:
+            out[float("inf") if m.group(1) == "+Inf" else float(m.group(1))] = v
+    return out
+
+
+def latency(before, after):
+    """(commits, p99 bound ms, max bound ms) of the commits between two
+    histogram snapshots: bounds are the histogram's bucket edges."""
+    les = sorted(after)
+    cum = [after[le] - before.get(le, 0) for le in les]
+    n = cum[-1] if cum else 0
+    if not n:
+        return 0, 0.0, 0.0
+    p99 = next(le for le, c in zip(les, cum) if c >= 0.99 * n)
+    mx = next(le for le, c in zip(les, cum) if c >= n)
+    return int(n), p99 * 1000, mx * 1000
+
+
+def commit_wait(b, d, boot, copy):
+    """Ingestion at WAIT_RATE events/s on the uncompacted copy: the speed
+    thread's commit latencies during WINDOW_S without compaction, then
+    during a batch run that compacts."""
+    daemon = Lambdad(b, d, boot, archive=copy, batch_interval_s=3600)
+    g = None
+    try:
+        daemon.ready()
+        g = gen(b, boot, 0, rate=WAIT_RATE, seed=2, start_time=EVENT_TIME, step_ms=1)
+        time.sleep(1.0)   # the generator is running: commits are steady
+        h0 = commit_buckets(daemon)
+        time.sleep(WINDOW_S)
+        h1 = commit_buckets(daemon)
+        batch_run(daemon)
+        h2 = commit_buckets(daemon)
+        return latency(h0, h1), latency(h1, h2)
+    finally:
+        if g:
+            gen_finish(g, terminate=True)
+        daemon.stop()
+
+
 def one_rate(b, rate, seconds):
     n = max(1, int(rate * seconds))
     d = b.dir("archive-size-%d" % rate)
@@ -55,6 +107,10 @@ def one_rate(b, rate, seconds):
         daemon.stop()
         daemon = None
         before, size0 = measure(b, db)
+        copy_dir = os.path.join(d, "commit-wait")
+        os.mkdir(copy_dir)
+        copy = os.path.join(copy_dir, "archive.db")
+        shutil.copyfile(db, copy)
 
         daemon = Lambdad(b, d, broker.boot, archive=db, batch_interval_s=3600)
         daemon.ready()
@@ -68,14 +124,16 @@ def one_rate(b, rate, seconds):
         if after["events"] != n or before["events"] != n:
             raise BenchError("archive holds %d then %d events, %d produced"
                              % (before["events"], after["events"], n))
+        quiet, busy = commit_wait(b, copy_dir, broker.boot, copy)
         res = dict(rate=rate, events=n, payload=before["payload_bytes"] / n,
                    chunks0=before["chunks"], chunks1=after["chunks"],
                    bpe0=size0 / n, bpe1=size1 / n, run_s=run_s,
-                   txn_ms=comp["longest_txn_ms"], merges=comp["merges"])
+                   txn_ms=comp["longest_txn_ms"], merges=comp["merges"], quiet=quiet, busy=busy)
         log("  archive_size %s events/s: %s events, %s -> %s chunks, %.1f -> %.1f bytes/event "
-            "(payload %.1f), longest merge transaction %.1f ms"
+            "(payload %.1f), longest merge transaction %.1f ms; commits p99/max <= %g/%g ms "
+            "while compacting, %g/%g ms before"
             % (fmt(rate), fmt(n), fmt(res["chunks0"]), fmt(res["chunks1"]), res["bpe0"], res["bpe1"],
-               res["payload"], res["txn_ms"]))
+               res["payload"], res["txn_ms"], busy[1], busy[2], quiet[1], quiet[2]))
         return res
     finally:
         if daemon:
@@ -97,7 +155,8 @@ def run(b, R):
              "compression_level 3, compaction_level 9) and events (lambdad-gen --seed 1, about "
              "100 bytes) produced at each rate to a %d-partition devbroker; the archive file "
              "is measured with lambdad stopped (WAL folded in), as ingestion left it and after "
-             "one batch run that compacted it." % b.S["partitions"], "",
+             "one batch run that compacted it (one run per rate: these are sizes, not times)."
+             % b.S["partitions"], "",
              "| events/s | events | payload bytes/event | chunks before | bytes/event before | "
              "chunks after | bytes/event after | after/before | batch run + compaction s | "
              "longest merge transaction ms |",
@@ -108,5 +167,16 @@ def run(b, R):
             fmt(x["chunks1"]), x["bpe1"], fmt(ratio(x["bpe1"], x["bpe0"]), "x"), x["run_s"],
             x["txn_ms"]))
     lines += ["", "A merge's write transaction is the longest a commit of the speed thread "
-              "waits for compaction; decompressing and compressing happen outside it."]
+              "waits for compaction; decompressing and compressing happen outside it. "
+              "Commit latencies measured: lambdad on a copy of the uncompacted archive, "
+              "ingesting %s events/s, over %g s without compaction (baseline) and then over "
+              "the batch run that compacts; the bounds are the edges of the "
+              "`lambdad_archive_commit_duration_seconds` histogram's buckets." % (fmt(WAIT_RATE), WINDOW_S), "",
+              "| archive of | commits (baseline) | p99 / max commit ms (baseline) | "
+              "commits while compacting | p99 / max commit ms while compacting |",
+              "|---|---|---|---|---|"]
+    for x in rows:
+        q, bz = x["quiet"], x["busy"]
+        lines.append("| %s events/s | %d | <= %g / <= %g | %d | <= %g / <= %g |"
+                     % (fmt(x["rate"]), q[0], q[1], q[2], bz[0], bz[1], bz[2]))
     R.section(TITLE, lines)
