@@ -130,6 +130,8 @@ static void drop_before(work *w, int64_t cut)
         vtable_free(w->p[k].t);
         k++;
     }
+    if (k == 0)
+        return;   /* also: no partitions at all (w->p may be NULL) */
     memmove(w->p, w->p + k, (w->n - k) * sizeof(*w->p));
     w->n -= k;
     w->last = 0;
