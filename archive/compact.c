@@ -47,9 +47,11 @@
  * bytes); chunks below it are merged again when their group grows. */
 #define COMPACT_TARGET ((int64_t)4 << 20)
 /* At most this many sources per merge, so one write transaction stays
- * short: a few milliseconds for 512 (bench/results/archive_size.md). A
- * group with more small chunks is merged in rounds (compact_group). */
-#define COMPACT_MAX_SOURCES 512
+ * short (deleting a source's two rows and index entry costs about 10 us
+ * on a quiet machine; bench/results/archive_size.md has the longest
+ * transactions measured). A group with more small chunks is merged in
+ * rounds (compact_group): 128 * 128 small chunks take two. */
+#define COMPACT_MAX_SOURCES 128
 #define COMPACT_MAX_ROUNDS 4
 
 typedef struct {
@@ -107,10 +109,12 @@ static int write_merge(compactor *c, const chunk_header *hs, size_t n)
         .raw_bytes = (int64_t)b->len, .payload_bytes = b->payload_bytes, .codec = codec,
     };
 
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     if ((r = step_done(c, a->st_begin, "compaction: begin")) < 0)
         return r;
+    /* from holding the write lock to releasing it: what a commit of the
+     * speed thread may wait for */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; r == 0 && i < n; i++) {
         sqlite3_bind_int64(c->del_chunk, 1, hs[i].seq);
         r = step_done(c, c->del_chunk, "compaction: delete chunk");
