@@ -237,6 +237,7 @@ typedef struct {
     int64_t damaged;           /* damaged chunks left alone */
     double longest_txn_ms;     /* the longest merge write transaction (what a
                                 * commit of the speed thread may wait for) */
+    double txn_ms;             /* all merge write transactions together */
 } arch_compact_stats;
 
 /* Merges runs of small chunks of one (stream, partition, time partition)

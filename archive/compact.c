@@ -162,6 +162,7 @@ static int write_merge(compactor *c, const chunk_header *hs, size_t n)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    c->st->txn_ms += ms;
     if (ms > c->st->longest_txn_ms)
         c->st->longest_txn_ms = ms;
     a->tot.chunks -= (int64_t)n - 1;

@@ -68,6 +68,7 @@ typedef struct {
     int64_t compact_chunks;       /* small chunks they replaced */
     int64_t compact_bytes_before, compact_bytes_after;   /* stored bytes, replaced -> merged */
     double compact_longest_txn_ms;   /* the longest merge transaction since start */
+    double compact_txn_ms;           /* all merge transactions together */
     int64_t retention_chunks, retention_events;          /* dropped by archive.retention */
     int64_t vacuum_pages;         /* free pages handed back to the file system */
     int64_t archive_oldest;       /* start of the oldest time partition archived, INT64_MIN: none */

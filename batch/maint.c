@@ -159,6 +159,7 @@ void batch_maintain(batch *b, int64_t R)
     b->st.compact_chunks += cs.chunks_merged;
     b->st.compact_bytes_before += cs.bytes_before;
     b->st.compact_bytes_after += cs.bytes_after;
+    b->st.compact_txn_ms += cs.txn_ms;
     if (cs.longest_txn_ms > b->st.compact_longest_txn_ms)
         b->st.compact_longest_txn_ms = cs.longest_txn_ms;
     b->st.retention_chunks += ds.chunks;

@@ -18,6 +18,10 @@
  * Untouched partitions keep their segments, shared with the previous
  * version: P holds every event in (R_prev, R], so a partition without one
  * in P is unchanged.
+ * Retention (config_retention_cuts, at the run's start): a view's
+ * partitions before its cut are neither planned nor rebuilt, and the next
+ * version leaves out its segments before the cut, so they leave the
+ * answers with this run's swap; the archive follows after it (maint.c).
  * Runs on the batch thread only.
  */
 #include <errno.h>

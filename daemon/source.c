@@ -246,6 +246,9 @@ static void add_maintenance(daemon_source *ds, json_t *a)
     json_object_set_new(c, "bytes_before", json_integer(bs.compact_bytes_before));
     json_object_set_new(c, "bytes_after", json_integer(bs.compact_bytes_after));
     json_object_set_new(c, "longest_txn_ms", json_real(bs.compact_longest_txn_ms));
+    json_object_set_new(c, "mean_txn_ms", json_real(bs.compact_merges ? bs.compact_txn_ms /
+                                                                       (double)bs.compact_merges
+                                                                     : 0.0));
     json_object_set_new(a, "compaction", c);
     json_t *r = json_object();
     json_object_set_new(r, "dropped_chunks", json_integer(bs.retention_chunks));

@@ -128,12 +128,13 @@ def one_rate(b, rate, seconds):
         res = dict(rate=rate, events=n, payload=before["payload_bytes"] / n,
                    chunks0=before["chunks"], chunks1=after["chunks"],
                    bpe0=size0 / n, bpe1=size1 / n, run_s=run_s,
-                   txn_ms=comp["longest_txn_ms"], merges=comp["merges"], quiet=quiet, busy=busy)
+                   txn_ms=comp["longest_txn_ms"], mean_txn_ms=comp["mean_txn_ms"],
+                   merges=comp["merges"], quiet=quiet, busy=busy)
         log("  archive_size %s events/s: %s events, %s -> %s chunks, %.1f -> %.1f bytes/event "
-            "(payload %.1f), longest merge transaction %.1f ms; commits p99/max <= %g/%g ms "
+            "(payload %.1f), merge transactions %.1f ms mean, %.1f ms longest; commits p99/max <= %g/%g ms "
             "while compacting, %g/%g ms before"
             % (fmt(rate), fmt(n), fmt(res["chunks0"]), fmt(res["chunks1"]), res["bpe0"], res["bpe1"],
-               res["payload"], res["txn_ms"], busy[1], busy[2], quiet[1], quiet[2]))
+               res["payload"], res["mean_txn_ms"], res["txn_ms"], busy[1], busy[2], quiet[1], quiet[2]))
         return res
     finally:
         if daemon:
@@ -159,13 +160,13 @@ def run(b, R):
              % b.S["partitions"], "",
              "| events/s | events | payload bytes/event | chunks before | bytes/event before | "
              "chunks after | bytes/event after | after/before | batch run + compaction s | "
-             "longest merge transaction ms |",
+             "merge transaction ms, mean / longest |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for x in rows:
-        lines.append("| %s | %s | %.1f | %s | %.1f | %s | %.1f | %s | %.2f | %.1f |" % (
+        lines.append("| %s | %s | %.1f | %s | %.1f | %s | %.1f | %s | %.2f | %.1f / %.1f |" % (
             fmt(x["rate"]), fmt(x["events"]), x["payload"], fmt(x["chunks0"]), x["bpe0"],
             fmt(x["chunks1"]), x["bpe1"], fmt(ratio(x["bpe1"], x["bpe0"]), "x"), x["run_s"],
-            x["txn_ms"]))
+            x["mean_txn_ms"], x["txn_ms"]))
     lines += ["", "A merge's write transaction is the longest a commit of the speed thread "
               "waits for compaction; decompressing and compressing happen outside it. "
               "Commit latencies measured: lambdad on a copy of the uncompacted archive, "
