@@ -54,8 +54,9 @@
  * in this file, whose WAL replays in order, or sync this WAL first.
  *
  * A handle is one connection used by one thread at a time; nothing here
- * locks. SQLite's busy timeout covers a second connection holding the
- * write lock briefly (a reader's checkpoint, an admin tool).
+ * locks. A busy handler (busy_wait: retry every millisecond for up to
+ * 5 s) covers a second connection holding the write lock briefly (the
+ * batch thread's compaction and retention, a checkpoint, an admin tool).
  */
 #include "archive/archive_int.h"
 
@@ -386,6 +387,25 @@ static int set_wal(arch *a, char **errmsg)
     return 0;
 }
 
+/* SQLite's busy handler for a lock another connection holds: retry every
+ * millisecond, for up to BUSY_TIMEOUT_MS. sqlite3_busy_timeout's own
+ * handler backs off to 100 ms sleeps, so a commit of the speed thread that
+ * met one of compaction's short transactions (archive/compact.c) slept
+ * far longer than the lock was held, and could miss the gaps between
+ * merges again and again (measured: 250-500 ms commits while compacting). */
+static int busy_wait(void *ud, int count)
+{
+    arch *a = ud;
+    double now = mono_s();
+    if (count == 0)
+        a->busy_since = now;
+    if ((now - a->busy_since) * 1000 >= BUSY_TIMEOUT_MS)
+        return 0;
+    struct timespec ms = { .tv_sec = 0, .tv_nsec = 1000000 };
+    nanosleep(&ms, NULL);
+    return 1;
+}
+
 static int prepare(arch *a, sqlite3_stmt **st, const char *sql, char **errmsg)
 {
     int rc = sqlite3_prepare_v3(a->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
@@ -502,7 +522,7 @@ int arch_open(const char *path, int flags, int compression_level, arch **out, ch
                           a->db ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
         goto fail;
     }
-    sqlite3_busy_timeout(a->db, BUSY_TIMEOUT_MS);
+    sqlite3_busy_handler(a->db, busy_wait, a);
 
     /* the first read: tells a file that is not SQLite at all */
     int64_t version = 0;

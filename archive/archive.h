@@ -261,11 +261,12 @@ typedef struct {
 int arch_drop_before(arch *a, const char *stream, int64_t before, int64_t upto,
                      bool (*go_on)(void *ud), void *ud, arch_drop_stats *st, char **errmsg);
 
-/* Hands free pages back to the file system (PRAGMA incremental_vacuum, a
- * megabyte per transaction; go_on as above) and sets *freed_pages.
- * -ENOTSUP when the archive was created without auto_vacuum=INCREMENTAL. */
+/* Hands free pages back to the file system (PRAGMA incremental_vacuum, 64
+ * pages per transaction; go_on as above), sets *freed_pages and raises
+ * *longest_ms to its longest transaction. -ENOTSUP when the archive was
+ * created without auto_vacuum=INCREMENTAL. */
 int arch_vacuum(arch *a, bool (*go_on)(void *ud), void *ud, int64_t *freed_pages,
-                char **errmsg);
+                double *longest_ms, char **errmsg);
 
 /* A PASSIVE checkpoint: copies what it can of the WAL into the database
  * without waiting for anyone. Sets the WAL's frames and those copied

@@ -71,6 +71,7 @@ typedef struct {
     double compact_txn_ms;           /* all merge transactions together */
     int64_t retention_chunks, retention_events;          /* dropped by archive.retention */
     int64_t vacuum_pages;         /* free pages handed back to the file system */
+    double vacuum_longest_txn_ms; /* its longest transaction since start */
     int64_t archive_oldest;       /* start of the oldest time partition archived, INT64_MIN: none */
     bool vacuum_off;              /* the archive has no auto_vacuum (README, "Retention") */
     char maint_error[256];        /* the last maintenance failure, empty when it worked */

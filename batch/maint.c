@@ -144,7 +144,8 @@ void batch_maintain(batch *b, int64_t R)
 
     int64_t freed = 0;
     err = NULL;
-    int vr = arch_vacuum(b->mw, go_on, b, &freed, &err);
+    double vacuum_ms = 0;
+    int vr = arch_vacuum(b->mw, go_on, b, &freed, &vacuum_ms, &err);
     if (vr < 0 && vr != -ENOTSUP && vr != -ECANCELED)
         maint_failed(b, "vacuum", vr, err);
     else
@@ -165,6 +166,8 @@ void batch_maintain(batch *b, int64_t R)
     b->st.retention_chunks += ds.chunks;
     b->st.retention_events += ds.events;
     b->st.vacuum_pages += freed;
+    if (vacuum_ms > b->st.vacuum_longest_txn_ms)
+        b->st.vacuum_longest_txn_ms = vacuum_ms;
     b->st.vacuum_off = vr == -ENOTSUP;
     pthread_mutex_unlock(&b->mu);
     batch_note_oldest(b);

@@ -255,6 +255,7 @@ static void add_maintenance(daemon_source *ds, json_t *a)
     json_object_set_new(r, "dropped_events", json_integer(bs.retention_events));
     json_object_set_new(a, "retention", r);
     json_object_set_new(a, "vacuumed_pages", json_integer(bs.vacuum_pages));
+    json_object_set_new(a, "vacuum_longest_txn_ms", json_real(bs.vacuum_longest_txn_ms));
     json_object_set_new(a, "auto_vacuum", json_boolean(!bs.vacuum_off));
     json_object_set_new(a, "maintenance_error", bs.maint_error[0] ? json_string(bs.maint_error)
                                                                   : json_null());
