@@ -14,7 +14,7 @@
  *              R stay until the next run has moved them out of the live
  *              tables, so recovery never replays what no view holds.
  *   compaction chunks at or below R merged (arch_compact), at
- *              archive.compaction_level.
+ *              archive.compaction_level; at most one pass a minute.
  *   vacuum     freed pages handed back (auto_vacuum=INCREMENTAL).
  *   checkpoint a PASSIVE checkpoint now, every second during a long pass
  *              and between runs (batch_checkpoint), so the speed thread's
@@ -45,6 +45,8 @@ METRIC_GAUGE(m_oldest, "lambdad_archive_oldest_partition_timestamp_seconds",
              "Start of the oldest time partition the archive holds (absent when empty).");
 METRIC_GAUGE(m_view_oldest, "lambdad_view_oldest_partition_timestamp_seconds",
              "Start of the oldest batch partition of a view (absent when it has none).", "view");
+
+#define COMPACT_INTERVAL_MS 60000
 
 static int64_t now_ms(void)
 {
@@ -130,9 +132,17 @@ void batch_maintain(batch *b, int64_t R)
                  "before %lld", (long long)ds.events, (long long)ds.chunks,
                  (long long)b->arch_cut);
 
+    /* At most one compaction pass a minute: a merged chunk below the
+     * target is rewritten with the new small chunks of its group each
+     * pass, and a batch.interval_s of seconds would rewrite it (and hold
+     * up the next run) every few seconds. */
     arch_compact_stats cs = {0};
     err = NULL;
-    r = arch_compact(b->mw, R, cfg->compact_level, go_on, b, &cs, &err);
+    r = 0;
+    if (!b->last_compaction_ms || now_ms() - b->last_compaction_ms >= COMPACT_INTERVAL_MS) {
+        r = arch_compact(b->mw, R, cfg->compact_level, go_on, b, &cs, &err);
+        b->last_compaction_ms = now_ms();
+    }
     if (r < 0 && r != -ECANCELED)
         maint_failed(b, "compaction", r, err);
     else
