@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/strutil.h"
 #include "core/vstate.h"
+#include "daemon/cli.h"
 #include "daemon/notify.h"
 #include "daemon/source.h"
 #include "serving/serving.h"
@@ -41,6 +42,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: lambdad -c FILE [--check-config] [-v]\n"
+            "       lambdad import -c FILE --stream NAME [--format jsonl|csv] FILE...\n"
             "       lambdad --version | --help\n"
             "\n"
             "Lambda-architecture aggregation daemon: consumes JSON events from Kafka,\n"
@@ -82,9 +84,8 @@ static int check_config_outside(const config *cfg, config_errors *errs)
     return errs->n > n0 ? -EINVAL : 0;
 }
 
-/* The archive's chunks are cut by batch.partition; that unit is fixed for
- * the archive's lifetime (batch runs scan partitions by it). */
-static int check_partition_unit(const config *cfg, arch *w, char **err)
+/* Batch runs scan partitions by the unit (cli.h). */
+int check_partition_unit(const config *cfg, arch *w, char **err)
 {
     char *stored = NULL;
     const char *want = gran_name(cfg->batch_partition);
@@ -411,6 +412,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "import") == 0)
+        return import_main(argc - 1, argv + 1);
     const char *path = NULL;
     int check_only = 0, verbose = 0, c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {

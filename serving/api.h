@@ -32,6 +32,8 @@ typedef struct {
     bool no_cache;               /* Cache-Control: no-cache */
     int64_t deadline_ms;         /* CLOCK_MONOTONIC ms past which a query is abandoned;
                                     0: http.limits.query_timeout_ms from now */
+    bool has_body;               /* body_fd holds the body (api_takes_body routes) */
+    int body_fd;                 /* borrowed for the call */
 } api_request;
 
 typedef struct {
@@ -50,6 +52,11 @@ void api_dispatch(const api_ctx *ctx, const api_request *rq, api_reply *r);
 /* Whether the request runs on the query pool (heavy: the query route's
  * GET and HEAD) rather than on the HTTP thread that read it. */
 bool api_pooled(const char *method, const char *path);
+
+/* Whether the request's body is read, to a spool file (POST
+ * /v1/admin/import), rather than discarded within http.limits.max_body_bytes;
+ * such a request runs on the query pool. */
+bool api_takes_body(const char *method, const char *path);
 
 /* The pattern of the route that path matches ("/v1/views/{view}/query"),
  * or "other": the label of the HTTP metrics, whose values must not grow

@@ -12,6 +12,8 @@
  *   the archived events with seq <= last_seq, which is what makes answers
  *   exact across crashes (DESIGN.md, "The exactness protocol", step 1).
  * - Query threads read the tables through vstate_scan().
+ * - An import thread hands its transactions to the speed thread, which
+ *   commits and applies each at the top of its loop (imports.c).
  */
 #include <errno.h>
 #include <signal.h>
@@ -85,6 +87,8 @@ int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg
     s->w = w;   /* owned from here on */
     pthread_mutex_init(&s->parts_lock, NULL);
     pthread_mutex_init(&s->err_lock, NULL);
+    pthread_mutex_init(&s->call_lock, NULL);
+    pthread_cond_init(&s->call_cond, NULL);
 
     size_t maxfields = 1;
     for (size_t i = 0; i < cfg->nstreams; i++)
@@ -501,6 +505,7 @@ static void *speed_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals go to the main thread */
+    speed_calls_open(s, true);   /* served once the loop turns */
 
     /* Contact and progress count from the start: a broker that never
      * answers makes the daemon unready after kafka.unreachable_after_ms. */
@@ -510,6 +515,7 @@ static void *speed_main(void *arg)
     s->consuming = true;
 
     while (!s->stop_requested && !s->failed) {
+        speed_serve_call(s);   /* an import's transaction, between two of ours */
         int64_t now = speed_now_ms();
         s->last_loop_ms = now;
         if (now >= s->next_watermarks_ms) {
@@ -581,6 +587,7 @@ static void *speed_main(void *arg)
     if (s->txn_started_ms)
         log_error("Stopping with %zu uncommitted event(s): not archived, so they will be read "
                   "from Kafka again at the next start", arch_txn_events(s->txn));
+    speed_calls_open(s, false);
     s->consuming = false;
     return NULL;
 }
@@ -746,6 +753,8 @@ void speed_free(speed *s)
     arch_close(s->w);
     pthread_mutex_destroy(&s->parts_lock);
     pthread_mutex_destroy(&s->err_lock);
+    pthread_mutex_destroy(&s->call_lock);
+    pthread_cond_destroy(&s->call_cond);
     free(s);
 }
 

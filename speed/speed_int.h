@@ -8,8 +8,12 @@
 #include <stdbool.h>
 
 #include "core/event.h"
+#include "core/log.h"
 #include "core/vstate.h"
 #include "speed/speed.h"
+
+/* imports.c: an import's request to the speed thread. */
+typedef struct speed_call speed_call;
 
 /* One owned Kafka partition. Written by the speed thread; next_offset and
  * high_watermark are also read by other threads under parts_lock. */
@@ -72,7 +76,19 @@ struct speed {
     char write_error[256];
     int64_t write_error_since;     /* epoch s of the first failure in a row; 0 = writing fine */
     atomic_llong write_failures;   /* failed commits since start */
+
+    /* Imports handed to the speed thread (imports.c), under call_lock. */
+    pthread_mutex_t call_lock;
+    pthread_cond_t call_cond;
+    speed_call *call;              /* waiting to be done; NULL: none */
+    bool calls_open;               /* the speed thread takes calls */
 };
+
+/* Speed thread: does the pending call, if any. */
+void speed_serve_call(speed *s);
+/* Speed thread: starts (true) or stops (false) taking calls; stopping
+ * fails a pending one. */
+void speed_calls_open(speed *s, bool open);
 
 int64_t speed_now_ms(void);
 /* Looks up partitions of every stream's topic in the cluster metadata and
