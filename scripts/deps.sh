@@ -9,7 +9,7 @@ PKGS=(
   librdkafka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libzstd-dev
   libxxhash-dev                                  # XXH3 checksums of archive chunks and segments
   zlib1g-dev libcurl4-gnutls-dev                 # lambdad import: gzip files; talking to a running daemon
-  kcat python3 sqlite3 curl                      # tests and demo
+  kcat python3 sqlite3 curl zstd                 # tests and demo (zstd: test_import)
   prometheus openssl                             # promtool and a test certificate (tests/e2e/test_ops_http.py)
   wrk                                            # bench/run's query benchmark
   systemd                                        # systemd-analyze, systemd-sysusers (tests/e2e/test_deploy.py)
