@@ -384,8 +384,14 @@ static int pass1(reader *rd, const import_opts *o, columns *cols, uint64_t size,
         res->records++;
         if (o->fmt == IMPORT_CSV && rd->rec.nfields == cols->n)
             columns_infer(cols, &rd->rec);
-        if (o->progress && res->records % PROGRESS_EVERY == 0)
+        if (res->records % PROGRESS_EVERY != 0)
+            continue;
+        if (o->progress)
             o->progress(o->progress_ud, 1, isrc_file_bytes(rd->src), size, res);
+        if (o->stop && atomic_load(o->stop)) {
+            *errmsg = str_printf("%s: stopped before importing anything", o->name);
+            return -ECANCELED;
+        }
     }
     if (r < 0)
         return r;
