@@ -12,7 +12,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-static char dir[] = "/tmp/test_import.XXXXXX";
+static char dir[] = "/tmp/test_importer.XXXXXX";
 static char path_buf[256];
 
 static const char *path(const char *name)
