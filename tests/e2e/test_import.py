@@ -13,9 +13,12 @@ plain, gzip'd and zstd'd. Every answer equals the independent model
 - malformed records are rejects naming file and line;
 - killed (SIGKILL at the failpoint after the first transaction of an
   import, in the command and in the daemon), then imported again: every
-  record counted exactly once."""
+  record counted exactly once;
+- with http.auth the command sends the config's token, and it refuses a
+  server at the config's address that serves another archive."""
 import csv
 import gzip
+import http.server
 import io
 import json
 import os
@@ -24,7 +27,9 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import LAMBDAD, Daemon, Devbroker, Workdir, produce  # noqa: E402
@@ -90,6 +95,13 @@ def model_payloads(evs, drop=()):
     missing value is null."""
     return [json.dumps({k: e.get(k) for k in ("ts", "page", "country", "bytes")})
             for i, e in enumerate(evs) if i not in drop]
+
+
+def status_with_token(daemon, token):
+    req = urllib.request.Request("http://127.0.0.1:%d/v1/status" % daemon.port,
+                                 headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
 
 
 def derive(obj, ts):
@@ -246,6 +258,56 @@ class ImportTest(unittest.TestCase):
         self.assertEqual((s, body["imported"], body["skipped"]), (200, 30000, 0))
         self.assertEqual(body["records"], 30000)
         self.assertRegex(body["hash"], "^[0-9a-f]{32}$")
+
+    def test_auth_and_the_right_daemon(self):
+        """With http.auth (protect all: /v1/status too) the command sends
+        the config's token; and it refuses to send a file to a server that
+        serves another archive than the one whose lock is held."""
+        d = self.d
+        with open(self.wd.file("token"), "w") as f:
+            f.write("imp-T0ken\n")
+        d.rewrite_config(http=dict(d.cfg["http"], auth={"token_file": self.wd.file("token"),
+                                                        "protect": "all"}))
+        d.start()
+        s, body, _ = d.request("POST", "/v1/admin/import?stream=pv&format=jsonl", b"{}")
+        self.assertEqual(s, 401)
+        path = self.write("a.jsonl", "\n".join(to_jsonl(events(50, T0, seed=7))))
+        self.assertEqual(self.summary(self.run_import(path), path), (50, 0, 0))
+        self.assertEqual(status_with_token(d, "imp-T0ken")["archive"]["events"], 50)
+
+        # a config naming this archive but another server's address
+        other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OtherArchive)
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        try:
+            cfg = dict(d.cfg, http={"listen": "127.0.0.1:%d" % other.server_address[1]})
+            wrong = self.wd.file("wrong.json")
+            with open(wrong, "w") as f:
+                json.dump(cfg, f)
+            r = subprocess.run([LAMBDAD, "import", "-c", wrong, "--stream", "pv", path],
+                               capture_output=True, text=True, timeout=60)
+        finally:
+            other.shutdown()
+            other.server_close()
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "lambdad import: the lambdad at http://127.0.0.1:%d serves "
+                         "archive /elsewhere/archive.db, not %s (which lambdad pid %d holds); "
+                         "refusing to import into the wrong one\n" % (
+                             other.server_address[1], d.cfg["archive"]["path"], d.proc.pid))
+
+
+class OtherArchive(http.server.BaseHTTPRequestHandler):
+    """A server whose /v1/status names another archive."""
+
+    def do_GET(self):
+        body = json.dumps({"archive": {"path": "/elsewhere/archive.db"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
 
 
 if __name__ == "__main__":
