@@ -296,26 +296,6 @@ typedef struct {
     size_t detail_cap;
 } feeder;
 
-static void free_stage(const config *cfg, vtable **t)
-{
-    if (!t)
-        return;
-    for (size_t v = 0; v < cfg->nviews; v++)
-        vtable_free(t[v]);
-    free(t);
-}
-
-static vtable **new_stage(const config *cfg)
-{
-    vtable **t = calloc(cfg->nviews ? cfg->nviews : 1, sizeof(*t));
-    for (size_t v = 0; t && v < cfg->nviews; v++)
-        if (!(t[v] = vtable_new(cfg->views[v].ndims, cfg->views[v].layout))) {
-            free_stage(cfg, t);
-            return NULL;
-        }
-    return t;
-}
-
 /* Adds one record (payload: its JSON event) to the transaction, as an
  * event or a reject. 0 or -ENOMEM. */
 static int feed(feeder *f, int32_t part, int64_t recno, int64_t line, const char *payload,
@@ -360,8 +340,8 @@ static int commit(feeder *f, const arch_import *imp, int64_t from, int64_t to, i
     arch_txn_reset(f->txn);
     f->stage_events = 0;
     if (f->stage) {
-        free_stage(cfg, f->stage);   /* the tables the sink did not take */
-        if (!(f->stage = new_stage(cfg)))
+        vtables_free(f->stage, cfg->nviews);   /* the tables the sink did not take */
+        if (!(f->stage = vtables_new_per_view(cfg->views, cfg->nviews)))
             return -ENOMEM;
     }
     if (!done)
@@ -509,7 +489,7 @@ int import_run(const import_opts *o, int fd, import_result *res, char **errmsg)
     f.txn = arch_txn_new();
     f.dec = event_decoder_new();
     f.vals = calloc(maxvals, sizeof(*f.vals));
-    f.stage = o->sink.views ? new_stage(cfg) : NULL;
+    f.stage = o->sink.views ? vtables_new_per_view(cfg->views, cfg->nviews) : NULL;
     if (!f.txn || !f.dec || !f.vals || (o->sink.views && !f.stage)) {
         r = -ENOMEM;
         goto out;
@@ -520,7 +500,7 @@ int import_run(const import_opts *o, int fd, import_result *res, char **errmsg)
 out:
     if (r == -ENOMEM && !*errmsg)
         *errmsg = strdup("out of memory");
-    free_stage(cfg, f.stage);
+    vtables_free(f.stage, cfg->nviews);
     arch_txn_free(f.txn);
     event_decoder_free(f.dec);
     free(f.vals);

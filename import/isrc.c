@@ -145,18 +145,28 @@ int isrc_rewind(isrc *s)
     return r;
 }
 
+/* More file bytes when every one read is used: 1 when there are none
+ * left (the file is read to its end), 0, or a negative code. */
+static int top_up(isrc *s, char **errmsg)
+{
+    if (s->in_pos == s->in_len && !s->in_eof) {
+        int r = fill(s, errmsg);
+        if (r < 0)
+            return r;
+    }
+    return s->in_pos == s->in_len && s->in_eof;
+}
+
 /* Decompressors may hold output back for a full buffer: each is called
  * until it gives bytes, also once the file is read to its end; a stream
  * that is not complete then is a truncated file. */
 static ssize_t read_gzip(isrc *s, void *buf, size_t n, char **errmsg)
 {
     for (;;) {
-        if (s->in_pos == s->in_len && !s->in_eof) {
-            int r = fill(s, errmsg);
-            if (r < 0)
-                return r;
-        }
-        bool no_input = s->in_pos == s->in_len && s->in_eof;
+        int r = top_up(s, errmsg);
+        if (r < 0)
+            return r;
+        bool no_input = r == 1;
         if (s->z_member_done) {
             if (no_input)
                 return 0;
@@ -186,12 +196,10 @@ static ssize_t read_gzip(isrc *s, void *buf, size_t n, char **errmsg)
 static ssize_t read_zstd(isrc *s, void *buf, size_t n, char **errmsg)
 {
     for (;;) {
-        if (s->in_pos == s->in_len && !s->in_eof) {
-            int r = fill(s, errmsg);
-            if (r < 0)
-                return r;
-        }
-        bool no_input = s->in_pos == s->in_len && s->in_eof;
+        int r = top_up(s, errmsg);
+        if (r < 0)
+            return r;
+        bool no_input = r == 1;
         if (no_input && s->zd_done)
             return 0;   /* (another call would wait for a next frame) */
         ZSTD_inBuffer ib = {s->in, s->in_len, s->in_pos};

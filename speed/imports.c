@@ -87,12 +87,7 @@ static int run_commit(speed *s, speed_call *c)
                            "restart recovers it)");
         return -ENOMEM;
     }
-    s->archived_events += (long long)arch_txn_events(c->t);
-    s->rejects += (long long)arch_txn_rejects(c->t);
-    s->commits++;
-    arch_stats st;
-    if (arch_get_stats(s->w, &st) == 0)
-        s->archive_bytes = st.file_bytes;
+    speed_count_commit(s, c->t);
     return 0;
 }
 

@@ -50,30 +50,6 @@ static const char *const reject_reasons[4] = {
 #define POLL_MAX_MS 100           /* longest wait for messages */
 #define COMMIT_RETRY_MS 1000      /* pause after a failed archive commit */
 
-static void free_tables(vtable **t, size_t n)
-{
-    if (!t)
-        return;
-    for (size_t i = 0; i < n; i++)
-        vtable_free(t[i]);
-    free(t);
-}
-
-static vtable **new_tables(const config *cfg)
-{
-    vtable **t = calloc(cfg->nviews ? cfg->nviews : 1, sizeof(*t));
-    if (!t)
-        return NULL;
-    for (size_t v = 0; v < cfg->nviews; v++) {
-        t[v] = vtable_new(cfg->views[v].ndims, cfg->views[v].layout);
-        if (!t[v]) {
-            free_tables(t, cfg->nviews);
-            return NULL;
-        }
-    }
-    return t;
-}
-
 int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg)
 {
     speed *s = calloc(1, sizeof(*s));
@@ -94,7 +70,7 @@ int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg
     for (size_t i = 0; i < cfg->nstreams; i++)
         if (stream_nvals(&cfg->streams[i]) > maxfields)
             maxfields = stream_nvals(&cfg->streams[i]);
-    s->stage = new_tables(cfg);
+    s->stage = vtables_new_per_view(cfg->views, cfg->nviews);
     s->txn = arch_txn_new();
     s->dec = event_decoder_new();
     s->vals = calloc(maxfields, sizeof(*s->vals));
@@ -201,8 +177,8 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
         total += rc.events;
     }
     r = vstate_apply(s->vs, s->stage, total, st.last_seq, false);   /* takes the tables */
-    free_tables(s->stage, cfg->nviews);                      /* only what it did not take */
-    s->stage = r == 0 ? new_tables(cfg) : NULL;
+    vtables_free(s->stage, cfg->nviews);                      /* only what it did not take */
+    s->stage = r == 0 ? vtables_new_per_view(cfg->views, cfg->nviews) : NULL;
     if (!s->stage) {
         *errmsg = strdup("out of memory publishing the replayed events");
         return -ENOMEM;
@@ -260,6 +236,16 @@ static void note_write_error(speed *s, const char *err)
     }
 }
 
+void speed_count_commit(speed *s, const arch_txn *t)
+{
+    s->archived_events += (long long)arch_txn_events(t);
+    s->rejects += (long long)arch_txn_rejects(t);
+    s->commits++;
+    arch_stats st;
+    if (arch_get_stats(s->w, &st) == 0)
+        s->archive_bytes = st.file_bytes;
+}
+
 /* Commits the open transaction; on success applies it to the live tables.
  * Returns 0, or a negative code after logging (the transaction is kept and
  * retried: nothing is lost). */
@@ -311,20 +297,15 @@ static int commit_txn(speed *s)
         s->failed = true;
         return -ENOMEM;
     }
-    free_tables(s->stage, s->cfg->nviews);   /* emptied by vstate_apply */
-    s->stage = new_tables(s->cfg);
+    vtables_free(s->stage, s->cfg->nviews);   /* emptied by vstate_apply */
+    s->stage = vtables_new_per_view(s->cfg->views, s->cfg->nviews);
     if (!s->stage) {
         log_error("Out of memory resetting staging tables; stopping");
         s->failed = true;
         return -ENOMEM;
     }
 
-    s->archived_events += (long long)arch_txn_events(s->txn);
-    s->rejects += (long long)arch_txn_rejects(s->txn);
-    s->commits++;
-    arch_stats st;
-    if (arch_get_stats(s->w, &st) == 0)
-        s->archive_bytes = st.file_bytes;
+    speed_count_commit(s, s->txn);
     if (t1 - t0 > 1000)
         log_warn("Archive commit took %lld ms", (long long)(t1 - t0));
     log_debug("Committed %zu event(s), %zu reject(s), seq %lld in %lld ms",
@@ -739,7 +720,7 @@ void speed_free(speed *s)
         rd_kafka_queue_destroy(s->queue);
     if (s->rk)
         destroy_consumer(s->rk);
-    free_tables(s->stage, s->cfg->nviews);
+    vtables_free(s->stage, s->cfg->nviews);
     arch_txn_free(s->txn);
     event_decoder_free(s->dec);
     free(s->vals);

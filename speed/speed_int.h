@@ -90,6 +90,10 @@ void speed_serve_call(speed *s);
  * fails a pending one. */
 void speed_calls_open(speed *s, bool open);
 
+/* Speed thread, after a transaction t committed (Kafka's or an
+ * import's): the status figures. */
+void speed_count_commit(speed *s, const arch_txn *t);
+
 int64_t speed_now_ms(void);
 /* Looks up partitions of every stream's topic in the cluster metadata and
  * assigns the new ones (at their archived offset, or per kafka.start).
