@@ -6,7 +6,10 @@
 "use strict";
 (function () {
   const REFRESH_MS = 3000;      // live refresh of the chart, table and status
-  const MAX_POINTS = 1500;      // the finest granularity with at most this many buckets
+  const MAX_POINTS = 400;       // auto: the finest granularity with at most this many buckets
+  // Series colours that read on both themes.
+  const COLORS = ["#4c7cf3", "#f08c3a", "#3fae5a", "#b25ed6", "#e5b321", "#22a6bf", "#e0527e",
+    "#7fae2e", "#8a6cf0", "#19b38f", "#d9534f", "#8c96a8"];
   const MAX_SERIES = 12;        // groups drawn; the table lists them all
   const UNITS = [["second", 1], ["minute", 60], ["hour", 3600], ["day", 86400], ["month", 2678400]];
   const TOKEN_KEY = "lambdad.token";
@@ -229,7 +232,7 @@
       labels: s.labels, legend: "always", labelsDiv: $("legend"), labelsSeparateLines: true,
       connectSeparatedPoints: true, drawPoints: s.data.length < 80, strokeWidth: 1.6,
       axisLineColor: dark ? "#3a404c" : "#c9ced8", gridLineColor: dark ? "#262b35" : "#eceef2",
-      labelsKMB: true, includeZero: true, animatedZooms: false,
+      labelsKMB: true, includeZero: true, animatedZooms: false, colors: COLORS,
       ylabel: st.metric, axes: { y: { axisLabelWidth: 60 } },
     };
     const data = s.data.length ? s.data : [[new Date(), ...s.labels.slice(1).map(() => null)]];
