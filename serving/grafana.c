@@ -307,8 +307,7 @@ static int to_series(json_t *ans, const char *target, const char *metric, json_t
 }
 
 /* One target's answer rows as a table (appended to out). */
-static int to_table(json_t *ans, const view_def *v, const char *metric, json_t *group,
-                    bool timed, json_t *out)
+static int to_table(json_t *ans, const char *metric, json_t *group, bool timed, json_t *out)
 {
     json_t *cols = json_array(), *rows = json_array(), *row;
     if (timed)
@@ -331,7 +330,6 @@ static int to_table(json_t *ans, const view_def *v, const char *metric, json_t *
         json_array_append(cells, val ? val : json_null());
         json_array_append_new(rows, cells);
     }
-    (void)v;
     return json_array_append_new(out, json_pack("{s:s,s:o,s:o}", "type", "table", "columns", cols,
                                                 "rows", rows));
 }
@@ -434,7 +432,7 @@ void grafana_h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
                     json_array_append_new(group, json_stringn(q.group.p + pos, end - pos));
                     pos = end + 1;
                 }
-                rc = to_table(ans, v, v->metrics[m].name, group, strcmp(q.gran, "all") != 0, out);
+                rc = to_table(ans, v->metrics[m].name, group, strcmp(q.gran, "all") != 0, out);
                 json_decref(group);
             } else {
                 rc = to_series(ans, target, v->metrics[m].name, out);

@@ -123,6 +123,7 @@ typedef struct {
 typedef struct {
     uint64_t body_bytes;     /* request body read so far */
     char *body;              /* kept for routes that take one (api_takes_body), NUL-terminated */
+    size_t body_cap;
     struct timespec t0;      /* when the headers were in */
     const char *route;       /* api_route(): the metrics' label */
     http_job *job;           /* the query handed to the pool, freed with this */
@@ -492,13 +493,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         if (st->body_bytes + n > (uint64_t)s->cfg->http_max_body_bytes)
             return MHD_NO;       /* a chunked body past the limit: close */
         if (api_takes_body(method, path)) {
-            /* at most max_body_bytes + 1, checked above */
-            char *nb = realloc(st->body, (size_t)st->body_bytes + n + 1);
-            if (!nb)
-                return MHD_NO;
-            memcpy(nb + st->body_bytes, upload_data, n);
-            nb[st->body_bytes + n] = '\0';
-            st->body = nb;
+            size_t need = (size_t)st->body_bytes + n + 1;   /* at most max_body_bytes + 1 */
+            if (need > st->body_cap) {
+                size_t cap = st->body_cap ? st->body_cap * 2 : 4096;
+                char *nb = realloc(st->body, cap > need ? cap : need);
+                if (!nb)
+                    return MHD_NO;
+                st->body = nb;
+                st->body_cap = cap > need ? cap : need;
+            }
+            memcpy(st->body + st->body_bytes, upload_data, n);
+            st->body[st->body_bytes + n] = '\0';
         }                        /* else discarded: the route takes no body */
         st->body_bytes += n;
         return MHD_YES;

@@ -8,6 +8,7 @@ meson build dir (ARTIFACTS); with DOCS=dir they are also written there
 Needs chromium and the npm packages of tests/browser (scripts/deps.sh
 installs both)."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -53,12 +54,18 @@ def main():
         daemons.append(locked)
         # 10 minutes of events up to now: inside the UI's default range
         # (the last 15 minutes)
+        # a traffic wave over the last 10 minutes (inside the UI's default
+        # range, the last 15); countries 3:2:1
         now = int(time.time())
-        events = [json.dumps({"ts": now - 600 + i, "country": "DE FR US DE".split()[i % 4],
-                              "page": "/" + "ab"[i % 2], "bytes": i, "ms": 5 + i % 40})
-                  for i in range(600)]
+        events = []
+        for s in range(600):
+            for _ in range(1 + round(2 + 2 * math.sin(s / 45))):
+                k = len(events)
+                events.append(json.dumps({"ts": now - 600 + s, "country": "DE DE DE FR FR US".split()[k % 6],
+                                          "page": ["/", "/docs", "/pricing"][k % 3], "bytes": 500 + k % 700,
+                                          "ms": 5 + (k * 7) % 90}))
         produce(broker.bootstrap, "pageviews", events)
-        d.wait_archived(600)
+        d.wait_archived(len(events))
         env = dict(os.environ, UI_URL="http://127.0.0.1:%d" % d.port,
                    UI_AUTH_URL="http://127.0.0.1:%d" % locked.port, UI_TOKEN=TOKEN,
                    BOOTSTRAP=broker.bootstrap, TOPIC="pageviews", ARTIFACTS=artifacts,

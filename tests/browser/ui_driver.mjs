@@ -95,7 +95,7 @@ try {
   const before = total(probe);
   const now = Math.floor(Date.now() / 1000);
   const events = Array.from({ length: 50 }, (_, i) => JSON.stringify(
-    { ts: now - (i % 5), country: "DE", page: "/live", bytes: 100 + i }) + "\n").join("");
+    { ts: now - (i % 5), country: "DE", page: "/docs", bytes: 100 + i }) + "\n").join("");
   execFileSync("kcat", ["-P", "-b", env.BOOTSTRAP, "-t", env.TOPIC, "-X", "linger.ms=5"], { input: events });
   await page.waitForFunction((want) => window.lambdadUI.data.reduce((s, r) => s + (r[1] || 0), 0) === want,
     before + 50, { timeout: 30000 });

@@ -11,14 +11,17 @@ UI's status strip shows."""
 import http.client
 import json
 import os
+import re
 import sys
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Daemon, Devbroker, Workdir, produce  # noqa: E402
 from model import expected, rfc3339  # noqa: E402
 
 BASE = 1795420800   # 2026-11-23T08:00:00Z
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 STREAM = [{"name": "pageviews", "topic": "pageviews", "time_field": "ts"}]
 PAGES = {"name": "pages", "stream": "pageviews", "granularity": "minute",
          "dimensions": ["country", "page"],
@@ -323,6 +326,74 @@ class DashboardsTest(unittest.TestCase):
                          [("invalid_json", BAD[1], len(BAD[1]), "pageviews"),
                           ("bad_time", BAD[0], len(BAD[0]), "pageviews")])
         self.assertTrue(all(r["detail"] for r in latest), latest)
+
+
+class DeployedDashboardsTest(unittest.TestCase):
+    """deploy/grafana's dashboards against a daemon with the demo's views
+    (config/lambdad.example.json): every JSON datasource target is listed
+    by /grafana/metrics and answered by /grafana/query with its payload as
+    Grafana sends it (variables replaced); every Infinity panel's URL is
+    answered by the native API."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(ROOT, "config", "lambdad.example.json")) as f:
+            example = json.loads(re.sub(r"^\s*//.*$", "", f.read(), flags=re.M))
+        cls.wd = Workdir("dashboards-demo")
+        cls.broker = Devbroker(["pageviews:1"])
+        cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=example["streams"],
+                       views=example["views"]).start()
+        produce(cls.broker.bootstrap, "pageviews", [json.dumps(
+            {"ts": BASE + i, "page": "/p%d" % (i % 3), "country": "DE", "bytes": 10, "ms": i})
+            for i in range(30)])
+        cls.d.wait_archived(30)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.d.stop()
+        finally:
+            cls.broker.stop()
+            cls.wd.cleanup()
+
+    def dashboard(self, name):
+        with open(os.path.join(ROOT, "deploy", "grafana", "dashboards", name)) as f:
+            return json.load(f)
+
+    def test_json_datasource_dashboard(self):
+        dash = self.dashboard("lambdad-json.json")
+        s, _, b = call(self.d.port, "POST", "/grafana/metrics", "{}")
+        listed = {m["value"] for m in json.loads(b)}
+        rng = {"from": rfc3339(BASE).replace("Z", ".000Z"),
+               "to": rfc3339(BASE + 60).replace("Z", ".000Z")}
+        var = dash["templating"]["list"][0]
+        s, _, b = call(self.d.port, "POST", "/grafana/variable",
+                       {"payload": {"target": var["query"]["query"]}, "range": rng})
+        self.assertEqual((s, json.loads(b)), (200, [{"__text": "DE", "__value": "DE"}]))
+        for p in dash["panels"]:
+            for t in p["targets"]:
+                self.assertIn(t["target"], listed, p["title"])
+                payload = json.loads(t["payload"].replace("$country", "DE"))
+                body = {"range": rng, "intervalMs": 1000, "maxDataPoints": 500,
+                        "targets": [{"refId": t["refId"], "target": t["target"], "payload": payload}]}
+                s, _, b = call(self.d.port, "POST", "/grafana/query", body)
+                self.assertEqual(s, 200, (p["title"], b))
+                self.assertTrue(json.loads(b), (p["title"], b))
+
+    def test_infinity_dashboard(self):
+        for p in self.dashboard("lambdad-infinity.json")["panels"]:
+            for t in p["targets"]:
+                params = {q["key"]: q["value"] for q in t["url_options"]["params"]}
+                params.update({"from": str(BASE), "to": str(BASE + 3600)})
+                s, _, b = call(self.d.port, "GET", t["url"] + "?" + urllib.parse.urlencode(params))
+                self.assertEqual(s, 200, (p["title"], b))
+                rows = json.loads(b)[t["root_selector"]]
+                self.assertTrue(rows, p["title"])
+                for c in t["columns"]:   # every column's selector finds a value
+                    v = rows[0]
+                    for k in c["selector"].split("."):
+                        v = v[k]
+                    self.assertIsNotNone(v, (p["title"], c))
 
 
 if __name__ == "__main__":
