@@ -481,12 +481,15 @@ static json_t *payload_configs(const view_def *v)
         "label", "Time series", "value", "timeseries", "label", "Table", "value", "table");
 }
 
-/* POST /grafana/metrics: every view.metric with its payload options. */
-void grafana_h_metrics(const api_ctx *ctx, const api_request *rq, api_reply *r)
+/* Every view.metric: as metric configs with their payload options
+ * (POST /grafana/metrics), or as names containing the body's "target"
+ * (POST /grafana/search, the older plugins' list). */
+static void list_metrics(const api_ctx *ctx, const api_request *rq, api_reply *r, bool names)
 {
     json_t *b = body_object(rq, r);
     if (!b)
         return;
+    const char *want = names ? json_string_value(json_object_get(b, "target")) : NULL;
     json_t *out = json_array();
     for (size_t i = 0; i < ctx->cfg->nviews; i++) {
         const view_def *v = &ctx->cfg->views[i];
@@ -494,8 +497,11 @@ void grafana_h_metrics(const api_ctx *ctx, const api_request *rq, api_reply *r)
             char *name = NULL;
             if (asprintf(&name, "%s.%s", v->name, v->metrics[m].name) < 0)
                 name = NULL;
-            json_array_append_new(out, json_pack("{s:s?,s:s?,s:o}", "label", name, "value", name,
-                                                 "payloads", payload_configs(v)));
+            if (names && name && (!want || strstr(name, want)))
+                json_array_append_new(out, json_string(name));
+            else if (!names)
+                json_array_append_new(out, json_pack("{s:s?,s:s?,s:o}", "label", name, "value",
+                                                     name, "payloads", payload_configs(v)));
             free(name);
         }
     }
@@ -504,27 +510,14 @@ void grafana_h_metrics(const api_ctx *ctx, const api_request *rq, api_reply *r)
     json_decref(b);
 }
 
-/* POST /grafana/search: the older plugins' metric list (names only). */
+void grafana_h_metrics(const api_ctx *ctx, const api_request *rq, api_reply *r)
+{
+    list_metrics(ctx, rq, r, false);
+}
+
 void grafana_h_search(const api_ctx *ctx, const api_request *rq, api_reply *r)
 {
-    json_t *b = body_object(rq, r);
-    if (!b)
-        return;
-    const char *want = json_string_value(json_object_get(b, "target"));
-    json_t *out = json_array();
-    for (size_t i = 0; i < ctx->cfg->nviews; i++) {
-        const view_def *v = &ctx->cfg->views[i];
-        for (size_t m = 0; m < v->nmetrics; m++) {
-            char *name = NULL;
-            if (asprintf(&name, "%s.%s", v->name, v->metrics[m].name) >= 0 &&
-                (!want || strstr(name, want)))
-                json_array_append_new(out, json_string(name));
-            free(name);
-        }
-    }
-    dash_reply_json(r, 200, out);
-    json_decref(out);
-    json_decref(b);
+    list_metrics(ctx, rq, r, true);
 }
 
 /* POST /grafana/metric-payload-options {"metric","payload","name"}: the

@@ -340,10 +340,12 @@
   }
   function startTimer() {
     if (!st.timer) st.timer = setInterval(tick, REFRESH_MS);
+    probe.refreshing = true;
   }
   function stopTimer() {
     clearInterval(st.timer);
     st.timer = null;
+    probe.refreshing = false;
   }
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) stopTimer();

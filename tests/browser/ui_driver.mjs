@@ -101,6 +101,19 @@ try {
     before + 50, { timeout: 30000 });
   await checkChartEqualsApi(page, ["country"], "views");
 
+  step("a hidden tab stops refreshing; shown again, it refreshes at once");
+  const setHidden = (hidden) => page.evaluate((h) => {
+    Object.defineProperty(document, "hidden", { value: h, configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+  assert.equal(await page.evaluate(() => window.lambdadUI.refreshing), true);
+  await setHidden(true);
+  assert.equal(await page.evaluate(() => window.lambdadUI.refreshing), false);
+  n = (await page.evaluate(() => window.lambdadUI.renders));
+  await setHidden(false);
+  assert.equal(await page.evaluate(() => window.lambdadUI.refreshing), true);
+  await waitRender(page, n);
+
   step("screenshots, light and dark");
   await page.uncheck("#group-by input[value=country]");
   await page.click("#filters .chip button");
