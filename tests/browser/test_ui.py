@@ -42,6 +42,7 @@ def main():
     wd = Workdir("ui")
     broker = Devbroker(["pageviews:2"])
     daemons = []
+    failed = True
     try:
         token_file = wd.file("token")
         with open(token_file, "w") as f:
@@ -72,18 +73,19 @@ def main():
                    CHROMIUM=CHROMIUM)
         r = subprocess.run(["node", os.path.join(HERE, "ui_driver.mjs")], env=env, timeout=240)
         print("screenshots in %s" % artifacts)
-        if r.returncode != 0:
-            for dm in daemons:
-                print("---- %s log:\n%s" % (dm.config_path, dm.logtext()[-3000:]))
-            return 1
-        return 0
+        failed = r.returncode != 0
     finally:
         for dm in daemons:
             rc = dm.stop()
-            if rc != 0:
+            if rc != 0:   # a sanitizer's report, too
                 print("lambdad exited with %s" % rc)
+                failed = True
+        if failed:
+            for dm in daemons:
+                print("---- %s log:\n%s" % (dm.config_path, dm.logtext()[-3000:]))
         broker.stop()
         wd.cleanup()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
