@@ -5,10 +5,12 @@
  * the serving_source, the answer cache and the query pool (each locks
  * what it owns); no state and no lock of its own. Routes are a table
  * ending in a catch-all 404 entry, as libmicrohttpd's examples do. Only the
- * query route reads parameters; the others ignore them (so probes may add
- * cache busters).
+ * query and values routes read parameters; the others ignore them (so
+ * probes may add cache busters). The dashboard routes (values, web UI,
+ * Grafana) live in their own files (dash.h).
  */
 #include "serving/api.h"
+#include "serving/dash.h"
 #include "serving/qcache.h"
 #include "serving/qpool.h"
 
@@ -411,9 +413,9 @@ static void h_import(const api_ctx *ctx, const api_request *rq, api_reply *r)
         }
         im.commit_records = n;
     }
-    if (!rq->has_body || !ctx->src->import) {
+    if (!rq->has_body_fd || !ctx->src->import) {
         free(namebuf);
-        error_cat(r, rq->has_body ? 503 : 400, rq->has_body ? "imports are not available"
+        error_cat(r, rq->has_body_fd ? 503 : 400, rq->has_body_fd ? "imports are not available"
                   : "the file goes in the request body", (char *)NULL);
         return;
     }
@@ -455,6 +457,8 @@ static void h_import(const api_ctx *ctx, const api_request *rq, api_reply *r)
 typedef enum {
     M_EXACT,     /* path equals pattern */
     M_QUERY,     /* "/v1/views/" + one non-empty segment + "/query" */
+    M_VALUES,    /* "/v1/views/" + segment + "/values/" + segment (non-empty) */
+    M_UI,        /* "/ui/" + one non-empty segment */
     M_ANY,       /* the final catch-all */
 } match_kind;
 
@@ -463,7 +467,8 @@ typedef struct {
     match_kind kind;
     void (*fn)(const api_ctx *ctx, const api_request *rq, api_reply *r);
     bool post;     /* POST only (else GET and HEAD) */
-    bool pooled;   /* heavy: runs on the query pool (api_pooled) */
+    bool pooled;   /* heavy: runs on the query pool (api_pooled); POST routes
+                      take their body (api_takes_body) */
 } route;
 
 static const route routes[] = {
@@ -474,8 +479,22 @@ static const route routes[] = {
     {"/healthz", M_EXACT, h_healthz, false, false},
     {"/readyz", M_EXACT, h_readyz, false, false},
     {"/v1/admin/recompute", M_EXACT, h_recompute, true, false},
-    {"/v1/admin/import", M_EXACT, h_import, true, false},
+    {"/v1/admin/import", M_EXACT, h_import, true, true},
     {"/metrics", M_EXACT, h_metrics, false, false},
+    {"/v1/views/{view}/values/{dimension}", M_VALUES, dash_h_values, false, true},
+    /* the web UI (ui.c) */
+    {"/", M_EXACT, ui_h_index, false, false},
+    {"/ui/{asset}", M_UI, ui_h_asset, false, false},
+    /* the Grafana JSON datasource protocol (grafana.c) */
+    {"/grafana", M_EXACT, grafana_h_root, false, false},
+    {"/grafana/", M_EXACT, grafana_h_root, false, false},
+    {"/grafana/metrics", M_EXACT, grafana_h_metrics, true, false},
+    {"/grafana/search", M_EXACT, grafana_h_search, true, false},
+    {"/grafana/metric-payload-options", M_EXACT, grafana_h_payload_options, true, false},
+    {"/grafana/query", M_EXACT, grafana_h_query, true, true},
+    {"/grafana/variable", M_EXACT, grafana_h_variable, true, true},
+    {"/grafana/tag-keys", M_EXACT, grafana_h_tag_keys, true, false},
+    {"/grafana/tag-values", M_EXACT, grafana_h_tag_values, true, true},
     {NULL, M_ANY, h_not_found, false, false},
 };
 
@@ -492,6 +511,18 @@ static bool matches(const route *rt, const char *path)
         const char *slash = memchr(path + lp, '/', len - lp - ls);
         return slash == NULL;
     }
+    case M_VALUES: {
+        static const char mid[] = "/values/";
+        if (strncmp(path, pre, strlen(pre)) != 0)
+            return false;
+        const char *view = path + strlen(pre), *m = strstr(view, mid);
+        if (!m || m == view || memchr(view, '/', (size_t)(m - view)))
+            return false;
+        const char *dim = m + strlen(mid);
+        return *dim && !strchr(dim, '/');
+    }
+    case M_UI:
+        return strncmp(path, "/ui/", 4) == 0 && path[4] && !strchr(path + 4, '/');
     case M_ANY:
         return true;
     }
@@ -512,15 +543,31 @@ const char *api_route(const char *path)
     return rt->pattern ? rt->pattern : "other";
 }
 
-bool api_takes_body(const char *method, const char *path)
+/* Whether the route answers this method (others get a 405). */
+static bool method_ok(const route *rt, const char *method)
 {
-    return strcmp(method, "POST") == 0 && strcmp(path, "/v1/admin/import") == 0;
+    if (rt->post)
+        return strcmp(method, "POST") == 0;
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 }
 
 bool api_pooled(const char *method, const char *path)
 {
     /* other methods get their 405 at once */
-    return find_route(path)->pooled && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+    const route *rt = find_route(path);
+    return rt->pooled && method_ok(rt, method);
+}
+
+bool api_takes_body(const char *method, const char *path)
+{
+    const route *rt = find_route(path);
+    return rt->post && method_ok(rt, method);
+}
+
+bool api_spools_body(const char *method, const char *path)
+{
+    const route *rt = find_route(path);
+    return rt->fn == h_import && method_ok(rt, method);
 }
 
 void api_dispatch(const api_ctx *ctx, const api_request *rq, api_reply *r)
