@@ -21,6 +21,7 @@
 #include "batch/batch.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "daemon/cli.h"
 #include "daemon/notify.h"
 #include "daemon/runtime.h"
 #include "speed/speed.h"
@@ -29,6 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: lambdad -c FILE [--check-config] [-v]\n"
+            "       lambdad import -c FILE --stream NAME [--format jsonl|csv] FILE...\n"
             "       lambdad --version | --help\n"
             "\n"
             "Lambda-architecture aggregation daemon: consumes JSON events from Kafka,\n"
@@ -148,6 +150,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "import") == 0)
+        return import_main(argc - 1, argv + 1);
     const char *path = NULL;
     int check_only = 0, verbose = 0, c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {

@@ -5,6 +5,8 @@
 #include "daemon/source.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include <unistd.h>
 
 #include "archive/archive.h"
+#include "core/jbuf.h"
+#include "import/import.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -261,6 +265,39 @@ static void add_maintenance(daemon_source *ds, json_t *a)
                                                                   : json_null());
 }
 
+/* speed.rejects_by_reason and speed.latest_rejects: since start, from the
+ * speed layer's memory (the archive's rejects table holds them all). */
+static void add_rejects(daemon_source *ds, json_t *s)
+{
+    int64_t by[SPEED_REJECT_REASONS];
+    speed_reject latest[SPEED_LATEST_REJECTS];
+    size_t n;
+    speed_get_rejects(ds->sp, by, latest, &n);
+    json_t *o = json_object(), *list = json_array();
+    for (int k = 0; k < SPEED_REJECT_REASONS; k++)
+        json_object_set_new(o, speed_reject_reasons[k], json_integer(by[k]));
+    for (size_t i = 0; i < n; i++) {
+        const speed_reject *r = &latest[i];
+        json_t *j = json_object();
+        json_object_set_new(j, "topic", json_string(r->topic));
+        json_object_set_new(j, "partition", json_integer(r->partition));
+        json_object_set_new(j, "offset", json_integer(r->offset));
+        json_object_set_new(j, "reason", json_string(r->reason));
+        json_object_set_new(j, "detail", json_string(r->detail));
+        /* the payload may be any bytes: shown as text, invalid UTF-8 as U+FFFD */
+        jbuf pb;
+        jb_init(&pb);
+        jb_str(&pb, r->payload, strlen(r->payload));
+        json_t *ps = pb.p ? json_loads(pb.p, JSON_DECODE_ANY, NULL) : NULL;
+        jb_free(&pb);
+        json_object_set_new(j, "payload", ps ? ps : json_string(""));
+        json_object_set_new(j, "payload_bytes", json_integer((json_int_t)r->payload_len));
+        json_array_append_new(list, j);
+    }
+    json_object_set_new(s, "rejects_by_reason", o);
+    json_object_set_new(s, "latest_rejects", list);
+}
+
 static void status(void *ud, json_t *obj)
 {
     daemon_source *ds = ud;
@@ -316,6 +353,7 @@ static void status(void *ud, json_t *obj)
         rows += vst.live_rows + vst.pending_rows;
         bytes += vst.live_bytes + vst.pending_bytes;
     }
+    add_rejects(ds, s);
     json_object_set_new(s, "pending_events", json_integer(w.pending_events));
     json_object_set_new(s, "live_events", json_integer(w.live_events));
     json_object_set_new(s, "live_rows", json_integer(rows));
@@ -643,6 +681,67 @@ static void collect_metrics(void *ud)
     metrics_process();
 }
 
+/* ---- POST /v1/admin/import: the importer with the speed thread as sink -- */
+
+static int sink_begin(void *ud, const char *stream, const char *hash, const char *name,
+                      arch_import *out, char **errmsg)
+{
+    return speed_import_begin(ud, stream, hash, name, out, errmsg);
+}
+
+static int sink_commit(void *ud, arch_txn *t, vtable **stage, int64_t events, char **errmsg)
+{
+    return speed_import_commit(ud, t, stage, events, errmsg);
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A query pool thread; one import at a time (another answers 429). */
+static int import_file(void *ud, const serving_import *rq, serving_import_result *res,
+                       char **errmsg)
+{
+    static pthread_mutex_t one = PTHREAD_MUTEX_INITIALIZER;
+    daemon_source *ds = ud;
+    if (!atomic_load(&ds->recovered)) {
+        *errmsg = strdup("recovering; retry when /readyz answers 200");
+        return -EAGAIN;
+    }
+    if (pthread_mutex_trylock(&one) != 0) {
+        *errmsg = strdup("another import is running; retry when it is done");
+        return -EBUSY;
+    }
+    import_opts o = {.cfg = ds->cfg, .stream_idx = rq->stream_idx,
+                     .fmt = rq->csv ? IMPORT_CSV : IMPORT_JSONL, .name = rq->name,
+                     .commit_records = rq->commit_records, .stop = rq->stop,
+                     .sink = {.ud = ds->sp, .begin = sink_begin, .commit = sink_commit,
+                              .views = true}};
+    import_result r;
+    double t0 = mono_s();
+    log_info("Import of %s into stream '%s' started", rq->name, ds->cfg->streams[rq->stream_idx].name);
+    int rc = import_run(&o, rq->fd, &r, errmsg);
+    pthread_mutex_unlock(&one);
+    if (rc < 0) {
+        log_warn("Import of %s failed after %lld event(s) and %lld reject(s): %s", rq->name,
+                 (long long)r.imported, (long long)r.rejected, *errmsg ? *errmsg : strerror(-rc));
+        return rc;
+    }
+    memcpy(res->hash, r.hash, sizeof(res->hash));
+    res->records = r.records;
+    res->imported = r.imported;
+    res->rejected = r.rejected;
+    res->skipped = r.skipped;
+    res->seconds = mono_s() - t0;
+    log_notice("Imported %s into stream '%s': %lld event(s), %lld reject(s), %lld skipped "
+               "(already imported) in %.2f s", rq->name, ds->cfg->streams[rq->stream_idx].name,
+               (long long)r.imported, (long long)r.rejected, (long long)r.skipped, res->seconds);
+    return 0;
+}
+
 void daemon_source_init(daemon_source *ds, serving_source *src)
 {
     src->ud = ds;
@@ -653,5 +752,6 @@ void daemon_source_init(daemon_source *ds, serving_source *src)
     src->version = state_version;
     src->scan_since = scan_since;
     src->metrics = collect_metrics;
+    src->import = import_file;
     ds->started_at = (int64_t)time(NULL);
 }

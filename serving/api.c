@@ -5,10 +5,12 @@
  * the serving_source, the answer cache and the query pool (each locks
  * what it owns); no state and no lock of its own. Routes are a table
  * ending in a catch-all 404 entry, as libmicrohttpd's examples do. Only the
- * query route reads parameters; the others ignore them (so probes may add
- * cache busters).
+ * query and values routes read parameters; the others ignore them (so
+ * probes may add cache busters). The dashboard routes (values, web UI,
+ * Grafana) live in their own files (dash.h).
  */
 #include "serving/api.h"
+#include "serving/dash.h"
 #include "serving/qcache.h"
 #include "serving/qpool.h"
 
@@ -332,9 +334,131 @@ static void h_recompute(const api_ctx *ctx, const api_request *rq, api_reply *r)
     reply_take(r, 202, &b);
 }
 
+/* The value of parameter key ("" when given without a value), NULL when
+ * absent; *dup set when it is given twice. */
+static const qparam *param(const api_request *rq, const char *key, bool *dup)
+{
+    const qparam *found = NULL;
+    size_t n = strlen(key);
+    for (size_t i = 0; i < rq->np; i++)
+        if (rq->p[i].klen == n && memcmp(rq->p[i].key, key, n) == 0) {
+            if (found)
+                *dup = true;
+            found = &rq->p[i];
+        }
+    return found;
+}
+
+/* POST /v1/admin/import?stream=NAME&format=jsonl|csv[&name=FILE]
+ * [&commit_every=N] with the file (plain, gzip or zstd) as the body:
+ * imports it through the speed thread and answers when it is done. */
+static void h_import(const api_ctx *ctx, const api_request *rq, api_reply *r)
+{
+    static const char *const known[] = {"stream", "format", "name", "commit_every"};
+    for (size_t i = 0; i < rq->np; i++) {
+        bool ok = false;
+        for (size_t k = 0; k < 4 && !ok; k++)
+            ok = rq->p[i].klen == strlen(known[k]) && !memcmp(rq->p[i].key, known[k], rq->p[i].klen);
+        if (!ok) {
+            char *k = strndup(rq->p[i].key, rq->p[i].klen);
+            error_cat(r, 400, "unknown parameter '", k ? k : "", "' (stream, format, name, "
+                      "commit_every)", (char *)NULL);
+            free(k);
+            return;
+        }
+    }
+    bool dup = false;
+    const qparam *stream = param(rq, "stream", &dup), *format = param(rq, "format", &dup);
+    const qparam *name = param(rq, "name", &dup), *every = param(rq, "commit_every", &dup);
+    if (dup) {
+        error_cat(r, 400, "a parameter is given twice", (char *)NULL);
+        return;
+    }
+    if (!stream || !stream->val || !format || !format->val) {
+        error_cat(r, 400, "stream= and format= (jsonl or csv) are required", (char *)NULL);
+        return;
+    }
+    serving_import im = {.fd = rq->body_fd, .stop = ctx->stopping, .name = "upload"};
+    for (im.stream_idx = 0; im.stream_idx < ctx->cfg->nstreams; im.stream_idx++) {
+        const char *sn = ctx->cfg->streams[im.stream_idx].name;
+        if (strlen(sn) == stream->vlen && memcmp(sn, stream->val, stream->vlen) == 0)
+            break;
+    }
+    if (im.stream_idx == ctx->cfg->nstreams) {
+        char *sn = strndup(stream->val, stream->vlen);
+        error_cat(r, 404, "unknown stream '", sn ? sn : "", "'", (char *)NULL);
+        free(sn);
+        return;
+    }
+    if (format->vlen == 3 && memcmp(format->val, "csv", 3) == 0)
+        im.csv = true;
+    else if (!(format->vlen == 5 && memcmp(format->val, "jsonl", 5) == 0)) {
+        error_cat(r, 400, "format must be jsonl or csv", (char *)NULL);
+        return;
+    }
+    char *namebuf = name && name->val && name->vlen ? strndup(name->val, name->vlen) : NULL;
+    if (namebuf)
+        im.name = namebuf;
+    if (every) {
+        char *end = NULL;
+        char *v = every->val ? strndup(every->val, every->vlen) : NULL;
+        long long n = v ? strtoll(v, &end, 10) : 0;
+        bool bad = !v || *end || n < 1 || n > 10000000;
+        free(v);
+        if (bad) {
+            free(namebuf);
+            error_cat(r, 400, "commit_every must be a number of records from 1 to 10000000",
+                      (char *)NULL);
+            return;
+        }
+        im.commit_records = n;
+    }
+    if (!rq->has_body_fd || !ctx->src->import) {
+        free(namebuf);
+        error_cat(r, rq->has_body_fd ? 503 : 400, rq->has_body_fd ? "imports are not available"
+                  : "the file goes in the request body", (char *)NULL);
+        return;
+    }
+    serving_import_result res = {0};
+    char *err = NULL;
+    int rc = ctx->src->import(ctx->src->ud, &im, &res, &err);
+    if (rc < 0) {
+        int status = rc == -EBUSY ? 429
+                   : rc == -EAGAIN || rc == -ECANCELED ? 503
+                   : rc == -EINVAL || rc == -EBADMSG || rc == -E2BIG ? 400 : 500;
+        error_cat(r, status, err ? err : strerror(-rc), (char *)NULL);
+        free(err);
+        free(namebuf);
+        return;
+    }
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, "{\"stream\":");
+    jb_cstr(&b, ctx->cfg->streams[im.stream_idx].name);
+    jb_lit(&b, ",\"file\":");
+    jb_cstr(&b, im.name);
+    jb_lit(&b, im.csv ? ",\"format\":\"csv\",\"hash\":" : ",\"format\":\"jsonl\",\"hash\":");
+    jb_cstr(&b, res.hash);
+    jb_lit(&b, ",\"records\":");
+    jb_int(&b, res.records);
+    jb_lit(&b, ",\"imported\":");
+    jb_int(&b, res.imported);
+    jb_lit(&b, ",\"rejected\":");
+    jb_int(&b, res.rejected);
+    jb_lit(&b, ",\"skipped\":");
+    jb_int(&b, res.skipped);
+    jb_lit(&b, ",\"seconds\":");
+    jb_num(&b, res.seconds);
+    jb_lit(&b, "}");
+    free(namebuf);
+    reply_take(r, 200, &b);
+}
+
 typedef enum {
     M_EXACT,     /* path equals pattern */
     M_QUERY,     /* "/v1/views/" + one non-empty segment + "/query" */
+    M_VALUES,    /* "/v1/views/" + segment + "/values/" + segment (non-empty) */
+    M_UI,        /* "/ui/" + one non-empty segment */
     M_ANY,       /* the final catch-all */
 } match_kind;
 
@@ -343,7 +467,8 @@ typedef struct {
     match_kind kind;
     void (*fn)(const api_ctx *ctx, const api_request *rq, api_reply *r);
     bool post;     /* POST only (else GET and HEAD) */
-    bool pooled;   /* heavy: runs on the query pool (api_pooled) */
+    bool pooled;   /* heavy: runs on the query pool (api_pooled); POST routes
+                      take their body (api_takes_body) */
 } route;
 
 static const route routes[] = {
@@ -354,7 +479,22 @@ static const route routes[] = {
     {"/healthz", M_EXACT, h_healthz, false, false},
     {"/readyz", M_EXACT, h_readyz, false, false},
     {"/v1/admin/recompute", M_EXACT, h_recompute, true, false},
+    {"/v1/admin/import", M_EXACT, h_import, true, true},
     {"/metrics", M_EXACT, h_metrics, false, false},
+    {"/v1/views/{view}/values/{dimension}", M_VALUES, dash_h_values, false, true},
+    /* the web UI (ui.c) */
+    {"/", M_EXACT, ui_h_index, false, false},
+    {"/ui/{asset}", M_UI, ui_h_asset, false, false},
+    /* the Grafana JSON datasource protocol (grafana.c) */
+    {"/grafana", M_EXACT, grafana_h_root, false, false},
+    {"/grafana/", M_EXACT, grafana_h_root, false, false},
+    {"/grafana/metrics", M_EXACT, grafana_h_metrics, true, false},
+    {"/grafana/search", M_EXACT, grafana_h_search, true, false},
+    {"/grafana/metric-payload-options", M_EXACT, grafana_h_payload_options, true, false},
+    {"/grafana/query", M_EXACT, grafana_h_query, true, true},
+    {"/grafana/variable", M_EXACT, grafana_h_variable, true, true},
+    {"/grafana/tag-keys", M_EXACT, grafana_h_tag_keys, true, false},
+    {"/grafana/tag-values", M_EXACT, grafana_h_tag_values, true, true},
     {NULL, M_ANY, h_not_found, false, false},
 };
 
@@ -371,6 +511,18 @@ static bool matches(const route *rt, const char *path)
         const char *slash = memchr(path + lp, '/', len - lp - ls);
         return slash == NULL;
     }
+    case M_VALUES: {
+        static const char mid[] = "/values/";
+        if (strncmp(path, pre, strlen(pre)) != 0)
+            return false;
+        const char *view = path + strlen(pre), *m = strstr(view, mid);
+        if (!m || m == view || memchr(view, '/', (size_t)(m - view)))
+            return false;
+        const char *dim = m + strlen(mid);
+        return *dim && !strchr(dim, '/');
+    }
+    case M_UI:
+        return strncmp(path, "/ui/", 4) == 0 && path[4] && !strchr(path + 4, '/');
     case M_ANY:
         return true;
     }
@@ -391,10 +543,31 @@ const char *api_route(const char *path)
     return rt->pattern ? rt->pattern : "other";
 }
 
+/* Whether the route answers this method (others get a 405). */
+static bool method_ok(const route *rt, const char *method)
+{
+    if (rt->post)
+        return strcmp(method, "POST") == 0;
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
 bool api_pooled(const char *method, const char *path)
 {
     /* other methods get their 405 at once */
-    return find_route(path)->pooled && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+    const route *rt = find_route(path);
+    return rt->pooled && method_ok(rt, method);
+}
+
+bool api_takes_body(const char *method, const char *path)
+{
+    const route *rt = find_route(path);
+    return rt->post && method_ok(rt, method);
+}
+
+bool api_spools_body(const char *method, const char *path)
+{
+    const route *rt = find_route(path);
+    return rt->fn == h_import && method_ok(rt, method);
 }
 
 void api_dispatch(const api_ctx *ctx, const api_request *rq, api_reply *r)

@@ -12,6 +12,8 @@
  *   the archived events with seq <= last_seq, which is what makes answers
  *   exact across crashes (DESIGN.md, "The exactness protocol", step 1).
  * - Query threads read the tables through vstate_scan().
+ * - An import thread hands its transactions to the speed thread, which
+ *   commits and applies each at the top of its loop (imports.c).
  */
 #include <errno.h>
 #include <signal.h>
@@ -40,37 +42,14 @@ METRIC_COUNTER(m_kafka_errors, "lambdad_kafka_errors_total",
                "Errors reported by the Kafka client, by error name.", "error");
 
 /* The reject reasons, in the order of speed.reject_tally's columns. */
-static const char *const reject_reasons[5] = {
+const char *const speed_reject_reasons[SPEED_REJECT_REASONS] = {
     REJECT_INVALID_JSON, REJECT_NOT_OBJECT, REJECT_MISSING_TIME, REJECT_BAD_TIME, REJECT_RETENTION,
 };
+#define reject_reasons speed_reject_reasons
 
 #define BATCH_MAX 4096            /* messages taken from the queue per call */
 #define POLL_MAX_MS 100           /* longest wait for messages */
 #define COMMIT_RETRY_MS 1000      /* pause after a failed archive commit */
-
-static void free_tables(vtable **t, size_t n)
-{
-    if (!t)
-        return;
-    for (size_t i = 0; i < n; i++)
-        vtable_free(t[i]);
-    free(t);
-}
-
-static vtable **new_tables(const config *cfg)
-{
-    vtable **t = calloc(cfg->nviews ? cfg->nviews : 1, sizeof(*t));
-    if (!t)
-        return NULL;
-    for (size_t v = 0; v < cfg->nviews; v++) {
-        t[v] = vtable_new(cfg->views[v].ndims, cfg->views[v].layout);
-        if (!t[v]) {
-            free_tables(t, cfg->nviews);
-            return NULL;
-        }
-    }
-    return t;
-}
 
 int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg)
 {
@@ -85,12 +64,14 @@ int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg
     s->w = w;   /* owned from here on */
     pthread_mutex_init(&s->parts_lock, NULL);
     pthread_mutex_init(&s->err_lock, NULL);
+    pthread_mutex_init(&s->call_lock, NULL);
+    pthread_cond_init(&s->call_cond, NULL);
 
     size_t maxfields = 1;
     for (size_t i = 0; i < cfg->nstreams; i++)
         if (stream_nvals(&cfg->streams[i]) > maxfields)
             maxfields = stream_nvals(&cfg->streams[i]);
-    s->stage = new_tables(cfg);
+    s->stage = vtables_new_per_view(cfg->views, cfg->nviews);
     s->txn = arch_txn_new();
     s->dec = event_decoder_new();
     s->vals = calloc(maxfields, sizeof(*s->vals));
@@ -221,8 +202,8 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
         total += rc.events;
     }
     r = vstate_apply(s->vs, s->stage, total, st.last_seq, false);   /* takes the tables */
-    free_tables(s->stage, cfg->nviews);                      /* only what it did not take */
-    s->stage = r == 0 ? new_tables(cfg) : NULL;
+    vtables_free(s->stage, cfg->nviews);                      /* only what it did not take */
+    s->stage = r == 0 ? vtables_new_per_view(cfg->views, cfg->nviews) : NULL;
     if (!s->stage) {
         *errmsg = strdup("out of memory publishing the replayed events");
         return -ENOMEM;
@@ -280,6 +261,18 @@ static void note_write_error(speed *s, const char *err)
     }
 }
 
+void speed_count_commit(speed *s, const arch_txn *t)
+{
+    s->archived_events += (long long)arch_txn_events(t);
+    s->rejects += (long long)arch_txn_rejects(t);
+    s->commits++;
+    arch_stats st;
+    if (arch_get_stats(s->w, &st) == 0) {
+        s->archive_bytes = st.file_bytes;
+        s->archive_chunks = st.chunks;
+    }
+}
+
 /* Commits the open transaction; on success applies it to the live tables.
  * Returns 0, or a negative code after logging (the transaction is kept and
  * retried: nothing is lost). */
@@ -304,11 +297,16 @@ static int commit_txn(speed *s)
     int64_t t1 = speed_now_ms();
     failpoint("after_archive_commit");   /* archived, not yet applied */
     metrics_observe(&m_commit, NULL, (double)(t1 - t0) / 1000.0);
+    pthread_mutex_lock(&s->err_lock);
+    for (size_t si = 0; si < s->cfg->nstreams; si++)
+        for (int k = 0; k < SPEED_REJECT_REASONS; k++)
+            s->rejects_by_reason[k] += s->reject_tally[si][k];
+    pthread_mutex_unlock(&s->err_lock);
     for (size_t si = 0; si < s->cfg->nstreams; si++) {
-        for (int k = 0; k < 5; k++) {
+        for (int k = 0; k < SPEED_REJECT_REASONS; k++) {
             if (s->reject_tally[si][k])
                 metrics_counter_add(&m_rejects,
-                                    METRIC_LABELS(s->cfg->streams[si].topic, reject_reasons[k]),
+                                    METRIC_LABELS(s->cfg->streams[si].topic, speed_reject_reasons[k]),
                                     (uint64_t)s->reject_tally[si][k]);
             s->reject_tally[si][k] = 0;
         }
@@ -331,22 +329,15 @@ static int commit_txn(speed *s)
         s->failed = true;
         return -ENOMEM;
     }
-    free_tables(s->stage, s->cfg->nviews);   /* emptied by vstate_apply */
-    s->stage = new_tables(s->cfg);
+    vtables_free(s->stage, s->cfg->nviews);   /* emptied by vstate_apply */
+    s->stage = vtables_new_per_view(s->cfg->views, s->cfg->nviews);
     if (!s->stage) {
         log_error("Out of memory resetting staging tables; stopping");
         s->failed = true;
         return -ENOMEM;
     }
 
-    s->archived_events += (long long)arch_txn_events(s->txn);
-    s->rejects += (long long)arch_txn_rejects(s->txn);
-    s->commits++;
-    arch_stats st;
-    if (arch_get_stats(s->w, &st) == 0) {
-        s->archive_bytes = st.file_bytes;
-        s->archive_chunks = st.chunks;
-    }
+    speed_count_commit(s, s->txn);
     if (t1 - t0 > 1000)
         log_warn("Archive commit took %lld ms", (long long)(t1 - t0));
     log_debug("Committed %zu event(s), %zu reject(s), seq %lld in %lld ms",
@@ -422,6 +413,24 @@ static void check_offset_jump(speed *s, speed_part *p, int64_t offset)
 }
 
 /* Adds one Kafka message to the open transaction. Returns 0 or -ENOMEM. */
+/* Keeps a reject's particulars for /v1/status (speed_get_rejects). Speed
+ * thread; takes err_lock briefly. Rejects are rare: the copy costs
+ * nothing that matters. */
+static void note_reject(speed *s, const char *topic, const rd_kafka_message_t *m,
+                        const char *reason, const char *detail, const char *payload)
+{
+    speed_reject r = {.partition = m->partition, .offset = m->offset, .reason = reason,
+                      .payload_len = m->len};
+    snprintf(r.topic, sizeof(r.topic), "%s", topic);
+    snprintf(r.detail, sizeof(r.detail), "%s", detail ? detail : "");
+    size_t n = m->len < sizeof(r.payload) - 1 ? m->len : sizeof(r.payload) - 1;
+    memcpy(r.payload, payload, n);
+    r.payload[n] = '\0';
+    pthread_mutex_lock(&s->err_lock);
+    s->latest[s->nlatest++ % SPEED_LATEST_REJECTS] = r;
+    pthread_mutex_unlock(&s->err_lock);
+}
+
 static int take_message(speed *s, const rd_kafka_message_t *m)
 {
     const config *cfg = s->cfg;
@@ -455,9 +464,10 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
     if (r < 0) {
         r = arch_txn_add_reject(s->txn, topic, m->partition, m->offset, reason, detail, payload,
                                 m->len);
-        for (int k = 0; k < 5; k++)
-            if (reason == reject_reasons[k] || strcmp(reason, reject_reasons[k]) == 0) {
+        for (int k = 0; k < SPEED_REJECT_REASONS; k++)
+            if (reason == speed_reject_reasons[k] || strcmp(reason, speed_reject_reasons[k]) == 0) {
                 s->reject_tally[si][k]++;
+                note_reject(s, topic, m, reject_reasons[k], detail, payload);
                 break;
             }
     } else {
@@ -534,6 +544,7 @@ static void *speed_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals go to the main thread */
+    speed_calls_open(s, true);   /* served once the loop turns */
 
     /* Contact and progress count from the start: a broker that never
      * answers makes the daemon unready after kafka.unreachable_after_ms. */
@@ -543,6 +554,7 @@ static void *speed_main(void *arg)
     s->consuming = true;
 
     while (!s->stop_requested && !s->failed) {
+        speed_serve_call(s);   /* an import's transaction, between two of ours */
         int64_t now = speed_now_ms();
         s->last_loop_ms = now;
         if (now >= s->next_watermarks_ms) {
@@ -616,6 +628,7 @@ static void *speed_main(void *arg)
     if (s->txn_started_ms)
         log_error("Stopping with %zu uncommitted event(s): not archived, so they will be read "
                   "from Kafka again at the next start", arch_txn_events(s->txn));
+    speed_calls_open(s, false);
     s->consuming = false;
     return NULL;
 }
@@ -767,7 +780,7 @@ void speed_free(speed *s)
         rd_kafka_queue_destroy(s->queue);
     if (s->rk)
         destroy_consumer(s->rk);
-    free_tables(s->stage, s->cfg->nviews);
+    vtables_free(s->stage, s->cfg->nviews);
     arch_txn_free(s->txn);
     event_decoder_free(s->dec);
     free(s->vals);
@@ -782,10 +795,24 @@ void speed_free(speed *s)
     arch_close(s->w);
     pthread_mutex_destroy(&s->parts_lock);
     pthread_mutex_destroy(&s->err_lock);
+    pthread_mutex_destroy(&s->call_lock);
+    pthread_cond_destroy(&s->call_cond);
     free(s);
 }
 
 /* ---- readers (any thread) --------------------------------------------- */
+
+void speed_get_rejects(speed *s, int64_t by_reason[SPEED_REJECT_REASONS],
+                       speed_reject latest[SPEED_LATEST_REJECTS], size_t *nlatest)
+{
+    pthread_mutex_lock(&s->err_lock);
+    memcpy(by_reason, s->rejects_by_reason, sizeof(s->rejects_by_reason));
+    size_t n = s->nlatest < SPEED_LATEST_REJECTS ? (size_t)s->nlatest : SPEED_LATEST_REJECTS;
+    for (size_t i = 0; i < n; i++)   /* newest first */
+        latest[i] = s->latest[(s->nlatest - 1 - i) % SPEED_LATEST_REJECTS];
+    *nlatest = n;
+    pthread_mutex_unlock(&s->err_lock);
+}
 
 void speed_get_stats(speed *s, speed_stats *st)
 {

@@ -40,6 +40,16 @@ void speed_free(speed *s);   /* stops first if running; accepts NULL */
  * daemon then exits and a restart recovers from the archive. */
 bool speed_failed(const speed *s);
 
+/* Imports (import/import.h's sink in the daemon), from any thread: the
+ * speed thread, which owns the archive writer, does each between two of
+ * its transactions while the caller waits. -ECANCELED (with *errmsg)
+ * when it is not running. */
+int speed_import_begin(speed *s, const char *stream, const char *hash, const char *name,
+                       arch_import *out, char **errmsg);
+/* Commits t, then applies stage (per view: the events of t; the tables
+ * are taken) to the live views like a Kafka transaction. */
+int speed_import_commit(speed *s, arch_txn *t, vtable **stage, int64_t events, char **errmsg);
+
 typedef struct {
     int32_t partition;
     int64_t next_offset;   /* next offset to archive */
@@ -69,6 +79,25 @@ typedef struct {
 } speed_stats;
 
 void speed_get_stats(speed *s, speed_stats *st);
+
+/* Rejects for /v1/status: by reason since start (in speed_reject_reasons'
+ * order), and the latest ones with their detail and the start of their
+ * bytes (newest first; since start, so that status never reads the
+ * archive). */
+#define SPEED_REJECT_REASONS 5
+#define SPEED_LATEST_REJECTS 5
+typedef struct {
+    char topic[128];
+    int32_t partition;
+    int64_t offset;
+    const char *reason;        /* static */
+    char detail[160];
+    char payload[200];         /* the first bytes, NUL-terminated (may cut a character) */
+    size_t payload_len;        /* the whole payload's length */
+} speed_reject;
+extern const char *const speed_reject_reasons[SPEED_REJECT_REASONS];
+void speed_get_rejects(speed *s, int64_t by_reason[SPEED_REJECT_REASONS],
+                       speed_reject latest[SPEED_LATEST_REJECTS], size_t *nlatest);
 
 /* Per-partition positions of topic: fills up to max entries, returns the
  * count. Any thread. */
