@@ -40,6 +40,8 @@ typedef struct {
     size_t len;
     const char *allow;        /* the Allow header of a 405, else NULL */
     const char *content_type; /* NULL: application/json */
+    bool has_wm;              /* a query's answer: wm goes into X-Lambdad-* headers */
+    serving_watermark wm;
 } api_reply;
 
 int64_t api_now_ms(void);     /* CLOCK_MONOTONIC in ms */

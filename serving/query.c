@@ -5,7 +5,7 @@
  * whose message names it exactly; parameters are checked in a fixed order
  * (view, unknown/duplicate/empty names in request order, then from, to,
  * granularity, group_by, filter, metrics, quantiles, order_by, order,
- * limit), so the
+ * limit, format), so the
  * first problem reported does not depend on the parameters' order.
  *
  * Values arrive URL-decoded (libmicrohttpd decodes %XX and '+'). List
@@ -25,12 +25,12 @@
 
 enum {
     P_FROM, P_TO, P_GRAN, P_GROUP_BY, P_FILTER, P_METRICS, P_QUANTILES, P_ORDER_BY, P_ORDER,
-    P_LIMIT, P_N
+    P_LIMIT, P_FORMAT, P_N
 };
 
 static const char *const param_names[P_N] = {
     "from", "to", "granularity", "group_by", "filter", "metrics", "quantiles", "order_by",
-    "order", "limit",
+    "order", "limit", "format",
 };
 
 #define MAX_QUANTILES 32
@@ -493,6 +493,12 @@ int query_parse(const config *cfg, const char *view, size_t view_len, const qpar
     if (given[P_LIMIT] && parse_limit(VAL(P_LIMIT), &q->limit) < 0)
         return fail(err, 400, "invalid limit '", VAL(P_LIMIT),
                     "' (expected an integer from 1 to 1000000)");
+    if (given[P_FORMAT]) {
+        if (eq(VAL(P_FORMAT), "csv"))
+            q->csv = true;
+        else if (!eq(VAL(P_FORMAT), "json"))
+            return fail(err, 400, "invalid format '", VAL(P_FORMAT), "' (expected json or csv)");
+    }
 #undef VAL
     q->layout = agg_layout_new(v->metrics, q->metrics, q->nmetrics);
     return q->layout ? 0 : fail_oom(err);

@@ -66,6 +66,7 @@ typedef struct {
     size_t nqnames;
     bool asc;
     size_t limit;        /* 0: none */
+    bool csv;            /* format=csv: the answer is CSV (serving/query_csv.c) */
     size_t max_rows;     /* http.limits.max_rows: a larger answer is a 413; 0: none */
     /* The time budget: past deadline_ms (CLOCK_MONOTONIC ms; 0: none) the
      * query is abandoned with a 503 naming timeout_ms
@@ -75,6 +76,14 @@ typedef struct {
     int64_t deadline_ms;
     const atomic_bool *stop;   /* NULL: never */
 } query;
+
+/* format=csv (query_csv.c): the header line, and one row's line (scratch:
+ * a buffer for a metric's rendered JSON). query_csv_field writes one
+ * field, quoted as RFC 4180 needs. */
+void query_csv_header(jbuf *b, const query *q);
+void query_csv_row(jbuf *b, const query *q, int64_t bucket, const dimval *dims,
+                   const void *cells, jbuf *scratch);
+void query_csv_field(jbuf *b, const char *s, size_t len);
 
 /* An error for the client: HTTP status and message bytes (malloc'd). */
 typedef struct {
@@ -110,6 +119,8 @@ typedef struct {
                                   http.limits.query_timeout_ms); 0: from now */
     const atomic_bool *stop;   /* set when the server stops; NULL: never */
     bool expired;              /* out: abandoned past its deadline (a 503) */
+    bool csv;                  /* out: the answer is CSV (format=csv) */
+    serving_watermark wm;      /* out: the answer's watermark (status 200) */
 } query_opts;
 
 /* The same, with the exact answer cache (serving/qcache.h; NULL: none) and

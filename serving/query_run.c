@@ -494,8 +494,25 @@ static void render_row(jbuf *b, const query *q, const rrow *r)
     jb_lit(b, "}}");
 }
 
+/* format=csv: the watermark goes into the response's headers instead. */
+static void render_csv(jbuf *b, const query *q, const result *res, size_t n)
+{
+    jbuf scratch;
+    jb_init(&scratch);
+    query_csv_header(b, q);
+    for (size_t i = 0; i < n; i++)
+        query_csv_row(b, q, res->rows[i].bucket, res->rows[i].dims, res->rows[i].cells, &scratch);
+    if (scratch.oom)
+        b->oom = true;
+    jb_free(&scratch);
+}
+
 static void render(jbuf *b, const query *q, const result *res, const serving_watermark *wm)
 {
+    if (q->csv) {
+        render_csv(b, q, res, q->limit && q->limit < res->nrows ? q->limit : res->nrows);
+        return;
+    }
     jb_lit(b, "{\"view\":");
     jb_cstr(b, q->view->name);
     jb_lit(b, ",\"granularity\":");
@@ -607,7 +624,7 @@ static int fail_run(qerror *err, int rc, const char *what)
  * result table and the watermark are left in *e for the caller to cache
  * (e->body is not touched). */
 static int run_from(const query *q, const serving_source *src, jbuf *out, qerror *err,
-                    qcache_entry *e, bool *advanced)
+                    qcache_entry *e, bool *advanced, serving_watermark *wm_out)
 {
     serving_watermark wm = {0};
     result res = {.q = q};
@@ -692,7 +709,10 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
     render(out, q, &res, &wm);
     if (out->oom)
         rc = fail_run(err, -ENOMEM, "cannot render answer");
+    if (rc == 0 && wm_out)
+        *wm_out = wm;
     if (rc == 0 && e) {
+        e->wm = wm;
         vtable_free(e->table);   /* a cached table not moved forward (no scan_since) */
         e->table = ctx.t;        /* handed back for the cache */
         ctx.t = NULL;
@@ -708,7 +728,7 @@ out:
 
 int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
 {
-    return run_from(q, src, out, err, NULL, NULL);
+    return run_from(q, src, out, err, NULL, NULL, NULL);
 }
 
 int query_handle(const config *cfg, const serving_source *src, const char *view,
@@ -765,17 +785,26 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
             *len = e.len;
             qcache_count(cache, 0);
             metrics_counter_add(&m_qcache, METRIC_LABELS("hit"), 1);
+            if (o) {
+                o->csv = q.csv;
+                o->wm = e.wm;
+            }
             qcache_put(cache, key.p, key.len, &e);   /* given back as it was */
             goto done;
         }
     }
-    rc = run_from(&q, src, &b, &err, use_cache ? &e : NULL, &advanced);
+    serving_watermark wm = {0};
+    rc = run_from(&q, src, &b, &err, use_cache ? &e : NULL, &advanced, &wm);
     if (rc < 0) {
         if (rc == -ETIME && o)
             o->expired = true;
         goto fail;
     }
     *body = jb_take(&b, len);
+    if (o) {
+        o->csv = q.csv;
+        o->wm = wm;
+    }
     if (use_cache) {
         qcache_count(cache, advanced ? 1 : 2);
         metrics_counter_add(&m_qcache, METRIC_LABELS(advanced ? "advance" : "miss"), 1);
