@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/strutil.h"
 #include "core/vstate.h"
+#include "daemon/export.h"
 #include "daemon/notify.h"
 #include "daemon/source.h"
 #include "serving/serving.h"
@@ -41,6 +42,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: lambdad -c FILE [--check-config] [-v]\n"
+            "       lambdad export -c FILE --view NAME [--format csv|jsonl] [--output FILE]\n"
+            "                      [--PARAMETER VALUE]...   (lambdad export --help)\n"
+            "       lambdad backup -c FILE DEST\n"
             "       lambdad --version | --help\n"
             "\n"
             "Lambda-architecture aggregation daemon: consumes JSON events from Kafka,\n"
@@ -403,6 +407,10 @@ static void feed_systemd(runtime *rt, feeder *f)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "export") == 0)
+        return export_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "backup") == 0)
+        return backup_main(argc - 1, argv + 1);
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'C'},
