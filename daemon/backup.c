@@ -2,7 +2,7 @@
  * and the views file, also while the daemon runs.
  *
  * Both files are copied with SQLite's online backup API (sqlite3_backup_*),
- * BACKUP_STEP_PAGES pages per step. Each source connection holds one read
+ * BACKUP_STEP_PAGES pages per step (--pages-per-step). Each source connection holds one read
  * transaction for the whole copy, so each copy is one snapshot of its file
  * (the backup never restarts when the daemon commits, and in WAL mode a
  * reader never blocks the daemon's writes; the WAL may only grow meanwhile,
@@ -46,7 +46,7 @@
 #include "config/config.h"
 #include "core/strutil.h"
 
-#define BACKUP_STEP_PAGES 1024   /* 4 MiB with SQLite's default page size */
+#define BACKUP_STEP_PAGES 1024   /* default: 4 MiB with SQLite's default page size */
 #define BACKUP_ATTEMPTS 20       /* batch runs persisting between the two snapshots */
 
 static int fail_db(sqlite3 *db, const char *what, const char *path)
@@ -91,8 +91,9 @@ static void end_read(sqlite3 *db)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* Copies src (in its read transaction) into the new file tmp, in steps. */
-static int copy_db(sqlite3 *src, const char *src_path, const char *tmp)
+/* Copies src (in its read transaction) into the new file tmp, in steps of
+ * `pages` pages (counted in *steps). */
+static int copy_db(sqlite3 *src, const char *src_path, const char *tmp, int pages, long *steps)
 {
     unlink(tmp);
     sqlite3 *dst = NULL;
@@ -108,9 +109,10 @@ static int copy_db(sqlite3 *src, const char *src_path, const char *tmp)
         return r;
     }
     int rc;
-    while ((rc = sqlite3_backup_step(b, BACKUP_STEP_PAGES)) == SQLITE_OK ||
-           rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-        ;
+    do {
+        rc = sqlite3_backup_step(b, pages);
+        (*steps)++;
+    } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
     sqlite3_backup_finish(b);
     int r = 0;
     if (rc != SQLITE_DONE) {
@@ -144,7 +146,7 @@ typedef struct {
     sqlite3 *db;
 } copy_job;
 
-static int run_backup(const config *cfg, const char *dest)
+static int run_backup(const config *cfg, const char *dest, int pages)
 {
     char *views = str_printf("%s-views", cfg->archive_path);
     char *apath = strdup(cfg->archive_path);
@@ -163,6 +165,7 @@ static int run_backup(const config *cfg, const char *dest)
     };
     int rc = 1, r;
     int64_t A = 0, R = 0;
+    long steps = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!job[0].tmp || !job[0].dst || !job[1].tmp || !job[1].dst) {
@@ -194,7 +197,7 @@ static int run_backup(const config *cfg, const char *dest)
         }
     }
     for (int i = 0; i < 2; i++)
-        if (job[i].db && copy_db(job[i].db, job[i].src, job[i].tmp) < 0)
+        if (job[i].db && copy_db(job[i].db, job[i].src, job[i].tmp, pages, &steps) < 0)
             goto out;
     for (int i = 0; i < 2; i++) {
         if (!job[i].db) {
@@ -220,8 +223,8 @@ static int run_backup(const config *cfg, const char *dest)
     else
         printf("(no views file yet: a daemon started on this backup builds the views from the "
                "archive)\n");
-    printf("backup done in %.1f s\n",
-           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    printf("backup done in %.1f s, %ld step(s) of at most %d pages\n",
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, steps, pages);
     rc = 0;
 out:
     for (int i = 0; i < 2; i++) {
@@ -264,17 +267,29 @@ static int check_dest(const config *cfg, const char *dest)
 int backup_main(int argc, char **argv)
 {
     const char *path = NULL, *dest = NULL;
+    int pages = BACKUP_STEP_PAGES;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("Usage: lambdad backup -c FILE DEST\n\n"
+            printf("Usage: lambdad backup -c FILE [--pages-per-step N] DEST\n\n"
                    "Copies the archive and the views file of the config into the directory DEST\n"
-                   "(made if missing), consistent with each other, while lambdad runs or not.\n"
+                   "(made if missing), consistent with each other, while lambdad runs or not,\n"
+                   "N database pages at a time (default 1024).\n"
                    "Restore: stop lambdad, copy both files back to archive.path's directory\n"
                    "(removing the old -wal and -shm files), start lambdad.\n");
             return 0;
         }
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
             path = argv[++i];
+        else if (strcmp(argv[i], "--pages-per-step") == 0 && i + 1 < argc) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || end == argv[i] || n < 1 || n > 1000000) {
+                fprintf(stderr, "lambdad backup: --pages-per-step: expected 1..1000000, got '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+            pages = (int)n;
+        }
         else if (argv[i][0] != '-' && !dest)
             dest = argv[i];
         else {
@@ -297,7 +312,7 @@ int backup_main(int argc, char **argv)
         if (errs.n == 0)
             fprintf(stderr, "%s: out of memory\n", path);
     } else if (check_dest(cfg, dest) == 0) {
-        rc = run_backup(cfg, dest);
+        rc = run_backup(cfg, dest, pages);
     }
     config_errors_clear(&errs);
     config_free(cfg);

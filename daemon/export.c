@@ -191,12 +191,16 @@ static int write_rows(const char *s, size_t len, FILE *out, int64_t *nrows)
     return -EINVAL;
 }
 
-/* An error answer's message ({"error":{"message":...}}), or the body. */
+/* An error answer's message ({"error":{"message":...}}), or the body;
+ * with the HTTP status when it came from the daemon (status > 0). */
 static void print_error(long status, const char *body, size_t len)
 {
     json_t *j = json_loadb(body, len, 0, NULL);
     const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    fprintf(stderr, "lambdad export: %s (HTTP %ld)\n", msg ? msg : body, status);
+    if (status > 0)
+        fprintf(stderr, "lambdad export: %s (HTTP %ld)\n", msg ? msg : body, status);
+    else
+        fprintf(stderr, "lambdad export: %s\n", msg ? msg : body);
     json_decref(j);
 }
 
@@ -303,7 +307,7 @@ static int from_files(const config *cfg, const export_args *a)
     if (!body) {
         fprintf(stderr, "lambdad export: out of memory\n");
     } else if (status != 200) {
-        print_error(status, body, len);
+        print_error(0, body, len);
     } else {
         char seq[24], live[24];
         snprintf(seq, sizeof(seq), "%lld", (long long)qo.wm.batch_seq);
