@@ -303,6 +303,7 @@ int backup_main(int argc, char **argv)
                 path ? "DEST" : "-c FILE");
         return 2;
     }
+    umask(077);   /* the copies are as private as the archive (the unit's UMask=0077) */
     config *cfg = NULL;
     config_errors errs = {0};
     int rc = 1;

@@ -116,6 +116,8 @@ class BackupTest(unittest.TestCase):
         self.assertLessEqual(R, A)
         base = os.path.basename(self.d.cfg["archive"]["path"])
         self.assertEqual(sorted(os.listdir(dest)), [base, base + "-views"])   # no temporary left
+        for name in (base, base + "-views"):
+            self.assertEqual(os.stat(os.path.join(dest, name)).st_mode & 0o777, 0o600)
 
         # restore: the two files into a new directory, a daemon on them
         rdir = self.wd.file("restored")
