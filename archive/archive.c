@@ -38,6 +38,9 @@
  *                  first_offset, last_offset, n, reason, found_at)
  *       Chunks that a scan found damaged (damage.c), so a restart still
  *       reports them.
+ *   imports(...)
+ *       The files imported (imports.c has the table): created by the
+ *       writer when absent, so it needs no schema version of its own.
  *
  * Upgrade from version 1 (the writer, at open, in one transaction): the
  * checksum column is added (ALTER TABLE ADD COLUMN: a change of the schema
@@ -339,6 +342,10 @@ static int create_schema(arch *a, char **errmsg)
         rc = sqlite3_exec(a->db, SCHEMA, NULL, NULL, NULL);
     else if (rc == SQLITE_OK)
         rc = upgrade(a, version);   /* the version was checked by arch_open */
+    /* a table that only lambdad import writes: added to any version 2
+     * archive when absent (older lambdads ignore it) */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(a->db, arch_sql_imports, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {

@@ -223,6 +223,31 @@ typedef struct {
 int arch_list_rejects(arch *a, int limit, int (*fn)(const arch_reject *r, void *ud), void *ud,
                       char **errmsg);
 
+/* ---- imported files (lambdad import; imports.c) ---------------------- */
+
+/* One file imported into a stream, found by its content hash. Its events
+ * are archived under partition -id, offset = the record's number. */
+typedef struct {
+    int64_t id;
+    int64_t records;    /* records of the file archived so far (events and rejects) */
+    int64_t lines;      /* lines of the file they span */
+    int64_t events, rejects;
+    bool done;          /* every record archived */
+} arch_import;
+
+/* The import of the file with content hash `hash` into stream, registered
+ * (in its own transaction) when new. Writer only. 0 and *out, or a
+ * negative code with *errmsg. */
+int arch_import_begin(arch *a, const char *stream, const char *hash, const char *name,
+                      arch_import *out, char **errmsg);
+/* Makes t (which holds records from_records..records-1 of import id and
+ * nothing else) move the import's progress to records and lines, and mark
+ * it done, in the same SQLite transaction as its events and rejects.
+ * arch_commit then fails with -ESTALE, storing nothing, when the stored
+ * progress is not from_records (the same file imported twice at once). */
+void arch_txn_set_import(arch_txn *t, int64_t id, int64_t from_records, int64_t records,
+                         int64_t lines, bool done);
+
 /* ---- settings fixed for the archive's lifetime (table meta) ---------- */
 
 /* The value stored under key: 0 and *value (malloc'd), -ENOENT when none,

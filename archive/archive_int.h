@@ -43,6 +43,9 @@ struct arch {
     char *note;                /* arch_open_note */
 };
 
+/* CREATE TABLE IF NOT EXISTS imports (imports.c), run by the writer at open. */
+extern const char arch_sql_imports[];
+
 /* The chunk queries of arch_scan (scan.c), for the test of their plans. */
 extern const char arch_sql_scan_by_seq[], arch_sql_scan_by_tpart[];
 

@@ -3,7 +3,7 @@
  * BEGIN IMMEDIATE takes the write lock up front, so nothing inside the
  * transaction can fail with SQLITE_BUSY halfway. Chunks (each with its
  * checksum, chunk.h), rejects, next offsets and the running totals in meta
- * go in together, with any damaged chunks that scans found since the last
+ * go in together (and an import's progress, imports.c), with any damaged chunks that scans found since the last
  * commit (damage.c), then COMMIT; on any failure ROLLBACK, so either all
  * of a transaction is stored or none of it. The running totals of the
  * handle change only after COMMIT succeeded. Runs on the writer's thread
@@ -97,7 +97,7 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
         *errmsg = NULL;
     if (a->readonly)
         return arch_fail(errmsg, -EROFS, "archive %s is open read-only", a->path);
-    if (!t->nevents && !t->nrejects && !t->noffsets && !dmg_unstored(a)) {
+    if (!t->nevents && !t->nrejects && !t->noffsets && !t->imp.set && !dmg_unstored(a)) {
         if (last_seq)
             *last_seq = a->tot.last_seq;
         return 0;
@@ -126,6 +126,8 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
     for (size_t i = 0; i < t->noffsets; i++)
         if ((r = store_offset(a, &t->offsets[i], errmsg)) < 0)
             goto fail;
+    if (t->imp.set && (r = arch_import_store(a, t, errmsg)) < 0)
+        goto fail;
     if (chunks || t->nrejects) {
         sqlite3_stmt *st = a->st_totals;
         sqlite3_bind_int64(st, 1, events);

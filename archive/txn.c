@@ -64,6 +64,14 @@ void arch_txn_reset(arch_txn *t)
     t->last = 0;
     t->nevents = 0;
     free_rejects_offsets(t);
+    t->imp = (txn_import){0};
+}
+
+void arch_txn_set_import(arch_txn *t, int64_t id, int64_t from_records, int64_t records,
+                         int64_t lines, bool done)
+{
+    t->imp = (txn_import){.set = true, .done = done, .id = id, .from_records = from_records,
+                          .records = records, .lines = lines};
 }
 
 size_t arch_txn_events(const arch_txn *t) { return t->nevents; }

@@ -25,6 +25,13 @@ typedef struct {
     int64_t next;
 } txn_offset;
 
+/* The progress of an import stored with the transaction (imports.c). */
+typedef struct {
+    bool set;
+    bool done;
+    int64_t id, from_records, records, lines;
+} txn_import;
+
 struct arch_txn {
     chunk_builder *chunks;    /* in creation order; [0, nchunks) in use */
     size_t nchunks, ninit, capchunks;   /* ninit: entries holding buffers */
@@ -38,4 +45,10 @@ struct arch_txn {
 
     txn_offset *offsets;
     size_t noffsets, capoffsets;
+
+    txn_import imp;
 };
+
+/* imports.c: stores t->imp in arch_commit's open transaction; -ESTALE when
+ * the stored progress is not t->imp.from_records. */
+int arch_import_store(arch *a, const arch_txn *t, char **errmsg);

@@ -316,3 +316,23 @@ int vtable_foreach(const vtable *t, int (*fn)(const vrow *row, void *ud), void *
     }
     return 0;
 }
+
+vtable **vtables_new_per_view(const view_def *views, size_t nviews)
+{
+    vtable **t = calloc(nviews ? nviews : 1, sizeof(*t));
+    for (size_t v = 0; t && v < nviews; v++)
+        if (!(t[v] = vtable_new(views[v].ndims, views[v].layout))) {
+            vtables_free(t, nviews);
+            return NULL;
+        }
+    return t;
+}
+
+void vtables_free(vtable **t, size_t nviews)
+{
+    if (!t)
+        return;
+    for (size_t v = 0; v < nviews; v++)
+        vtable_free(t[v]);
+    free(t);
+}

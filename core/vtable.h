@@ -31,6 +31,11 @@ typedef struct {
 
 /* A table of rows of ndims dimensions and the states of layout (copied). */
 vtable *vtable_new(size_t ndims, const agg_layout *layout);
+/* One empty table per view (the staging tables of a transaction: the
+ * speed thread's, an import's), or NULL when out of memory; and their
+ * release (accepts NULL and NULL entries: tables taken by vstate_apply). */
+vtable **vtables_new_per_view(const view_def *views, size_t nviews);
+void vtables_free(vtable **t, size_t nviews);
 /* Takes another reference (any thread; the table must be immutable by then). */
 vtable *vtable_ref(vtable *t);
 /* Drops a reference; the last one frees the table. Accepts NULL. */

@@ -29,7 +29,7 @@
  * over the final names, so DEST never holds half a backup under the final
  * names. Runs on the calling thread; the daemon needs to do nothing.
  */
-#include "daemon/export.h"
+#include "daemon/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -13,11 +13,12 @@
  * CSV is the query API's format=csv as it is; JSON lines are the rows of
  * its JSON answer, one object per line, byte for byte.
  */
-#include "daemon/export.h"
+#include "daemon/cli.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +245,40 @@ static int write_answer(const export_args *a, const char *body, size_t len, cons
     return 0;
 }
 
+/* Whether the daemon at base serves cfg's archive (its /v1/status names
+ * the path; compared after resolving links): a daemon of another config
+ * listening there would answer from other data. 0, or 1 after saying why. */
+static int check_same_archive(const config *cfg, const char *base, long pid)
+{
+    char *url = str_printf("%s/v1/status", base), *err = NULL;
+    http_answer ans;
+    if (!url || http_get(cfg, url, &ans, &err) < 0) {
+        fprintf(stderr, "lambdad export: lambdad is running on %s (pid %ld) but does not answer "
+                        "at %s: %s\n", cfg->archive_path, pid, base, err ? err : "out of memory");
+        free(url);
+        free(err);
+        return 1;
+    }
+    free(url);
+    json_t *st = json_loadb(ans.body, ans.len, 0, NULL);
+    const char *theirs = json_string_value(json_object_get(json_object_get(st, "archive"), "path"));
+    char x[PATH_MAX], y[PATH_MAX];
+    int rc = 0;
+    if (ans.status != 200) {
+        print_error(ans.status, ans.body, ans.len);
+        rc = 1;
+    } else if (!theirs || strcmp(realpath(theirs, x) ? x : theirs,
+                                 realpath(cfg->archive_path, y) ? y : cfg->archive_path) != 0) {
+        fprintf(stderr, "lambdad export: the lambdad at %s serves archive %s, not %s (which "
+                        "lambdad pid %ld holds); not exporting from the wrong one\n", base,
+                theirs ? theirs : "(unknown)", cfg->archive_path, pid);
+        rc = 1;
+    }
+    json_decref(st);
+    http_answer_clear(&ans);
+    return rc;
+}
+
 static int through_daemon(const config *cfg, const export_args *a, long pid)
 {
     char *err = NULL, *qs = query_string(a), *view = http_escape(a->view);
@@ -256,6 +291,8 @@ static int through_daemon(const config *cfg, const export_args *a, long pid)
                 cfg->archive_path, pid, err ? err : "out of memory");
     } else if (!url) {
         fprintf(stderr, "lambdad export: out of memory\n");
+    } else if (check_same_archive(cfg, base, pid) != 0) {
+        /* said why */
     } else if (http_get(cfg, url, &ans, &err) < 0) {
         fprintf(stderr, "lambdad export: lambdad is running on %s (pid %ld) but does not answer "
                         "at %s: %s\n", cfg->archive_path, pid, base, err ? err : "?");

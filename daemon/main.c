@@ -21,7 +21,7 @@
 #include "batch/batch.h"
 #include "config/config.h"
 #include "core/log.h"
-#include "daemon/export.h"
+#include "daemon/cli.h"
 #include "daemon/notify.h"
 #include "daemon/runtime.h"
 #include "speed/speed.h"
@@ -30,6 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: lambdad -c FILE [--check-config] [-v]\n"
+            "       lambdad import -c FILE --stream NAME [--format jsonl|csv] FILE...\n"
             "       lambdad export -c FILE --view NAME [--format csv|jsonl] [--output FILE]\n"
             "                      [--PARAMETER VALUE]...   (lambdad export --help)\n"
             "       lambdad backup -c FILE DEST\n"
@@ -144,10 +145,6 @@ static void feed_systemd(lambdad *d, feeder *f)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "export") == 0)
-        return export_main(argc - 1, argv + 1);
-    if (argc > 1 && strcmp(argv[1], "backup") == 0)
-        return backup_main(argc - 1, argv + 1);
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'C'},
@@ -156,6 +153,12 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "import") == 0)
+        return import_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "export") == 0)
+        return export_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "backup") == 0)
+        return backup_main(argc - 1, argv + 1);
     const char *path = NULL;
     int check_only = 0, verbose = 0, c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {

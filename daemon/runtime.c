@@ -13,6 +13,7 @@
  * in the archive.
  */
 #include "daemon/runtime.h"
+#include "daemon/cli.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -67,7 +68,7 @@ int lambdad_check_outside(const config *cfg, config_errors *errs)
 
 /* The archive's chunks are cut by batch.partition; that unit is fixed for
  * the archive's lifetime (batch runs scan partitions by it). */
-static int check_partition_unit(const config *cfg, arch *w, char **err)
+int check_partition_unit(const config *cfg, arch *w, char **err)
 {
     char *stored = NULL;
     const char *want = gran_name(cfg->batch_partition);

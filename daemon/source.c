@@ -5,6 +5,8 @@
 #include "daemon/source.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 
 #include "archive/archive.h"
 #include "core/jbuf.h"
+#include "import/import.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -643,6 +646,67 @@ static void collect_metrics(void *ud)
     metrics_process();
 }
 
+/* ---- POST /v1/admin/import: the importer with the speed thread as sink -- */
+
+static int sink_begin(void *ud, const char *stream, const char *hash, const char *name,
+                      arch_import *out, char **errmsg)
+{
+    return speed_import_begin(ud, stream, hash, name, out, errmsg);
+}
+
+static int sink_commit(void *ud, arch_txn *t, vtable **stage, int64_t events, char **errmsg)
+{
+    return speed_import_commit(ud, t, stage, events, errmsg);
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A query pool thread; one import at a time (another answers 429). */
+static int import_file(void *ud, const serving_import *rq, serving_import_result *res,
+                       char **errmsg)
+{
+    static pthread_mutex_t one = PTHREAD_MUTEX_INITIALIZER;
+    daemon_source *ds = ud;
+    if (!atomic_load(&ds->recovered)) {
+        *errmsg = strdup("recovering; retry when /readyz answers 200");
+        return -EAGAIN;
+    }
+    if (pthread_mutex_trylock(&one) != 0) {
+        *errmsg = strdup("another import is running; retry when it is done");
+        return -EBUSY;
+    }
+    import_opts o = {.cfg = ds->cfg, .stream_idx = rq->stream_idx,
+                     .fmt = rq->csv ? IMPORT_CSV : IMPORT_JSONL, .name = rq->name,
+                     .commit_records = rq->commit_records, .stop = rq->stop,
+                     .sink = {.ud = ds->sp, .begin = sink_begin, .commit = sink_commit,
+                              .views = true}};
+    import_result r;
+    double t0 = mono_s();
+    log_info("Import of %s into stream '%s' started", rq->name, ds->cfg->streams[rq->stream_idx].name);
+    int rc = import_run(&o, rq->fd, &r, errmsg);
+    pthread_mutex_unlock(&one);
+    if (rc < 0) {
+        log_warn("Import of %s failed after %lld event(s) and %lld reject(s): %s", rq->name,
+                 (long long)r.imported, (long long)r.rejected, *errmsg ? *errmsg : strerror(-rc));
+        return rc;
+    }
+    memcpy(res->hash, r.hash, sizeof(res->hash));
+    res->records = r.records;
+    res->imported = r.imported;
+    res->rejected = r.rejected;
+    res->skipped = r.skipped;
+    res->seconds = mono_s() - t0;
+    log_notice("Imported %s into stream '%s': %lld event(s), %lld reject(s), %lld skipped "
+               "(already imported) in %.2f s", rq->name, ds->cfg->streams[rq->stream_idx].name,
+               (long long)r.imported, (long long)r.rejected, (long long)r.skipped, res->seconds);
+    return 0;
+}
+
 void daemon_source_init(daemon_source *ds, serving_source *src)
 {
     src->ud = ds;
@@ -653,5 +717,6 @@ void daemon_source_init(daemon_source *ds, serving_source *src)
     src->version = state_version;
     src->scan_since = scan_since;
     src->metrics = collect_metrics;
+    src->import = import_file;
     ds->started_at = (int64_t)time(NULL);
 }

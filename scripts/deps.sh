@@ -8,8 +8,8 @@ PKGS=(
   build-essential meson ninja-build pkg-config   # the build
   librdkafka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libzstd-dev
   libxxhash-dev                                  # XXH3 checksums of archive chunks and segments
-  libcurl4-gnutls-dev                            # lambdad export: asking the running daemon over HTTP(S)
-  kcat python3 sqlite3 curl                      # tests and demo
+  zlib1g-dev libcurl4-gnutls-dev                 # lambdad import: gzip files; import and export talking to a running daemon
+  kcat python3 sqlite3 curl zstd                 # tests and demo (zstd: test_import)
   prometheus openssl                             # promtool and a test certificate (tests/e2e/test_ops_http.py)
   wrk                                            # bench/run's query benchmark
   systemd                                        # systemd-analyze, systemd-sysusers (tests/e2e/test_deploy.py)

@@ -340,6 +340,126 @@ static void h_recompute(const api_ctx *ctx, const api_request *rq, api_reply *r)
     reply_take(r, 202, &b);
 }
 
+/* The value of parameter key ("" when given without a value), NULL when
+ * absent; *dup set when it is given twice. */
+static const qparam *param(const api_request *rq, const char *key, bool *dup)
+{
+    const qparam *found = NULL;
+    size_t n = strlen(key);
+    for (size_t i = 0; i < rq->np; i++)
+        if (rq->p[i].klen == n && memcmp(rq->p[i].key, key, n) == 0) {
+            if (found)
+                *dup = true;
+            found = &rq->p[i];
+        }
+    return found;
+}
+
+/* POST /v1/admin/import?stream=NAME&format=jsonl|csv[&name=FILE]
+ * [&commit_every=N] with the file (plain, gzip or zstd) as the body:
+ * imports it through the speed thread and answers when it is done. */
+static void h_import(const api_ctx *ctx, const api_request *rq, api_reply *r)
+{
+    static const char *const known[] = {"stream", "format", "name", "commit_every"};
+    for (size_t i = 0; i < rq->np; i++) {
+        bool ok = false;
+        for (size_t k = 0; k < 4 && !ok; k++)
+            ok = rq->p[i].klen == strlen(known[k]) && !memcmp(rq->p[i].key, known[k], rq->p[i].klen);
+        if (!ok) {
+            char *k = strndup(rq->p[i].key, rq->p[i].klen);
+            error_cat(r, 400, "unknown parameter '", k ? k : "", "' (stream, format, name, "
+                      "commit_every)", (char *)NULL);
+            free(k);
+            return;
+        }
+    }
+    bool dup = false;
+    const qparam *stream = param(rq, "stream", &dup), *format = param(rq, "format", &dup);
+    const qparam *name = param(rq, "name", &dup), *every = param(rq, "commit_every", &dup);
+    if (dup) {
+        error_cat(r, 400, "a parameter is given twice", (char *)NULL);
+        return;
+    }
+    if (!stream || !stream->val || !format || !format->val) {
+        error_cat(r, 400, "stream= and format= (jsonl or csv) are required", (char *)NULL);
+        return;
+    }
+    serving_import im = {.fd = rq->body_fd, .stop = ctx->stopping, .name = "upload"};
+    for (im.stream_idx = 0; im.stream_idx < ctx->cfg->nstreams; im.stream_idx++) {
+        const char *sn = ctx->cfg->streams[im.stream_idx].name;
+        if (strlen(sn) == stream->vlen && memcmp(sn, stream->val, stream->vlen) == 0)
+            break;
+    }
+    if (im.stream_idx == ctx->cfg->nstreams) {
+        char *sn = strndup(stream->val, stream->vlen);
+        error_cat(r, 404, "unknown stream '", sn ? sn : "", "'", (char *)NULL);
+        free(sn);
+        return;
+    }
+    if (format->vlen == 3 && memcmp(format->val, "csv", 3) == 0)
+        im.csv = true;
+    else if (!(format->vlen == 5 && memcmp(format->val, "jsonl", 5) == 0)) {
+        error_cat(r, 400, "format must be jsonl or csv", (char *)NULL);
+        return;
+    }
+    char *namebuf = name && name->val && name->vlen ? strndup(name->val, name->vlen) : NULL;
+    if (namebuf)
+        im.name = namebuf;
+    if (every) {
+        char *end = NULL;
+        char *v = every->val ? strndup(every->val, every->vlen) : NULL;
+        long long n = v ? strtoll(v, &end, 10) : 0;
+        bool bad = !v || *end || n < 1 || n > 10000000;
+        free(v);
+        if (bad) {
+            free(namebuf);
+            error_cat(r, 400, "commit_every must be a number of records from 1 to 10000000",
+                      (char *)NULL);
+            return;
+        }
+        im.commit_records = n;
+    }
+    if (!rq->has_body_fd || !ctx->src->import) {
+        free(namebuf);
+        error_cat(r, rq->has_body_fd ? 503 : 400, rq->has_body_fd ? "imports are not available"
+                  : "the file goes in the request body", (char *)NULL);
+        return;
+    }
+    serving_import_result res = {0};
+    char *err = NULL;
+    int rc = ctx->src->import(ctx->src->ud, &im, &res, &err);
+    if (rc < 0) {
+        int status = rc == -EBUSY ? 429
+                   : rc == -EAGAIN || rc == -ECANCELED ? 503
+                   : rc == -EINVAL || rc == -EBADMSG || rc == -E2BIG ? 400 : 500;
+        error_cat(r, status, err ? err : strerror(-rc), (char *)NULL);
+        free(err);
+        free(namebuf);
+        return;
+    }
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, "{\"stream\":");
+    jb_cstr(&b, ctx->cfg->streams[im.stream_idx].name);
+    jb_lit(&b, ",\"file\":");
+    jb_cstr(&b, im.name);
+    jb_lit(&b, im.csv ? ",\"format\":\"csv\",\"hash\":" : ",\"format\":\"jsonl\",\"hash\":");
+    jb_cstr(&b, res.hash);
+    jb_lit(&b, ",\"records\":");
+    jb_int(&b, res.records);
+    jb_lit(&b, ",\"imported\":");
+    jb_int(&b, res.imported);
+    jb_lit(&b, ",\"rejected\":");
+    jb_int(&b, res.rejected);
+    jb_lit(&b, ",\"skipped\":");
+    jb_int(&b, res.skipped);
+    jb_lit(&b, ",\"seconds\":");
+    jb_num(&b, res.seconds);
+    jb_lit(&b, "}");
+    free(namebuf);
+    reply_take(r, 200, &b);
+}
+
 typedef enum {
     M_EXACT,     /* path equals pattern */
     M_QUERY,     /* "/v1/views/" + one non-empty segment + "/query" */
@@ -365,6 +485,7 @@ static const route routes[] = {
     {"/healthz", M_EXACT, h_healthz, false, false},
     {"/readyz", M_EXACT, h_readyz, false, false},
     {"/v1/admin/recompute", M_EXACT, h_recompute, true, false},
+    {"/v1/admin/import", M_EXACT, h_import, true, true},
     {"/metrics", M_EXACT, h_metrics, false, false},
     {"/v1/views/{view}/values/{dimension}", M_VALUES, dash_h_values, false, true},
     /* the web UI (ui.c) */
@@ -447,6 +568,12 @@ bool api_takes_body(const char *method, const char *path)
 {
     const route *rt = find_route(path);
     return rt->post && method_ok(rt, method);
+}
+
+bool api_spools_body(const char *method, const char *path)
+{
+    const route *rt = find_route(path);
+    return rt->fn == h_import && method_ok(rt, method);
 }
 
 void api_dispatch(const api_ctx *ctx, const api_request *rq, api_reply *r)

@@ -36,6 +36,8 @@ typedef struct {
                                     (api_takes_body), NUL-terminated; else NULL */
     size_t body_len;
     const char *if_none_match;   /* the If-None-Match header, or NULL */
+    bool has_body_fd;            /* body_fd holds the body (api_spools_body routes) */
+    int body_fd;                 /* borrowed for the call */
 } api_request;
 
 typedef struct {
@@ -67,6 +69,10 @@ bool api_pooled(const char *method, const char *path);
 /* Whether the request's body is read and handed to the route: a POST
  * route's (the Grafana routes' JSON); other bodies are discarded. */
 bool api_takes_body(const char *method, const char *path);
+/* Whether the request's body goes to a spool file on disk instead, not
+ * bounded by http.limits.max_body_bytes (POST /v1/admin/import); the
+ * route runs on the query pool with the file as body_fd. */
+bool api_spools_body(const char *method, const char *path);
 
 /* The pattern of the route that path matches ("/v1/views/{view}/query"),
  * or "other": the label of the HTTP metrics, whose values must not grow

@@ -53,6 +53,8 @@
  *    and a chunked body that grows past it closes the connection. Smaller
  *    bodies are kept for the routes that take one (api_takes_body: POST
  *    routes, such as the Grafana routes' JSON) and discarded otherwise.
+ *    An import's body (api_spools_body) goes to a spool file instead,
+ *    bounded by the disk (see below).
  * Request lines and headers beyond the connection memory limit are refused
  * by libmicrohttpd itself (414/431, its own body). A connection idle for
  * connection_timeout_s is closed.
@@ -73,6 +75,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <libgen.h>
 #include <time.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -80,6 +84,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/strutil.h"
 #include "serving/qcache.h"
 #include "serving/qpool.h"
 #include "serving/api.h"
@@ -153,6 +158,9 @@ typedef struct {
     uint64_t body_bytes;     /* request body read so far */
     char *body;              /* kept for routes that take one (api_takes_body), NUL-terminated */
     size_t body_cap;
+    bool spooled;            /* api_spools_body: the body goes to spool_fd */
+    int spool_fd;            /* -1 until the first piece */
+    int spool_errno;         /* the spool file could not be written: why */
     struct timespec t0;      /* when the headers were in */
     const char *route;       /* api_route(): the metrics' label */
     http_job *job;           /* the query handed to the pool, freed with this */
@@ -434,6 +442,8 @@ static http_job *job_new(serving *s, struct MHD_Connection *con, const api_reque
     j->rq.p = j->params;
     j->rq.np = rq->np;
     j->rq.no_cache = rq->no_cache;
+    j->rq.has_body_fd = rq->has_body_fd;
+    j->rq.body_fd = rq->body_fd;   /* the req_state's, closed after the job */
     j->rq.deadline_ms = (int64_t)st->t0.tv_sec * 1000 + st->t0.tv_nsec / 1000000 +
                         st->gen->api.cfg->http_query_timeout_ms;
     j->s = s;
@@ -492,6 +502,81 @@ static enum MHD_Result send_job_reply(serving *s, struct MHD_Connection *con, re
     return send_reply(s, con, st, r, false);
 }
 
+/* ---- request bodies kept on disk (imports) ----
+ *
+ * An import's body may be far larger than memory, so it is not buffered:
+ * each piece is written to an unlinked file in the archive's directory as
+ * it arrives (the file vanishes with its descriptor, also on a crash),
+ * and the import reads that file twice (import/import.h). Its bound is the
+ * disk, not http.limits.max_body_bytes: an announced length that does not
+ * fit in the free space (keeping 1% or 64 MiB for the archive) is a 413
+ * before a byte is read, a body that fills the disk anyway a 503. */
+
+static char *spool_dir(const req_state *st)
+{
+    char *copy = strdup(st->gen->api.cfg->archive_path);
+    char *dir = copy ? strdup(dirname(copy)) : NULL;
+    free(copy);
+    return dir;
+}
+
+static enum MHD_Result check_spool_room(serving *s, struct MHD_Connection *con,
+                                        const req_state *st, unsigned long long len)
+{
+    char *dir = spool_dir(st);
+    struct statvfs vfs;
+    if (!dir || statvfs(dir, &vfs) < 0) {
+        free(dir);
+        return MHD_YES;   /* cannot tell: writing will */
+    }
+    free(dir);
+    unsigned long long avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+    unsigned long long keep = (unsigned long long)vfs.f_blocks * vfs.f_frsize / 100;
+    if (keep < (64ull << 20))
+        keep = 64ull << 20;
+    if (len + keep <= avail)
+        return MHD_YES;
+    char msg[200];
+    snprintf(msg, sizeof(msg), "an import body of %llu bytes does not fit on the archive's disk "
+             "(%llu bytes free)", len, avail);
+    return send_error(s, con, st, 413, msg, false);
+}
+
+/* Appends a piece of the body to the spool file (created at the first). */
+static void spool_write(serving *s, req_state *st, const char *data, size_t len)
+{
+    if (st->spool_errno)
+        return;   /* read and dropped: the answer is the error */
+    if (st->spool_fd < 0) {
+        char *dir = spool_dir(st);
+        st->spool_fd = dir ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+        if (st->spool_fd < 0 && dir) {
+            /* a file system without O_TMPFILE: a named file, unlinked at once */
+            char *tmpl = str_printf("%s/.lambdad-import-XXXXXX", dir);
+            st->spool_fd = tmpl ? mkostemp(tmpl, O_CLOEXEC) : -1;
+            if (st->spool_fd >= 0)
+                unlink(tmpl);
+            free(tmpl);
+        }
+        if (st->spool_fd < 0)
+            st->spool_errno = dir ? errno : ENOMEM;
+        free(dir);
+        if (st->spool_fd < 0)
+            return;
+    }
+    while (len > 0) {
+        ssize_t n = write(st->spool_fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            st->spool_errno = errno;
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
 /* First call of a request, with its headers: the checks that come before
  * reading a body. */
 static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const char *path,
@@ -517,6 +602,10 @@ static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const 
     /* refuse an announced oversized body before reading it */
     const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (api_spools_body(method, path)) {
+        st->spooled = true;
+        return cl ? check_spool_room(s, con, st, strtoull(cl, NULL, 10)) : MHD_YES;
+    }
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)cfg->http_max_body_bytes)
         return send_error(s, con, st, 413, st->gen->msg_body, false);
     return MHD_YES;
@@ -536,12 +625,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         bool too_long = *req_cls == &uri_too_long;
         if (!(st = calloc(1, sizeof(*st))))
             return MHD_NO;
+        st->spool_fd = -1;
         clock_gettime(CLOCK_MONOTONIC, &st->t0);
         st->route = api_route(path);
         st->gen = gen_acquire(s);
         *req_cls = st;   /* freed by on_completed */
         metrics_gauge_add(&m_in_flight, NULL, 1);
         return on_headers(s, con, path, method, too_long, st);
+    }
+    if (*upload_data_size && st->spooled) {
+        spool_write(s, st, upload_data, *upload_data_size);
+        st->body_bytes += *upload_data_size;
+        *upload_data_size = 0;
+        return MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -577,9 +673,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
                       .if_none_match = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
                                                                    MHD_HTTP_HEADER_IF_NONE_MATCH)};
     api_reply r = {0};
+    if (st->spooled) {
+        /* the body is on disk: an import runs as long as it takes, on the
+         * query pool, never on this thread */
+        if (st->spool_errno || (st->spool_fd >= 0 && lseek(st->spool_fd, 0, SEEK_SET) < 0)) {
+            int e = st->spool_errno ? st->spool_errno : errno;
+            char msg[200];
+            snprintf(msg, sizeof(msg), "cannot keep the import body on the archive's disk: %s",
+                     strerror(e));
+            free(params.p);
+            return send_error(s, con, st, 503, msg, false);
+        }
+        if (st->spool_fd < 0)
+            st->spool_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* an empty body */
+        rq.has_body_fd = st->spool_fd >= 0;
+        rq.body_fd = st->spool_fd;
+    }
     if (params.oom) {
         api_error(&r, 500, "out of memory", strlen("out of memory"));
-    } else if (s->pool && api_pooled(method, path)) {
+    } else if (s->pool && (api_pooled(method, path) || st->spooled)) {
         enum MHD_Result ret = submit_query(s, con, st, &rq);
         free(params.p);
         return ret;
@@ -601,6 +713,8 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
     if (*req_cls && *req_cls != &uri_too_long) {
         req_state *st = *req_cls;
         metrics_gauge_add(&m_in_flight, NULL, -1);
+        if (st->spool_fd >= 0)
+            close(st->spool_fd);   /* after the job: it reads the file */
         /* A job is always finished here: libmicrohttpd ends a request only
          * once its connection runs again, and only the job's done resumes
          * it (serving_stop stops the pool before the daemon). */

@@ -5,6 +5,7 @@
  * Handlers run on libmicrohttpd's pool threads.
  */
 #pragma once
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <jansson.h>
@@ -21,6 +22,23 @@ typedef struct {
     int64_t unreadable_events; /* events of the view's stream in damaged archive
                                 * chunks, missing from the answer (0: none) */
 } serving_watermark;
+
+/* An import (POST /v1/admin/import): the request's body, spooled to an
+ * unlinked file, and what the parameters say. */
+typedef struct {
+    size_t stream_idx;
+    bool csv;                 /* else JSON lines */
+    const char *name;         /* the file's name, for rejects */
+    int64_t commit_records;   /* records per transaction; 0: the default */
+    int fd;                   /* the body, at its first byte */
+    const atomic_bool *stop;  /* set when the server stops: end after a transaction */
+} serving_import;
+
+typedef struct {
+    char hash[33];
+    int64_t records, imported, rejected, skipped;
+    double seconds;
+} serving_import_result;
 
 typedef struct {
     void *ud;
@@ -57,6 +75,12 @@ typedef struct {
      * process-wide registry (core/metrics.h): sets the metrics that are
      * read from the layers at scrape time. May be NULL. */
     void (*metrics)(void *ud);
+    /* Imports a file (see serving_import). 0 and *res, or a negative code
+     * with *errmsg (malloc'd): -EBUSY another import runs, -EAGAIN not
+     * ready, -EINVAL, -EBADMSG or -E2BIG the file is not right, -ECANCELED
+     * the server stops (a rerun resumes), others the archive failed. May
+     * be NULL. */
+    int (*import)(void *ud, const serving_import *rq, serving_import_result *res, char **errmsg);
 } serving_source;
 
 typedef struct serving serving;

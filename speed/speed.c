@@ -12,6 +12,8 @@
  *   the archived events with seq <= last_seq, which is what makes answers
  *   exact across crashes (DESIGN.md, "The exactness protocol", step 1).
  * - Query threads read the tables through vstate_scan().
+ * - An import thread hands its transactions to the speed thread, which
+ *   commits and applies each at the top of its loop (imports.c).
  */
 #include <errno.h>
 #include <signal.h>
@@ -49,30 +51,6 @@ const char *const speed_reject_reasons[SPEED_REJECT_REASONS] = {
 #define POLL_MAX_MS 100           /* longest wait for messages */
 #define COMMIT_RETRY_MS 1000      /* pause after a failed archive commit */
 
-static void free_tables(vtable **t, size_t n)
-{
-    if (!t)
-        return;
-    for (size_t i = 0; i < n; i++)
-        vtable_free(t[i]);
-    free(t);
-}
-
-static vtable **new_tables(const config *cfg)
-{
-    vtable **t = calloc(cfg->nviews ? cfg->nviews : 1, sizeof(*t));
-    if (!t)
-        return NULL;
-    for (size_t v = 0; v < cfg->nviews; v++) {
-        t[v] = vtable_new(cfg->views[v].ndims, cfg->views[v].layout);
-        if (!t[v]) {
-            free_tables(t, cfg->nviews);
-            return NULL;
-        }
-    }
-    return t;
-}
-
 int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg)
 {
     speed *s = calloc(1, sizeof(*s));
@@ -86,12 +64,14 @@ int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg
     s->w = w;   /* owned from here on */
     pthread_mutex_init(&s->parts_lock, NULL);
     pthread_mutex_init(&s->err_lock, NULL);
+    pthread_mutex_init(&s->call_lock, NULL);
+    pthread_cond_init(&s->call_cond, NULL);
 
     size_t maxfields = 1;
     for (size_t i = 0; i < cfg->nstreams; i++)
         if (stream_nvals(&cfg->streams[i]) > maxfields)
             maxfields = stream_nvals(&cfg->streams[i]);
-    s->stage = new_tables(cfg);
+    s->stage = vtables_new_per_view(cfg->views, cfg->nviews);
     s->txn = arch_txn_new();
     s->dec = event_decoder_new();
     s->vals = calloc(maxfields, sizeof(*s->vals));
@@ -198,8 +178,8 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
         total += rc.events;
     }
     r = vstate_apply(s->vs, s->stage, total, st.last_seq, false);   /* takes the tables */
-    free_tables(s->stage, cfg->nviews);                      /* only what it did not take */
-    s->stage = r == 0 ? new_tables(cfg) : NULL;
+    vtables_free(s->stage, cfg->nviews);                      /* only what it did not take */
+    s->stage = r == 0 ? vtables_new_per_view(cfg->views, cfg->nviews) : NULL;
     if (!s->stage) {
         *errmsg = strdup("out of memory publishing the replayed events");
         return -ENOMEM;
@@ -255,6 +235,16 @@ static void note_write_error(speed *s, const char *err)
         log_notice("Archive writes work again after %lld s; ingestion resumes",
                  (long long)((int64_t)time(NULL) - since));
     }
+}
+
+void speed_count_commit(speed *s, const arch_txn *t)
+{
+    s->archived_events += (long long)arch_txn_events(t);
+    s->rejects += (long long)arch_txn_rejects(t);
+    s->commits++;
+    arch_stats st;
+    if (arch_get_stats(s->w, &st) == 0)
+        s->archive_bytes = st.file_bytes;
 }
 
 /* Commits the open transaction; on success applies it to the live tables.
@@ -313,20 +303,15 @@ static int commit_txn(speed *s)
         s->failed = true;
         return -ENOMEM;
     }
-    free_tables(s->stage, s->cfg->nviews);   /* emptied by vstate_apply */
-    s->stage = new_tables(s->cfg);
+    vtables_free(s->stage, s->cfg->nviews);   /* emptied by vstate_apply */
+    s->stage = vtables_new_per_view(s->cfg->views, s->cfg->nviews);
     if (!s->stage) {
         log_error("Out of memory resetting staging tables; stopping");
         s->failed = true;
         return -ENOMEM;
     }
 
-    s->archived_events += (long long)arch_txn_events(s->txn);
-    s->rejects += (long long)arch_txn_rejects(s->txn);
-    s->commits++;
-    arch_stats st;
-    if (arch_get_stats(s->w, &st) == 0)
-        s->archive_bytes = st.file_bytes;
+    speed_count_commit(s, s->txn);
     if (t1 - t0 > 1000)
         log_warn("Archive commit took %lld ms", (long long)(t1 - t0));
     log_debug("Committed %zu event(s), %zu reject(s), seq %lld in %lld ms",
@@ -526,6 +511,7 @@ static void *speed_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals go to the main thread */
+    speed_calls_open(s, true);   /* served once the loop turns */
 
     /* Contact and progress count from the start: a broker that never
      * answers makes the daemon unready after kafka.unreachable_after_ms. */
@@ -535,6 +521,7 @@ static void *speed_main(void *arg)
     s->consuming = true;
 
     while (!s->stop_requested && !s->failed) {
+        speed_serve_call(s);   /* an import's transaction, between two of ours */
         int64_t now = speed_now_ms();
         s->last_loop_ms = now;
         if (now >= s->next_watermarks_ms) {
@@ -606,6 +593,7 @@ static void *speed_main(void *arg)
     if (s->txn_started_ms)
         log_error("Stopping with %zu uncommitted event(s): not archived, so they will be read "
                   "from Kafka again at the next start", arch_txn_events(s->txn));
+    speed_calls_open(s, false);
     s->consuming = false;
     return NULL;
 }
@@ -757,7 +745,7 @@ void speed_free(speed *s)
         rd_kafka_queue_destroy(s->queue);
     if (s->rk)
         destroy_consumer(s->rk);
-    free_tables(s->stage, s->cfg->nviews);
+    vtables_free(s->stage, s->cfg->nviews);
     arch_txn_free(s->txn);
     event_decoder_free(s->dec);
     free(s->vals);
@@ -771,6 +759,8 @@ void speed_free(speed *s)
     arch_close(s->w);
     pthread_mutex_destroy(&s->parts_lock);
     pthread_mutex_destroy(&s->err_lock);
+    pthread_mutex_destroy(&s->call_lock);
+    pthread_cond_destroy(&s->call_cond);
     free(s);
 }
 

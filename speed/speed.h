@@ -40,6 +40,16 @@ void speed_free(speed *s);   /* stops first if running; accepts NULL */
  * daemon then exits and a restart recovers from the archive. */
 bool speed_failed(const speed *s);
 
+/* Imports (import/import.h's sink in the daemon), from any thread: the
+ * speed thread, which owns the archive writer, does each between two of
+ * its transactions while the caller waits. -ECANCELED (with *errmsg)
+ * when it is not running. */
+int speed_import_begin(speed *s, const char *stream, const char *hash, const char *name,
+                       arch_import *out, char **errmsg);
+/* Commits t, then applies stage (per view: the events of t; the tables
+ * are taken) to the live views like a Kafka transaction. */
+int speed_import_commit(speed *s, arch_txn *t, vtable **stage, int64_t events, char **errmsg);
+
 typedef struct {
     int32_t partition;
     int64_t next_offset;   /* next offset to archive */

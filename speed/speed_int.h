@@ -8,8 +8,12 @@
 #include <stdbool.h>
 
 #include "core/event.h"
+#include "core/log.h"
 #include "core/vstate.h"
 #include "speed/speed.h"
+
+/* imports.c: an import's request to the speed thread. */
+typedef struct speed_call speed_call;
 
 /* One owned Kafka partition. Written by the speed thread; next_offset and
  * high_watermark are also read by other threads under parts_lock. */
@@ -79,7 +83,23 @@ struct speed {
     int64_t rejects_by_reason[SPEED_REJECT_REASONS];
     speed_reject latest[SPEED_LATEST_REJECTS];
     uint64_t nlatest;
+
+    /* Imports handed to the speed thread (imports.c), under call_lock. */
+    pthread_mutex_t call_lock;
+    pthread_cond_t call_cond;
+    speed_call *call;              /* waiting to be done; NULL: none */
+    bool calls_open;               /* the speed thread takes calls */
 };
+
+/* Speed thread: does the pending call, if any. */
+void speed_serve_call(speed *s);
+/* Speed thread: starts (true) or stops (false) taking calls; stopping
+ * fails a pending one. */
+void speed_calls_open(speed *s, bool open);
+
+/* Speed thread, after a transaction t committed (Kafka's or an
+ * import's): the status figures. */
+void speed_count_commit(speed *s, const arch_txn *t);
 
 int64_t speed_now_ms(void);
 /* Looks up partitions of every stream's topic in the cluster metadata and

@@ -29,6 +29,30 @@ class Devbroker:
         self.log.close()
 
 
+def example_config(workdir, boot, archive, port, batch_interval_s=None, sketches=False):
+    """Writes the demo's config (config/lambdad.example.json) pointed at
+    broker boot, archive and 127.0.0.1:port into workdir; returns its path."""
+    with open(EXAMPLE_CONFIG) as f:
+        text = f.read()
+    subs = [(r'"brokers": *"[^"]*"', '"brokers": "%s"' % boot),
+            (r'"path": *"[^"]*"', '"path": "%s"' % archive),
+            (r'"listen": *"[^"]*"', '"listen": "127.0.0.1:%d"' % port)]
+    if batch_interval_s is not None:
+        subs.append((r'"interval_s": *\d+', '"interval_s": %d' % batch_interval_s))
+    if sketches:   # views_by_page also counts distinct users and latency quantiles
+        subs.append((r'(\{"name": "slowest", "type": "max", "field": "ms"\})',
+                     r'\1, {"name": "users", "type": "distinct", "field": "user"}, '
+                     r'{"name": "latency", "type": "quantiles", "field": "ms"}'))
+    for pat, rep in subs:
+        text, n = re.subn(pat, rep, text, count=1)
+        if n != 1:
+            raise BenchError("cannot set %s in %s" % (pat, EXAMPLE_CONFIG))
+    path = os.path.join(workdir, "lambdad.json")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 class Lambdad:
     """lambdad with the demo's config (config/lambdad.example.json: 3 views,
     durable archive, commit every 50 ms) pointed at a devbroker."""
@@ -36,24 +60,8 @@ class Lambdad:
     def __init__(self, b, workdir, boot, archive=None, batch_interval_s=None, sketches=False):
         self.b, self.port = b, free_port()
         self.archive = archive or os.path.join(workdir, "archive.db")
-        with open(EXAMPLE_CONFIG) as f:
-            text = f.read()
-        subs = [(r'"brokers": *"[^"]*"', '"brokers": "%s"' % boot),
-                (r'"path": *"[^"]*"', '"path": "%s"' % self.archive),
-                (r'"listen": *"[^"]*"', '"listen": "127.0.0.1:%d"' % self.port)]
-        if batch_interval_s is not None:
-            subs.append((r'"interval_s": *\d+', '"interval_s": %d' % batch_interval_s))
-        if sketches:   # views_by_page also counts distinct users and latency quantiles
-            subs.append((r'(\{"name": "slowest", "type": "max", "field": "ms"\})',
-                         r'\1, {"name": "users", "type": "distinct", "field": "user"}, '
-                         r'{"name": "latency", "type": "quantiles", "field": "ms"}'))
-        for pat, rep in subs:
-            text, n = re.subn(pat, rep, text, count=1)
-            if n != 1:
-                raise BenchError("cannot set %s in %s" % (pat, EXAMPLE_CONFIG))
-        self.config = os.path.join(workdir, "lambdad.json")
-        with open(self.config, "w") as f:
-            f.write(text)
+        self.config = example_config(workdir, boot, self.archive, self.port, batch_interval_s,
+                                     sketches)
         self.log_path = os.path.join(workdir, "lambdad.log")
         self.log = open(self.log_path, "ab")
         self.p = spawn([b.bin["lambdad"], "-c", self.config], stdout=self.log, stderr=self.log)

@@ -216,6 +216,21 @@ class ExportTest(unittest.TestCase):
                       "http://%s: " % (self.d.cfg["archive"]["path"], self.d.proc.pid,
                                        other["http"]["listen"]), err)
 
+        # a lambdad holds this config's archive, but the one at its http.listen serves another
+        import fcntl
+        fake = dict(self.d.cfg, archive=dict(self.d.cfg["archive"], path=self.wd.file("fake.db")))
+        with open(self.wd.file("fake.json"), "w") as f:
+            json.dump(fake, f)
+        with open(self.wd.file("fake.db-lock"), "w") as lock:
+            lock.write("4242\n")
+            lock.flush()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rc, out, err = self.export("--view", "pages", config=self.wd.file("fake.json"))
+        self.assertEqual((rc, out), (1, b""))
+        self.assertEqual(err, "lambdad export: the lambdad at http://127.0.0.1:%d serves archive %s, "
+                         "not %s (which lambdad pid 4242 holds); not exporting from the wrong one\n"
+                         % (self.d.port, self.d.cfg["archive"]["path"], self.wd.file("fake.db")))
+
         # from the files once no daemon runs: the same bytes
         self.assertEqual(self.d.stop(), 0)
         for q in QUERIES:
