@@ -8,6 +8,7 @@ PKGS=(
   build-essential meson ninja-build pkg-config   # the build
   librdkafka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libzstd-dev
   libxxhash-dev                                  # XXH3 checksums of archive chunks and segments
+  libicu-dev                                     # IANA time zones of query buckets (core/tz.c)
   kcat python3 sqlite3 curl                      # tests and demo
   prometheus openssl                             # promtool and a test certificate (tests/e2e/test_ops_http.py)
   wrk                                            # bench/run's query benchmark

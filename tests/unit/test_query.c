@@ -236,22 +236,28 @@ static void test_errors(void)
     /* unknown names win over bad values: names are checked first */
     Q_ERR("from=zz&y=1", 400, "unknown parameter 'y'");
 
-    Q_ERR("from=abc", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=12x", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=-", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=1.5", 400, "invalid 'from': expected epoch seconds or RFC 3339");
+    Q_ERR("from=abc", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=12x", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=-", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=1.5", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
     Q_ERR("from=99999999999999999999999", 400,
-          "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=253402300800", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=2026-11-23T10:00:00", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=2026-02-30T10:00:00Z", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("to=tomorrow", 400, "invalid 'to': expected epoch seconds or RFC 3339");
+          "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    /* 10^11 and more: milliseconds; up to year 9999 either way */
+    Q_ERR("from=253402300800000", 400,
+          "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=-62135596801000", 400,
+          "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=2026-11-23T10:00:00", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=2026-02-30T10:00:00Z", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("to=tomorrow", 400, "invalid 'to': expected epoch seconds, epoch milliseconds or RFC 3339");
     Q_ERR("from=10&to=5", 400, "'from' is after 'to'");
 
-    Q_ERR("granularity=week", 400,
-          "unknown granularity 'week' (expected second, minute, hour, day, month or all)");
+    Q_ERR("granularity=fortnight", 400,
+          "unknown granularity 'fortnight' (expected second, minute, hour, day, week, month, all, "
+          "a multiple such as 15m, 6h or 7d, or auto)");
     Q_ERR("granularity=Minute", 400,
-          "unknown granularity 'Minute' (expected second, minute, hour, day, month or all)");
+          "unknown granularity 'Minute' (expected second, minute, hour, day, week, month, all, "
+          "a multiple such as 15m, 6h or 7d, or auto)");
     Q_ERR("granularity=second", 400, "granularity 'second' is finer than the view's 'minute'");
 
     Q_ERR("group_by=nope", 400, "unknown dimension 'nope' in group_by");
@@ -330,8 +336,8 @@ static void test_parse(void)
     snprintf(buf, sizeof(buf), "from=2026-11-23T11:00:00.999 01:00&to=-61.&granularity=hour");
     n = split_qs(buf, p, 4);
     CHECK_INT(query_parse(&cfg, "pages", 5, p, n, &q, &err), -EINVAL);
-    CHECK_MEM(err.msg, err.len, "invalid 'to': expected epoch seconds or RFC 3339",
-              strlen("invalid 'to': expected epoch seconds or RFC 3339"));
+    CHECK_MEM(err.msg, err.len, "invalid 'to': expected epoch seconds, epoch milliseconds or RFC 3339",
+              strlen("invalid 'to': expected epoch seconds, epoch milliseconds or RFC 3339"));
     query_clear(&q);
     qerror_clear(&err);
 
