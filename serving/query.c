@@ -489,6 +489,34 @@ static int parse_max_points(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
+/* Zoned days, weeks and months: the coarsest UTC unit (hour, minute, not
+ * finer than the view's) that every bucket start inside (from, to)
+ * is a multiple of. Segments are then read from their hour roll-ups
+ * (Europe/Berlin) instead of the view's rows: a level that UTC hours can
+ * read, zoned buckets made of whole hours can too. Without both bounds,
+ * or past ZONED_CHECK_MAX buckets, the view's own unit (every level
+ * decoded; query_run checks each against the buckets). */
+#define ZONED_CHECK_MAX 1000
+
+static gran_t zoned_read_gran(const query *q)
+{
+    gran_t finest = q->view->gran;
+    if (!q->has_from || !q->has_to || finest >= GRAN_HOUR)
+        return finest;
+    bucket_spec b = q->bk;
+    int64_t unit[] = {3600, 60};
+    for (int u = 0; u < 2 && (u == 0 ? GRAN_HOUR : GRAN_MINUTE) > finest; u++) {
+        bool ok = true;
+        size_t n = 0;
+        for (int64_t t = bucket_next(&b, bucket_floor(&b, q->from)); ok && t < q->to;
+             t = bucket_next(&b, t))
+            ok = ++n <= ZONED_CHECK_MAX && t % unit[u] == 0;
+        if (ok)
+            return u == 0 ? GRAN_HOUR : GRAN_MINUTE;
+    }
+    return finest;
+}
+
 /* granularity (and tz, max_points): the answer's buckets, their name,
  * and the unit segments are read at. */
 static int parse_granularity(query *q, const qparam *g, const qparam *mp, qerror *err)
@@ -534,6 +562,8 @@ static int parse_granularity(query *q, const qparam *g, const qparam *mp, qerror
     q->bk.memo_start = q->bk.memo_end = 0;
     bucket_name(&q->bk, q->gran_text, sizeof(q->gran_text));
     q->gran = bucket_read_gran(&q->bk, v->gran);
+    if (q->zone && bucket_width(&q->bk) == 0 && q->bk.unit != GRAN_ALL)
+        q->gran = zoned_read_gran(q);
     return 0;
 }
 

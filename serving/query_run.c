@@ -358,11 +358,15 @@ static int scan_segment(const segment *s, void *ud)
     const seg_info *info = seg_info_of(s);
     int64_t from = q->has_from ? q->from : INT64_MIN, to = q->has_to ? q->to : INT64_MAX;
     /* zoned days: the coarsest level whose every bucket lands in one answer
-     * bucket (hours for Europe/Berlin); the source decoded them all */
+     * bucket (hours for Europe/Berlin). The source decoded at least the
+     * levels q->gran reads, which such buckets can read too (query.c,
+     * zoned_read_gran): a finer pick would be a bug, not a wrong answer. */
     size_t level = c->calendar ? seg_info_pick_level_fn(info, qfloor_fn, &c->bk, from, to)
                                : seg_pick_level(s, q->gran, from, to);
-    if (level < seg_min_level(s))
-        level = seg_min_level(s);
+    if (level < seg_min_level(s)) {
+        rc = -EPROTO;
+        goto out;
+    }
     gran_t unit = info->unit[level];
     size_t row, end;
     seg_level_rows(s, level, from, to, &row, &end);
