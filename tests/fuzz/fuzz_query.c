@@ -9,7 +9,9 @@
  * The config is loaded from text (two views, as in tests/unit/test_query.c);
  * the source serves a batch table as a segment and a live table as rows.
  * Every answer, 200 or an error, must be one valid JSON object with the
- * length query_handle reports.
+ * length query_handle reports. The seeds (tests/fuzz/fuzz_query/) use
+ * every parameter: tz, fill, auto and max_points, multiples, where, having
+ * and post-aggregations too.
  */
 #include <errno.h>
 #include <jansson.h>
