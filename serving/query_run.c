@@ -544,9 +544,15 @@ static int cmp_rows(const void *pa, const void *pb, void *ud)
             return q->asc ? c : -c;
     }
     if (q->order_by >= 0) {
-        bool na, nb;
-        int c = agg_compare(q->layout, (size_t)q->order_by, a->cells, b->cells, &q->rctx, &na,
+        bool na = !a->cells, nb = !b->cells;   /* fill=null rows: every metric null */
+        int c = 0;
+        if (a->cells && b->cells)
+            c = agg_compare(q->layout, (size_t)q->order_by, a->cells, b->cells, &q->rctx, &na,
                             &nb);
+        else if (a->cells)
+            na = agg_read(q->layout, (size_t)q->order_by, a->cells, &q->rctx).kind == AV_NULL;
+        else if (b->cells)
+            nb = agg_read(q->layout, (size_t)q->order_by, b->cells, &q->rctx).kind == AV_NULL;
         if (na != nb)
             return na ? 1 : -1;   /* null last, whatever the order */
         if (c)

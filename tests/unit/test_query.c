@@ -885,6 +885,13 @@ static void test_fill(void)
          "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
          ROW("2026-11-23T10:02:00Z", 1795428120, "", "\"views\":null,\"half\":null") ","
          ROW("2026-11-23T10:03:00Z", 1795428180, "", "\"views\":null,\"half\":null") "]," WM);
+    /* ordered by a metric: the filled rows' nulls last, in either order */
+    Q_OK("from=1795427940&to=1795428120&fill=null&filter=page:/c&metrics=views&order_by=views"
+         "&order=asc",
+         "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
+         ROW("2026-11-23T10:01:00Z", 1795428060, "", "\"views\":1") ","
+         ROW("2026-11-23T09:59:00Z", 1795427940, "", "\"views\":null") ","
+         ROW("2026-11-23T10:00:00Z", 1795428000, "", "\"views\":null") "]," WM);
     Q_OK("granularity=all&fill=zero&filter=page:/zz&metrics=views,bytes",
          "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
          "{\"dims\":{},\"metrics\":{\"views\":0,\"bytes\":0}}]," WM);
