@@ -33,6 +33,9 @@ BY_PAGE = {"name": "by_page", "stream": "web", "granularity": "minute",
                        {"name": "avg_ms", "type": "avg", "field": "ms"}]}
 HOURLY = {"name": "hourly", "stream": "web", "granularity": "hour",
           "dimensions": ["country"], "metrics": [{"name": "views", "type": "count"}]}
+LATENCY = {"name": "latency", "stream": "web", "granularity": "minute", "dimensions": ["page"],
+           "metrics": [{"name": "views", "type": "count"},
+                       {"name": "lat", "type": "quantiles", "field": "ms"}]}
 VIEWS = {"by_page": BY_PAGE, "hourly": HOURLY}
 
 
@@ -125,7 +128,7 @@ class DashboardQueriesTest(unittest.TestCase):
         cls.wd = Workdir("dashboard")
         cls.broker = Devbroker(["web:2"])
         cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=[STREAM],
-                       views=[BY_PAGE, HOURLY]).start()
+                       views=[BY_PAGE, HOURLY, LATENCY]).start()
         cls.first = events(1200, seed=12)
         cls.first.append(json.dumps({"ts": CUT + 600, "page": "/a", "country": "DE",
                                      "status": 200, "bytes": 1, "ms": 1}))
@@ -207,6 +210,21 @@ class DashboardQueriesTest(unittest.TestCase):
                    "having: unknown metric 'byts' at 1:15")
         self.error("by_page", {"metrics": "views,kb=bytes/vews"}, 400,
                    "metrics.kb: unknown metric 'vews' at 1:7")
+
+        # a quantiles metric in expressions: through one quantile, which
+        # need not be among those rendered
+        rows = d.query("latency", granularity="day", group_by="page", quantiles="0.5",
+                       metrics="lat,x=lat.p50*2,y=lat.p99", having="lat.p99 > lat.p50")["rows"]
+        self.assertGreater(len(rows), 10)
+        p99 = {(r["ts"], r["dims"]["page"]): r["metrics"]["lat"]["p99"] for r in
+               d.query("latency", granularity="day", group_by="page", quantiles="0.99",
+                       metrics="lat")["rows"]}
+        for r in rows:
+            m = r["metrics"]
+            self.assertEqual(m["x"], m["lat"]["p50"] * 2, r)
+            self.assertEqual(m["y"], p99[(r["ts"], r["dims"]["page"])], r)
+        self.error("latency", {"metrics": "x=lat*2"}, 400,
+                   "metrics.x: metric 'lat' has quantiles: name one, such as 'lat.p99'")
 
         d.run_batch()
         self.check_all(payloads, "all in segments")
