@@ -18,7 +18,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Devbroker, Workdir, produce  # noqa: E402
+from harness import Daemon, Devbroker, Workdir, produce, stop_all  # noqa: E402
 from model import assert_rows, expected, expected_gran  # noqa: E402
 
 START = 1772668800   # 2026-03-05T00:00:00Z
@@ -136,13 +136,7 @@ class DashboardQueriesTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            rc = cls.d.stop()
-            if rc != 0:
-                raise AssertionError("lambdad exited with %s:\n%s" % (rc, cls.d.logtext()))
-        finally:
-            cls.broker.stop()
-            cls.wd.cleanup()
+        stop_all(cls)
 
     def check_all(self, payloads, what):
         for view, q, model_args in QUERIES:
