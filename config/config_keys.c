@@ -467,6 +467,18 @@ static void check_partitions(cfg_ctx *ctx, const char *path, json_t *v, void *ta
         }
         free(tpath);
     }
+    /* A topic left out would mean all its partitions, on every shard: each
+     * of its events counted once per instance. */
+    json_t *streams = json_object_get(ctx->root, "streams");
+    size_t si;
+    json_t *st;
+    json_array_foreach(streams, si, st) {
+        const char *t = json_string_value(json_object_get(st, "topic"));
+        if (t && !json_object_get(v, t))
+            cfg_err(ctx, path, "lists no partitions of topic '%s' (stream '%s'): when "
+                    "kafka.partitions is set, it must list every stream's topic",
+                    t, json_string_value(json_object_get(st, "name")) ?: "?");
+    }
 }
 
 static const cfg_key kafka_keys[] = {

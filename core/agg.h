@@ -51,6 +51,10 @@ typedef struct {
 #define AGG_DEFAULT_PRECISION 14
 #define AGG_DEFAULT_ACCURACY 0.01
 
+/* A distinct metric counts exactly up to this many values per cell (an
+ * explicit set of hashes), and estimates beyond. */
+uint32_t agg_distinct_exact_limit(int precision);
+
 /* How an answer reads its states: the quantiles a query asks for
  * (`quantiles=0.5,0.99`). A quantiles state renders one value per entry,
  * named names[i] ("p50"); value() and compare() read entry `pick` (the

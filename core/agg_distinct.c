@@ -63,11 +63,16 @@ typedef struct {
 
 static inline size_t nreg(const agg_params *p) { return (size_t)1 << p->precision; }
 
+uint32_t agg_distinct_exact_limit(int precision)
+{
+    size_t t = ((size_t)1 << precision) / 8;
+    return t < 1024 ? 1024 : (uint32_t)t;
+}
+
 /* The largest explicit set. */
 static inline uint32_t threshold(const agg_params *p)
 {
-    size_t t = nreg(p) / 8;
-    return t < 1024 ? 1024 : (uint32_t)t;
+    return agg_distinct_exact_limit(p->precision);
 }
 
 static void distinct_init(void *st, const agg_params *p)

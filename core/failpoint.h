@@ -10,3 +10,9 @@
 #pragma once
 
 void failpoint(const char *name);
+
+/* With LAMBDAD_PAUSEPOINT=<name>:<path> in the environment, the first
+ * failpoint_pause("<name>") creates <path>.reached and waits until <path>
+ * exists: a test holds the daemon at a step (a reload's gap) for as long
+ * as it checks what clients see there, then lets it go on. */
+void failpoint_pause(const char *name);

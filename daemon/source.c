@@ -52,6 +52,8 @@ static int with_segment(const bseg *bs, void *ud)
     segcache_ref *ref = NULL;
     int r = segcache_get(c->ds->cache, bs->id, &c->ds->cfg->views[c->view], c->gran, c->from,
                          c->to, &ref);
+    if (r == -ENOENT && atomic_load(&c->ds->frozen))
+        return -EAGAIN;   /* superseded, and deleted by the next runtime's start */
     if (r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EINVAL || r == -ENOENT) {
         segment_damaged(c->ds, c->view, bs, r);
         return -EAGAIN;
@@ -258,6 +260,7 @@ static void status(void *ud, json_t *obj)
         p += n + (p[n] == ',');
     }
     json_object_set_new(obj, "restart_required", rr);
+    json_object_set_new(obj, "reloading", json_boolean(atomic_load(&ds->frozen)));
 
     json_t *s = json_object();
     json_object_set_new(s, "recovered", json_boolean(atomic_load(&ds->recovered)));
@@ -306,6 +309,8 @@ static bool ready(void *ud, const char **reason)
         *reason = "recovering: rebuilding live views from the archive";
         return false;
     }
+    if (atomic_load(&ds->frozen))
+        return true;   /* reloading: answering from the previous config meanwhile */
     speed_stats st;
     speed_get_stats(ds->sp, &st);
     if (!st.consuming) {

@@ -19,6 +19,8 @@ typedef struct {
     batch *b;
     segcache *cache;        /* decoded batch segments, read on demand */
     atomic_bool recovered;
+    atomic_bool frozen;     /* a reload stopped its threads: it answers as of then
+                             * until the server swaps to the next runtime */
     char restart_required[256]; /* settings changed by a reload that need a restart */
     int64_t started_at;     /* epoch s, set by daemon_source_init (for /metrics) */
 } daemon_source;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/agg.h"
 #include "core/metrics.h"
 #include "core/jbuf.h"
 
@@ -115,6 +116,20 @@ static void h_views(const api_ctx *ctx, const api_request *rq, api_reply *r)
             if (md->field) {
                 jb_lit(&b, ",\"field\":");
                 jb_cstr(&b, md->field);
+            }
+            if (md->where) {
+                jb_lit(&b, ",\"where\":");
+                jb_cstr(&b, md->where);
+            }
+            if (md->type == MT_DISTINCT) {
+                int p = md->precision ? md->precision : AGG_DEFAULT_PRECISION;
+                jb_lit(&b, ",\"precision\":");
+                jb_int(&b, p);
+                jb_lit(&b, ",\"exact_up_to\":");
+                jb_int(&b, agg_distinct_exact_limit(p));
+            } else if (md->type == MT_QUANTILES) {
+                jb_lit(&b, ",\"accuracy\":");
+                jb_num(&b, md->accuracy > 0 ? md->accuracy : AGG_DEFAULT_ACCURACY);
             }
             jb_lit(&b, "}");
         }

@@ -2,13 +2,22 @@
  * plumbing, auth, CORS, limits, HTTP metrics, and handing each request to
  * api_dispatch(), directly or through the query pool.
  *
- * Threads: serving_start/serving_stop run on the daemon's main thread;
- * requests run on libmicrohttpd's threads (cfg->http_threads epoll
- * threads, each serving many connections, so a slow client holds a
+ * Threads: serving_start/serving_swap/serving_stop run on the daemon's
+ * main thread; requests run on libmicrohttpd's threads (cfg->http_threads
+ * epoll threads, each serving many connections, so a slow client holds a
  * connection but never a thread). Each request owns a small req_state
  * (freed by on_completed) and each connection a conn_slot (conns.c, which
- * locks its counts); the rest is the immutable config, so there is no lock
- * here.
+ * locks its counts).
+ *
+ * Generations (a reload without a gap): what a request reads (the config
+ * of the moment, the source, the answer cache) is one generation. A
+ * request takes a reference to the current one when its headers arrive
+ * and drops it when it completes, so it sees one config and one source
+ * from start to end. serving_swap makes a new generation current and
+ * waits until no request holds the old one; the listening socket, the
+ * threads and the connections stay. The settings fixed at start (listen
+ * address, TLS, threads, connection limits, query pool) are the ones
+ * serving_swap_blocker names.
  *
  * Queries (api_pooled) run on the query pool (qpool.h,
  * serving.query_threads), never on these threads, so however many heavy
@@ -56,6 +65,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,23 +104,42 @@ METRIC_COUNTER(m_refused, "lambdad_http_connections_refused_total",
 METRIC_COUNTER(m_query_rejected, "lambdad_query_rejected_total",
                "Queries answered 503 because serving.query_queue queries were waiting already.");
 
+/* What a request reads, from its headers to its completion. */
+typedef struct generation {
+    api_ctx api;             /* its cfg, source and answer cache */
+    char *msg_body;          /* the 413 message for its body limit */
+    int refs;                /* requests holding it; under gen_mu */
+} generation;
+
+/* The settings read when the server starts, fixed for its life: a copy,
+ * because the config they came from goes at the next reload. */
+typedef struct {
+    char *host, *tls_cert, *tls_key;
+    int port, threads, max_connections, max_connections_per_ip, max_query_bytes,
+        connection_timeout_s, query_threads, query_queue;
+} fixed_settings;
+
 struct serving {
     struct MHD_Daemon *mhd;
-    api_ctx api;
-    const config *cfg;
+    fixed_settings fixed;
+    pthread_mutex_t gen_mu;
+    pthread_cond_t gen_cv;   /* a generation's last request completed */
+    generation *gen;         /* the current one */
     conns *conns;
     qpool *pool;
     atomic_bool stopping;                  /* serving_stop began: queries end */
     atomic_uint_fast64_t query_timeouts;   /* for /v1/status */
+    int64_t started_ms;                    /* for uptime_s */
     int port;
-    /* the limits' error messages, written once */
-    char *msg_query, *msg_body, *msg_total, *msg_per_ip, *msg_queue;
+    /* the fixed limits' error messages, written once */
+    char *msg_query, *msg_total, *msg_per_ip, *msg_queue;
 };
 
 /* A query on the pool: a copy of the request, and its reply. */
 typedef struct {
     qjob base;                   /* first: the pool's part */
     serving *s;
+    const api_ctx *api;          /* the request's generation's */
     struct MHD_Connection *con;  /* suspended while the job is in the pool */
     api_request rq;              /* points into buf and params */
     qparam *params;
@@ -124,7 +153,11 @@ typedef struct {
     struct timespec t0;      /* when the headers were in */
     const char *route;       /* api_route(): the metrics' label */
     http_job *job;           /* the query handed to the pool, freed with this */
+    generation *gen;         /* referenced until on_completed */
 } req_state;
+
+static generation *gen_acquire(serving *s);
+static void gen_release(serving *s, generation *g);
 
 /* The URI callback returns this marker when the query string is over the
  * limit: it allocates nothing, because libmicrohttpd calls on_completed
@@ -150,9 +183,9 @@ static void count_reply(const req_state *st, unsigned status)
     metrics_observe(&m_duration, METRIC_LABELS(st->route), seconds_since(&st->t0));
 }
 
-static void add_cors(const serving *s, struct MHD_Response *resp)
+static void add_cors(const req_state *st, struct MHD_Response *resp)
 {
-    const char *origin = s->cfg->http_cors_origin;
+    const char *origin = st && st->gen ? st->gen->api.cfg->http_cors_origin : NULL;
     if (!origin)
         return;
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
@@ -164,7 +197,7 @@ static void add_cors(const serving *s, struct MHD_Response *resp)
 static enum MHD_Result queue(const serving *s, struct MHD_Connection *con, const req_state *st,
                              unsigned status, struct MHD_Response *resp)
 {
-    add_cors(s, resp);
+    add_cors(st, resp);
     enum MHD_Result ret = MHD_queue_response(con, status, resp);
     MHD_destroy_response(resp);
     if (ret == MHD_YES && st)
@@ -284,7 +317,7 @@ static void job_free(http_job *j)
 static void job_run(qjob *qj)
 {
     http_job *j = (http_job *)qj;
-    api_dispatch(&j->s->api, &j->rq, &j->reply);
+    api_dispatch(j->api, &j->rq, &j->reply);
 }
 
 /* A pool thread (or the one stopping the pool, ran false): hands the
@@ -354,8 +387,9 @@ static http_job *job_new(serving *s, struct MHD_Connection *con, const api_reque
     j->rq.np = rq->np;
     j->rq.no_cache = rq->no_cache;
     j->rq.deadline_ms = (int64_t)st->t0.tv_sec * 1000 + st->t0.tv_nsec / 1000000 +
-                        s->cfg->http_query_timeout_ms;
+                        st->gen->api.cfg->http_query_timeout_ms;
     j->s = s;
+    j->api = &st->gen->api;
     j->con = con;
     j->base.run = job_run;
     j->base.done = job_done;
@@ -415,7 +449,7 @@ static enum MHD_Result send_job_reply(serving *s, struct MHD_Connection *con, re
 static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const char *path,
                                   const char *method, bool query_too_long, req_state *st)
 {
-    const config *cfg = s->cfg;
+    const config *cfg = st->gen->api.cfg;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     conn_verdict v = conns_verdict(ci ? ci->socket_context : NULL);
@@ -436,7 +470,7 @@ static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const 
     const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)cfg->http_max_body_bytes)
-        return send_error(s, con, st, 413, s->msg_body, false);
+        return send_error(s, con, st, 413, st->gen->msg_body, false);
     return MHD_YES;
 }
 
@@ -456,6 +490,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &st->t0);
         st->route = api_route(path);
+        st->gen = gen_acquire(s);
         *req_cls = st;   /* freed by on_completed */
         metrics_gauge_add(&m_in_flight, NULL, 1);
         return on_headers(s, con, path, method, too_long, st);
@@ -463,7 +498,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     if (*upload_data_size) {
         st->body_bytes += *upload_data_size;
         *upload_data_size = 0;   /* discarded: no route takes a body */
-        if (st->body_bytes > (uint64_t)s->cfg->http_max_body_bytes)
+        if (st->body_bytes > (uint64_t)st->gen->api.cfg->http_max_body_bytes)
             return MHD_NO;       /* a chunked body past the limit: close */
         return MHD_YES;
     }
@@ -483,7 +518,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         free(params.p);
         return ret;
     } else {
-        api_dispatch(&s->api, &rq, &r);
+        api_dispatch(&st->gen->api, &rq, &r);
     }
     free(params.p);
     if (r.status >= 500 && r.status != 503)
@@ -496,6 +531,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    serving *s = cls;
     if (*req_cls && *req_cls != &uri_too_long) {
         req_state *st = *req_cls;
         metrics_gauge_add(&m_in_flight, NULL, -1);
@@ -503,6 +539,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
          * once its connection runs again, and only the job's done resumes
          * it (serving_stop stops the pool before the daemon). */
         job_free(st->job);
+        gen_release(s, st->gen);
         free(st);
     }
     *req_cls = NULL;
@@ -513,7 +550,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
 {
     const serving *s = cls;
     const char *q = strchr(uri, '?');
-    if (q && strlen(q + 1) > (size_t)s->cfg->http_max_query_bytes)
+    if (q && strlen(q + 1) > (size_t)s->fixed.max_query_bytes)
         return &uri_too_long;
     return NULL;
 }
@@ -623,15 +660,11 @@ static unsigned hard_limit(int limit)
     return (unsigned)limit + (extra < 8 ? 8 : extra);
 }
 
-static int write_messages(serving *s)
+static int write_messages(serving *s, const config *c)
 {
-    const config *c = s->cfg;
     if (asprintf(&s->msg_query, "query string too long (limit %d bytes)",
                  c->http_max_query_bytes) < 0)
         s->msg_query = NULL;
-    if (asprintf(&s->msg_body, "request body too large (limit %d bytes)",
-                 c->http_max_body_bytes) < 0)
-        s->msg_body = NULL;
     if (asprintf(&s->msg_total, "too many open connections (http.limits.max_connections = %d)",
                  c->http_max_connections) < 0)
         s->msg_total = NULL;
@@ -641,17 +674,85 @@ static int write_messages(serving *s)
     if (asprintf(&s->msg_queue, "too many queries waiting (serving.query_queue = %d); "
                  "retry shortly", c->serving_query_queue) < 0)
         s->msg_queue = NULL;
-    return s->msg_query && s->msg_body && s->msg_total && s->msg_per_ip && s->msg_queue
-               ? 0 : -ENOMEM;
+    return s->msg_query && s->msg_total && s->msg_per_ip && s->msg_queue ? 0 : -ENOMEM;
+}
+
+static int keep_fixed(fixed_settings *f, const config *c)
+{
+    *f = (fixed_settings){.port = c->http_port, .threads = c->http_threads,
+                          .max_connections = c->http_max_connections,
+                          .max_connections_per_ip = c->http_max_connections_per_ip,
+                          .max_query_bytes = c->http_max_query_bytes,
+                          .connection_timeout_s = c->http_connection_timeout_s,
+                          .query_threads = c->serving_query_threads,
+                          .query_queue = c->serving_query_queue,
+                          .host = strdup(c->http_host),
+                          .tls_cert = c->http_tls_cert ? strdup(c->http_tls_cert) : NULL,
+                          .tls_key = c->http_tls_key ? strdup(c->http_tls_key) : NULL};
+    if (!f->host || (c->http_tls_cert && !f->tls_cert) || (c->http_tls_key && !f->tls_key))
+        return -ENOMEM;
+    return 0;
+}
+
+static void gen_free(generation *g)
+{
+    if (!g)
+        return;
+    qcache_free(g->api.cache);
+    free(g->msg_body);
+    free(g);
+}
+
+/* A generation reading src under cfg; NULL when out of memory. */
+static generation *gen_new(serving *s, const config *cfg, const serving_source *src)
+{
+    generation *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->api = (api_ctx){.cfg = cfg, .src = src, .started_ms = s->started_ms, .pool = s->pool,
+                       .cache = qcache_new((size_t)cfg->serving_answer_cache_mb << 20,
+                                           QCACHE_MAX_ROWS),
+                       .stopping = &s->stopping, .query_timeouts = &s->query_timeouts};
+    if (asprintf(&g->msg_body, "request body too large (limit %d bytes)",
+                 cfg->http_max_body_bytes) < 0)
+        g->msg_body = NULL;
+    if (!g->api.cache || !g->msg_body) {
+        gen_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static generation *gen_acquire(serving *s)
+{
+    pthread_mutex_lock(&s->gen_mu);
+    generation *g = s->gen;
+    g->refs++;
+    pthread_mutex_unlock(&s->gen_mu);
+    return g;
+}
+
+static void gen_release(serving *s, generation *g)
+{
+    if (!g)
+        return;
+    pthread_mutex_lock(&s->gen_mu);
+    if (--g->refs == 0 && g != s->gen)
+        pthread_cond_broadcast(&s->gen_cv);   /* serving_swap waits for this */
+    pthread_mutex_unlock(&s->gen_mu);
 }
 
 static void serving_free(serving *s)
 {
     qpool_free(s->pool);
-    qcache_free(s->api.cache);
+    gen_free(s->gen);
+    pthread_mutex_destroy(&s->gen_mu);
+    pthread_cond_destroy(&s->gen_cv);
     conns_free(s->conns);
+    free(s->fixed.host);
+    free(s->fixed.tls_cert);
+    free(s->fixed.tls_key);
     free(s->msg_query);
-    free(s->msg_body);
     free(s->msg_total);
     free(s->msg_per_ip);
     free(s->msg_queue);
@@ -671,24 +772,25 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
     serving *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->cfg = cfg;
-    s->api = (api_ctx){.cfg = cfg, .src = src, .started_ms = api_now_ms(),
-                       .cache = qcache_new((size_t)cfg->serving_answer_cache_mb << 20,
-                                           QCACHE_MAX_ROWS),
-                       .stopping = &s->stopping, .query_timeouts = &s->query_timeouts};
-    if (!s->api.cache) {
-        *errmsg = strdup("cannot allocate the answer cache: out of memory");
+    if ((rc = keep_fixed(&s->fixed, cfg)) < 0) {
         serving_free(s);
-        return -ENOMEM;
+        return rc;
     }
+    s->started_ms = api_now_ms();
+    pthread_mutex_init(&s->gen_mu, NULL);
+    pthread_cond_init(&s->gen_cv, NULL);
     if ((rc = qpool_new((size_t)cfg->serving_query_threads, (size_t)cfg->serving_query_queue,
                         &s->pool)) < 0) {
         *errmsg = strdup("cannot start the query threads");
         serving_free(s);
         return rc;
     }
-    s->api.pool = s->pool;
-    if ((rc = write_messages(s)) < 0 ||
+    if (!(s->gen = gen_new(s, cfg, src))) {
+        *errmsg = strdup("cannot allocate the answer cache: out of memory");
+        serving_free(s);
+        return -ENOMEM;
+    }
+    if ((rc = write_messages(s, cfg)) < 0 ||
         (rc = conns_new((size_t)cfg->http_max_connections, (size_t)cfg->http_max_connections_per_ip,
                         &s->conns)) < 0) {
         serving_free(s);
@@ -701,8 +803,8 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
     }
     /* TLS options only with TLS: libmicrohttpd refuses them otherwise */
     struct MHD_OptionItem tls_opts[] = {
-        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)cfg->http_tls_key},
-        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->http_tls_cert},
+        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)s->fixed.tls_key},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)s->fixed.tls_cert},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
         {MHD_OPTION_END, 0, NULL},
     };
@@ -724,7 +826,7 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)CONN_MEMORY_BASE + 2 * (size_t)cfg->http_max_query_bytes,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
@@ -771,4 +873,50 @@ void serving_stop(serving *s)
     if (s->mhd)
         MHD_stop_daemon(s->mhd);   /* closes every connection: the slots are released */
     serving_free(s);
+}
+
+/* The first setting serving_swap cannot change (it was read when the
+ * server started), or NULL. */
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+const char *serving_swap_blocker(const serving *s, const config *next)
+{
+    const fixed_settings *f = &s->fixed;
+    if (!same_text(f->host, next->http_host) || f->port != next->http_port)
+        return "http.listen";
+    if (!same_text(f->tls_cert, next->http_tls_cert) || !same_text(f->tls_key, next->http_tls_key))
+        return "http.tls";
+    if (f->threads != next->http_threads)
+        return "http.threads";
+    if (f->max_connections != next->http_max_connections)
+        return "http.limits.max_connections";
+    if (f->max_connections_per_ip != next->http_max_connections_per_ip)
+        return "http.limits.max_connections_per_ip";
+    if (f->max_query_bytes != next->http_max_query_bytes)
+        return "http.limits.max_query_bytes";
+    if (f->connection_timeout_s != next->http_connection_timeout_s)
+        return "http.limits.connection_timeout_s";
+    if (f->query_threads != next->serving_query_threads)
+        return "serving.query_threads";
+    if (f->query_queue != next->serving_query_queue)
+        return "serving.query_queue";
+    return NULL;
+}
+
+int serving_swap(serving *s, const config *cfg, const serving_source *src)
+{
+    generation *g = gen_new(s, cfg, src);
+    if (!g)
+        return -ENOMEM;
+    pthread_mutex_lock(&s->gen_mu);
+    generation *old = s->gen;
+    s->gen = g;
+    while (old->refs > 0)   /* queries end within http.limits.query_timeout_ms */
+        pthread_cond_wait(&s->gen_cv, &s->gen_mu);
+    pthread_mutex_unlock(&s->gen_mu);
+    gen_free(old);
+    return 0;
 }

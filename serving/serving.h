@@ -65,4 +65,14 @@ typedef struct serving serving;
  * with cfg->http_threads threads. cfg and src must outlive the server. */
 int serving_start(const config *cfg, const serving_source *src, serving **out, char **errmsg);
 int serving_port(const serving *s);    /* the bound port */
+/* The first setting (its config name) that differs between the running
+ * server's config and next and that only a new server can change, or
+ * NULL when serving_swap can move the server to next. */
+const char *serving_swap_blocker(const serving *s, const config *next);
+/* Answers from cfg and src from now on: requests arriving from now read
+ * them; waits until every request that started earlier has completed
+ * (queries end within http.limits.query_timeout_ms), so the caller may
+ * then free the previous config and source. The listening socket and
+ * open connections stay. 0, or -ENOMEM (nothing changed). */
+int serving_swap(serving *s, const config *cfg, const serving_source *src);
 void serving_stop(serving *s);         /* accepts NULL */

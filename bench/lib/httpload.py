@@ -39,7 +39,16 @@ class Stop(Exception):
     pass
 
 
+stopping = False
+
+
 def _stop(sig, frame):
+    # The flag is what ends the loop for sure: an exception raised by a
+    # signal handler is swallowed ("Exception ignored") when the handler
+    # happens to run inside a finalizer, such as the __del__ that closes
+    # the previous HTTPResponse. The exception only cuts a blocking wait short.
+    global stopping
+    stopping = True
     raise Stop()
 
 
@@ -83,7 +92,7 @@ def main():
     next_tick = next_status = t_start
     i = 0
     try:
-        while time.monotonic() < deadline:
+        while not stopping and time.monotonic() < deadline:
             now = time.monotonic()
             if a.status_every and now >= next_status:
                 next_status += a.status_every

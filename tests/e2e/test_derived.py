@@ -121,6 +121,8 @@ class DerivedFieldsTest(unittest.TestCase):
         produce(bootstrap, "web", first)
         d.wait_archived(600)
         self.check(first, 1024, "live")
+        self.assertEqual(d.get("/v1/views")[1]["views"][0]["metrics"][1],
+                         {"name": "errors", "type": "count", "where": "is_error"})
         self.d.run_batch()
         self.check(first, 1024, "after a batch run")
         d.kill9()

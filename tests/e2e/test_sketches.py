@@ -149,7 +149,10 @@ class SketchTest(unittest.TestCase):
                                "%s %s after more" % (view["name"], q), view, EXACT_BELOW,
                                ACCURACY, quantiles=qs)
         views = self.d.get("/v1/views")[1]["views"]
-        self.assertEqual(views[0]["metrics"][1], {"name": "users", "type": "distinct", "field": "user"})
+        self.assertEqual(views[0]["metrics"][1:], [
+            {"name": "users", "type": "distinct", "field": "user", "precision": 14,
+             "exact_up_to": EXACT_BELOW},
+            {"name": "latency", "type": "quantiles", "field": "ms", "accuracy": ACCURACY}])
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ static void test_explicit_values(void)
                         "\"options\":{\"fetch.wait.max.ms\":\"10\",\"queued.min.messages\":1000000,"
                         "\"enable.idempotence\":true,\"check.crcs\":false,\"x.ratio\":0.5,"
                         "\"y\":-3,\"z\":1e300},"
-                        "\"partitions\":{\"t\":[3,0,7]}},"
+                        "\"partitions\":{\"t\":[3,0,7],\"t2\":[1]}},"
                         "\"archive\":{\"path\":\"/tmp/a.db\",\"commit_interval_ms\":60000,"
                         "\"commit_max_events\":1,\"compression_level\":19},"
                         "\"batch\":{\"interval_s\":604800,\"partition\":\"month\"},"
@@ -171,8 +171,8 @@ static void test_explicit_values(void)
             CHECK_STR(c->options[i].value, want[i][1]);
         }
     }
-    CHECK_INT(c->nowned, 1);
-    if (c->nowned == 1) {
+    CHECK_INT(c->nowned, 2);
+    if (c->nowned == 2) {
         CHECK_STR(c->owned[0].topic, "t");
         CHECK_INT(c->owned[0].npartitions, 3);
         CHECK_INT(c->owned[0].partitions[0], 3);
@@ -470,6 +470,15 @@ static void test_partitions(void)
                   "kafka.partitions.t[6]: must be an integer between 0 and 2147483647",
                   "kafka.partitions.u: must not be empty",
                   "kafka.partitions.w: must be an array");
+    /* sharding with topics left out */
+    EXPECT_ERRORS("{\"kafka\":{\"partitions\":{\"t\":[0]}},"
+                  "\"streams\":[{\"name\":\"s\",\"topic\":\"t\",\"time_field\":\"ts\"},"
+                  "{\"name\":\"s2\",\"topic\":\"x\",\"time_field\":\"ts\"},"
+                  "{\"name\":\"s3\",\"topic\":\"y\",\"time_field\":\"ts\"}]," VIEWS "}",
+                  "kafka.partitions: lists no partitions of topic 'x' (stream 's2'): when "
+                  "kafka.partitions is set, it must list every stream's topic",
+                  "kafka.partitions: lists no partitions of topic 'y' (stream 's3'): when "
+                  "kafka.partitions is set, it must list every stream's topic");
 }
 
 static void test_limits(void)

@@ -124,14 +124,14 @@ static void test_distinct_exact(void)
 static void test_distinct_error(void)
 {
     const int precisions[] = {12, 14, 16};
-    const uint64_t sizes[] = {1000, 3000, 10000, 100000, 1000000};
+    const uint64_t sizes[] = {1000, 3000, 10000, 100000, 1000000, 10000000};
     for (size_t pi = 0; pi < 3; pi++) {
         agg_layout *l = sketch_layout(precisions[pi], 0);
         double se = 1.04 / sqrt((double)((size_t)1 << precisions[pi]));
-        for (size_t si = 0; si < 5; si++) {
+        for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
             uint64_t n = sizes[si];
             if (precisions[pi] != 14 && n > 100000)
-                continue;   /* keep the test fast: 10^6 at the default precision */
+                continue;   /* keep the test fast: 10^6 and 10^7 at the default precision */
             double sq = 0;
             int trials = n <= 10000 ? 8 : n <= 100000 ? 2 : 1;
             double worst = 0;
