@@ -6,7 +6,9 @@
  * the pending and live runs to scan_row (range check, filter, one
  * vtable_upsert into the query's private result table and a merge per
  * selected metric). Rows with equal keys from several layers merge in
- * that table. Ordering, limit and rendering happen after the scan.
+ * that table; a where is checked per row (per dictionary value when it
+ * reads one dimension). After the scan: fill, post-aggregations and
+ * having (query_expr.c), ordering, limit and rendering.
  *
  * The time budget (query.deadline_ms) is checked by query_expired(): every
  * 1024 rows in the scan callback (a clock read per row would cost more
@@ -704,10 +706,6 @@ static int fail_fill(qerror *err, size_t cap)
     return -E2BIG;
 }
 
-/* fill=zero|null: every bucket of [from, to) (the one of granularity=all)
- * for every group of the answer; with no group_by the one group exists
- * even without rows. A filled row has empty states (count and sum 0,
- * distinct 0, the others null) or, for fill=null, none at all. */
 static bool same_group(const query *q, const rrow *a, const rrow *b)
 {
     for (size_t g = 0; g < q->ngroup; g++)
@@ -716,6 +714,10 @@ static bool same_group(const query *q, const rrow *a, const rrow *b)
     return true;
 }
 
+/* fill=zero|null: every bucket of [from, to) (the one of granularity=all)
+ * for every group of the answer; with no group_by the one group exists
+ * even without rows. A filled row has empty states (count and sum 0,
+ * distinct 0, the others null) or, for fill=null, none at all. */
 static int fill_rows(const query *q, result *res, qerror *err)
 {
     bucket_spec bk = q->bk;
