@@ -5,6 +5,11 @@
  * month a time falls in) is civil-date arithmetic on local days
  * (core/gran.h), so bucket alignment does not depend on ICU's locale data
  * (first day of week and the like). Any thread, one tz per thread.
+ *
+ * An ICU lookup costs microseconds, a query may ask millions of times (a
+ * live table's rows come in no time order), and the answers change
+ * rarely: a tz remembers the span between two of the zone's transitions
+ * that the last offset came from, and the last local midnights it found.
  */
 #include "core/tz.h"
 
@@ -18,8 +23,16 @@
 
 #define TZ_MAX_NAME 64
 
+#define TZ_DAY_CACHE 16   /* a power of two */
+
 struct tz {
     UCalendar *cal;
+    int64_t lo, hi;      /* off is in effect over [lo, hi); empty when equal */
+    int32_t off;
+    struct {
+        bool set;
+        int64_t day, start;
+    } days[TZ_DAY_CACHE];   /* tz_day_start's answers, by day modulo the size */
 };
 
 static bool name_ok(const char *name, size_t len)
@@ -80,12 +93,32 @@ void tz_free(tz *z)
     free(z);
 }
 
+/* A transition next to the calendar's time (UCAL_TZ_TRANSITION_*), in
+ * seconds; dflt when the zone has none that way. */
+static int64_t transition(tz *z, UTimeZoneTransitionType type, int64_t dflt)
+{
+    UErrorCode st = U_ZERO_ERROR;
+    UDate d;
+    if (!ucal_getTimeZoneTransitionDate(z->cal, type, &d, &st) || U_FAILURE(st))
+        return dflt;
+    return (int64_t)floor(d / 1000.0);
+}
+
 int32_t tz_offset(tz *z, int64_t ts)
 {
+    if (ts >= z->lo && ts < z->hi)
+        return z->off;
     UErrorCode st = U_ZERO_ERROR;
     ucal_setMillis(z->cal, (UDate)ts * 1000.0, &st);
     int32_t ms = ucal_get(z->cal, UCAL_ZONE_OFFSET, &st) + ucal_get(z->cal, UCAL_DST_OFFSET, &st);
-    return U_FAILURE(st) ? 0 : (int32_t)floor_div(ms, 1000);
+    if (U_FAILURE(st))
+        return 0;
+    z->off = (int32_t)floor_div(ms, 1000);
+    z->lo = transition(z, UCAL_TZ_TRANSITION_PREVIOUS_INCLUSIVE, INT64_MIN);
+    z->hi = transition(z, UCAL_TZ_TRANSITION_NEXT, INT64_MAX);
+    if (!(ts >= z->lo && ts < z->hi))
+        z->lo = z->hi = 0;   /* not what ICU promises: remember nothing */
+    return z->off;
 }
 
 int64_t tz_local_day(tz *z, int64_t ts)
@@ -95,6 +128,9 @@ int64_t tz_local_day(tz *z, int64_t ts)
 
 int64_t tz_day_start(tz *z, int64_t day)
 {
+    size_t slot = (size_t)day & (TZ_DAY_CACHE - 1);
+    if (z->days[slot].set && z->days[slot].day == day)
+        return z->days[slot].start;
     int64_t y;
     unsigned m, d;
     civil_from_days(day, &y, &m, &d);
@@ -104,5 +140,9 @@ int64_t tz_day_start(tz *z, int64_t day)
     UDate ms = ucal_getMillis(z->cal, &st);
     if (U_FAILURE(st))
         return day * 86400;   /* cannot happen for years 1..9999; UTC then */
-    return (int64_t)floor(ms / 1000.0);
+    int64_t start = (int64_t)floor(ms / 1000.0);
+    z->days[slot].set = true;
+    z->days[slot].day = day;
+    z->days[slot].start = start;
+    return start;
 }

@@ -129,6 +129,21 @@ static void test_zones(void)
     tz *be = zone("Europe/Berlin");
     CHECK_INT(tz_offset(be, T("2026-03-29T00:59:59Z")), 3600);
     CHECK_INT(tz_offset(be, T("2026-03-29T01:00:00Z")), 7200);
+    /* out of time order, at and around both changes (the remembered span
+     * between transitions, and local midnights sharing a cache slot) */
+    static const struct { const char *at; int off; } offs[] = {
+        {"2026-07-01T00:00:00Z", 7200}, {"2026-01-01T00:00:00Z", 3600},
+        {"2026-10-25T01:00:00Z", 3600}, {"2026-10-25T00:59:59Z", 7200},
+        {"2026-03-29T01:00:00Z", 7200}, {"1980-07-01T00:00:00Z", 7200},
+        {"1970-07-01T00:00:00Z", 3600}, {"2026-03-29T00:59:59Z", 3600}};
+    for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++)
+        CHECK_INT(tz_offset(be, T(offs[i].at)), offs[i].off);
+    int64_t d0 = days_from_civil(2026, 3, 29);
+    CHECK_INT(tz_day_start(be, d0), T("2026-03-28T23:00:00Z"));
+    CHECK_INT(tz_day_start(be, d0 + 16), T("2026-04-13T22:00:00Z"));
+    CHECK_INT(tz_day_start(be, d0), T("2026-03-28T23:00:00Z"));
+    CHECK_INT(tz_local_day(be, T("2026-03-28T23:00:00Z")), d0);
+    CHECK_INT(tz_local_day(be, T("2026-03-28T22:59:59Z")), d0 - 1);
     bucket_spec b = spec("day", be);
     CHECK_BUCKET(b, "2026-03-29T12:00:00Z", "2026-03-28T23:00:00Z", "2026-03-29T22:00:00Z");
     CHECK_BUCKET(b, "2026-03-28T23:00:00Z", "2026-03-28T23:00:00Z", "2026-03-29T22:00:00Z");
