@@ -947,6 +947,10 @@ static void test_expressions(void)
          ALL_ROWS(PAGE("/a", "\"spread\":90")));
     Q_OK("granularity=all&group_by=page&metrics=views&having=fastest is null",
          ALL_ROWS(PAGE("/c", "\"views\":1")));
+    /* a post-aggregation that reads no metric: the rows still count */
+    Q_OK("granularity=all&group_by=page&metrics=one=1",
+         ALL_ROWS(PAGE("/a", "\"one\":1") "," PAGE("/b", "\"one\":1") ","
+                  PAGE("/c", "\"one\":1")));
     Q_ERR("metrics=x=bites/2", 400, "metrics.x: unknown metric 'bites' at 1:1");
     Q_ERR("metrics=views=views", 400, "post-aggregation 'views' in metrics has the name of a metric");
     Q_ERR("metrics=a=views,a=bytes", 400, "duplicate post-aggregation 'a' in metrics");
