@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "archive/archive.h"
+#include "core/jbuf.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -228,6 +229,39 @@ static void add_damage(daemon_source *ds, json_t *a)
     json_object_set_new(a, "damaged", list);
 }
 
+/* speed.rejects_by_reason and speed.latest_rejects: since start, from the
+ * speed layer's memory (the archive's rejects table holds them all). */
+static void add_rejects(daemon_source *ds, json_t *s)
+{
+    int64_t by[SPEED_REJECT_REASONS];
+    speed_reject latest[SPEED_LATEST_REJECTS];
+    size_t n;
+    speed_get_rejects(ds->sp, by, latest, &n);
+    json_t *o = json_object(), *list = json_array();
+    for (int k = 0; k < SPEED_REJECT_REASONS; k++)
+        json_object_set_new(o, speed_reject_reasons[k], json_integer(by[k]));
+    for (size_t i = 0; i < n; i++) {
+        const speed_reject *r = &latest[i];
+        json_t *j = json_object();
+        json_object_set_new(j, "topic", json_string(r->topic));
+        json_object_set_new(j, "partition", json_integer(r->partition));
+        json_object_set_new(j, "offset", json_integer(r->offset));
+        json_object_set_new(j, "reason", json_string(r->reason));
+        json_object_set_new(j, "detail", json_string(r->detail));
+        /* the payload may be any bytes: shown as text, invalid UTF-8 as U+FFFD */
+        jbuf pb;
+        jb_init(&pb);
+        jb_str(&pb, r->payload, strlen(r->payload));
+        json_t *ps = pb.p ? json_loads(pb.p, JSON_DECODE_ANY, NULL) : NULL;
+        jb_free(&pb);
+        json_object_set_new(j, "payload", ps ? ps : json_string(""));
+        json_object_set_new(j, "payload_bytes", json_integer((json_int_t)r->payload_len));
+        json_array_append_new(list, j);
+    }
+    json_object_set_new(s, "rejects_by_reason", o);
+    json_object_set_new(s, "latest_rejects", list);
+}
+
 static void status(void *ud, json_t *obj)
 {
     daemon_source *ds = ud;
@@ -281,6 +315,7 @@ static void status(void *ud, json_t *obj)
         rows += vst.live_rows + vst.pending_rows;
         bytes += vst.live_bytes + vst.pending_bytes;
     }
+    add_rejects(ds, s);
     json_object_set_new(s, "pending_events", json_integer(w.pending_events));
     json_object_set_new(s, "live_events", json_integer(w.live_events));
     json_object_set_new(s, "live_rows", json_integer(rows));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, then starts lambdad-devbroker,
 # lambdad with config/lambdad.example.json, and lambdad-gen producing live
-# pageview events; prints the URLs to query. Ctrl-C stops everything.
+# pageview events; prints the web UI's URL and the API's. Ctrl-C stops everything.
 # Environment: DEMO_PORT (HTTP port, default 8080), DEMO_RATE (events/s,
 # default 2000), DEMO_DIR (state folder, default a new temporary one).
 set -euo pipefail
@@ -50,12 +50,14 @@ U="http://127.0.0.1:$PORT"
 cat <<MSG
 
 lambdad demo is running: $RATE events/s of generated pageviews.
-  Query it at $U/v1/views
+  Open the web UI:  $U/
+  Query the API at  $U/v1/views   (Grafana: $U/grafana, see README "Grafana")
 
   curl -s '$U/v1/views'
   curl -s '$U/v1/views/views_by_page/query?granularity=all&group_by=country&order_by=views&limit=5'
   curl -s '$U/v1/views/traffic_by_country/query?group_by=country'
   curl -s '$U/v1/views/latency/query?granularity=minute'
+  curl -s '$U/v1/views/views_by_page/values/country?limit=5'
   curl -s '$U/v1/status'
 
 Logs and archive: $DIR. Press Ctrl-C to stop.

@@ -5,10 +5,12 @@
  * the serving_source, the answer cache and the query pool (each locks
  * what it owns); no state and no lock of its own. Routes are a table
  * ending in a catch-all 404 entry, as libmicrohttpd's examples do. Only the
- * query route reads parameters; the others ignore them (so probes may add
- * cache busters).
+ * query and values routes read parameters; the others ignore them (so
+ * probes may add cache busters). The dashboard routes (values, web UI,
+ * Grafana) live in their own files (dash.h).
  */
 #include "serving/api.h"
+#include "serving/dash.h"
 #include "serving/qcache.h"
 #include "serving/qpool.h"
 
@@ -335,6 +337,8 @@ static void h_recompute(const api_ctx *ctx, const api_request *rq, api_reply *r)
 typedef enum {
     M_EXACT,     /* path equals pattern */
     M_QUERY,     /* "/v1/views/" + one non-empty segment + "/query" */
+    M_VALUES,    /* "/v1/views/" + segment + "/values/" + segment (non-empty) */
+    M_UI,        /* "/ui/" + one non-empty segment */
     M_ANY,       /* the final catch-all */
 } match_kind;
 
@@ -343,7 +347,8 @@ typedef struct {
     match_kind kind;
     void (*fn)(const api_ctx *ctx, const api_request *rq, api_reply *r);
     bool post;     /* POST only (else GET and HEAD) */
-    bool pooled;   /* heavy: runs on the query pool (api_pooled) */
+    bool pooled;   /* heavy: runs on the query pool (api_pooled); POST routes
+                      take their body (api_takes_body) */
 } route;
 
 static const route routes[] = {
@@ -355,6 +360,20 @@ static const route routes[] = {
     {"/readyz", M_EXACT, h_readyz, false, false},
     {"/v1/admin/recompute", M_EXACT, h_recompute, true, false},
     {"/metrics", M_EXACT, h_metrics, false, false},
+    {"/v1/views/{view}/values/{dimension}", M_VALUES, dash_h_values, false, true},
+    /* the web UI (ui.c) */
+    {"/", M_EXACT, ui_h_index, false, false},
+    {"/ui/{asset}", M_UI, ui_h_asset, false, false},
+    /* the Grafana JSON datasource protocol (grafana.c) */
+    {"/grafana", M_EXACT, grafana_h_root, false, false},
+    {"/grafana/", M_EXACT, grafana_h_root, false, false},
+    {"/grafana/metrics", M_EXACT, grafana_h_metrics, true, false},
+    {"/grafana/search", M_EXACT, grafana_h_search, true, false},
+    {"/grafana/metric-payload-options", M_EXACT, grafana_h_payload_options, true, false},
+    {"/grafana/query", M_EXACT, grafana_h_query, true, true},
+    {"/grafana/variable", M_EXACT, grafana_h_variable, true, true},
+    {"/grafana/tag-keys", M_EXACT, grafana_h_tag_keys, true, false},
+    {"/grafana/tag-values", M_EXACT, grafana_h_tag_values, true, true},
     {NULL, M_ANY, h_not_found, false, false},
 };
 
@@ -371,6 +390,18 @@ static bool matches(const route *rt, const char *path)
         const char *slash = memchr(path + lp, '/', len - lp - ls);
         return slash == NULL;
     }
+    case M_VALUES: {
+        static const char mid[] = "/values/";
+        if (strncmp(path, pre, strlen(pre)) != 0)
+            return false;
+        const char *view = path + strlen(pre), *m = strstr(view, mid);
+        if (!m || m == view || memchr(view, '/', (size_t)(m - view)))
+            return false;
+        const char *dim = m + strlen(mid);
+        return *dim && !strchr(dim, '/');
+    }
+    case M_UI:
+        return strncmp(path, "/ui/", 4) == 0 && path[4] && !strchr(path + 4, '/');
     case M_ANY:
         return true;
     }
@@ -391,10 +422,25 @@ const char *api_route(const char *path)
     return rt->pattern ? rt->pattern : "other";
 }
 
+/* Whether the route answers this method (others get a 405). */
+static bool method_ok(const route *rt, const char *method)
+{
+    if (rt->post)
+        return strcmp(method, "POST") == 0;
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
 bool api_pooled(const char *method, const char *path)
 {
     /* other methods get their 405 at once */
-    return find_route(path)->pooled && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+    const route *rt = find_route(path);
+    return rt->pooled && method_ok(rt, method);
+}
+
+bool api_takes_body(const char *method, const char *path)
+{
+    const route *rt = find_route(path);
+    return rt->post && method_ok(rt, method);
 }
 
 void api_dispatch(const api_ctx *ctx, const api_request *rq, api_reply *r)

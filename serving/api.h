@@ -32,6 +32,10 @@ typedef struct {
     bool no_cache;               /* Cache-Control: no-cache */
     int64_t deadline_ms;         /* CLOCK_MONOTONIC ms past which a query is abandoned;
                                     0: http.limits.query_timeout_ms from now */
+    const char *body;            /* the request body of a route that takes one
+                                    (api_takes_body), NUL-terminated; else NULL */
+    size_t body_len;
+    const char *if_none_match;   /* the If-None-Match header, or NULL */
 } api_request;
 
 typedef struct {
@@ -40,6 +44,12 @@ typedef struct {
     size_t len;
     const char *allow;        /* the Allow header of a 405, else NULL */
     const char *content_type; /* NULL: application/json */
+    /* The web UI's assets: Cache-Control (NULL: no-store), an ETag, and
+     * whether the answer is an HTML page (it gets the page's security
+     * headers: Content-Security-Policy, X-Frame-Options, Referrer-Policy). */
+    const char *cache_control;
+    const char *etag;
+    bool html;
 } api_reply;
 
 int64_t api_now_ms(void);     /* CLOCK_MONOTONIC in ms */
@@ -47,9 +57,14 @@ int64_t api_now_ms(void);     /* CLOCK_MONOTONIC in ms */
 /* Answers one request. */
 void api_dispatch(const api_ctx *ctx, const api_request *rq, api_reply *r);
 
-/* Whether the request runs on the query pool (heavy: the query route's
- * GET and HEAD) rather than on the HTTP thread that read it. */
+/* Whether the request runs on the query pool (heavy: the query and
+ * values routes, the Grafana routes that query) rather than on the HTTP
+ * thread that read it. */
 bool api_pooled(const char *method, const char *path);
+
+/* Whether the request's body is read and handed to the route: a POST
+ * route's (the Grafana routes' JSON); other bodies are discarded. */
+bool api_takes_body(const char *method, const char *path);
 
 /* The pattern of the route that path matches ("/v1/views/{view}/query"),
  * or "other": the label of the HTTP metrics, whose values must not grow

@@ -31,9 +31,18 @@ bool auth_header_ok(const char *header, const char *token)
     return auth_equal(token, strlen(token), t, len);
 }
 
+/* The web UI's static assets ("/" and "/ui/..."): the same bytes for
+ * everyone and no data, so the page can load and ask for the token that
+ * its API calls need. */
+static bool ui_asset_path(const char *path)
+{
+    return strcmp(path, "/") == 0 || strncmp(path, "/ui/", 4) == 0;
+}
+
 bool auth_required(const char *path, int protect)
 {
     if (protect == CFG_PROTECT_ALL)
-        return strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0;
+        return strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0 &&
+               !ui_asset_path(path);
     return strncmp(path, "/v1/admin", 9) == 0 && (path[9] == '\0' || path[9] == '/');
 }

@@ -20,7 +20,8 @@ bool auth_header_ok(const char *header, const char *token);
 
 /* true when path needs the token under protect (CFG_PROTECT_*): "admin"
  * protects /v1/admin and everything below it; "all" protects every path
- * but /healthz and /readyz, which probes call without credentials. The
+ * but /healthz and /readyz, which probes call without credentials, and the
+ * web UI's static assets ("/" and "/ui/..."), which hold no data. The
  * test is on the path prefix, so routes added under /v1/admin/ later are
  * covered without a change here. */
 bool auth_required(const char *path, int protect);

@@ -51,7 +51,8 @@
  *  - a route that needs the bearer token (auth.c) without it: 401;
  *  - a body over max_body_bytes is a 413 when its Content-Length says so,
  *    and a chunked body that grows past it closes the connection. Smaller
- *    bodies are read and discarded.
+ *    bodies are kept for the routes that take one (api_takes_body: POST
+ *    routes, such as the Grafana routes' JSON) and discarded otherwise.
  * Request lines and headers beyond the connection memory limit are refused
  * by libmicrohttpd itself (414/431, its own body). A connection idle for
  * connection_timeout_s is closed.
@@ -149,7 +150,9 @@ typedef struct {
 } http_job;
 
 typedef struct {
-    uint64_t body_bytes;     /* request body read (and discarded) so far */
+    uint64_t body_bytes;     /* request body read so far */
+    char *body;              /* kept for routes that take one (api_takes_body), NUL-terminated */
+    size_t body_cap;
     struct timespec t0;      /* when the headers were in */
     const char *route;       /* api_route(): the metrics' label */
     http_job *job;           /* the query handed to the pool, freed with this */
@@ -228,7 +231,23 @@ static enum MHD_Result send_reply(const serving *s, struct MHD_Connection *con,
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             r->content_type ? r->content_type : "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            r->cache_control ? r->cache_control : "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (r->etag)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, r->etag);
+    if (r->html) {
+        /* the web UI: its own scripts only, no framing, and the API on the
+         * same origin; inline styles because dygraphs colours its legend
+         * with style attributes */
+        MHD_add_response_header(resp, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'self'; "
+                                "style-src 'self' 'unsafe-inline'; "
+                                "img-src 'self' data:; connect-src 'self'; "
+                                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    }
     if (r->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->status == 503 || r->status == 429)
@@ -360,7 +379,9 @@ static http_job *job_new(serving *s, struct MHD_Connection *con, const api_reque
     http_job *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
-    size_t size = strlen(rq->method) + strlen(rq->path) + 2;
+    size_t size = strlen(rq->method) + strlen(rq->path) + 2 +
+                  (rq->body ? rq->body_len + 1 : 0) +
+                  (rq->if_none_match ? strlen(rq->if_none_match) + 1 : 0);
     for (size_t i = 0; i < rq->np; i++)
         size += rq->p[i].klen + 1 + (rq->p[i].val ? rq->p[i].vlen + 1 : 0);
     j->buf = malloc(size);
@@ -382,6 +403,12 @@ static http_job *job_new(serving *s, struct MHD_Connection *con, const api_reque
             COPY(q->val, rq->p[i].val, q->vlen);
         }
     }
+    if (rq->body) {
+        COPY(j->rq.body, rq->body, rq->body_len);
+        j->rq.body_len = rq->body_len;
+    }
+    if (rq->if_none_match)
+        COPY(j->rq.if_none_match, rq->if_none_match, strlen(rq->if_none_match));
 #undef COPY
     j->rq.p = j->params;
     j->rq.np = rq->np;
@@ -496,10 +523,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         return on_headers(s, con, path, method, too_long, st);
     }
     if (*upload_data_size) {
-        st->body_bytes += *upload_data_size;
-        *upload_data_size = 0;   /* discarded: no route takes a body */
-        if (st->body_bytes > (uint64_t)st->gen->api.cfg->http_max_body_bytes)
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (st->body_bytes + n > (uint64_t)st->gen->api.cfg->http_max_body_bytes)
             return MHD_NO;       /* a chunked body past the limit: close */
+        if (api_takes_body(method, path)) {
+            size_t need = (size_t)st->body_bytes + n + 1;   /* at most max_body_bytes + 1 */
+            if (need > st->body_cap) {
+                size_t cap = st->body_cap ? st->body_cap * 2 : 4096;
+                char *nb = realloc(st->body, cap > need ? cap : need);
+                if (!nb)
+                    return MHD_NO;
+                st->body = nb;
+                st->body_cap = cap > need ? cap : need;
+            }
+            memcpy(st->body + st->body_bytes, upload_data, n);
+            st->body[st->body_bytes + n] = '\0';
+        }                        /* else discarded: the route takes no body */
+        st->body_bytes += n;
         return MHD_YES;
     }
 
@@ -509,7 +550,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     param_list params = {0};
     MHD_get_connection_values_n(con, MHD_GET_ARGUMENT_KIND, collect_param, &params);
     api_request rq = {.method = method, .path = path, .p = params.p, .np = params.n,
-                      .no_cache = wants_no_cache(con)};
+                      .no_cache = wants_no_cache(con),
+                      .body = st->body ? st->body : (api_takes_body(method, path) ? "" : NULL),
+                      .body_len = st->body ? (size_t)st->body_bytes : 0,
+                      .if_none_match = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                                   MHD_HTTP_HEADER_IF_NONE_MATCH)};
     api_reply r = {0};
     if (params.oom) {
         api_error(&r, 500, "out of memory", strlen("out of memory"));
@@ -539,6 +584,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
          * once its connection runs again, and only the job's done resumes
          * it (serving_stop stops the pool before the daemon). */
         job_free(st->job);
+        free(st->body);
         gen_release(s, st->gen);
         free(st);
     }

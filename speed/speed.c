@@ -40,9 +40,10 @@ METRIC_COUNTER(m_kafka_errors, "lambdad_kafka_errors_total",
                "Errors reported by the Kafka client, by error name.", "error");
 
 /* The reject reasons, in the order of speed.reject_tally's columns. */
-static const char *const reject_reasons[4] = {
+const char *const speed_reject_reasons[SPEED_REJECT_REASONS] = {
     REJECT_INVALID_JSON, REJECT_NOT_OBJECT, REJECT_MISSING_TIME, REJECT_BAD_TIME,
 };
+#define reject_reasons speed_reject_reasons
 
 #define BATCH_MAX 4096            /* messages taken from the queue per call */
 #define POLL_MAX_MS 100           /* longest wait for messages */
@@ -280,6 +281,11 @@ static int commit_txn(speed *s)
     int64_t t1 = speed_now_ms();
     failpoint("after_archive_commit");   /* archived, not yet applied */
     metrics_observe(&m_commit, NULL, (double)(t1 - t0) / 1000.0);
+    pthread_mutex_lock(&s->err_lock);
+    for (size_t si = 0; si < s->cfg->nstreams; si++)
+        for (int k = 0; k < 4; k++)
+            s->rejects_by_reason[k] += s->reject_tally[si][k];
+    pthread_mutex_unlock(&s->err_lock);
     for (size_t si = 0; si < s->cfg->nstreams; si++) {
         for (int k = 0; k < 4; k++) {
             if (s->reject_tally[si][k])
@@ -396,6 +402,24 @@ static void check_offset_jump(speed *s, speed_part *p, int64_t offset)
 }
 
 /* Adds one Kafka message to the open transaction. Returns 0 or -ENOMEM. */
+/* Keeps a reject's particulars for /v1/status (speed_get_rejects). Speed
+ * thread; takes err_lock briefly. Rejects are rare: the copy costs
+ * nothing that matters. */
+static void note_reject(speed *s, const char *topic, const rd_kafka_message_t *m,
+                        const char *reason, const char *detail, const char *payload)
+{
+    speed_reject r = {.partition = m->partition, .offset = m->offset, .reason = reason,
+                      .payload_len = m->len};
+    snprintf(r.topic, sizeof(r.topic), "%s", topic);
+    snprintf(r.detail, sizeof(r.detail), "%s", detail ? detail : "");
+    size_t n = m->len < sizeof(r.payload) - 1 ? m->len : sizeof(r.payload) - 1;
+    memcpy(r.payload, payload, n);
+    r.payload[n] = '\0';
+    pthread_mutex_lock(&s->err_lock);
+    s->latest[s->nlatest++ % SPEED_LATEST_REJECTS] = r;
+    pthread_mutex_unlock(&s->err_lock);
+}
+
 static int take_message(speed *s, const rd_kafka_message_t *m)
 {
     const config *cfg = s->cfg;
@@ -424,6 +448,7 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
         for (int k = 0; k < 4; k++)
             if (reason == reject_reasons[k] || strcmp(reason, reject_reasons[k]) == 0) {
                 s->reject_tally[si][k]++;
+                note_reject(s, topic, m, reject_reasons[k], detail, payload);
                 break;
             }
     } else {
@@ -750,6 +775,18 @@ void speed_free(speed *s)
 }
 
 /* ---- readers (any thread) --------------------------------------------- */
+
+void speed_get_rejects(speed *s, int64_t by_reason[SPEED_REJECT_REASONS],
+                       speed_reject latest[SPEED_LATEST_REJECTS], size_t *nlatest)
+{
+    pthread_mutex_lock(&s->err_lock);
+    memcpy(by_reason, s->rejects_by_reason, sizeof(s->rejects_by_reason));
+    size_t n = s->nlatest < SPEED_LATEST_REJECTS ? (size_t)s->nlatest : SPEED_LATEST_REJECTS;
+    for (size_t i = 0; i < n; i++)   /* newest first */
+        latest[i] = s->latest[(s->nlatest - 1 - i) % SPEED_LATEST_REJECTS];
+    *nlatest = n;
+    pthread_mutex_unlock(&s->err_lock);
+}
 
 void speed_get_stats(speed *s, speed_stats *st)
 {

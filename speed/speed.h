@@ -69,6 +69,25 @@ typedef struct {
 
 void speed_get_stats(speed *s, speed_stats *st);
 
+/* Rejects for /v1/status: by reason since start (in speed_reject_reasons'
+ * order), and the latest ones with their detail and the start of their
+ * bytes (newest first; since start, so that status never reads the
+ * archive). */
+#define SPEED_REJECT_REASONS 4
+#define SPEED_LATEST_REJECTS 5
+typedef struct {
+    char topic[128];
+    int32_t partition;
+    int64_t offset;
+    const char *reason;        /* static */
+    char detail[160];
+    char payload[200];         /* the first bytes, NUL-terminated (may cut a character) */
+    size_t payload_len;        /* the whole payload's length */
+} speed_reject;
+extern const char *const speed_reject_reasons[SPEED_REJECT_REASONS];
+void speed_get_rejects(speed *s, int64_t by_reason[SPEED_REJECT_REASONS],
+                       speed_reject latest[SPEED_LATEST_REJECTS], size_t *nlatest);
+
 /* Per-partition positions of topic: fills up to max entries, returns the
  * count. Any thread. */
 size_t speed_get_partitions(speed *s, const char *topic, speed_partition *out, size_t max);

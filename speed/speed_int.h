@@ -72,6 +72,13 @@ struct speed {
     char write_error[256];
     int64_t write_error_since;     /* epoch s of the first failure in a row; 0 = writing fine */
     atomic_llong write_failures;   /* failed commits since start */
+
+    /* For /v1/status (the web UI's status strip), under err_lock: rejects
+     * by reason committed since start, and the latest rejects taken, the
+     * newest at latest[(nlatest - 1) % SPEED_LATEST_REJECTS]. */
+    int64_t rejects_by_reason[SPEED_REJECT_REASONS];
+    speed_reject latest[SPEED_LATEST_REJECTS];
+    uint64_t nlatest;
 };
 
 int64_t speed_now_ms(void);

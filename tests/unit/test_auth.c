@@ -63,6 +63,12 @@ static void test_required(void)
     CHECK(auth_required("/healthz/x", CFG_PROTECT_ALL));
     CHECK(!auth_required("/healthz", CFG_PROTECT_ALL));
     CHECK(!auth_required("/readyz", CFG_PROTECT_ALL));
+    /* the web UI's static assets: the page must load to ask for the token */
+    CHECK(!auth_required("/", CFG_PROTECT_ALL));
+    CHECK(!auth_required("/ui/app.js", CFG_PROTECT_ALL));
+    CHECK(auth_required("/ui", CFG_PROTECT_ALL));
+    CHECK(auth_required("/grafana/query", CFG_PROTECT_ALL));
+    CHECK(auth_required("/v1/views/x/values/d", CFG_PROTECT_ALL));
 }
 
 static struct sockaddr_in v4(const char *ip)

@@ -405,7 +405,7 @@ static void test_routes(void)
 
     /* 404 */
     CHECK_GET("/nope", 404, ERR(404, "no such endpoint: /nope"));
-    CHECK_GET("/", 404, ERR(404, "no such endpoint: /"));
+    CHECK_GET("/ui/", 404, ERR(404, "no such endpoint: /ui/"));
     CHECK_GET("/v1/views/", 404, ERR(404, "no such endpoint: /v1/views/"));
     CHECK_GET("/v1/views/pages", 404, ERR(404, "no such endpoint: /v1/views/pages"));
     CHECK_GET("/v1/views//query", 404, ERR(404, "no such endpoint: /v1/views//query"));
@@ -416,7 +416,7 @@ static void test_routes(void)
     CHECK_GET("/v1/%00x", 404, ERR(404, "no such endpoint: /v1/"));
     /* the absolute form of a request target names the same resource */
     CHECK_GET("http://example.com/healthz", 200, "{\"status\":\"ok\"}");
-    CHECK_GET("http://example.com", 404, ERR(404, "no such endpoint: /"));
+    CHECK_GET("http://example.com/nope", 404, ERR(404, "no such endpoint: /nope"));
     CHECK_GET("/v1/views/%22q%22/query", 404, ERR(404, "unknown view '\\\"q\\\"'"));
 
     /* 405, with Allow */
@@ -437,6 +437,27 @@ static void test_routes(void)
                               "Content-Length: 0\r\n\r\n";
     r = request(put, strlen(put));
     CHECK_RESP(r, 404, ERR(404, "no such endpoint: /x"));
+    response_clear(&r);
+
+    /* POST routes get their body: chunked, in pieces, on an HTTP thread;
+     * and with a Content-Length on the query pool (the job copies it) */
+    static const char chunked[] = "POST /grafana/metric-payload-options HTTP/1.1\r\nHost: t\r\n"
+                                  "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                  "17\r\n{\"metric\":\"pages.views\"\r\n"
+                                  "13\r\n,\"name\":\"group_by\"}\r\n0\r\n\r\n";
+    r = request(chunked, strlen(chunked));
+    CHECK_RESP(r, 200, "[{\"label\":\"page\",\"value\":\"page\"}]");
+    response_clear(&r);
+    static const char pooled[] = "POST /grafana/query HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                                 "Content-Length: 37\r\n\r\n{\"targets\":[{\"target\":\"pages.nope\"}]}";
+    r = request(pooled, strlen(pooled));
+    CHECK_RESP(r, 404, ERR(404, "unknown target 'pages.nope' (expected view.metric, as POST "
+                                "/grafana/metrics lists them)"));
+    response_clear(&r);
+    static const char empty[] = "POST /grafana/tag-keys HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                                "Content-Length: 0\r\n\r\n";
+    r = request(empty, strlen(empty));
+    CHECK_RESP(r, 200, "[{\"type\":\"string\",\"text\":\"page\"}]");
     response_clear(&r);
 
     /* HEAD: headers only */

@@ -122,10 +122,10 @@ def round_half_away(x, digits):
     return math.copysign(r, scaled) / 10 ** digits
 
 
-class DashboardQueriesTest(unittest.TestCase):
+class QueryFeaturesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.wd = Workdir("dashboard")
+        cls.wd = Workdir("query-features")
         cls.broker = Devbroker(["web:2"])
         cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=[STREAM],
                        views=[BY_PAGE, HOURLY, LATENCY]).start()
