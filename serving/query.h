@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include "config/config.h"
 #include "core/agg.h"
+#include "core/bucket.h"
+#include "core/expr.h"
 #include "core/jbuf.h"
 #include "serving/serving.h"
 
@@ -43,20 +45,65 @@ typedef struct {
     size_t nvals;
 } qfilter;
 
+typedef enum { FILL_NONE, FILL_ZERO, FILL_NULL } qfill;
+
+/* A post-aggregation of metrics=...,name=<expression>: computed per answer
+ * row from its metrics, rendered like a metric. */
+typedef struct {
+    char *name;          /* owned */
+    expr *e;
+} qpost;
+
+/* A value that an expression over metrics (post-aggregation, having)
+ * reads: a metric's state (metrics[m]; of a quantiles metric, quantile q:
+ * "latency.p99") or a post-aggregation's value (post >= 0). */
+typedef struct {
+    int post;
+    size_t m;
+    double q;
+} qslot;
+
+/* What the answer renders, in request order: metrics[i] or posts[i]. */
+typedef struct {
+    bool post;
+    size_t i;
+} qitem;
+
 typedef struct {
     const view_def *view;
     size_t view_idx;
     bool has_from, has_to;
     int64_t from, to;    /* epoch s; rows with from <= bucket < to */
-    gran_t gran;         /* the answer's granularity (may be GRAN_ALL) */
+    gran_t gran;         /* the unit segments are read at: the answer's unit, the
+                            coarsest one nesting in its buckets (15m: minute), or the
+                            view's for zoned days (then each level is checked) */
+    bucket_spec bk;      /* the answer's buckets (granularity, tz) */
+    char gran_text[16];  /* their name in the answer: "15m" ("auto" resolved) */
+    tz *zone;            /* tz=...; NULL: UTC */
+    const char *zone_name;   /* as given (points into the parameters) */
+    size_t zone_len;
+    qfill fill;
+    /* where=: over dimensions, its field slots the dimensions' indexes */
+    expr *where;
+    size_t *where_dims;  /* the dimensions it reads */
+    size_t nwhere_dims;
     size_t *group;       /* indexes into the view's dimensions, in group_by order */
     size_t ngroup;
     qfilter *filters;    /* one per distinct filtered dimension */
     size_t nfilters;
-    size_t *metrics;     /* indexes into the view's metrics, in answer order */
+    size_t *metrics;     /* indexes into the view's metrics: the rendered ones, then
+                            those only expressions read */
     size_t nmetrics;
+    qpost *posts;        /* post-aggregations */
+    size_t nposts;
+    qitem *items;        /* what is rendered, in order */
+    size_t nitems;
+    qslot *slots;        /* the values expressions over metrics read */
+    size_t nslots;
+    expr *having;
     struct agg_layout *layout;   /* the result rows' states: the selected metrics */
     int order_by;        /* index into metrics[] (not the view's), -1: none */
+    int order_post;      /* or index into posts[], -1: none */
     /* quantiles=0.5,0.99: what quantiles metrics render, and (pick) the
      * one an order_by of "metric.p99" reads; over qs and qnames (owned)
      * or the default 0.5,0.9,0.99 */

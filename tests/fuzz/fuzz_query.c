@@ -12,7 +12,9 @@
  * length query_handle reports; but a 200 with format=csv, which must be
  * well-formed RFC 4180 CSV (every record CRLF-ended, every field as many
  * as the header's) with one record per row of the same query's JSON
- * answer.
+ * answer. The seeds (tests/fuzz/fuzz_query/) use every parameter: tz,
+ * fill, auto and max_points, multiples, where, having and
+ * post-aggregations too.
  */
 #include <errno.h>
 #include <jansson.h>
