@@ -134,6 +134,11 @@ int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
               int (*fn)(const arch_event *ev, void *ud),
               int (*on_damage)(const arch_damage *d, void *ud), void *ud, char **errmsg);
 
+/* Calls fn with the name of each stream that has chunks, in name order
+ * (fn returning non-zero stops with that value). 0, fn's value, or a
+ * negative code with *errmsg. */
+int arch_list_streams(arch *a, int (*fn)(const char *stream, void *ud), void *ud, char **errmsg);
+
 /* "chunk 17 (stream 'pv', partition 1, offsets 100..199, 100 events,
  * time partition 2026-11-23T00:00:00Z): checksum mismatch" into buf
  * (truncated to size), for log lines and tools. Returns buf. */

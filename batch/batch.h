@@ -38,6 +38,15 @@ void batch_on_deleted_segments(batch *b, void (*fn)(const int64_t *ids, size_t n
 int batch_load(batch *b, int64_t archive_last_seq, int64_t archive_events, int64_t *R,
                char **errmsg);
 
+/* Without a batch thread (lambdad export from the files): loads view v's
+ * persisted segment index into vs, reading the views file only, when it
+ * matches v's definition and the archive (archive_last_seq), and sets *R
+ * to the seq it covers; otherwise loads nothing and sets *R to 0 (the
+ * view then comes from the whole archive, as a full recompute would give
+ * it). 0, or a negative code with *errmsg (malloc'd). */
+int batch_load_view_readonly(const config *cfg, vstate *vs, size_t v, int64_t archive_last_seq,
+                             int64_t *R, char **errmsg);
+
 /* Starts the batch thread; it runs at once when a view needs recomputing. */
 int batch_start(batch *b, char **errmsg);
 /* Asks for a run now. view_idx < 0: an incremental run of every view;

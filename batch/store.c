@@ -99,6 +99,34 @@ int bstore_open(const char *path, bstore **out, char **errmsg)
     return 0;
 }
 
+int bstore_open_existing(const char *path, bstore **out, char **errmsg)
+{
+    bstore *s = calloc(1, sizeof(*s));
+    if (!s)
+        return fail(errmsg, -ENOMEM, "out of memory");
+    /* read-write without create: a reader of a WAL file needs its -shm */
+    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc != SQLITE_OK) {
+        int r = rc == SQLITE_CANTOPEN ? -ENOENT : -EIO;
+        r = fail(errmsg, r, "cannot open views file %s: %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        bstore_close(s);
+        return r;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    int64_t format = 0;
+    int r = get_int(s, "format", &format, errmsg);
+    if (r == 0 && format != VIEWS_FORMAT)
+        r = fail(errmsg, -EPROTONOSUPPORT, "views file %s has format %lld, not %d (lambdad "
+                 "rebuilds it at its next start)", path, (long long)format, VIEWS_FORMAT);
+    if (r < 0) {
+        bstore_close(s);
+        return r;
+    }
+    *out = s;
+    return 0;
+}
+
 int bstore_reset_from(const bstore *s)
 {
     return s->reset_from;

@@ -11,6 +11,10 @@ typedef struct bstore bstore;
 
 int bstore_open(const char *path, bstore **out, char **errmsg);
 void bstore_close(bstore *s);   /* accepts NULL */
+/* Opens an existing views file for reading only (lambdad export while no
+ * daemon runs): nothing is created, emptied or deleted. -ENOENT when there
+ * is none; -EPROTONOSUPPORT when it has another format. */
+int bstore_open_existing(const char *path, bstore **out, char **errmsg);
 /* The format of a views file that open found and emptied (its views are
  * rebuilt from the archive), or 0. */
 int bstore_reset_from(const bstore *s);

@@ -49,7 +49,7 @@ static int accept_any(void *ud, const char *name, size_t len, expr_type *type)
 /* Compiles src, reporting its errors at path; NULL if it does not compile. */
 static expr *compile_at(cfg_ctx *ctx, const char *path, const char *src, order_check *oc)
 {
-    expr_resolver r = {accept_any, oc};
+    expr_resolver r = {accept_any, oc, NULL};
     expr *e = NULL;
     char *err = NULL;
     int rv = expr_compile(src, &r, &e, &err);

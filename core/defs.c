@@ -181,7 +181,7 @@ static int resolve_name(void *ud, const char *name, size_t len, expr_type *type)
 /* Compiles src (the first pass throws the result away). */
 static int compile(const char *what, const char *src, resolve_ctx *rc, expr **out)
 {
-    expr_resolver r = {resolve_name, rc};
+    expr_resolver r = {resolve_name, rc, NULL};
     char *err = NULL;
     expr *e = NULL;
     int rv = expr_compile(src, &r, &e, &err);

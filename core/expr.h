@@ -57,6 +57,9 @@ typedef struct {
      * exists here. May set *type when the field's type is known. */
     int (*resolve)(void *ud, const char *name, size_t len, expr_type *type);
     void *ud;
+    /* What a field is called in errors: "unknown dimension 'x' at 1:1"
+     * (a query's where); NULL: "field". */
+    const char *noun;
 } expr_resolver;
 
 typedef struct expr expr;

@@ -339,7 +339,8 @@ static int parse_field(parser *p, token t)
     if (slot == -ENOMEM)
         return fail_oom(p);
     if (slot < 0)
-        return fail(p, t.at, "unknown field '%.*s'", (int)len, name);
+        return fail(p, t.at, "unknown %s '%.*s'", p->res && p->res->noun ? p->res->noun : "field",
+                    (int)len, name);
     return add_node(p, (expr_node){.op = N_FIELD, .type = type, .a = -1, .b = -1, .slot = slot});
 }
 

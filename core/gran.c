@@ -209,3 +209,18 @@ int duration_parse(const char *s, int64_t *secs)
     *secs = n * unit;
     return 0;
 }
+
+void time_format_rfc3339_offset(int64_t ts, int32_t off_s, char *buf, size_t bufsz)
+{
+    if (off_s % 60 != 0) {
+        time_format_rfc3339(ts, buf, bufsz);
+        return;
+    }
+    time_format_rfc3339(ts + off_s, buf, bufsz);
+    size_t n = strlen(buf);
+    if (n == 0 || n + 6 >= bufsz)
+        return;
+    int a = off_s < 0 ? -off_s : off_s;
+    snprintf(buf + n - 1, bufsz - (n - 1), "%c%02d:%02d", off_s < 0 ? '-' : '+', a / 3600,
+             a / 60 % 60);
+}

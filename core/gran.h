@@ -32,3 +32,8 @@ void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 int time_parse_rfc3339(const char *s, size_t len, int64_t *ms);
 /* "2026-11-23T10:00:00Z" into buf (at least 32 bytes). */
 void time_format_rfc3339(int64_t ts, char *buf, size_t bufsz);
+/* The local time at offset off_s seconds east of UTC, with that offset:
+ * "2026-03-29T00:00:00+01:00" (at least 32 bytes). An offset that is not
+ * whole minutes (local mean times before ~1900) cannot be written in RFC
+ * 3339: the time is written in UTC then. */
+void time_format_rfc3339_offset(int64_t ts, int32_t off_s, char *buf, size_t bufsz);

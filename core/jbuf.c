@@ -94,6 +94,11 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+size_t jb_utf8_len(const char *s, size_t n)
+{
+    return utf8_seq((const unsigned char *)s, n);
+}
+
 void jb_str(jbuf *b, const char *str, size_t len)
 {
     static const char hex[] = "0123456789abcdef";

@@ -24,7 +24,11 @@ void jb_free(jbuf *b);                 /* accepts a zeroed buffer */
 void jb_raw(jbuf *b, const char *s, size_t len);
 void jb_lit(jbuf *b, const char *s);   /* a NUL-terminated literal, as is */
 void jb_str(jbuf *b, const char *s, size_t len);  /* quoted, escaped */
-void jb_cstr(jbuf *b, const char *s);  /* jb_str of a C string; NULL renders null */
+void jb_cstr(jbuf *b, const char *s);
+/* Length of the valid UTF-8 sequence at s (1..4; n > 0 bytes there), or 0
+ * when it is not one: what jb_str writes as U+FFFD (for other text
+ * formats that must show the same characters, serving/query_csv.c). */
+size_t jb_utf8_len(const char *s, size_t n);  /* jb_str of a C string; NULL renders null */
 void jb_int(jbuf *b, int64_t v);
 void jb_num(jbuf *b, double v);
 /* Hands the NUL-terminated text to the caller (free()), *len without the

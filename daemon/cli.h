@@ -7,6 +7,10 @@
 /* lambdad import -c FILE --stream NAME [--format jsonl|csv] FILE... (argv[0]
  * is "import"). Returns the exit code. */
 int import_main(int argc, char **argv);
+/* lambdad export (daemon/export.c) and lambdad backup (daemon/backup.c);
+ * the same convention: 0, 1 on failure, 2 on bad usage. */
+int export_main(int argc, char **argv);
+int backup_main(int argc, char **argv);
 
 /* The archive's chunks are cut by batch.partition, fixed for the archive's
  * lifetime: stores it in a new archive, or checks it. 0, or a negative

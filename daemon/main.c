@@ -31,6 +31,9 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: lambdad -c FILE [--check-config] [-v]\n"
             "       lambdad import -c FILE --stream NAME [--format jsonl|csv] FILE...\n"
+            "       lambdad export -c FILE --view NAME [--format csv|jsonl] [--output FILE]\n"
+            "                      [--PARAMETER VALUE]...   (lambdad export --help)\n"
+            "       lambdad backup -c FILE DEST\n"
             "       lambdad --version | --help\n"
             "\n"
             "Lambda-architecture aggregation daemon: consumes JSON events from Kafka,\n"
@@ -152,6 +155,10 @@ int main(int argc, char **argv)
     };
     if (argc > 1 && strcmp(argv[1], "import") == 0)
         return import_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "export") == 0)
+        return export_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "backup") == 0)
+        return backup_main(argc - 1, argv + 1);
     const char *path = NULL;
     int check_only = 0, verbose = 0, c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {

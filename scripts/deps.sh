@@ -8,7 +8,8 @@ PKGS=(
   build-essential meson ninja-build pkg-config   # the build
   librdkafka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libzstd-dev
   libxxhash-dev                                  # XXH3 checksums of archive chunks and segments
-  zlib1g-dev libcurl4-gnutls-dev                 # lambdad import: gzip files; talking to a running daemon
+  zlib1g-dev libcurl4-gnutls-dev                 # lambdad import: gzip files; import and export talking to a running daemon
+  libicu-dev                                     # IANA time zones of query buckets (core/tz.c)
   kcat python3 sqlite3 curl zstd                 # tests and demo (zstd: test_import)
   prometheus openssl                             # promtool and a test certificate (tests/e2e/test_ops_http.py)
   wrk                                            # bench/run's query benchmark

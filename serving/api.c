@@ -156,6 +156,12 @@ static void h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
         atomic_fetch_add(ctx->query_timeouts, 1);
     if (!r->body)
         r->status = 500;
+    if (r->status == 200) {   /* errors stay JSON */
+        r->has_wm = true;
+        r->wm = o.wm;
+        if (o.csv)
+            r->content_type = "text/csv; charset=utf-8";
+    }
 }
 
 /* The "serving" part of /v1/status: the answer cache and the query pool

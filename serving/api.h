@@ -46,6 +46,8 @@ typedef struct {
     size_t len;
     const char *allow;        /* the Allow header of a 405, else NULL */
     const char *content_type; /* NULL: application/json */
+    bool has_wm;              /* a query's answer: wm goes into X-Lambdad-* headers */
+    serving_watermark wm;
     /* The web UI's assets: Cache-Control (NULL: no-store), an ETag, and
      * whether the answer is an HTML page (it gets the page's security
      * headers: Content-Security-Policy, X-Frame-Options, Referrer-Policy). */

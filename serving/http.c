@@ -216,6 +216,25 @@ static enum MHD_Result queue(const serving *s, struct MHD_Connection *con, const
     return ret;
 }
 
+/* A query answer's watermark, also in headers: a CSV answer has no other
+ * place for it, and a client can read it without parsing the body. */
+static void add_watermark_headers(struct MHD_Response *resp, const serving_watermark *wm)
+{
+    char v[48];
+    snprintf(v, sizeof(v), "%lld", (long long)wm->batch_seq);
+    MHD_add_response_header(resp, "X-Lambdad-Batch-Seq", v);
+    if (wm->batch_at) {
+        time_format_rfc3339(wm->batch_at, v, sizeof(v));
+        MHD_add_response_header(resp, "X-Lambdad-Batch-At", v);
+    }
+    snprintf(v, sizeof(v), "%lld", (long long)wm->live_events);
+    MHD_add_response_header(resp, "X-Lambdad-Live-Events", v);
+    if (wm->unreadable_events > 0) {
+        snprintf(v, sizeof(v), "%lld", (long long)wm->unreadable_events);
+        MHD_add_response_header(resp, "X-Lambdad-Unreadable-Events", v);
+    }
+}
+
 /* Sends r (freeing its body); close asks for the connection to be closed
  * after the answer. */
 static enum MHD_Result send_reply(const serving *s, struct MHD_Connection *con,
@@ -258,6 +277,8 @@ static enum MHD_Result send_reply(const serving *s, struct MHD_Connection *con,
     }
     if (r->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->has_wm)
+        add_watermark_headers(resp, &r->wm);
     if (r->status == 503 || r->status == 429)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (r->status == 401)

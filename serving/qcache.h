@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "core/vtable.h"
+#include "serving/serving.h"
 
 typedef struct qcache qcache;
 
@@ -42,6 +43,7 @@ typedef struct {
     vtable *table;     /* owned by whoever holds the entry */
     char *body;        /* the rendered answer at (epoch, version), owned */
     size_t len;
+    serving_watermark wm;   /* the answer's, for its response headers */
     uint64_t ticket;   /* set by qcache_take: non-zero while this request has
                           the key checked out (others wait for it) */
 } qcache_entry;

@@ -4,16 +4,17 @@
  * request's own memory, so it takes no lock. Every bad parameter is a 400
  * whose message names it exactly; parameters are checked in a fixed order
  * (view, unknown/duplicate/empty names in request order, then from, to,
- * granularity, group_by, filter, metrics, quantiles, order_by, order,
- * limit), so the
+ * tz, granularity, max_points, fill, group_by, filter, where, metrics,
+ * quantiles, having, order_by, order, limit, format), so the
  * first problem reported does not depend on the parameters' order.
  *
  * Values arrive URL-decoded (libmicrohttpd decodes %XX and '+'). List
- * values are split on every ',' (commas inside values are not supported);
+ * values are split on every ',' (commas inside values are not supported;
+ * metrics splits only outside parentheses and quotes, for its expressions);
  * a filter item is split on its first ':'. Values are compared as exact
  * bytes.
  */
-#include "serving/query.h"
+#include "serving/query_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -22,15 +23,23 @@
 /* The epoch range of RFC 3339 years 0001..9999, so every bound renders. */
 #define EPOCH_MIN (-62135596800LL)
 #define EPOCH_MAX 253402300799LL
+#define EPOCH_MS_FROM 100000000000LL   /* integers this large are milliseconds */
 
 enum {
-    P_FROM, P_TO, P_GRAN, P_GROUP_BY, P_FILTER, P_METRICS, P_QUANTILES, P_ORDER_BY, P_ORDER,
-    P_LIMIT, P_N
+    P_FROM, P_TO, P_TZ, P_GRAN, P_MAX_POINTS, P_FILL, P_GROUP_BY, P_FILTER, P_WHERE, P_METRICS,
+    P_QUANTILES, P_HAVING, P_ORDER_BY, P_ORDER, P_LIMIT, P_FORMAT, P_N
 };
 
 static const char *const param_names[P_N] = {
-    "from", "to", "granularity", "group_by", "filter", "metrics", "quantiles", "order_by",
-    "order", "limit",
+    "from", "to", "tz", "granularity", "max_points", "fill", "group_by", "filter", "where",
+    "metrics", "quantiles", "having", "order_by", "order", "limit", "format",
+};
+
+/* granularity=auto: the finest of these (that the view allows) giving at
+ * most max_points buckets over [from, to); month when none does. */
+static const char *const auto_ladder[] = {
+    "second", "5s", "10s", "15s", "30s", "minute", "5m", "10m", "15m", "30m", "hour", "2h",
+    "3h", "6h", "12h", "day", "week", "month",
 };
 
 #define MAX_QUANTILES 32
@@ -44,8 +53,8 @@ void qerror_clear(qerror *e)
 
 /* err = pre + val + post (val: client bytes, may be any bytes). Always
  * returns -EINVAL, or -ENOMEM (status 500) when the message cannot be built. */
-static int fail(qerror *err, int status, const char *pre, const char *val, size_t vlen,
-                const char *post)
+int query_fail(qerror *err, int status, const char *pre, const char *val, size_t vlen,
+               const char *post)
 {
     jbuf b;
     jb_init(&b);
@@ -64,12 +73,15 @@ static int fail(qerror *err, int status, const char *pre, const char *val, size_
     return -EINVAL;
 }
 
-static int fail_oom(qerror *err)
+int query_fail_oom(qerror *err)
 {
     qerror_clear(err);
     err->status = 500;
     return -ENOMEM;
 }
+
+#define fail query_fail
+#define fail_oom query_fail_oom
 
 static bool eq(const char *s, size_t len, const char *lit)
 {
@@ -113,7 +125,9 @@ static int find_metric(const view_def *v, const char *s, size_t len)
     return -1;
 }
 
-/* Epoch seconds ("-?[0-9]+") or RFC 3339, floored to seconds. libmicrohttpd
+/* Epoch seconds ("-?[0-9]+"), epoch milliseconds (such an integer of
+ * absolute value 10^11 or more: 10^11 s is in year 5138, 10^11 ms in
+ * 1973) or RFC 3339, floored to seconds. libmicrohttpd
  * turns '+' into ' ' in query strings, so an unescaped "+01:00" offset
  * arrives as " 01:00"; it is read back as '+' (it cannot mean anything
  * else there). 0 or -EINVAL. */
@@ -126,11 +140,13 @@ static int parse_time(const char *s, size_t len, int64_t *out)
     if (ndigits && i + ndigits == len) {
         int64_t v = 0;
         for (; i < len; i++) {
-            if (v > EPOCH_MAX)
-                return -EINVAL;   /* also stops overflow: at most 13 digits get here */
+            if (v > EPOCH_MAX * 1000)
+                return -EINVAL;   /* also stops overflow: at most 16 digits get here */
             v = v * 10 + (s[i] - '0');
         }
-        if (s[0] == '-')
+        if (v >= EPOCH_MS_FROM)
+            v = s[0] == '-' ? floor_div(-v, 1000) : v / 1000;
+        else if (s[0] == '-')
             v = -v;
         if (v < EPOCH_MIN || v > EPOCH_MAX)
             return -EINVAL;
@@ -150,15 +166,6 @@ static int parse_time(const char *s, size_t len, int64_t *out)
     return 0;
 }
 
-static int parse_gran(const char *s, size_t len, gran_t *out)
-{
-    for (int g = GRAN_SECOND; g <= GRAN_ALL; g++)
-        if (eq(s, len, gran_name((gran_t)g))) {
-            *out = (gran_t)g;
-            return 0;
-        }
-    return -EINVAL;
-}
 
 static int parse_group_by(query *q, const char *s, size_t len, qerror *err)
 {
@@ -253,27 +260,71 @@ out:
     return rc;
 }
 
+/* The next item of metrics: up to a ',' outside parentheses and quoted
+ * strings, so a post-aggregation may call round(x, 2). */
+static bool next_expr_item(const char *s, size_t len, size_t *pos, qstr *item)
+{
+    if (*pos > len)
+        return false;
+    size_t i = *pos;
+    int depth = 0;
+    char quote = 0;
+    for (; i < len; i++) {
+        char c = s[i];
+        if (quote)
+            quote = c == quote ? 0 : quote;   /* '' inside a string: closes, reopens */
+        else if (c == '\'' || c == '"')
+            quote = c;
+        else if (c == '(')
+            depth++;
+        else if (c == ')' && depth > 0)
+            depth--;
+        else if (c == ',' && depth == 0)
+            break;
+    }
+    item->s = s + *pos;
+    item->len = i - *pos;
+    *pos = i + 1;
+    return true;
+}
+
+/* metrics=m1,m2,name=<expression over metrics>: view metrics and
+ * post-aggregations, rendered in this order. */
 static int parse_metrics(query *q, const char *s, size_t len, qerror *err)
 {
     const view_def *v = q->view;
-    size_t n = count_items(s, len);
-    if (n > v->nmetrics)
-        n = v->nmetrics + 1;
-    q->metrics = calloc(n, sizeof(*q->metrics));
-    if (!q->metrics)
-        return fail_oom(err);
-    size_t pos = 0;
+    size_t pos = 0, n = 0;
     qstr it;
-    while (next_item(s, len, &pos, &it)) {
+    while (next_expr_item(s, len, &pos, &it))
+        n++;
+    q->items = calloc(n, sizeof(*q->items));
+    if (!q->items)
+        return fail_oom(err);
+    pos = 0;
+    while (next_expr_item(s, len, &pos, &it)) {
         if (it.len == 0)
             return fail(err, 400, "empty item in metrics", NULL, 0, NULL);
+        const char *eqs = memchr(it.s, '=', it.len);
+        if (eqs) {
+            size_t nlen = (size_t)(eqs - it.s);
+            int rc = qexpr_post(q, it.s, nlen, eqs + 1, it.len - nlen - 1, err);
+            if (rc < 0)
+                return rc;
+            q->items[q->nitems++] = (qitem){.post = true, .i = q->nposts - 1};
+            continue;
+        }
         int m = find_metric(v, it.s, it.len);
         if (m < 0)
             return fail(err, 400, "unknown metric '", it.s, it.len, "' in metrics");
-        for (size_t k = 0; k < q->nmetrics; k++)
-            if (q->metrics[k] == (size_t)m)
+        for (size_t k = 0; k < q->nitems; k++)
+            if (!q->items[k].post && q->metrics[q->items[k].i] == (size_t)m)
                 return fail(err, 400, "duplicate metric '", it.s, it.len, "' in metrics");
-        q->metrics[q->nmetrics++] = (size_t)m;
+        size_t k = 0;   /* a post-aggregation before it may have added it, unrendered */
+        while (k < q->nmetrics && q->metrics[k] != (size_t)m)
+            k++;
+        if (k == q->nmetrics)
+            q->metrics[q->nmetrics++] = (size_t)m;
+        q->items[q->nitems++] = (qitem){.i = k};
     }
     return 0;
 }
@@ -347,6 +398,11 @@ static int parse_quantiles(query *q, const char *s, size_t len, qerror *err)
 static int parse_order_by(query *q, const char *s, size_t len, qerror *err)
 {
     const view_def *v = q->view;
+    for (size_t i = 0; i < q->nposts; i++)
+        if (eq(s, len, q->posts[i].name)) {
+            q->order_post = (int)i;
+            return 0;
+        }
     int m = find_metric(v, s, len);
     const char *dot = NULL;
     for (size_t i = len; m < 0 && i-- > 0;)   /* the longest metric name before a '.' */
@@ -354,9 +410,9 @@ static int parse_order_by(query *q, const char *s, size_t len, qerror *err)
             dot = s + i;
     if (m < 0)
         return fail(err, 400, "unknown metric '", s, len, "' in order_by");
-    for (size_t k = 0; k < q->nmetrics; k++)
-        if (q->metrics[k] == (size_t)m)
-            q->order_by = (int)k;
+    for (size_t k = 0; k < q->nitems; k++)
+        if (!q->items[k].post && q->metrics[q->items[k].i] == (size_t)m)
+            q->order_by = (int)q->items[k].i;
     if (q->order_by < 0)
         return fail(err, 400, "order_by metric '", s, dot ? (size_t)(dot - s) : len,
                     "' is not among the selected metrics");
@@ -399,11 +455,123 @@ static int parse_limit(const char *s, size_t len, size_t *out)
     return 0;
 }
 
+/* Whether the view's rows divide into buckets b exactly: fixed-length
+ * buckets a whole multiple of the view's; calendar ones (months, zoned
+ * days) are checked row by row when the query runs. 0 or a 400. */
+static int check_gran(const query *q, const bucket_spec *b, const char *s, size_t len,
+                      qerror *err)
+{
+    const view_def *v = q->view;
+    int64_t w = bucket_width(b), vw = gran_next(v->gran, 0);
+    if (w == 0 || w % vw == 0)
+        return 0;
+    jbuf m;
+    jb_init(&m);
+    jb_lit(&m, "granularity '");
+    jb_raw(&m, s, len);
+    jb_lit(&m, w < vw ? "' is finer than the view's '" : "' is not a whole multiple of the view's '");
+    jb_lit(&m, gran_name(v->gran));
+    jb_lit(&m, "'");
+    char *msg = jb_take(&m, NULL);
+    if (!msg)
+        return fail_oom(err);
+    int rc = fail(err, 400, msg, NULL, 0, NULL);
+    free(msg);
+    return rc;
+}
+
+static int parse_max_points(const char *s, size_t len, uint64_t *out)
+{
+    size_t v;
+    if (parse_limit(s, len, &v) < 0)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Zoned days, weeks and months: the coarsest UTC unit (hour, minute, not
+ * finer than the view's) that every bucket start inside (from, to)
+ * is a multiple of. Segments are then read from their hour roll-ups
+ * (Europe/Berlin) instead of the view's rows: a level that UTC hours can
+ * read, zoned buckets made of whole hours can too. Without both bounds,
+ * or past ZONED_CHECK_MAX buckets, the view's own unit (every level
+ * decoded; query_run checks each against the buckets). */
+#define ZONED_CHECK_MAX 1000
+
+static gran_t zoned_read_gran(const query *q)
+{
+    gran_t finest = q->view->gran;
+    if (!q->has_from || !q->has_to || finest >= GRAN_HOUR)
+        return finest;
+    bucket_spec b = q->bk;
+    int64_t unit[] = {3600, 60};
+    for (int u = 0; u < 2 && (u == 0 ? GRAN_HOUR : GRAN_MINUTE) > finest; u++) {
+        bool ok = true;
+        size_t n = 0;
+        for (int64_t t = bucket_next(&b, bucket_floor(&b, q->from)); ok && t < q->to;
+             t = bucket_next(&b, t))
+            ok = ++n <= ZONED_CHECK_MAX && t % unit[u] == 0;
+        if (ok)
+            return u == 0 ? GRAN_HOUR : GRAN_MINUTE;
+    }
+    return finest;
+}
+
+/* granularity (and tz, max_points): the answer's buckets, their name,
+ * and the unit segments are read at. */
+static int parse_granularity(query *q, const qparam *g, const qparam *mp, qerror *err)
+{
+    const view_def *v = q->view;
+    int rc;
+    q->bk = (bucket_spec){.unit = v->gran, .mult = 1};
+    if (g && eq(g->val, g->vlen, "auto")) {
+        uint64_t max;
+        if (!mp)
+            return fail(err, 400, "granularity=auto requires max_points", NULL, 0, NULL);
+        if (parse_max_points(mp->val, mp->vlen, &max) < 0)
+            return fail(err, 400, "invalid max_points '", mp->val, mp->vlen,
+                        "' (expected an integer from 1 to 1000000)");
+        if (!q->has_from || !q->has_to)
+            return fail(err, 400, "granularity=auto requires from and to (the range it divides)",
+                        NULL, 0, NULL);
+        size_t n = sizeof(auto_ladder) / sizeof(auto_ladder[0]);
+        for (size_t i = 0; i < n; i++) {
+            bucket_spec b;
+            bucket_parse(auto_ladder[i], strlen(auto_ladder[i]), &b);
+            b.zone = q->zone;
+            int64_t w = bucket_width(&b), vw = gran_next(v->gran, 0);
+            if (w && w % vw)
+                continue;   /* finer than the view, or not a multiple of it */
+            q->bk = b;
+            if (bucket_count(&b, q->from, q->to, max) <= max)
+                break;
+        }
+    } else if (g) {
+        if (bucket_parse(g->val, g->vlen, &q->bk) < 0)
+            return fail(err, 400, "unknown granularity '", g->val, g->vlen,
+                        "' (expected second, minute, hour, day, week, month, all, a multiple "
+                        "such as 15m, 6h or 7d, or auto)");
+        if ((rc = check_gran(q, &q->bk, g->val, g->vlen, err)) < 0)
+            return rc;
+        if (mp)
+            return fail(err, 400, "max_points requires granularity=auto", NULL, 0, NULL);
+    } else if (mp) {
+        return fail(err, 400, "max_points requires granularity=auto", NULL, 0, NULL);
+    }
+    q->bk.zone = q->zone;
+    q->bk.memo_start = q->bk.memo_end = 0;
+    bucket_name(&q->bk, q->gran_text, sizeof(q->gran_text));
+    q->gran = bucket_read_gran(&q->bk, v->gran);
+    if (q->zone && bucket_width(&q->bk) == 0 && q->bk.unit != GRAN_ALL)
+        q->gran = zoned_read_gran(q);
+    return 0;
+}
+
 int query_parse(const config *cfg, const char *view, size_t view_len, const qparam *p,
                 size_t np, query *q, qerror *err)
 {
     int rc;
-    *q = (query){.order_by = -1,
+    *q = (query){.order_by = -1, .order_post = -1,
                  .max_rows = cfg->http_max_rows > 0 ? (size_t)cfg->http_max_rows : 0,
                  .timeout_ms = cfg->http_query_timeout_ms};
 
@@ -435,50 +603,73 @@ int query_parse(const config *cfg, const char *view, size_t view_len, const qpar
 
     if (given[P_FROM]) {
         if (parse_time(VAL(P_FROM), &q->from) < 0)
-            return fail(err, 400, "invalid 'from': expected epoch seconds or RFC 3339", NULL, 0,
-                        NULL);
+            return fail(err, 400,
+                        "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339",
+                        NULL, 0, NULL);
         q->has_from = true;
     }
     if (given[P_TO]) {
         if (parse_time(VAL(P_TO), &q->to) < 0)
-            return fail(err, 400, "invalid 'to': expected epoch seconds or RFC 3339", NULL, 0,
-                        NULL);
+            return fail(err, 400,
+                        "invalid 'to': expected epoch seconds, epoch milliseconds or RFC 3339",
+                        NULL, 0, NULL);
         q->has_to = true;
     }
     if (q->has_from && q->has_to && q->from > q->to)
         return fail(err, 400, "'from' is after 'to'", NULL, 0, NULL);
 
-    q->gran = v->gran;
-    if (given[P_GRAN]) {
-        if (parse_gran(VAL(P_GRAN), &q->gran) < 0)
-            return fail(err, 400, "unknown granularity '", VAL(P_GRAN),
-                        "' (expected second, minute, hour, day, month or all)");
-        if (q->gran < v->gran) {
-            char msg[96];
-            snprintf(msg, sizeof(msg), "granularity '%s' is finer than the view's '%s'",
-                     gran_name(q->gran), gran_name(v->gran));
-            return fail(err, 400, msg, NULL, 0, NULL);
-        }
+    if (given[P_TZ]) {
+        rc = tz_open(VAL(P_TZ), &q->zone);
+        if (rc == -ENOMEM)
+            return fail_oom(err);
+        if (rc < 0)
+            return fail(err, 400, "unknown time zone '", VAL(P_TZ),
+                        "' in tz (expected an IANA zone such as Europe/Berlin)");
+        q->zone_name = given[P_TZ]->val;
+        q->zone_len = given[P_TZ]->vlen;
+    }
+    if ((rc = parse_granularity(q, given[P_GRAN], given[P_MAX_POINTS], err)) < 0)
+        return rc;
+    if (given[P_FILL]) {
+        if (eq(VAL(P_FILL), "zero"))
+            q->fill = FILL_ZERO;
+        else if (eq(VAL(P_FILL), "null"))
+            q->fill = FILL_NULL;
+        else
+            return fail(err, 400, "invalid fill '", VAL(P_FILL), "' (expected zero or null)");
+        if (q->bk.unit != GRAN_ALL && !(q->has_from && q->has_to))
+            return fail(err, 400, "fill requires from and to (the buckets it fills)", NULL, 0,
+                        NULL);
     }
 
     if (given[P_GROUP_BY] && (rc = parse_group_by(q, VAL(P_GROUP_BY), err)) < 0)
         return rc;
     if (given[P_FILTER] && (rc = parse_filter(q, VAL(P_FILTER), err)) < 0)
         return rc;
+    if (given[P_WHERE] && (rc = qexpr_where(q, VAL(P_WHERE), err)) < 0)
+        return rc;
 
+    /* room for every view metric: expressions add the ones they read */
+    q->metrics = calloc(v->nmetrics ? v->nmetrics : 1, sizeof(*q->metrics));
+    if (!q->metrics)
+        return fail_oom(err);
     if (given[P_METRICS]) {
         if ((rc = parse_metrics(q, VAL(P_METRICS), err)) < 0)
             return rc;
     } else {
-        q->metrics = calloc(v->nmetrics ? v->nmetrics : 1, sizeof(*q->metrics));
-        if (!q->metrics)
+        q->items = calloc(v->nmetrics ? v->nmetrics : 1, sizeof(*q->items));
+        if (!q->items)
             return fail_oom(err);
-        for (size_t m = 0; m < v->nmetrics; m++)
+        for (size_t m = 0; m < v->nmetrics; m++) {
             q->metrics[q->nmetrics++] = m;
+            q->items[q->nitems++] = (qitem){.i = m};
+        }
     }
 
     q->rctx = agg_render_default;
     if (given[P_QUANTILES] && (rc = parse_quantiles(q, VAL(P_QUANTILES), err)) < 0)
+        return rc;
+    if (given[P_HAVING] && (rc = qexpr_having(q, VAL(P_HAVING), err)) < 0)
         return rc;
     if (given[P_ORDER_BY] && (rc = parse_order_by(q, VAL(P_ORDER_BY), err)) < 0)
         return rc;
@@ -493,6 +684,12 @@ int query_parse(const config *cfg, const char *view, size_t view_len, const qpar
     if (given[P_LIMIT] && parse_limit(VAL(P_LIMIT), &q->limit) < 0)
         return fail(err, 400, "invalid limit '", VAL(P_LIMIT),
                     "' (expected an integer from 1 to 1000000)");
+    if (given[P_FORMAT]) {
+        if (eq(VAL(P_FORMAT), "csv"))
+            q->csv = true;
+        else if (!eq(VAL(P_FORMAT), "json"))
+            return fail(err, 400, "invalid format '", VAL(P_FORMAT), "' (expected json or csv)");
+    }
 #undef VAL
     q->layout = agg_layout_new(v->metrics, q->metrics, q->nmetrics);
     return q->layout ? 0 : fail_oom(err);
@@ -510,5 +707,8 @@ void query_clear(query *q)
         free(q->qnames[i]);
     free(q->qnames);
     free(q->qs);
-    *q = (query){.order_by = -1};
+    free(q->items);
+    qexpr_clear(q);
+    tz_free(q->zone);
+    *q = (query){.order_by = -1, .order_post = -1};
 }

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include "config/config.h"
 #include "core/agg.h"
+#include "core/bucket.h"
+#include "core/expr.h"
 #include "core/jbuf.h"
 #include "serving/serving.h"
 
@@ -43,20 +45,65 @@ typedef struct {
     size_t nvals;
 } qfilter;
 
+typedef enum { FILL_NONE, FILL_ZERO, FILL_NULL } qfill;
+
+/* A post-aggregation of metrics=...,name=<expression>: computed per answer
+ * row from its metrics, rendered like a metric. */
+typedef struct {
+    char *name;          /* owned */
+    expr *e;
+} qpost;
+
+/* A value that an expression over metrics (post-aggregation, having)
+ * reads: a metric's state (metrics[m]; of a quantiles metric, quantile q:
+ * "latency.p99") or a post-aggregation's value (post >= 0). */
+typedef struct {
+    int post;
+    size_t m;
+    double q;
+} qslot;
+
+/* What the answer renders, in request order: metrics[i] or posts[i]. */
+typedef struct {
+    bool post;
+    size_t i;
+} qitem;
+
 typedef struct {
     const view_def *view;
     size_t view_idx;
     bool has_from, has_to;
     int64_t from, to;    /* epoch s; rows with from <= bucket < to */
-    gran_t gran;         /* the answer's granularity (may be GRAN_ALL) */
+    gran_t gran;         /* the unit segments are read at: the answer's unit, the
+                            coarsest one nesting in its buckets (15m: minute), or the
+                            view's for zoned days (then each level is checked) */
+    bucket_spec bk;      /* the answer's buckets (granularity, tz) */
+    char gran_text[16];  /* their name in the answer: "15m" ("auto" resolved) */
+    tz *zone;            /* tz=...; NULL: UTC */
+    const char *zone_name;   /* as given (points into the parameters) */
+    size_t zone_len;
+    qfill fill;
+    /* where=: over dimensions, its field slots the dimensions' indexes */
+    expr *where;
+    size_t *where_dims;  /* the dimensions it reads */
+    size_t nwhere_dims;
     size_t *group;       /* indexes into the view's dimensions, in group_by order */
     size_t ngroup;
     qfilter *filters;    /* one per distinct filtered dimension */
     size_t nfilters;
-    size_t *metrics;     /* indexes into the view's metrics, in answer order */
+    size_t *metrics;     /* indexes into the view's metrics: the rendered ones, then
+                            those only expressions read */
     size_t nmetrics;
+    qpost *posts;        /* post-aggregations */
+    size_t nposts;
+    qitem *items;        /* what is rendered, in order */
+    size_t nitems;
+    qslot *slots;        /* the values expressions over metrics read */
+    size_t nslots;
+    expr *having;
     struct agg_layout *layout;   /* the result rows' states: the selected metrics */
     int order_by;        /* index into metrics[] (not the view's), -1: none */
+    int order_post;      /* or index into posts[], -1: none */
     /* quantiles=0.5,0.99: what quantiles metrics render, and (pick) the
      * one an order_by of "metric.p99" reads; over qs and qnames (owned)
      * or the default 0.5,0.9,0.99 */
@@ -66,6 +113,7 @@ typedef struct {
     size_t nqnames;
     bool asc;
     size_t limit;        /* 0: none */
+    bool csv;            /* format=csv: the answer is CSV (serving/query_csv.c) */
     size_t max_rows;     /* http.limits.max_rows: a larger answer is a 413; 0: none */
     /* The time budget: past deadline_ms (CLOCK_MONOTONIC ms; 0: none) the
      * query is abandoned with a 503 naming timeout_ms
@@ -75,6 +123,14 @@ typedef struct {
     int64_t deadline_ms;
     const atomic_bool *stop;   /* NULL: never */
 } query;
+
+/* format=csv (query_csv.c): the header line, and one row's line (scratch:
+ * a buffer for a metric's rendered JSON). query_csv_field writes one
+ * field, quoted as RFC 4180 needs. */
+void query_csv_header(jbuf *b, const query *q);
+void query_csv_row(jbuf *b, const query *q, int64_t bucket, const dimval *dims,
+                   const void *cells, jbuf *scratch);
+void query_csv_field(jbuf *b, const char *s, size_t len);
 
 /* An error for the client: HTTP status and message bytes (malloc'd). */
 typedef struct {
@@ -110,6 +166,8 @@ typedef struct {
                                   http.limits.query_timeout_ms); 0: from now */
     const atomic_bool *stop;   /* set when the server stops; NULL: never */
     bool expired;              /* out: abandoned past its deadline (a 503) */
+    bool csv;                  /* out: the answer is CSV (format=csv) */
+    serving_watermark wm;      /* out: the answer's watermark (status 200) */
 } query_opts;
 
 /* The same, with the exact answer cache (serving/qcache.h; NULL: none) and

@@ -6,14 +6,16 @@
  * the pending and live runs to scan_row (range check, filter, one
  * vtable_upsert into the query's private result table and a merge per
  * selected metric). Rows with equal keys from several layers merge in
- * that table. Ordering, limit and rendering happen after the scan.
+ * that table; a where is checked per row (per dictionary value when it
+ * reads one dimension). After the scan: fill, post-aggregations and
+ * having (query_expr.c), ordering, limit and rendering.
  *
  * The time budget (query.deadline_ms) is checked by query_expired(): every
  * 1024 rows in the scan callback (a clock read per row would cost more
  * than the row) and between stages. A query past it stops where it is and
  * is answered 503; nothing of it is cached.
  */
-#include "serving/query.h"
+#include "serving/query_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -38,10 +40,15 @@ typedef struct {
     dimval *key;          /* q->ngroup values, scratch for the upsert */
     size_t cap;           /* more result rows than this: stop, the answer is too big; 0: none */
     uint32_t rows;        /* rows seen, for the time budget's checks */
+    bucket_spec bk;       /* the query's, with this scan's memo */
+    bool calendar;        /* zoned days, weeks or months: rows may straddle buckets */
+    int64_t cut_at;       /* SCAN_UNALIGNED: the bucket start that cuts a row */
+    expr_scratch sc;      /* the where's strings */
 } scan_ctx;
 
 #define SCAN_TOO_MANY 1   /* scan_row's "stop": over http.limits.max_rows */
 #define SCAN_EXPIRED 2    /* scan_row's "stop": past the deadline, or the server stops */
+#define SCAN_UNALIGNED 3  /* a stored bucket spans two answer buckets (zoned days) */
 #define EXPIRY_CHECK_ROWS 1024   /* a power of two */
 
 static int64_t now_ms(void)
@@ -77,6 +84,25 @@ static bool dim_matches(const dimval *d, const qfilter *f)
     return false;
 }
 
+/* The answer bucket of the stored bucket [b, end), or INT64_MIN (and
+ * c->cut_at set) when an answer bucket starts inside it: zoned days of a
+ * zone whose offset is not a multiple of the stored unit (a view of hours
+ * asked for days in Asia/Kolkata) cannot be answered exactly. */
+static int64_t answer_bucket(scan_ctx *c, int64_t b, int64_t end)
+{
+    int64_t qb = bucket_floor(&c->bk, b);
+    if (c->calendar && end - 1 >= c->bk.memo_end) {
+        c->cut_at = c->bk.memo_end;
+        return INT64_MIN;
+    }
+    return qb;
+}
+
+static int64_t qfloor_fn(int64_t ts, const void *ud)
+{
+    return bucket_floor((bucket_spec *)ud, ts);   /* the scan's own copy: its memo */
+}
+
 /* Once per source row: keep it cheap. */
 static int scan_row(const vrow *r, void *ud)
 {
@@ -89,9 +115,14 @@ static int scan_row(const vrow *r, void *ud)
     for (size_t f = 0; f < q->nfilters; f++)
         if (!dim_matches(&r->dims[q->filters[f].dim], &q->filters[f]))
             return 0;
+    if (q->where && !qexpr_where_row(q, r->dims, &c->sc))
+        return 0;
+    int64_t qb = answer_bucket(c, r->bucket, gran_next(q->view->gran, r->bucket));
+    if (qb == INT64_MIN)
+        return SCAN_UNALIGNED;
     for (size_t g = 0; g < q->ngroup; g++)
         c->key[g] = r->dims[q->group[g]];
-    void *cells = vtable_upsert(c->t, gran_floor(q->gran, r->bucket), c->key);
+    void *cells = vtable_upsert(c->t, qb, c->key);
     if (!cells)
         return -ENOMEM;
     if (c->cap && vtable_rows(c->t) > c->cap)
@@ -116,6 +147,26 @@ static bool filter_ids(const segment *s, const qfilter *f, uint64_t **bits)
     for (size_t i = 0; i < f->nvals; i++) {
         int64_t id = seg_dict_find(s, f->dim, f->vals[i].s, f->vals[i].len, false);
         if (id >= 0) {
+            (*bits)[id / 64] |= UINT64_C(1) << (id % 64);
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* A where over one dimension, decided once per value of the segment's
+ * dictionary; false when no value passes (the segment is skipped). */
+static bool where_ids(scan_ctx *c, const segment *s, uint64_t **bits)
+{
+    size_t dim = c->q->where_dims[0];
+    uint32_t n = seg_dict_size(s, dim);
+    *bits = calloc((n + 63) / 64 ? (n + 63) / 64 : 1, sizeof(uint64_t));
+    if (!*bits)
+        return false;
+    bool any = false;
+    for (uint32_t id = 0; id < n; id++) {
+        dimval v = seg_dict_value(s, dim, id);
+        if (qexpr_where_value(c->q, &v, &c->sc)) {
             (*bits)[id / 64] |= UINT64_C(1) << (id % 64);
             any = true;
         }
@@ -289,6 +340,7 @@ static int scan_segment(const segment *s, void *ud)
     const query *q = c->q;
     int rc = 0;
     uint64_t *bits[16] = {0};   /* per filter; a view has at most 16 dimensions */
+    uint64_t *wbits = NULL;     /* a where over one dimension: per dictionary id */
     dense_acc d;
     bool dense = dense_init(q, s, &d);
     run_acc *acc = calloc(1, sizeof(run_acc) + q->layout->size);
@@ -301,16 +353,39 @@ static int scan_segment(const segment *s, void *ud)
             rc = bits[f] ? 0 : -ENOMEM;
             goto out;
         }
+    if (q->where && q->nwhere_dims == 1 && !where_ids(c, s, &wbits)) {
+        rc = wbits ? 0 : -ENOMEM;
+        goto out;
+    }
+    const seg_info *info = seg_info_of(s);
     int64_t from = q->has_from ? q->from : INT64_MIN, to = q->has_to ? q->to : INT64_MAX;
-    size_t level = seg_pick_level(s, q->gran, from, to);
+    /* zoned days: the coarsest level whose every bucket lands in one answer
+     * bucket (hours for Europe/Berlin). The source decoded at least the
+     * levels q->gran reads, which such buckets can read too (query.c,
+     * zoned_read_gran): a finer pick would be a bug, not a wrong answer. */
+    size_t level = c->calendar ? seg_info_pick_level_fn(info, qfloor_fn, &c->bk, from, to)
+                               : seg_pick_level(s, q->gran, from, to);
+    if (level < seg_min_level(s)) {
+        rc = -EPROTO;
+        goto out;
+    }
+    gran_t unit = info->unit[level];
     size_t row, end;
     seg_level_rows(s, level, from, to, &row, &end);
+    dimval wdims[16];
     while (row < end && rc == 0) {
         int64_t bucket;
         size_t bend = seg_bucket_end(s, level, row, &bucket);
         if (bend > end)
             bend = end;
-        int64_t qbucket = gran_floor(q->gran, bucket);
+        int64_t bucket_end = unit == GRAN_ALL ? info->part_end : gran_next(unit, bucket);
+        if (bucket_end > info->part_end)
+            bucket_end = info->part_end;
+        int64_t qbucket = answer_bucket(c, bucket, bucket_end);
+        if (qbucket == INT64_MIN) {
+            rc = SCAN_UNALIGNED;
+            break;
+        }
         for (; row < bend && rc == 0; row++) {
             if (scan_expired(c)) {
                 rc = SCAN_EXPIRED;
@@ -320,6 +395,16 @@ static int scan_segment(const segment *s, void *ud)
             for (size_t f = 0; f < q->nfilters && keep; f++) {
                 uint32_t id = seg_row_id(s, level, row, q->filters[f].dim);
                 keep = (bits[f][id / 64] >> (id % 64)) & 1;
+            }
+            if (keep && wbits) {
+                uint32_t id = seg_row_id(s, level, row, q->where_dims[0]);
+                keep = (wbits[id / 64] >> (id % 64)) & 1;
+            } else if (keep && q->where) {
+                for (size_t k = 0; k < q->nwhere_dims; k++) {
+                    size_t dim = q->where_dims[k];
+                    wdims[dim] = seg_dict_value(s, dim, seg_row_id(s, level, row, dim));
+                }
+                keep = qexpr_where_row(q, wdims, &c->sc);
             }
             if (keep)
                 rc = accumulate(c, s, level, row, qbucket, &d, dense, acc);
@@ -332,6 +417,7 @@ static int scan_segment(const segment *s, void *ud)
 out:
     for (size_t f = 0; f < q->nfilters; f++)
         free(bits[f]);
+    free(wbits);
     dense_free(q, &d);
     free(acc);
     return rc;
@@ -342,7 +428,9 @@ out:
 typedef struct {
     int64_t bucket;
     dimval *dims;
-    const void *cells;   /* in the query's layout; owned by the result table */
+    const void *cells;   /* in the query's layout; owned by the result table, or
+                            empty states (a filled row); NULL: fill=null */
+    double *post;        /* the post-aggregations' values; NaN: null */
 } rrow;
 
 typedef struct ablock {
@@ -386,6 +474,22 @@ static void result_clear(result *res)
     free(res->rows);
 }
 
+/* Room for one more row at the end. */
+static rrow *add_row(result *res)
+{
+    if (res->nrows == res->cap) {
+        size_t ncap = res->cap ? res->cap * 2 : 64;
+        rrow *nr = realloc(res->rows, ncap * sizeof(*nr));
+        if (!nr)
+            return NULL;
+        res->rows = nr;
+        res->cap = ncap;
+    }
+    rrow *row = &res->rows[res->nrows++];
+    *row = (rrow){0};
+    return row;
+}
+
 static int collect_row(const vrow *r, void *ud)
 {
     result *res = ud;
@@ -393,15 +497,9 @@ static int collect_row(const vrow *r, void *ud)
     dimval *dims = arena_alloc(res, ng * sizeof(dimval));
     if (!dims)
         return -ENOMEM;
-    if (res->nrows == res->cap) {
-        size_t ncap = res->cap ? res->cap * 2 : 64;
-        rrow *nr = realloc(res->rows, ncap * sizeof(*nr));
-        if (!nr)
-            return -ENOMEM;
-        res->rows = nr;
-        res->cap = ncap;
-    }
-    rrow *row = &res->rows[res->nrows++];
+    rrow *row = add_row(res);
+    if (!row)
+        return -ENOMEM;
     row->bucket = r->bucket;
     /* States and dimension bytes stay in the result table, which outlives
      * the rows; only the dimval array is the callback's scratch. */
@@ -439,10 +537,24 @@ static int cmp_rows(const void *pa, const void *pb, void *ud)
 {
     const query *q = ud;
     const rrow *a = pa, *b = pb;
+    if (q->order_post >= 0) {
+        double x = a->post[q->order_post], y = b->post[q->order_post];
+        if (isnan(x) != isnan(y))
+            return isnan(x) ? 1 : -1;   /* null last, whatever the order */
+        int c = isnan(x) ? 0 : (x > y) - (x < y);
+        if (c)
+            return q->asc ? c : -c;
+    }
     if (q->order_by >= 0) {
-        bool na, nb;
-        int c = agg_compare(q->layout, (size_t)q->order_by, a->cells, b->cells, &q->rctx, &na,
+        bool na = !a->cells, nb = !b->cells;   /* fill=null rows: every metric null */
+        int c = 0;
+        if (a->cells && b->cells)
+            c = agg_compare(q->layout, (size_t)q->order_by, a->cells, b->cells, &q->rctx, &na,
                             &nb);
+        else if (a->cells)
+            na = agg_read(q->layout, (size_t)q->order_by, a->cells, &q->rctx).kind == AV_NULL;
+        else if (b->cells)
+            nb = agg_read(q->layout, (size_t)q->order_by, b->cells, &q->rctx).kind == AV_NULL;
         if (na != nb)
             return na ? 1 : -1;   /* null last, whatever the order */
         if (c)
@@ -460,13 +572,25 @@ static void render_time(jbuf *b, int64_t ts)
     jb_cstr(b, buf);
 }
 
+/* A bucket's start: with tz, in local time with its offset. */
+static void render_bucket(jbuf *b, const query *q, int64_t ts)
+{
+    if (!q->zone) {
+        render_time(b, ts);
+        return;
+    }
+    char buf[48];
+    time_format_rfc3339_offset(ts, tz_offset(q->zone, ts), buf, sizeof(buf));
+    jb_cstr(b, buf);
+}
+
 static void render_row(jbuf *b, const query *q, const rrow *r)
 {
     const view_def *v = q->view;
     jb_lit(b, "{");
-    if (q->gran != GRAN_ALL) {
+    if (q->bk.unit != GRAN_ALL) {
         jb_lit(b, "\"time\":");
-        render_time(b, r->bucket);
+        render_bucket(b, q, r->bucket);
         jb_lit(b, ",\"ts\":");
         jb_int(b, r->bucket);
         jb_lit(b, ",");
@@ -483,23 +607,45 @@ static void render_row(jbuf *b, const query *q, const rrow *r)
             jb_str(b, r->dims[g].s, r->dims[g].len);
     }
     jb_lit(b, "},\"metrics\":{");
-    for (size_t m = 0; m < q->nmetrics; m++) {
-        const metric_def *md = &v->metrics[q->metrics[m]];
-        if (m)
+    for (size_t k = 0; k < q->nitems; k++) {
+        const qitem *it = &q->items[k];
+        if (k)
             jb_lit(b, ",");
-        jb_cstr(b, md->name);
+        jb_cstr(b, it->post ? q->posts[it->i].name : v->metrics[q->metrics[it->i]].name);
         jb_lit(b, ":");
-        agg_render(q->layout, m, r->cells, &q->rctx, b);
+        if (it->post)
+            jb_num(b, r->post[it->i]);   /* NaN (null) renders null */
+        else if (r->cells)
+            agg_render(q->layout, it->i, r->cells, &q->rctx, b);
+        else
+            jb_lit(b, "null");
     }
     jb_lit(b, "}}");
 }
 
+/* format=csv: the watermark goes into the response's headers instead. */
+static void render_csv(jbuf *b, const query *q, const result *res, size_t n)
+{
+    jbuf scratch;
+    jb_init(&scratch);
+    query_csv_header(b, q);
+    for (size_t i = 0; i < n; i++)
+        query_csv_row(b, q, res->rows[i].bucket, res->rows[i].dims, res->rows[i].cells, &scratch);
+    if (scratch.oom)
+        b->oom = true;
+    jb_free(&scratch);
+}
+
 static void render(jbuf *b, const query *q, const result *res, const serving_watermark *wm)
 {
+    if (q->csv) {
+        render_csv(b, q, res, q->limit && q->limit < res->nrows ? q->limit : res->nrows);
+        return;
+    }
     jb_lit(b, "{\"view\":");
     jb_cstr(b, q->view->name);
     jb_lit(b, ",\"granularity\":");
-    jb_cstr(b, gran_name(q->gran));
+    jb_cstr(b, q->gran_text);
     jb_lit(b, ",\"rows\":[");
     size_t n = res->nrows;
     if (q->limit && q->limit < n)
@@ -544,6 +690,140 @@ static int fail_expired(const query *q, qerror *err)
     }
     err->msg = jb_take(&b, &err->len);
     return stopping ? -ECANCELED : -ETIME;
+}
+
+static int fail_run(qerror *err, int rc, const char *what);
+
+/* Group, then time: fill walks each group's buckets in order. */
+static int cmp_group_time(const void *pa, const void *pb, void *ud)
+{
+    const query *q = ud;
+    const rrow *a = pa, *b = pb;
+    for (size_t g = 0; g < q->ngroup; g++) {
+        int c = cmp_dimval(&a->dims[g], &b->dims[g]);
+        if (c)
+            return c;
+    }
+    return (a->bucket > b->bucket) - (a->bucket < b->bucket);
+}
+
+/* More rows than fill may make when http.limits.max_rows sets none. */
+#define FILL_MAX_ROWS 10000000
+
+static int fail_fill(qerror *err, size_t cap)
+{
+    qerror_clear(err);
+    err->status = 413;
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, "fill would give more than ");
+    jb_int(&b, (int64_t)cap);
+    jb_lit(&b, " rows; narrow from/to or group_by, or use a coarser granularity");
+    err->msg = jb_take(&b, &err->len);
+    return -E2BIG;
+}
+
+static bool same_group(const query *q, const rrow *a, const rrow *b)
+{
+    for (size_t g = 0; g < q->ngroup; g++)
+        if (cmp_dimval(&a->dims[g], &b->dims[g]))
+            return false;
+    return true;
+}
+
+/* fill=zero|null: every bucket of [from, to) (the one of granularity=all)
+ * for every group of the answer; with no group_by the one group exists
+ * even without rows. A filled row has empty states (count and sum 0,
+ * distinct 0, the others null) or, for fill=null, none at all. */
+static int fill_rows(const query *q, result *res, qerror *err)
+{
+    bucket_spec bk = q->bk;
+    size_t n = res->nrows, cap = q->max_rows ? q->max_rows : FILL_MAX_ROWS;
+    if (n > 1)
+        qsort_r(res->rows, n, sizeof(*res->rows), cmp_group_time, (void *)q);
+    size_t ngroups = n == 0 ? q->ngroup == 0 : 1;
+    for (size_t i = 1; i < n; i++)
+        ngroups += !same_group(q, &res->rows[i - 1], &res->rows[i]);
+    if (ngroups == 0)
+        return 0;
+    int64_t from = bk.unit == GRAN_ALL ? 0 : q->from, to = bk.unit == GRAN_ALL ? 1 : q->to;
+    if (bucket_count(&bk, from, to, cap) > cap / ngroups)
+        return fail_fill(err, cap);
+    void *empty = NULL;
+    if (q->fill == FILL_ZERO) {
+        if (!(empty = arena_alloc(res, q->layout->size ? q->layout->size : 8)))
+            return fail_run(err, -ENOMEM, "cannot fill");
+        agg_row_init(q->layout, empty);   /* empty states own nothing: never destroyed */
+    }
+    size_t gs = 0;
+    do {   /* each group: rows [gs, ge), sorted by time */
+        size_t ge = gs + (n > 0);
+        while (ge < n && same_group(q, &res->rows[gs], &res->rows[ge]))
+            ge++;
+        dimval *dims = n ? res->rows[gs].dims : NULL;
+        size_t j = gs;
+        for (int64_t t = bucket_floor(&bk, from); t < to; t = bucket_next(&bk, t)) {
+            if (j < ge && res->rows[j].bucket == t) {
+                j++;
+                continue;
+            }
+            rrow *r = add_row(res);   /* may move res->rows: indexes only */
+            if (!r)
+                return fail_run(err, -ENOMEM, "cannot fill");
+            *r = (rrow){.bucket = t, .dims = dims, .cells = empty};
+        }
+        gs = ge;
+    } while (gs < n);
+    return 0;
+}
+
+/* The post-aggregations of every row, then having. */
+static int eval_rows(const query *q, result *res, qerror *err)
+{
+    if (!q->nposts && !q->having)
+        return 0;
+    field_value *vals = calloc(q->nslots ? q->nslots : 1, sizeof(*vals));
+    if (!vals)
+        return fail_run(err, -ENOMEM, "cannot compute metrics");
+    expr_scratch sc = {0};
+    size_t k = 0;
+    int rc = 0;
+    for (size_t i = 0; i < res->nrows; i++) {
+        rrow *r = &res->rows[i];
+        if (q->nposts && !(r->post = arena_alloc(res, q->nposts * sizeof(double)))) {
+            rc = fail_run(err, -ENOMEM, "cannot compute metrics");
+            break;
+        }
+        if (qexpr_row(q, r->cells, r->post, vals, &sc))
+            res->rows[k++] = *r;
+    }
+    if (rc == 0)
+        res->nrows = k;
+    free(vals);
+    expr_scratch_free(&sc);
+    return rc;
+}
+
+/* The 400 of zoned buckets that cut the view's stored ones. */
+static int fail_unaligned(const query *q, int64_t at, qerror *err)
+{
+    qerror_clear(err);
+    err->status = 400;
+    jbuf b;
+    char t[48];
+    jb_init(&b);
+    jb_lit(&b, "granularity '");
+    jb_lit(&b, q->gran_text);
+    jb_lit(&b, "' in tz '");
+    jb_raw(&b, q->zone_name, q->zone_len);
+    jb_lit(&b, "' starts a bucket inside one of the view's '");
+    jb_lit(&b, gran_name(q->view->gran));
+    jb_lit(&b, "' buckets (at ");
+    time_format_rfc3339(at, t, sizeof(t));
+    jb_lit(&b, t);
+    jb_lit(&b, "); ask a view of a finer granularity");
+    err->msg = jb_take(&b, &err->len);
+    return -EINVAL;
 }
 
 /* Max-heap by cmp_rows (the root orders last), for the top-N below. */
@@ -607,11 +887,12 @@ static int fail_run(qerror *err, int rc, const char *what)
  * result table and the watermark are left in *e for the caller to cache
  * (e->body is not touched). */
 static int run_from(const query *q, const serving_source *src, jbuf *out, qerror *err,
-                    qcache_entry *e, bool *advanced)
+                    qcache_entry *e, bool *advanced, serving_watermark *wm_out)
 {
     serving_watermark wm = {0};
     result res = {.q = q};
-    scan_ctx ctx = {.q = q};
+    scan_ctx ctx = {.q = q, .bk = q->bk, .calendar = q->zone && bucket_width(&q->bk) == 0 &&
+                                                    q->bk.unit != GRAN_ALL};
     int rc = -ESTALE;
 
     ctx.key = calloc(q->ngroup ? q->ngroup : 1, sizeof(*ctx.key));
@@ -651,6 +932,10 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         rc = fail_expired(q, err);
         goto out;
     }
+    if (rc == SCAN_UNALIGNED) {
+        rc = fail_unaligned(q, ctx.cut_at, err);
+        goto out;
+    }
     if (rc == SCAN_TOO_MANY) {
         qerror_clear(err);
         err->status = 413;
@@ -684,6 +969,10 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         rc = fail_run(err, rc, "cannot collect rows");
         goto out;
     }
+    if (q->fill && (rc = fill_rows(q, &res, err)) < 0)
+        goto out;
+    if ((rc = eval_rows(q, &res, err)) < 0)
+        goto out;
     order_rows(q, &res);
     if (query_expired(q)) {
         rc = fail_expired(q, err);
@@ -692,7 +981,10 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
     render(out, q, &res, &wm);
     if (out->oom)
         rc = fail_run(err, -ENOMEM, "cannot render answer");
+    if (rc == 0 && wm_out)
+        *wm_out = wm;
     if (rc == 0 && e) {
+        e->wm = wm;
         vtable_free(e->table);   /* a cached table not moved forward (no scan_since) */
         e->table = ctx.t;        /* handed back for the cache */
         ctx.t = NULL;
@@ -701,6 +993,7 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
     }
 out:
     vtable_free(ctx.t);
+    expr_scratch_free(&ctx.sc);
     free(ctx.key);
     result_clear(&res);
     return rc;
@@ -708,7 +1001,7 @@ out:
 
 int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
 {
-    return run_from(q, src, out, err, NULL, NULL);
+    return run_from(q, src, out, err, NULL, NULL, NULL);
 }
 
 int query_handle(const config *cfg, const serving_source *src, const char *view,
@@ -765,17 +1058,26 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
             *len = e.len;
             qcache_count(cache, 0);
             metrics_counter_add(&m_qcache, METRIC_LABELS("hit"), 1);
+            if (o) {
+                o->csv = q.csv;
+                o->wm = e.wm;
+            }
             qcache_put(cache, key.p, key.len, &e);   /* given back as it was */
             goto done;
         }
     }
-    rc = run_from(&q, src, &b, &err, use_cache ? &e : NULL, &advanced);
+    serving_watermark wm = {0};
+    rc = run_from(&q, src, &b, &err, use_cache ? &e : NULL, &advanced, &wm);
     if (rc < 0) {
         if (rc == -ETIME && o)
             o->expired = true;
         goto fail;
     }
     *body = jb_take(&b, len);
+    if (o) {
+        o->csv = q.csv;
+        o->wm = wm;
+    }
     if (use_cache) {
         qcache_count(cache, advanced ? 1 : 2);
         metrics_counter_add(&m_qcache, METRIC_LABELS(advanced ? "advance" : "miss"), 1);

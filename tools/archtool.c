@@ -1,7 +1,8 @@
 /* archtool.c - lambdad-archive: reads a lambdad archive back out, for
  * operators and for bench/run's sqlite3 baseline.
  *
- *   lambdad-archive dump --stream NAME [--from-seq N] [--to-seq N] [--meta] ARCHIVE
+ *   lambdad-archive dump [--stream NAME] [--from T] [--to T] [--from-seq N] [--to-seq N]
+ *                        [--meta] ARCHIVE
  *   lambdad-archive stats ARCHIVE
  *   lambdad-archive verify ARCHIVE
  *
@@ -10,7 +11,9 @@
  * seq order, in offset order within a chunk), through archive.h's arch_scan
  * on an ARCH_READONLY connection, so it is safe while lambdad runs (it sees
  * the archive as of its start: WAL snapshot). `--meta` wraps each event
- * with where it came from. `stats` prints the totals as one JSON object
+ * with where it came from. --from/--to keep events by event time, reading
+ * only the chunks of the time partitions that can hold them; without
+ * --stream every stream is dumped, one after the other. `stats` prints the totals as one JSON object
  * (stored in the archive: instant at any size). `verify` checks every
  * chunk and SQLite's integrity (arch_verify) and prints each problem and a
  * summary; its exit status says whether the archive is clean. A damaged
@@ -30,25 +33,31 @@
 #include <string.h>
 
 #include "archive/archive.h"
+#include "core/gran.h"
 
 #define PROG "lambdad-archive"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: " PROG " dump --stream NAME [--from-seq N] [--to-seq N] [--meta] ARCHIVE\n"
+            "Usage: " PROG " dump [--stream NAME] [--from T] [--to T] [--from-seq N] [--to-seq N]\n"
+            "                            [--meta] ARCHIVE\n"
             "       " PROG " stats ARCHIVE\n"
             "       " PROG " verify ARCHIVE\n"
             "\n"
             "Reads a lambdad archive (read-only; safe while lambdad runs).\n"
             "\n"
-            "  dump     print the accepted events of stream NAME as JSON lines, in\n"
-            "           archive order (seq, then Kafka offset within a chunk)\n"
-            "    -s, --stream NAME  the stream (required)\n"
+            "  dump     print the accepted events as JSON lines, in archive order (seq,\n"
+            "           then Kafka offset within a chunk), one stream after the other\n"
+            "    -s, --stream NAME  only this stream (default: every stream, by name)\n"
+            "        --from T       only events with an event time at or after T: epoch\n"
+            "                       seconds, epoch milliseconds (from 10^11 on) or RFC 3339\n"
+            "        --to T         only events with an event time before T\n"
             "        --from-seq N   only chunks with seq > N (default 0)\n"
             "        --to-seq N     only chunks with seq <= N (default: all)\n"
             "        --meta         print {\"seq\":S,\"partition\":P,\"offset\":O,\"ts_ms\":T,\n"
-            "                       \"event\":EVENT} instead of the bare event\n"
+            "                       \"event\":EVENT} instead of the bare event (with\n"
+            "                       \"stream\":NAME first when dumping every stream)\n"
             "  stats    print the archive's totals as one JSON object: events, rejects,\n"
             "           chunks, last_seq, file_bytes, payload_bytes\n"
             "  verify   check every chunk (checksum, decompression, event count, offsets,\n"
@@ -104,6 +113,11 @@ struct dump_ctx {
     FILE *out, *err;
     const char *path;
     bool meta;
+    const char *stream;        /* named in --meta lines when dumping every stream */
+    int64_t from_ms, to_ms;    /* event times kept: [from_ms, to_ms) */
+    arch *a;
+    int64_t seq_lo, seq_hi, tpart_lo, tpart_hi;
+    char *msg;                 /* a scan's error */
     bool write_failed;
     int64_t damaged;
 };
@@ -122,14 +136,18 @@ static int dump_damage(const arch_damage *dmg, void *ud)
 static int dump_one(const arch_event *ev, void *ud)
 {
     struct dump_ctx *d = ud;
+    if (ev->ts_ms < d->from_ms || ev->ts_ms >= d->to_ms)
+        return 0;
     if (!d->meta) {
         d->write_failed = archtool_write_line(d->out, ev->payload, ev->len) < 0;
         return d->write_failed; /* non-zero stops the scan */
     }
+    if (d->stream)   /* stream names are [A-Za-z0-9_.-]: nothing to escape */
+        fprintf(d->out, "{\"stream\":\"%s\",", d->stream);
     fprintf(d->out,
-            "{\"seq\":%" PRId64 ",\"partition\":%" PRId32 ",\"offset\":%" PRId64
+            "%s\"seq\":%" PRId64 ",\"partition\":%" PRId32 ",\"offset\":%" PRId64
             ",\"ts_ms\":%" PRId64 ",\"event\":",
-            ev->seq, ev->partition, ev->offset, ev->ts_ms);
+            d->stream ? "" : "{", ev->seq, ev->partition, ev->offset, ev->ts_ms);
     write_event(d->out, ev->payload, ev->len);
     fputs("}\n", d->out);
     d->write_failed = ferror(d->out) != 0;
@@ -159,26 +177,84 @@ static int open_ro(const char *path, arch **a, FILE *err)
     return 0;
 }
 
+/* An event-time bound: epoch seconds, epoch milliseconds (an integer of
+ * at least 10^11, as the query API reads them) or RFC 3339; in ms. */
+static int parse_time_ms(const char *s, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!errno && end != s && !*end) {
+        if (v >= 100000000000LL || v <= -100000000000LL)
+            *ms = v;
+        else
+            *ms = (int64_t)v * 1000;
+        return 0;
+    }
+    return time_parse_rfc3339(s, strlen(s), ms);
+}
+
+/* The time partitions that can hold events of [from_ms, to_ms), under the
+ * archive's partition unit, so the scan reads only their chunks; all of
+ * them when the unit is not recorded. */
+static void tpart_bounds(struct dump_ctx *d)
+{
+    char *unit = NULL, *msg = NULL;
+    gran_t g;
+    d->tpart_lo = 1;   /* lo > hi: no time-partition bound */
+    d->tpart_hi = 0;
+    if (d->from_ms == INT64_MIN && d->to_ms == INT64_MAX)
+        return;
+    if (arch_meta_get(d->a, "partition", &unit, &msg) == 0 && gran_parse(unit, &g) == 0) {
+        d->tpart_lo = d->from_ms == INT64_MIN ? INT64_MIN
+                                              : gran_floor(g, floor_div(d->from_ms, 1000));
+        d->tpart_hi = d->to_ms == INT64_MAX ? INT64_MAX
+                                            : gran_floor(g, floor_div(d->to_ms - 1, 1000));
+    }
+    free(unit);
+    free(msg);
+}
+
+static int dump_stream(const char *stream, void *ud)
+{
+    struct dump_ctx *d = ud;
+    if (d->stream)
+        d->stream = stream;
+    if (d->from_ms >= d->to_ms)
+        return 0;   /* an empty time range: nothing to read */
+    return arch_scan(d->a, stream, d->seq_lo, d->seq_hi, d->tpart_lo, d->tpart_hi, dump_one,
+                     dump_damage, d, &d->msg);
+}
+
 static int cmd_dump(int argc, char **argv, FILE *out, FILE *err)
 {
     const char *stream = NULL;
-    int64_t lo = 0, hi = INT64_MAX;
+    int64_t lo = 0, hi = INT64_MAX, from_ms = INT64_MIN, to_ms = INT64_MAX;
     bool meta = false;
-    enum { O_FROM = 256, O_TO, O_META };
+    enum { O_FROM_SEQ = 256, O_TO_SEQ, O_META, O_FROM, O_TO };
     static const struct option longopts[] = {
-        {"stream", required_argument, NULL, 's'}, {"from-seq", required_argument, NULL, O_FROM},
-        {"to-seq", required_argument, NULL, O_TO}, {"meta", no_argument, NULL, O_META},
+        {"stream", required_argument, NULL, 's'}, {"from-seq", required_argument, NULL, O_FROM_SEQ},
+        {"to-seq", required_argument, NULL, O_TO_SEQ}, {"meta", no_argument, NULL, O_META},
+        {"from", required_argument, NULL, O_FROM}, {"to", required_argument, NULL, O_TO},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
         switch (c) {
         case 's': stream = optarg; break;
+        case O_FROM_SEQ:
+        case O_TO_SEQ:
+            if (parse_seq(optarg, c == O_FROM_SEQ ? &lo : &hi) < 0) {
+                fprintf(err, PROG ": %s: expected a seq (integer >= 0), got '%s'\n",
+                        c == O_FROM_SEQ ? "--from-seq" : "--to-seq", optarg);
+                return 2;
+            }
+            break;
         case O_FROM:
         case O_TO:
-            if (parse_seq(optarg, c == O_FROM ? &lo : &hi) < 0) {
-                fprintf(err, PROG ": %s: expected a seq (integer >= 0), got '%s'\n",
-                        c == O_FROM ? "--from-seq" : "--to-seq", optarg);
+            if (parse_time_ms(optarg, c == O_FROM ? &from_ms : &to_ms) < 0) {
+                fprintf(err, PROG ": %s: expected epoch seconds, epoch milliseconds or RFC 3339, "
+                             "got '%s'\n", c == O_FROM ? "--from" : "--to", optarg);
                 return 2;
             }
             break;
@@ -189,26 +265,27 @@ static int cmd_dump(int argc, char **argv, FILE *out, FILE *err)
             return 2;
         }
     }
-    if (!stream) {
-        fprintf(err, PROG ": dump: --stream is required\n");
-        return 2;
-    }
     if (optind != argc - 1) {
         fprintf(err, PROG ": dump: expected one ARCHIVE\n");
         return 2;
     }
-    arch *a = NULL;
-    if (open_ro(argv[optind], &a, err))
+    if (from_ms > to_ms) {
+        fprintf(err, PROG ": dump: --from is after --to\n");
+        return 2;
+    }
+    struct dump_ctx d = {.out = out, .err = err, .path = argv[optind], .meta = meta,
+                         .stream = meta && !stream ? "" : NULL, .from_ms = from_ms,
+                         .to_ms = to_ms, .seq_lo = lo, .seq_hi = hi};
+    if (open_ro(argv[optind], &d.a, err))
         return 1;
-    struct dump_ctx d = {.out = out, .err = err, .path = argv[optind], .meta = meta};
-    char *msg = NULL;
-    int r = arch_scan(a, stream, lo, hi, 1, 0, dump_one, dump_damage, &d, &msg);
+    tpart_bounds(&d);
+    int r = stream ? dump_stream(stream, &d) : arch_list_streams(d.a, dump_stream, &d, &d.msg);
     int rc = 0;
     if (d.write_failed) {
         fprintf(err, PROG ": write error\n");
         rc = 1;
     } else if (r < 0) {
-        fprintf(err, PROG ": %s: %s\n", argv[optind], msg ? msg : strerror(-r));
+        fprintf(err, PROG ": %s: %s\n", argv[optind], d.msg ? d.msg : strerror(-r));
         rc = 1;
     } else if (fflush(out) != 0) {
         fprintf(err, PROG ": write error\n");
@@ -218,8 +295,8 @@ static int cmd_dump(int argc, char **argv, FILE *out, FILE *err)
                 argv[optind], (long long)d.damaged);
         rc = 1;
     }
-    free(msg);
-    arch_close(a);
+    free(d.msg);
+    arch_close(d.a);
     return rc;
 }
 

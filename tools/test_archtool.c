@@ -251,6 +251,37 @@ int main(void)
                      "{\"seq\":1,\"partition\":0,\"offset\":6,\"ts_ms\":2000,\"event\":{ \"ts\":2,  \"a\":\"y\"}}\n");
     run_free(&r);
 
+    /* event-time filters: [from, to), in seconds, milliseconds or RFC 3339 */
+    r = run_tool("dump", "-s", "pv", "--from", "2", "--to", "3", db, NULL);
+    CHECK_INT(r.rc, 0);
+    CHECK_STR(r.out, LINE2);
+    run_free(&r);
+    r = run_tool("dump", "-s", "pv", "--from", "1970-01-01T00:00:03Z", db, NULL);
+    CHECK_INT(r.rc, 0);
+    CHECK_STR(r.out, LINE3);
+    run_free(&r);
+    r = run_tool("dump", "-s", "pv", "--to", "2", db, NULL);
+    CHECK_INT(r.rc, 0);
+    CHECK_STR(r.out, LINE1);
+    run_free(&r);
+    r = run_tool("dump", "-s", "pv", "--from", "2", "--to", "2", db, NULL);
+    CHECK_INT(r.rc, 0);
+    CHECK_STR(r.out, "");
+    run_free(&r);
+
+    /* without --stream: every stream, by name; --meta then names it */
+    r = run_tool("dump", db, NULL);
+    snprintf(want, sizeof want, "%s\n%s%s%s", EV4, LINE1, LINE2, LINE3);
+    CHECK_INT(r.rc, 0);
+    CHECK_STR(r.out, want);
+    run_free(&r);
+    r = run_tool("dump", "--meta", "--from", "1970-01-01T00:00:03.5Z", "--to", "100000000000",
+                 db, NULL);
+    CHECK_INT(r.rc, 0);
+    CHECK_STR(r.out, "{\"stream\":\"other\",\"seq\":2,\"partition\":0,\"offset\":0,\"ts_ms\":4000,"
+                     "\"event\":{\"ts\":4}}\n");
+    run_free(&r);
+
     r = run_tool("dump", "--stream", "nope", db, NULL);
     CHECK_INT(r.rc, 0);
     CHECK_STR(r.out, "");
@@ -280,9 +311,14 @@ int main(void)
     CHECK_INT(r.rc, 2);
     CHECK_STR(r.err, "lambdad-archive: unknown command 'frob' (dump, stats, verify)\n");
     run_free(&r);
-    r = run_tool("dump", db, NULL);
+    r = run_tool("dump", "-s", "pv", "--from", "yesterday", db, NULL);
     CHECK_INT(r.rc, 2);
-    CHECK_STR(r.err, "lambdad-archive: dump: --stream is required\n");
+    CHECK_STR(r.err, "lambdad-archive: --from: expected epoch seconds, epoch milliseconds or "
+                     "RFC 3339, got 'yesterday'\n");
+    run_free(&r);
+    r = run_tool("dump", "--from", "3", "--to", "2", db, NULL);
+    CHECK_INT(r.rc, 2);
+    CHECK_STR(r.err, "lambdad-archive: dump: --from is after --to\n");
     run_free(&r);
     r = run_tool("dump", "-s", "pv", NULL);
     CHECK_INT(r.rc, 2);

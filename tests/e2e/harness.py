@@ -269,3 +269,15 @@ class Daemon:
                 raise AssertionError("archive holds more than produced: %s" % a)
             return a["events"] == accepted and a["rejects"] == rejected
         wait_until(done, timeout, "%d events and %d rejects archived" % (accepted, rejected), 0.1)
+
+
+def stop_all(cls):
+    """Stops the class's daemon (it must exit 0: a sanitizer report would
+    not), its broker, and removes its workdir."""
+    try:
+        rc = cls.d.stop()
+        if rc != 0:
+            raise AssertionError("lambdad exited with %s:\n%s" % (rc, cls.d.logtext()))
+    finally:
+        cls.broker.stop()
+        cls.wd.cleanup()

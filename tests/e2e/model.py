@@ -5,6 +5,7 @@ import calendar
 import datetime
 import json
 import math
+import zoneinfo
 
 GRAN_ORDER = ["second", "minute", "hour", "day", "month", "all"]
 GRAN_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -21,12 +22,97 @@ def floor_time(ts, gran):
 
 
 def parse_time(v):
-    """A query's from/to: epoch seconds or RFC 3339 (floored to seconds)."""
+    """A query's from/to: epoch seconds, epoch milliseconds (integers of
+    absolute value 10^11 or more) or RFC 3339; floored to seconds."""
     if v is None:
         return None
     if isinstance(v, int) or v.lstrip("-").isdigit():
-        return int(v)
+        v = int(v)
+        return v // 1000 if abs(v) >= 10 ** 11 else v
     return math.floor(datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp())
+
+
+# ---- answer buckets: multiples, weeks, months, zones (README, "granularity",
+# "tz"), with Python's zoneinfo (the system's tzdata, not lambdad's ICU) ----
+
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+UNIT_NAMES = {"second": (1, "s"), "minute": (1, "m"), "hour": (1, "h"), "day": (1, "d"),
+              "week": (1, "w"), "month": (1, "mo"), "all": (1, "all")}
+EPOCH_DAY = datetime.date(1970, 1, 1).toordinal()
+AUTO_LADDER = ["second", "5s", "10s", "15s", "30s", "minute", "5m", "10m", "15m", "30m",
+               "hour", "2h", "3h", "6h", "12h", "day", "week", "month"]
+
+
+def split_gran(gran):
+    """(multiple, unit): 'minute' -> (1, 'm'), '15m' -> (15, 'm'), 'week' -> (1, 'w')."""
+    if gran in UNIT_NAMES:
+        return UNIT_NAMES[gran]
+    return int(gran[:-1]), gran[-1]
+
+
+def gran_name(gran):
+    n, u = split_gran(gran)
+    if n == 1:
+        return {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week",
+                "mo": "month", "all": "all"}[u]
+    return gran
+
+
+def local_midnight(day_number, zone):
+    """The first instant of a local date (fold=0: a midnight that does not
+    exist reads with the offset before the gap, i.e. the gap's end)."""
+    d = datetime.date.fromordinal(day_number + EPOCH_DAY)
+    return int(datetime.datetime(d.year, d.month, d.day, tzinfo=zone).timestamp())
+
+
+def bucket_bounds(ts, gran, tz=None):
+    """[start, end) of the answer bucket holding ts."""
+    n, u = split_gran(gran)
+    if u in UNIT_SECONDS:
+        w = n * UNIT_SECONDS[u]
+        return ts // w * w, ts // w * w + w
+    zone = zoneinfo.ZoneInfo(tz or "UTC")
+    local = datetime.datetime.fromtimestamp(ts, zone)
+    if u == "mo":
+        y, m = local.year, local.month
+        start = datetime.datetime(y, m, 1, tzinfo=zone)
+        end = datetime.datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=zone)
+        return int(start.timestamp()), int(end.timestamp())
+    days, origin = (n * 7, 4) if u == "w" else (n, 0)   # weeks from Monday 1970-01-05
+    dn = local.date().toordinal() - EPOCH_DAY
+    k = (dn - origin) // days * days + origin
+    return local_midnight(k, zone), local_midnight(k + days, zone)
+
+
+def render_bucket(ts, tz):
+    if not tz:
+        return rfc3339(ts)
+    return datetime.datetime.fromtimestamp(ts, zoneinfo.ZoneInfo(tz)).isoformat()
+
+
+def buckets_of(lo, hi, gran, tz):
+    """Starts of the buckets [lo, hi) touches, from the one holding lo."""
+    out, t = [], bucket_bounds(lo, gran, tz)[0]
+    while t < hi:
+        out.append(t)
+        t = bucket_bounds(t, gran, tz)[1]
+    return out
+
+
+def auto_gran(lo, hi, max_points, vgran, tz):
+    """The finest ladder entry the view allows with at most max_points buckets."""
+    vw = GRAN_SECONDS[vgran]
+    chosen = None
+    for g in AUTO_LADDER:
+        n, u = split_gran(g)
+        if u in UNIT_SECONDS and (n * UNIT_SECONDS[u]) % vw:
+            continue
+        if u == "d" and not tz and (n * 86400) % vw:
+            continue
+        chosen = g
+        if len(buckets_of(lo, hi, g, tz)) <= max_points:
+            break
+    return chosen
 
 
 def rfc3339(ts):
@@ -138,18 +224,28 @@ def metric_value(mtype, c):
     return c.sum / c.n
 
 
-def expected(payloads, stream, view, derive=None, where=None, **q):
+def expected(payloads, stream, view, derive=None, where=None, qwhere=None, qpost=None,
+             qhaving=None, **q):
     """Rows that GET /v1/views/{view}/query with parameters q must return.
     derive(obj, ts) returns the event with its derived fields added, and
     where maps a metric name to a predicate of that event: both written by
-    the test in Python, independently of lambdad's expression language."""
-    gran = q.get("granularity", view.get("granularity", "minute"))
+    the test in Python, independently of lambdad's expression language.
+    So are the query's expressions: qwhere(dims) for where (all of the
+    view's dimensions, as text), qpost[name](metrics) for each
+    post-aggregation of metrics=..,name=<expression>, qhaving(metrics)
+    (post-aggregations included) for having. Returns the rows; the
+    answer's granularity name is expected_gran(view, **q)."""
+    gran = answer_gran(view, **q)
+    tz = q.get("tz")
     group_by = [d for d in q.get("group_by", "").split(",") if d]
     filters = {}
     for item in [i for i in q.get("filter", "").split(",") if i]:
         d, v = item.split(":", 1)
         filters.setdefault(d, set()).add(v)
-    metrics = [m for m in q.get("metrics", "").split(",") if m] or [m["name"] for m in view["metrics"]]
+    items = split_metrics(q.get("metrics", "")) or [m["name"] for m in view["metrics"]]
+    posts = [i.split("=", 1)[0] for i in items if "=" in i]
+    metrics = [i for i in items if "=" not in i]
+    names = [i.split("=", 1)[0] for i in items]
     mdefs = {m["name"]: m for m in view["metrics"]}
     vgran = view.get("granularity", "minute")
     lo, hi = parse_time(q.get("from")), parse_time(q.get("to"))
@@ -173,7 +269,13 @@ def expected(payloads, stream, view, derive=None, where=None, **q):
         dims = {d: dim_text(p, obj, d) for d in view.get("dimensions", [])}
         if any(dims[d] not in vals for d, vals in filters.items()):
             continue
-        key = (floor_time(bucket, gran), tuple(dims[d] for d in group_by))
+        if qwhere and not qwhere(dims):
+            continue
+        start = None
+        if gran != "all":
+            start, end = bucket_bounds(bucket, gran, tz)
+            assert bucket + GRAN_SECONDS[vgran] <= end, "a stored bucket spans two answer buckets"
+        key = (start, tuple(dims[d] for d in group_by))
         cells = groups.get(key)
         if cells is None:
             cells = groups[key] = {m: Cell() for m in mdefs}
@@ -195,14 +297,29 @@ def expected(payloads, stream, view, derive=None, where=None, **q):
                 else:
                     cells[name].add(v)
 
+    fill = q.get("fill")
+    if fill:
+        starts = [None] if gran == "all" else buckets_of(lo, hi, gran, tz)
+        series = {dims for _, dims in groups} or ({()} if not group_by else set())
+        for dims in series:
+            for t in starts:
+                if (t, dims) not in groups:
+                    groups[(t, dims)] = None if fill == "null" else {m: Cell() for m in mdefs}
+
     rows = []
     for (t, dims), cells in groups.items():
         row = {}
         if gran != "all":
-            row["time"] = rfc3339(t)
+            row["time"] = render_bucket(t, tz)
             row["ts"] = t
         row["dims"] = dict(zip(group_by, dims))
-        row["metrics"] = {m: metric_value(mdefs[m]["type"], cells[m]) for m in metrics}
+        values = {m: None if cells is None else metric_value(mdefs[m]["type"], cells[m])
+                  for m in mdefs}
+        for name in posts:
+            values[name] = qpost[name](values)
+        if qhaving and qhaving(values) is not True:
+            continue
+        row["metrics"] = {m: values[m] for m in names}
         rows.append(row)
 
     def natural(r):
@@ -219,6 +336,38 @@ def expected(payloads, stream, view, derive=None, where=None, **q):
     if "limit" in q:
         rows = rows[:int(q["limit"])]
     return rows
+
+
+def split_metrics(text):
+    """metrics=a,b,name=round(x, 2): commas inside parentheses or quotes
+    do not split."""
+    items, depth, quote, cur = [], 0, None, ""
+    for c in text:
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "()":
+            depth += 1 if c == "(" else -1
+        elif c == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+            continue
+        cur += c
+    return [i for i in items + [cur] if i]
+
+
+def answer_gran(view, **q):
+    """The answer's granularity: the query's, the view's, or auto's choice."""
+    gran = q.get("granularity", view.get("granularity", "minute"))
+    if gran == "auto":
+        return auto_gran(parse_time(q["from"]), parse_time(q["to"]), int(q["max_points"]),
+                         view.get("granularity", "minute"), q.get("tz"))
+    return gran
+
+
+def expected_gran(view, **q):
+    return gran_name(answer_gran(view, **q))
 
 
 def assert_rows(got, want, what):

@@ -155,7 +155,7 @@ class DashboardsTest(unittest.TestCase):
             ("/v1/views/pages/values/country?limit=1&limit=2", 400, "duplicate parameter 'limit'"),
             ("/v1/views/pages/values/country?prefix=", 400, "empty value for parameter 'prefix'"),
             ("/v1/views/pages/values/country?from=yesterday", 400,
-             "invalid 'from': expected epoch seconds or RFC 3339"),
+             "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339"),
             ("/v1/views/pages/values/country?filter=city:x", 400, "unknown dimension 'city' in filter"),
         ]:
             self.assertEqual(self.get(path), (status, {"error": {"status": status, "message": msg}}),

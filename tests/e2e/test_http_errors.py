@@ -49,7 +49,7 @@ class HttpErrorsTest(unittest.TestCase):
         self.check("GET", q + "filter=page", 400,
                    err(400, "malformed filter item 'page' (expected dimension:value)"))
         self.check("GET", q + "from=yesterday", 400,
-                   err(400, "invalid 'from': expected epoch seconds or RFC 3339"))
+                   err(400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339"))
         self.check("GET", q + "from=20&to=10", 400, err(400, "'from' is after 'to'"))
         self.check("GET", q + "granularity=second", 400,
                    err(400, "granularity 'second' is finer than the view's 'minute'"))

@@ -21,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Devbroker, Workdir, produce, wait_until  # noqa: E402
+from harness import Daemon, Devbroker, Workdir, produce, stop_all, wait_until  # noqa: E402
 
 VIEW = {"name": "by_page", "stream": "pageviews", "granularity": "minute",
         "dimensions": ["page"], "metrics": [{"name": "views", "type": "count"}]}
@@ -34,18 +34,6 @@ def stream(topic):
 
 def events(n, pages=None, start=T0):
     return [json.dumps({"ts": start + i, "page": "/p%d" % (i % (pages or n))}) for i in range(n)]
-
-
-def stop_all(cls):
-    """Stops the class's daemon (it must exit 0: a sanitizer report would
-    not), its broker, and removes its workdir."""
-    try:
-        rc = cls.d.stop()
-        if rc != 0:
-            raise AssertionError("lambdad exited with %s:\n%s" % (rc, cls.d.logtext()))
-    finally:
-        cls.broker.stop()
-        cls.wd.cleanup()
 
 
 def err(status, msg):

@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(src, data, size);
     src[size] = '\0';
-    expr_resolver r = {resolve, NULL};
+    expr_resolver r = {resolve, NULL, NULL};
     expr *e = NULL;
     char *err = NULL;
     int rc = expr_compile(src, &r, &e, &err);

@@ -9,7 +9,12 @@
  * The config is loaded from text (two views, as in tests/unit/test_query.c);
  * the source serves a batch table as a segment and a live table as rows.
  * Every answer, 200 or an error, must be one valid JSON object with the
- * length query_handle reports.
+ * length query_handle reports; but a 200 with format=csv, which must be
+ * well-formed RFC 4180 CSV (every record CRLF-ended, every field as many
+ * as the header's) with one record per row of the same query's JSON
+ * answer. The seeds (tests/fuzz/fuzz_query/) use every parameter: tz,
+ * fill, auto and max_points, multiples, where, having and
+ * post-aggregations too.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -97,6 +102,44 @@ static const serving_source src = {.scan_view = fake_scan};
 
 #define MAX_PARAMS 64
 
+/* Records of an RFC 4180 body as query_csv.c writes it; every record must
+ * have `fields` fields (0: take the first record's). -1 when malformed. */
+static long csv_records(const char *s, size_t len)
+{
+    long records = 0;
+    size_t fields = 0, want = 0, i = 0;
+    while (i < len) {
+        if (s[i] == '"') {   /* quoted: "" is a quote, the field ends at a lone quote */
+            for (i++;; i++) {
+                if (i >= len)
+                    return -1;
+                if (s[i] == '"' && (i + 1 >= len || s[i + 1] != '"'))
+                    break;
+                if (s[i] == '"')
+                    i++;
+            }
+            i++;
+        } else {
+            while (i < len && s[i] != ',' && s[i] != '\r' && s[i] != '\n' && s[i] != '"')
+                i++;
+        }
+        fields++;
+        if (i < len && s[i] == ',') {
+            i++;
+            continue;
+        }
+        if (i + 1 >= len || s[i] != '\r' || s[i + 1] != '\n')
+            return -1;
+        i += 2;
+        if (records++ == 0)
+            want = fields;
+        else if (fields != want)
+            return -1;
+        fields = 0;
+    }
+    return records;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data, *end = s + size;
@@ -122,6 +165,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int status = query_handle(cfg, &src, s, view_len, p, np, &body, &len);
     FUZZ_ASSERT(body);
     FUZZ_ASSERT(status == 200 || status == 400 || status == 404 || status == 413);
+    size_t csv_at = np;
+    for (size_t i = 0; i < np; i++)
+        if (p[i].klen == 6 && memcmp(p[i].key, "format", 6) == 0 && p[i].vlen == 3 &&
+            memcmp(p[i].val, "csv", 3) == 0)
+            csv_at = i;
+    if (status == 200 && csv_at < np) {
+        long records = csv_records(body, len);
+        if (records < 1) {
+            fprintf(stderr, "not well-formed CSV: %.*s\n", (int)len, body);
+            abort();
+        }
+        /* the same query as JSON: one CSV record per row, after the header */
+        memmove(&p[csv_at], &p[csv_at + 1], (np - csv_at - 1) * sizeof(*p));
+        free(body);
+        body = NULL;
+        status = query_handle(cfg, &src, s, view_len, p, np - 1, &body, &len);
+        FUZZ_ASSERT(body && status == 200);
+        json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
+        FUZZ_ASSERT(j && json_array_size(json_object_get(j, "rows")) == (size_t)records - 1);
+        json_decref(j);
+        free(body);
+        return 0;
+    }
     json_error_t jerr;
     json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
     if (!j || !json_is_object(j)) {

@@ -30,7 +30,7 @@ static int resolve(void *ud, const char *name, size_t len, expr_type *type)
     return -1;
 }
 
-static const expr_resolver resolver = {resolve, NULL};
+static const expr_resolver resolver = {resolve, NULL, NULL};
 static field_value vals[NFIELDS];
 static expr_scratch scratch;
 

@@ -399,7 +399,7 @@ static void test_routes(void)
     CHECK_GET("/v1/views/pages/query?group_by=country", 400,
               ERR(400, "unknown dimension 'country' in group_by"));
     CHECK_GET("/v1/views/pages/query?from=soon", 400,
-              ERR(400, "invalid 'from': expected epoch seconds or RFC 3339"));
+              ERR(400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339"));
     CHECK_GET("/v1/views/pages/query?limit=%FF", 400,
               ERR(400, "invalid limit '\\ufffd' (expected an integer from 1 to 1000000)"));
 

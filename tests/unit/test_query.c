@@ -236,22 +236,28 @@ static void test_errors(void)
     /* unknown names win over bad values: names are checked first */
     Q_ERR("from=zz&y=1", 400, "unknown parameter 'y'");
 
-    Q_ERR("from=abc", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=12x", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=-", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=1.5", 400, "invalid 'from': expected epoch seconds or RFC 3339");
+    Q_ERR("from=abc", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=12x", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=-", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=1.5", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
     Q_ERR("from=99999999999999999999999", 400,
-          "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=253402300800", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=2026-11-23T10:00:00", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("from=2026-02-30T10:00:00Z", 400, "invalid 'from': expected epoch seconds or RFC 3339");
-    Q_ERR("to=tomorrow", 400, "invalid 'to': expected epoch seconds or RFC 3339");
+          "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    /* 10^11 and more: milliseconds; up to year 9999 either way */
+    Q_ERR("from=253402300800000", 400,
+          "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=-62135596801000", 400,
+          "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=2026-11-23T10:00:00", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("from=2026-02-30T10:00:00Z", 400, "invalid 'from': expected epoch seconds, epoch milliseconds or RFC 3339");
+    Q_ERR("to=tomorrow", 400, "invalid 'to': expected epoch seconds, epoch milliseconds or RFC 3339");
     Q_ERR("from=10&to=5", 400, "'from' is after 'to'");
 
-    Q_ERR("granularity=week", 400,
-          "unknown granularity 'week' (expected second, minute, hour, day, month or all)");
+    Q_ERR("granularity=fortnight", 400,
+          "unknown granularity 'fortnight' (expected second, minute, hour, day, week, month, all, "
+          "a multiple such as 15m, 6h or 7d, or auto)");
     Q_ERR("granularity=Minute", 400,
-          "unknown granularity 'Minute' (expected second, minute, hour, day, month or all)");
+          "unknown granularity 'Minute' (expected second, minute, hour, day, week, month, all, "
+          "a multiple such as 15m, 6h or 7d, or auto)");
     Q_ERR("granularity=second", 400, "granularity 'second' is finer than the view's 'minute'");
 
     Q_ERR("group_by=nope", 400, "unknown dimension 'nope' in group_by");
@@ -330,8 +336,8 @@ static void test_parse(void)
     snprintf(buf, sizeof(buf), "from=2026-11-23T11:00:00.999 01:00&to=-61.&granularity=hour");
     n = split_qs(buf, p, 4);
     CHECK_INT(query_parse(&cfg, "pages", 5, p, n, &q, &err), -EINVAL);
-    CHECK_MEM(err.msg, err.len, "invalid 'to': expected epoch seconds or RFC 3339",
-              strlen("invalid 'to': expected epoch seconds or RFC 3339"));
+    CHECK_MEM(err.msg, err.len, "invalid 'to': expected epoch seconds, epoch milliseconds or RFC 3339",
+              strlen("invalid 'to': expected epoch seconds, epoch milliseconds or RFC 3339"));
     query_clear(&q);
     qerror_clear(&err);
 
@@ -799,6 +805,166 @@ static void test_jbuf(void)
     jb_free(&b);
 }
 
+/* ---- dashboards' parameters (issue 12): epoch ms, multiples, weeks,
+ * zones, auto, fill, where, having, post-aggregations ---- */
+
+#define ROW(time, ts, dims, metrics) \
+    "{\"time\":\"" time "\",\"ts\":" #ts ",\"dims\":{" dims "},\"metrics\":{" metrics "}}"
+
+static void test_buckets(void)
+{
+    /* epoch milliseconds: floored to seconds, like RFC 3339 fractions */
+    CHECK_INT(run("pages", "from=1795428000&to=1795431600&granularity=hour"), 200);
+    char *secs = strdup(body);
+    Q_OK("from=1795428000999&to=1795431600000&granularity=hour", secs);
+    free(secs);
+
+    Q_OK("granularity=30m&metrics=views",
+         "{\"view\":\"pages\",\"granularity\":\"30m\",\"rows\":["
+         ROW("2026-11-23T09:30:00Z", 1795426200, "", "\"views\":2") ","
+         ROW("2026-11-23T10:00:00Z", 1795428000, "", "\"views\":8") ","
+         ROW("2026-11-23T11:00:00Z", 1795431600, "", "\"views\":1") "]," WM);
+    Q_OK("granularity=week&metrics=views",
+         "{\"view\":\"pages\",\"granularity\":\"week\",\"rows\":["
+         ROW("2026-11-23T00:00:00Z", 1795392000, "", "\"views\":11") "]," WM);
+    Q_ERR("granularity=90s", 400, "granularity '90s' is not a whole multiple of the view's 'minute'");
+    Q_ERR("granularity=30s", 400, "granularity '30s' is finer than the view's 'minute'");
+    CHECK_INT(run("pages", "granularity=120m"), 200);
+    CHECK(strstr(body, "\"granularity\":\"120m\"") != NULL);
+
+    /* Pacific/Honolulu (-10:00): its midnight is 10:00Z, so 09:59Z is the
+     * day before; hours stay UTC hours, rendered in local time */
+    Q_OK("granularity=day&tz=Pacific/Honolulu&metrics=views",
+         "{\"view\":\"pages\",\"granularity\":\"day\",\"rows\":["
+         ROW("2026-11-22T00:00:00-10:00", 1795341600, "", "\"views\":2") ","
+         ROW("2026-11-23T00:00:00-10:00", 1795428000, "", "\"views\":9") "]," WM);
+    Q_OK("granularity=hour&tz=Asia/Kolkata&metrics=views&from=2026-11-23T10:00:00Z",
+         "{\"view\":\"pages\",\"granularity\":\"hour\",\"rows\":["
+         ROW("2026-11-23T15:30:00+05:30", 1795428000, "", "\"views\":8") ","
+         ROW("2026-11-23T16:30:00+05:30", 1795431600, "", "\"views\":1") "]," WM);
+    Q_ERR("tz=Mars/Olympus", 400,
+          "unknown time zone 'Mars/Olympus' in tz (expected an IANA zone such as Europe/Berlin)");
+
+    /* auto: 10m is the finest giving at most 10 buckets over 09:59..11:01
+     * (minute: 62, 5m: 14); one point: 3h (09:00..12:00; 2h: two) */
+    Q_OK("from=1795427940&to=1795431660&granularity=auto&max_points=10&metrics=views",
+         "{\"view\":\"pages\",\"granularity\":\"10m\",\"rows\":["
+         ROW("2026-11-23T09:50:00Z", 1795427400, "", "\"views\":2") ","
+         ROW("2026-11-23T10:00:00Z", 1795428000, "", "\"views\":8") ","
+         ROW("2026-11-23T11:00:00Z", 1795431600, "", "\"views\":1") "]," WM);
+    CHECK_INT(run("pages", "from=1795427940&to=1795431660&granularity=auto&max_points=1"), 200);
+    CHECK(strstr(body, "\"granularity\":\"3h\"") != NULL);
+    Q_ERR("granularity=auto", 400, "granularity=auto requires max_points");
+    Q_ERR("granularity=auto&max_points=5", 400,
+          "granularity=auto requires from and to (the range it divides)");
+    Q_ERR("max_points=5", 400, "max_points requires granularity=auto");
+    Q_ERR("granularity=hour&max_points=5", 400, "max_points requires granularity=auto");
+    Q_ERR("granularity=auto&max_points=0&from=1&to=2", 400,
+          "invalid max_points '0' (expected an integer from 1 to 1000000)");
+}
+
+static void test_fill(void)
+{
+    /* every minute of [09:58, 10:03) per page; fastest of an empty bucket is null */
+    Q_OK("from=1795427880&to=1795428180&fill=zero&group_by=page&filter=page:/b,page:/c"
+         "&metrics=views,fastest",
+         "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
+         ROW("2026-11-23T09:58:00Z", 1795427880, "\"page\":\"/b\"", "\"views\":0,\"fastest\":null") ","
+         ROW("2026-11-23T09:58:00Z", 1795427880, "\"page\":\"/c\"", "\"views\":0,\"fastest\":null") ","
+         ROW("2026-11-23T09:59:00Z", 1795427940, "\"page\":\"/b\"", "\"views\":2,\"fastest\":1") ","
+         ROW("2026-11-23T09:59:00Z", 1795427940, "\"page\":\"/c\"", "\"views\":0,\"fastest\":null") ","
+         ROW("2026-11-23T10:00:00Z", 1795428000, "\"page\":\"/b\"", "\"views\":1,\"fastest\":5") ","
+         ROW("2026-11-23T10:00:00Z", 1795428000, "\"page\":\"/c\"", "\"views\":0,\"fastest\":null") ","
+         ROW("2026-11-23T10:01:00Z", 1795428060, "\"page\":\"/b\"", "\"views\":0,\"fastest\":null") ","
+         ROW("2026-11-23T10:01:00Z", 1795428060, "\"page\":\"/c\"", "\"views\":1,\"fastest\":null") ","
+         ROW("2026-11-23T10:02:00Z", 1795428120, "\"page\":\"/b\"", "\"views\":0,\"fastest\":null") ","
+         ROW("2026-11-23T10:02:00Z", 1795428120, "\"page\":\"/c\"", "\"views\":0,\"fastest\":null")
+         "]," WM);
+    /* no group_by: the one series exists without rows; fill=null: no values */
+    Q_OK("from=1795428120&to=1795428240&fill=null&metrics=views,half=views/2",
+         "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
+         ROW("2026-11-23T10:02:00Z", 1795428120, "", "\"views\":null,\"half\":null") ","
+         ROW("2026-11-23T10:03:00Z", 1795428180, "", "\"views\":null,\"half\":null") "]," WM);
+    /* ordered by a metric: the filled rows' nulls last, in either order */
+    Q_OK("from=1795427940&to=1795428120&fill=null&filter=page:/c&metrics=views&order_by=views"
+         "&order=asc",
+         "{\"view\":\"pages\",\"granularity\":\"minute\",\"rows\":["
+         ROW("2026-11-23T10:01:00Z", 1795428060, "", "\"views\":1") ","
+         ROW("2026-11-23T09:59:00Z", 1795427940, "", "\"views\":null") ","
+         ROW("2026-11-23T10:00:00Z", 1795428000, "", "\"views\":null") "]," WM);
+    Q_OK("granularity=all&fill=zero&filter=page:/zz&metrics=views,bytes",
+         "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
+         "{\"dims\":{},\"metrics\":{\"views\":0,\"bytes\":0}}]," WM);
+    /* with a zone: local days, the first one holding from */
+    Q_OK("from=2026-11-22T12:00:00Z&to=2026-11-24T00:00:00Z&granularity=day&tz=Pacific/Honolulu"
+         "&fill=zero&metrics=views",
+         "{\"view\":\"pages\",\"granularity\":\"day\",\"rows\":["
+         ROW("2026-11-22T00:00:00-10:00", 1795341600, "", "\"views\":2") ","
+         ROW("2026-11-23T00:00:00-10:00", 1795428000, "", "\"views\":9") "]," WM);
+    Q_ERR("fill=zero", 400, "fill requires from and to (the buckets it fills)");
+    Q_ERR("fill=zero&from=1", 400, "fill requires from and to (the buckets it fills)");
+    Q_ERR("fill=0&from=1&to=2", 400, "invalid fill '0' (expected zero or null)");
+    Q_ERR("fill=zero&from=0&to=2026-01-01T00:00:00Z", 413,
+          "fill would give more than 10000000 rows; narrow from/to or group_by, or use a "
+          "coarser granularity");
+}
+
+static void test_expressions(void)
+{
+#define ALL_ROWS(rows) "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":[" rows "]," WM
+#define PAGE(p, metrics) "{\"dims\":{\"page\":\"" p "\"},\"metrics\":{" metrics "}}"
+    /* where over one dimension (decided per dictionary value), several
+     * dimensions (per row), functions; a null country is not != 'us' */
+    Q_OK("granularity=all&where=country = 'us'&metrics=views",
+         ALL_ROWS("{\"dims\":{},\"metrics\":{\"views\":6}}"));
+    Q_OK("granularity=all&where=page = '/a' and country is null&metrics=views",
+         ALL_ROWS("{\"dims\":{},\"metrics\":{\"views\":1}}"));
+    Q_OK("granularity=all&where=lower(page) like '/%' and country != 'us'&metrics=views",
+         ALL_ROWS("{\"dims\":{},\"metrics\":{\"views\":4}}"));
+    Q_ERR("where=x = 1", 400, "where: unknown dimension 'x' at 1:1");
+    Q_ERR("where=page = 'a' and nope", 400, "where: unknown dimension 'nope' at 1:16");
+    Q_ERR("where=1 + 2", 400, "where: not a condition (true or false)");
+
+    /* post-aggregations render in request order, null when an operand is */
+    Q_OK("granularity=all&group_by=page&metrics=views,double_bytes=bytes*2,"
+         "spread=slowest-fastest&order_by=spread",
+         ALL_ROWS(PAGE("/a", "\"views\":7,\"double_bytes\":2021,\"spread\":90") ","
+                  PAGE("/b", "\"views\":3,\"double_bytes\":160,\"spread\":4") ","
+                  PAGE("/c", "\"views\":1,\"double_bytes\":0,\"spread\":null")));
+    Q_OK("granularity=all&group_by=page&metrics=views,spread=slowest-fastest&order_by=spread"
+         "&order=asc&limit=2",
+         ALL_ROWS(PAGE("/b", "\"views\":3,\"spread\":4") ","
+                  PAGE("/a", "\"views\":7,\"spread\":90")));
+    /* commas inside a call; the metrics it reads are not rendered */
+    Q_OK("granularity=all&group_by=page&filter=page:/b&metrics=per=round(bytes / views, 1)",
+         ALL_ROWS(PAGE("/b", "\"per\":26.7")));
+    /* having: over metrics, rendered or not, and post-aggregations */
+    Q_OK("granularity=all&group_by=page&metrics=views&having=views > 2",
+         ALL_ROWS(PAGE("/a", "\"views\":7") "," PAGE("/b", "\"views\":3")));
+    Q_OK("granularity=all&group_by=page&metrics=views&having=bytes > 100",
+         ALL_ROWS(PAGE("/a", "\"views\":7")));
+    Q_OK("granularity=all&group_by=page&metrics=spread=slowest-fastest&having=spread > 50",
+         ALL_ROWS(PAGE("/a", "\"spread\":90")));
+    Q_OK("granularity=all&group_by=page&metrics=views&having=fastest is null",
+         ALL_ROWS(PAGE("/c", "\"views\":1")));
+    /* a post-aggregation that reads no metric: the rows still count */
+    Q_OK("granularity=all&group_by=page&metrics=one=1",
+         ALL_ROWS(PAGE("/a", "\"one\":1") "," PAGE("/b", "\"one\":1") ","
+                  PAGE("/c", "\"one\":1")));
+    Q_ERR("metrics=x=bites/2", 400, "metrics.x: unknown metric 'bites' at 1:1");
+    Q_ERR("metrics=views=views", 400, "post-aggregation 'views' in metrics has the name of a metric");
+    Q_ERR("metrics=a=views,a=bytes", 400, "duplicate post-aggregation 'a' in metrics");
+    Q_ERR("metrics=1a=views", 400,
+          "invalid post-aggregation name '1a' in metrics (letters, digits and _)");
+    Q_ERR("metrics=a=views > 1", 400, "metrics.a: not a number");
+    Q_ERR("metrics=a=views,views,views", 400, "duplicate metric 'views' in metrics");
+    Q_ERR("having=views", 400, "having: not a condition (true or false)");
+    Q_ERR("having=nope > 1", 400, "having: unknown metric 'nope' at 1:1");
+    Q_ERR("order_by=nope&metrics=a=views", 400, "unknown metric 'nope' in order_by");
+#undef PAGE
+#undef ALL_ROWS
+}
+
 int main(void)
 {
     for (size_t v = 0; v < 2; v++)
@@ -816,6 +982,9 @@ int main(void)
     test_large_dictionary();
     test_numbers();
     test_overflow_order();
+    test_buckets();
+    test_fill();
+    test_expressions();
     free(body);
     fake_free(&F);
     for (size_t v = 0; v < 2; v++)

@@ -1,0 +1,175 @@
+/* bucket.c - answer buckets: units, multiples, ISO weeks, months, zones
+ * (see bucket.h). Pure arithmetic on epoch seconds and local days, plus
+ * core/tz.h for a zone's offsets and midnights. One bucket_spec per
+ * thread (its memo).
+ */
+#include "core/bucket.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MONDAY_DAY 4   /* 1970-01-05, the first Monday after the epoch */
+
+static const int64_t unit_seconds[] = {1, 60, 3600, 86400};
+
+int bucket_parse(const char *s, size_t len, bucket_spec *out)
+{
+    *out = (bucket_spec){.mult = 1};
+    char name[16];
+    if (len == 0 || len >= sizeof(name))
+        return -EINVAL;
+    memcpy(name, s, len);
+    name[len] = '\0';
+    if (strcmp(name, "week") == 0) {
+        out->unit = GRAN_DAY;
+        out->week = true;
+        return 0;
+    }
+    if (gran_parse(name, &out->unit) == 0)
+        return 0;
+    size_t i = 0;
+    uint32_t n = 0;
+    while (i < len && name[i] >= '0' && name[i] <= '9') {
+        n = n * 10 + (uint32_t)(name[i] - '0');
+        if (name[0] == '0' || n > BUCKET_MAX_MULT)
+            return -EINVAL;
+        i++;
+    }
+    if (i == 0 || n == 0 || i + 1 != len)
+        return -EINVAL;
+    switch (name[i]) {
+    case 's': out->unit = GRAN_SECOND; break;
+    case 'm': out->unit = GRAN_MINUTE; break;
+    case 'h': out->unit = GRAN_HOUR; break;
+    case 'd': out->unit = GRAN_DAY; break;
+    case 'w': out->unit = GRAN_DAY; out->week = true; break;
+    default: return -EINVAL;
+    }
+    out->mult = n;
+    return 0;
+}
+
+void bucket_name(const bucket_spec *b, char *buf, size_t size)
+{
+    if (b->mult == 1)
+        snprintf(buf, size, "%s", b->week ? "week" : gran_name(b->unit));
+    else
+        snprintf(buf, size, "%u%c", b->mult, b->week ? 'w' : "smhd"[b->unit]);
+}
+
+/* Fixed-length buckets: their length and the start of one of them. */
+static bool fixed(const bucket_spec *b, int64_t *width, int64_t *origin)
+{
+    if (b->unit > GRAN_DAY || (b->unit == GRAN_DAY && b->zone))
+        return false;
+    *width = unit_seconds[b->unit] * b->mult * (b->week ? 7 : 1);
+    *origin = b->week ? MONDAY_DAY * 86400 : 0;
+    return true;
+}
+
+int64_t bucket_width(const bucket_spec *b)
+{
+    int64_t w, o;
+    return fixed(b, &w, &o) ? w : 0;
+}
+
+/* A local day's first instant: UTC days without a zone. */
+static int64_t day_start(const bucket_spec *b, int64_t day)
+{
+    return b->zone ? tz_day_start(b->zone, day) : day * 86400;
+}
+
+static int64_t local_day(const bucket_spec *b, int64_t ts)
+{
+    return b->zone ? tz_local_day(b->zone, ts) : floor_div(ts, 86400);
+}
+
+static int64_t compute_floor(bucket_spec *b, int64_t ts)
+{
+    int64_t w, o;
+    if (b->unit == GRAN_ALL)
+        return 0;
+    if (fixed(b, &w, &o))
+        return floor_div(ts - o, w) * w + o;
+    int64_t day = local_day(b, ts), y;
+    if (b->unit == GRAN_MONTH) {
+        unsigned m, d;
+        civil_from_days(day, &y, &m, &d);
+        return day_start(b, days_from_civil(y, m, 1));
+    }
+    int64_t n = (int64_t)b->mult * (b->week ? 7 : 1), origin = b->week ? MONDAY_DAY : 0;
+    return day_start(b, floor_div(day - origin, n) * n + origin);
+}
+
+int64_t bucket_next(bucket_spec *b, int64_t start)
+{
+    int64_t w, o;
+    if (b->unit == GRAN_ALL)
+        return INT64_MAX;
+    if (fixed(b, &w, &o))
+        return start + w;
+    int64_t day = local_day(b, start), y;
+    if (b->unit == GRAN_MONTH) {
+        unsigned m, d;
+        civil_from_days(day, &y, &m, &d);
+        if (++m > 12) {
+            m = 1;
+            y++;
+        }
+        return day_start(b, days_from_civil(y, m, 1));
+    }
+    return day_start(b, day + (int64_t)b->mult * (b->week ? 7 : 1));
+}
+
+int64_t bucket_floor(bucket_spec *b, int64_t ts)
+{
+    if (ts >= b->memo_start && ts < b->memo_end)
+        return b->memo_start;
+    int64_t start = compute_floor(b, ts);
+    b->memo_start = start;
+    b->memo_end = bucket_next(b, start);
+    return start;
+}
+
+/* Calendar buckets are numbered by the local day (or month) that starts
+ * them, so counting needs two lookups, not a walk over the range. */
+static int64_t calendar_index(bucket_spec *b, int64_t ts)
+{
+    int64_t day = local_day(b, ts), y;
+    if (b->unit == GRAN_MONTH) {
+        unsigned m, d;
+        civil_from_days(day, &y, &m, &d);
+        return y * 12 + (int64_t)m;
+    }
+    int64_t n = (int64_t)b->mult * (b->week ? 7 : 1), origin = b->week ? MONDAY_DAY : 0;
+    return floor_div(day - origin, n);
+}
+
+uint64_t bucket_count(bucket_spec *b, int64_t from, int64_t to, uint64_t cap)
+{
+    if (from >= to)
+        return 0;
+    int64_t w, o;
+    uint64_t n;
+    if (b->unit == GRAN_ALL)
+        n = 1;
+    else if (fixed(b, &w, &o))
+        n = (uint64_t)((to - 1 - bucket_floor(b, from)) / w) + 1;
+    else
+        n = (uint64_t)(calendar_index(b, to - 1) - calendar_index(b, from)) + 1;
+    return n > cap ? cap + 1 : n;
+}
+
+gran_t bucket_read_gran(const bucket_spec *b, gran_t finest)
+{
+    int64_t w, o;
+    if (b->unit == GRAN_ALL || (b->unit == GRAN_MONTH && !b->zone))
+        return b->unit;
+    if (!fixed(b, &w, &o))
+        return finest;
+    for (int g = GRAN_DAY; g > GRAN_SECOND; g--)
+        if (w % unit_seconds[g] == 0 && o % unit_seconds[g] == 0)
+            return (gran_t)g;
+    return GRAN_SECOND;
+}
