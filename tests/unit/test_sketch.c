@@ -446,8 +446,8 @@ static void test_render(void)
     agg_render(l, 1, row, &c, &b);
     agg_render(l, 0, row, &c, &b);
     /* 1, 50 and 100 within 1%: the buckets' harmonic means */
-    double v0, v50, v100;
-    int got;
+    double v0 = 0, v50 = 0, v100 = 0;   /* zero when the text does not parse */
+    int got = 0;
     CHECK(b.p && sscanf(b.p, "{\"p0\":%lf,\"p50\":%lf,\"p100\":%lf}%d", &v0, &v50, &v100, &got) == 4);
     CHECK(fabs(v0 - 1) <= 0.01 && fabs(v50 - 50) <= 0.5 && fabs(v100 - 100) <= 1);
     CHECK_INT(got, 7);
