@@ -17,7 +17,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Devbroker, Workdir, produce  # noqa: E402
+from harness import Daemon, Devbroker, Workdir, produce, stop_all  # noqa: E402
 from model import expected, rfc3339  # noqa: E402
 
 BASE = 1795420800   # 2026-11-23T08:00:00Z
@@ -87,13 +87,7 @@ class DashboardsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            rc = cls.d.stop()
-            if rc != 0:
-                raise AssertionError("lambdad exited with %s:\n%s" % (rc, cls.d.logtext()))
-        finally:
-            cls.broker.stop()
-            cls.wd.cleanup()
+        stop_all(cls)
 
     def get(self, path):
         s, _, b = call(self.d.port, "GET", path)
