@@ -48,7 +48,10 @@
       const headers = token ? { Authorization: "Bearer " + token } : {};
       const r = await fetch(path, { headers, cache: "no-store" });
       if (r.status === 401) {
-        await askToken(!!token);
+        // A request sent before the token was entered (or changed) is
+        // simply sent again with it: only a refusal of the current token
+        // asks the user.
+        if (sessionStorage.getItem(TOKEN_KEY) === token) await askToken(!!token);
         continue;
       }
       const body = await r.json().catch(() => null);
