@@ -18,7 +18,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Daemon, Devbroker, Workdir, produce  # noqa: E402
-from model import expected, rfc3339  # noqa: E402
+from model import answer_gran, expected, rfc3339  # noqa: E402
 
 BASE = 1795420800   # 2026-11-23T08:00:00Z
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -217,7 +217,10 @@ class DashboardsTest(unittest.TestCase):
         }
         s, b = self.post("/grafana/query", body)
         self.assertEqual(s, 200, b)
-        q = {"from": lo, "to": hi, "granularity": "minute"}
+        # what the datasource asks: the range in epoch ms, auto for
+        # maxDataPoints, every bucket (a gap is null)
+        q = {"from": str(lo * 1000), "to": str(hi * 1000), "granularity": "auto",
+             "max_points": "550", "fill": "null"}
         a = expected(self.all, STREAM[0], PAGES, group_by="country", filter="country:DE",
                      metrics="views", **q)
         bb = expected(self.all, STREAM[0], PAGES, filter="page:/a,page:/b,country:DE",
@@ -239,14 +242,53 @@ class DashboardsTest(unittest.TestCase):
         self.assertEqual(s, 200, b)
         t = expected(self.all, STREAM[0], PAGES, group_by="page", metrics="views",
                      **{"from": lo, "to": hi, "granularity": "all"})
-        hours = expected(self.all, STREAM[0], PAGES, metrics="views",
-                         **{"from": lo, "to": hi, "granularity": "day"})
+        one = {"from": str(lo * 1000), "to": str(hi * 1000), "granularity": "auto",
+               "max_points": "1", "fill": "null"}
+        hours = expected(self.all, STREAM[0], PAGES, metrics="views", **one)
+        self.assertEqual(answer_gran(PAGES, **one), "2h")
+        self.assertEqual(len(hours), 1)
         self.assertEqual(b, [
             {"type": "table", "columns": [{"text": "page", "type": "string"},
                                           {"text": "views", "type": "number"}],
              "rows": [[r["dims"]["page"], r["metrics"]["views"]] for r in t]},
             {"target": "pages.views", "datapoints": [[r["metrics"]["views"], r["ts"] * 1000]
                                                      for r in hours]}])
+
+    def test_grafana_gaps_and_no_range(self):
+        # the range runs 5 minutes past the last event: those are null
+        # points (gaps), not missing ones
+        lo, hi = BASE + 7080, BASE + 7500
+        body = {"range": self.grafana_range(lo, hi), "intervalMs": 1000, "maxDataPoints": 1200,
+                "targets": [{"refId": "A", "target": "pages.slow", "payload": {}},
+                            {"refId": "B", "target": "sizes.bytes",
+                             "payload": {"granularity": "hour", "group_by": ["page"]}}]}
+        s, b = self.post("/grafana/query", body)
+        self.assertEqual(s, 200, b)
+        q = {"from": str(lo * 1000), "to": str(hi * 1000), "fill": "null"}
+        slow = expected(self.all, STREAM[0], PAGES, where={"slow": lambda e: e["ms"] > 100},
+                        metrics="slow", granularity="auto", max_points="1200", **q)
+        sizes = expected(self.all, STREAM[0], SIZES, group_by="page", granularity="hour", **q)
+        want = [{"target": "pages.slow",
+                 "datapoints": [[r["metrics"]["slow"], r["ts"] * 1000] for r in slow]}]
+        # only /a and /b have events in the range; the bucket at 09:00 is a gap
+        for page in ("/a", "/b"):
+            want.append({"target": "sizes.bytes{page=%s}" % page,
+                         "datapoints": [[r["metrics"]["bytes"], r["ts"] * 1000]
+                                        for r in sizes if r["dims"]["page"] == page]})
+        self.assertEqual([p[0] for p in want[0]["datapoints"]][3:], [None] * 4)
+        self.assertEqual(len(want[0]["datapoints"]), 7)
+        self.assertEqual([p[0] for p in want[1]["datapoints"]], [None, 600])
+        self.assertEqual(b, want)
+
+        # no range (nothing for auto to divide): intervalMs picks the unit
+        body = {"intervalMs": 3600 * 1000, "targets": [{"refId": "A", "target": "pages.views"}]}
+        s, b = self.post("/grafana/query", body)
+        self.assertEqual(s, 200, b)
+        hours = expected(self.all, STREAM[0], PAGES, metrics="views", granularity="hour")
+        self.assertEqual(b, [{"target": "pages.views",
+                              "datapoints": [[r["metrics"]["views"], r["ts"] * 1000]
+                                             for r in hours]}])
+        self.assertEqual(len(hours), 3)
 
     def test_grafana_variables(self):
         rng = self.grafana_range(BASE, BASE + 7200)
