@@ -18,7 +18,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Daemon, Devbroker, Workdir, produce  # noqa: E402
-from model import answer_gran, expected, rfc3339  # noqa: E402
+from model import answer_gran, buckets_of, expected, rfc3339  # noqa: E402
 
 BASE = 1795420800   # 2026-11-23T08:00:00Z
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -383,6 +383,7 @@ class DeployedDashboardsTest(unittest.TestCase):
             example = json.loads(re.sub(r"^\s*//.*$", "", f.read(), flags=re.M))
         cls.wd = Workdir("dashboards-demo")
         cls.broker = Devbroker(["pageviews:1"])
+        cls.views = {v["name"]: v for v in example["views"]}
         cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=example["streams"],
                        views=example["views"]).start()
         produce(cls.broker.bootstrap, "pageviews", [json.dumps(
@@ -425,8 +426,11 @@ class DeployedDashboardsTest(unittest.TestCase):
     def test_infinity_dashboard(self):
         for p in self.dashboard("lambdad-infinity.json")["panels"]:
             for t in p["targets"]:
-                params = {q["key"]: q["value"] for q in t["url_options"]["params"]}
-                params.update({"from": str(BASE), "to": str(BASE + 3600)})
+                # Grafana's ${__from} and ${__to}: epoch milliseconds
+                macros = {"${__from}": str(BASE * 1000), "${__to}": str((BASE + 3600) * 1000)}
+                params = {q["key"]: macros.get(q["value"], q["value"])
+                          for q in t["url_options"]["params"]}
+                self.assertEqual((params["from"], params["to"]), tuple(macros.values()))
                 s, _, b = call(self.d.port, "GET", t["url"] + "?" + urllib.parse.urlencode(params))
                 self.assertEqual(s, 200, (p["title"], b))
                 rows = json.loads(b)[t["root_selector"]]
@@ -436,6 +440,12 @@ class DeployedDashboardsTest(unittest.TestCase):
                     for k in c["selector"].split("."):
                         v = v[k]
                     self.assertIsNotNone(v, (p["title"], c))
+                if params.get("fill") == "null":   # the hour's every bucket, for each group
+                    view = self.views[t["url"].split("/")[3]]
+                    starts = buckets_of(BASE, BASE + 3600, answer_gran(view, **params), None)
+                    groups = {json.dumps(r["dims"]) for r in rows}
+                    self.assertEqual(sorted({r["ts"] for r in rows}), starts, p["title"])
+                    self.assertEqual(len(rows), len(starts) * len(groups), p["title"])
 
 
 if __name__ == "__main__":
