@@ -41,6 +41,7 @@ def event(i):
     return json.dumps(e)
 
 
+MAX_ROWS = 200
 FIRST = [event(i) for i in range(300)]
 SECOND = [event(i) for i in range(300, 602)]   # 602 = 86 * 7: US and null tie
 BAD = ['{"ts": "soon", "page": "/x"}', "not json at all"]
@@ -76,7 +77,9 @@ class DashboardsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.wd = Workdir("dashboards")
         cls.broker = Devbroker(["pageviews:2"])
-        cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=STREAM, views=[PAGES, SIZES]).start()
+        # max_rows: 200 for the Grafana query that fill would take past it
+        cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=STREAM, views=[PAGES, SIZES],
+                       extra={"http": {"limits": {"max_rows": MAX_ROWS}}}).start()
         # half of the events in batch segments, half live
         produce(cls.broker.bootstrap, "pageviews", FIRST + BAD[:1])
         cls.d.wait_archived(300, 1)
@@ -279,6 +282,27 @@ class DashboardsTest(unittest.TestCase):
         self.assertEqual(len(want[0]["datapoints"]), 7)
         self.assertEqual([p[0] for p in want[1]["datapoints"]], [None, 600])
         self.assertEqual(b, want)
+
+        # a day of 5-minute buckets for 3 pages (864 rows) is more than
+        # http.limits.max_rows: the rows there are (2 hours' worth), unfilled
+        lo, hi = BASE, BASE + 86400
+        body = {"range": self.grafana_range(lo, hi), "maxDataPoints": 1000,
+                "targets": [{"refId": "A", "target": "pages.views", "payload": {"group_by": "page"}}]}
+        q = {"from": str(lo * 1000), "to": str(hi * 1000), "granularity": "auto",
+             "max_points": "1000", "group_by": "page", "metrics": "views"}
+        s, b = self.get("/v1/views/pages/query?" + urllib.parse.urlencode(dict(q, fill="null")))
+        self.assertEqual((s, b), (413, {"error": {"status": 413, "message":
+                                                  "fill would give more than 200 rows; narrow "
+                                                  "from/to or group_by, or use a coarser granularity"}}))
+        s, b = self.post("/grafana/query", body)
+        self.assertEqual(s, 200, b)
+        rows = expected(self.all, STREAM[0], PAGES, **q)
+        self.assertEqual(answer_gran(PAGES, **q), "5m")
+        self.assertEqual(len(rows), 3 * 24 + 2)   # the last bucket: events 600 (/a), 601 (/b)
+        self.assertEqual(b, [{"target": "pages.views{page=%s}" % page,
+                              "datapoints": [[r["metrics"]["views"], r["ts"] * 1000]
+                                             for r in rows if r["dims"]["page"] == page]}
+                             for page in ("/a", "/b", "/c")])
 
         # no range (nothing for auto to divide): intervalMs picks the unit
         body = {"intervalMs": 3600 * 1000, "targets": [{"refId": "A", "target": "pages.views"}]}
