@@ -8,10 +8,11 @@
  * no slash). A target is "view.metric"; its payload may hold group_by
  * (a list or "d1,d2"), filter ("d:v,d2:w" or {"d":"v"} / {"d":["v","w"]}),
  * where (an expression, passed to the query as it is), granularity (a
- * query granularity; default: the finest that fits maxDataPoints and
- * intervalMs) and format ("table"). Ad hoc filters ("adhocFilters", or
- * "filters" in newer Grafanas) with operator "=" become filters of every
- * target whose view has that dimension.
+ * query granularity; default: granularity=auto&max_points=maxDataPoints
+ * over the range, in epoch milliseconds) and format ("table"); time
+ * series ask fill=null, so empty buckets are gaps. Ad hoc filters
+ * ("adhocFilters", or "filters" in newer Grafanas) with operator "="
+ * become filters of every target whose view has that dimension.
  *
  * Every number comes from the query engine (dash_query), so a panel shows
  * what /v1/views/{view}/query answers. Runs on HTTP threads, and query,
@@ -24,10 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/agg.h"
 #include "core/gran.h"
 #include "core/jbuf.h"
 
 #define GF_DEFAULT_POINTS 1000   /* when the request names no maxDataPoints */
+#define GF_MAX_POINTS 1000000    /* the query's largest max_points */
 #define GF_VARIABLE_LIMIT 1000   /* values offered for a variable or an ad hoc filter */
 
 /* The request body as a JSON object ({} when empty); NULL with r set. */
@@ -93,43 +96,44 @@ static const view_def *split_dim(const config *cfg, const char *t, int *dim)
     return NULL;
 }
 
+/* The query reads integers below this as epoch seconds, so a range
+ * before 1973-03 goes as seconds (serving/query.c's EPOCH_MS_FROM). */
+#define GF_EPOCH_MS_FROM 100000000000LL
+
 /* range.from/to (RFC 3339, as Grafana sends them, with milliseconds) as
- * epoch seconds covering them: from floored, to rounded up. 0 when
- * absent, 1 when read, -1 with r set when malformed. */
-static int read_range(json_t *range, int64_t *from, int64_t *to, api_reply *r)
+ * from/to parameters of the query: epoch milliseconds. 0 when absent, 1
+ * when read, -1 with r set when malformed. */
+static int read_range(json_t *range, char from[24], char to[24], api_reply *r)
 {
     if (!json_is_object(range))
         return 0;
     const char *names[2] = {"from", "to"};
-    int64_t ms[2];
+    char *out[2] = {from, to};
     for (int k = 0; k < 2; k++) {
         json_t *s = json_object_get(range, names[k]);
+        int64_t ms;
         if (!json_is_string(s) ||
-            time_parse_rfc3339(json_string_value(s), json_string_length(s), &ms[k]) < 0) {
+            time_parse_rfc3339(json_string_value(s), json_string_length(s), &ms) < 0) {
             dash_error(r, 400, "invalid range.", names[k],
                        ": expected an RFC 3339 time such as 2026-11-23T10:00:00.000Z");
             return -1;
         }
+        if (llabs(ms) < GF_EPOCH_MS_FROM)
+            ms = floor_div(ms, 1000);
+        snprintf(out[k], 24, "%lld", (long long)ms);
     }
-    *from = floor_div(ms[0], 1000);
-    *to = -floor_div(-ms[1], 1000);
     return 1;
 }
 
-/* The finest granularity, not finer than the view's, with at most
- * max_points buckets in [from, to) and buckets at least interval_ms long.
- * (Once the query takes granularity=auto&max_points=N, this becomes that
- * parameter.) */
-static gran_t pick_gran(const view_def *v, int64_t from, int64_t to, int64_t max_points,
-                        int64_t interval_ms)
+/* Without a range granularity=auto cannot divide one: the finest of the
+ * view's units whose buckets are at least interval_ms long (Grafana's
+ * resolution), or the view's own. */
+static gran_t interval_gran(const view_def *v, int64_t interval_ms)
 {
-    static const int64_t secs[] = {1, 60, 3600, 86400, 31 * 86400};
-    for (gran_t g = v->gran; g < GRAN_ALL; g++) {
-        if (interval_ms > secs[g] * 1000 && g < GRAN_MONTH)
-            continue;
-        if (max_points <= 0 || (to - from) / secs[g] <= max_points)
+    static const int64_t secs[] = {1, 60, 3600, 86400, 28 * 86400};
+    for (gran_t g = v->gran; g < GRAN_ALL; g++)
+        if (secs[g] * 1000 >= interval_ms)
             return g;
-    }
     return GRAN_MONTH;
 }
 
@@ -274,8 +278,9 @@ static int add_point(json_t *out, json_t *idx, const char *name, json_t *value, 
 }
 
 /* One target's answer rows as time series (appended to out). */
-static int to_series(json_t *ans, const char *target, const char *metric, json_t *out)
+static int to_series(json_t *ans, const char *target, const metric_def *md, json_t *out)
 {
+    const char *metric = md->name;
     json_t *idx = json_object(), *row;
     size_t i;
     int rc = idx ? 0 : -1;
@@ -295,6 +300,13 @@ static int to_series(json_t *ans, const char *target, const char *metric, json_t
                 free(name);
                 if (rc)
                     break;
+            }
+        } else if (md->type == MT_QUANTILES) {   /* a filled row: null in each */
+            const agg_render_ctx *qc = &agg_render_default;
+            for (size_t k = 0; k < qc->nq && !rc; k++) {
+                char *name = series_name(target, dims, qc->names[k]);
+                rc = name ? add_point(out, idx, name, NULL, ms) : -1;
+                free(name);
             }
         } else {
             char *name = series_name(target, dims, NULL);
@@ -336,9 +348,9 @@ static int to_table(json_t *ans, const char *metric, json_t *group, bool timed, 
 
 /* A target's query parameters, as strings the query route takes. */
 typedef struct {
-    char from[24], to[24];
     jbuf group, filter;
     const char *gran, *where;
+    char max_points[24];
 } gf_params;
 
 /* POST /grafana/query */
@@ -348,14 +360,16 @@ void grafana_h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
     if (!b)
         return;
     json_t *out = json_array();
-    int64_t from = 0, to = 0;
-    int has_range = read_range(json_object_get(b, "range"), &from, &to, r);
+    char from[24], to[24];
+    int has_range = read_range(json_object_get(b, "range"), from, to, r);
     if (has_range < 0)
         goto out;
     json_int_t max_points = json_integer_value(json_object_get(b, "maxDataPoints"));
     json_int_t interval_ms = json_integer_value(json_object_get(b, "intervalMs"));
     if (max_points <= 0)
         max_points = GF_DEFAULT_POINTS;
+    if (max_points > GF_MAX_POINTS)
+        max_points = GF_MAX_POINTS;
     json_t *adhoc = json_object_get(b, "adhocFilters");
     if (!json_is_array(adhoc))
         adhoc = json_object_get(b, "filters");
@@ -400,18 +414,22 @@ void grafana_h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
         q.gran = json_string_value(json_object_get(payload, "granularity"));
         bool table = json_is_string(json_object_get(payload, "format")) &&
                      strcmp(json_string_value(json_object_get(payload, "format")), "table") == 0;
+        /* The query picks the granularity for the panel's width; only
+         * without a range (nothing to divide) does intervalMs choose. */
+        bool autog = !q.gran && has_range;
         if (!q.gran)
-            q.gran = gran_name(has_range ? pick_gran(v, from, to, max_points, interval_ms)
-                                         : v->gran);
-        qparam p[8];
+            q.gran = autog ? "auto" : gran_name(interval_gran(v, interval_ms));
+        qparam p[10];
         size_t np = 0;
         p[np++] = (qparam){"metrics", 7, v->metrics[m].name, strlen(v->metrics[m].name)};
         p[np++] = (qparam){"granularity", 11, q.gran, strlen(q.gran)};
+        if (autog) {
+            snprintf(q.max_points, sizeof(q.max_points), "%lld", (long long)max_points);
+            p[np++] = (qparam){"max_points", 10, q.max_points, strlen(q.max_points)};
+        }
         if (has_range) {
-            snprintf(q.from, sizeof(q.from), "%lld", (long long)from);
-            snprintf(q.to, sizeof(q.to), "%lld", (long long)to);
-            p[np++] = (qparam){"from", 4, q.from, strlen(q.from)};
-            p[np++] = (qparam){"to", 2, q.to, strlen(q.to)};
+            p[np++] = (qparam){"from", 4, from, strlen(from)};
+            p[np++] = (qparam){"to", 2, to, strlen(to)};
         }
         if (q.group.len)
             p[np++] = (qparam){"group_by", 8, q.group.p, q.group.len};
@@ -419,9 +437,24 @@ void grafana_h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
             p[np++] = (qparam){"filter", 6, q.filter.p, q.filter.len};
         if (q.where && *q.where)
             p[np++] = (qparam){"where", 5, q.where, strlen(q.where)};
+        /* Every bucket of the range is a point; Grafana draws null as a
+         * gap where an empty bucket would otherwise be bridged. (Last:
+         * dropped again below.) */
+        bool fill = has_range && !table && strcmp(q.gran, "all") != 0;
+        if (fill)
+            p[np++] = (qparam){"fill", 4, "null", 4};
         json_t *ans = NULL;
         int rc = q.group.oom || q.filter.oom ? -1
                : dash_query(ctx, rq, v->name, strlen(v->name), p, np, &ans, r);
+        if (rc && fill && r->status == 413) {
+            /* Filling every group's buckets passes http.limits.max_rows:
+             * the rows there are, rather than no panel. */
+            free(r->body);
+            r->body = NULL;
+            r->len = 0;
+            r->status = 0;
+            rc = dash_query(ctx, rq, v->name, strlen(v->name), p, np - 1, &ans, r);
+        }
         if (rc == 0) {
             if (table) {
                 json_t *group = json_array();
@@ -435,7 +468,7 @@ void grafana_h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
                 rc = to_table(ans, v->metrics[m].name, group, strcmp(q.gran, "all") != 0, out);
                 json_decref(group);
             } else {
-                rc = to_series(ans, target, v->metrics[m].name, out);
+                rc = to_series(ans, target, &v->metrics[m], out);
             }
             if (rc)
                 api_error(r, 500, "out of memory", strlen("out of memory"));
@@ -552,16 +585,13 @@ void grafana_h_payload_options(const api_ctx *ctx, const api_request *rq, api_re
 static json_t *values_as(const api_ctx *ctx, const api_request *rq, json_t *b,
                          const view_def *v, int d, const char *key, api_reply *r)
 {
-    int64_t from = 0, to = 0;
     json_t *range = json_object_get(b, "range");
     if (!range)
         range = json_object_get(b, "timeRange");
-    int has = read_range(range, &from, &to, r);
+    char fs[24], ts[24];
+    int has = read_range(range, fs, ts, r);
     if (has < 0)
         return NULL;
-    char fs[24], ts[24];
-    snprintf(fs, sizeof(fs), "%lld", (long long)from);
-    snprintf(ts, sizeof(ts), "%lld", (long long)to);
     dash_values_opts o = {.from = has ? fs : NULL, .to = has ? ts : NULL,
                           .limit = GF_VARIABLE_LIMIT};
     json_t *vals, *wm;

@@ -6,12 +6,19 @@
 "use strict";
 (function () {
   const REFRESH_MS = 3000;      // live refresh of the chart, table and status
-  const MAX_POINTS = 400;       // auto: the finest granularity with at most this many buckets
+  const PX_PER_POINT = 3;       // auto: about one bucket per 3 pixels of the chart's width
+  const MAX_POINTS = 1000;      // ... and at most this many
   // Series colours that read on both themes.
   const COLORS = ["#4c7cf3", "#f08c3a", "#3fae5a", "#b25ed6", "#e5b321", "#22a6bf", "#e0527e",
     "#7fae2e", "#8a6cf0", "#19b38f", "#d9534f", "#8c96a8"];
   const MAX_SERIES = 12;        // groups drawn; the table lists them all
-  const UNITS = [["second", 1], ["minute", 60], ["hour", 3600], ["day", 86400], ["month", 2678400]];
+  // The granularities the picker offers, with their lengths in seconds
+  // (week and month: null, calendar units); a view offers those that are
+  // whole multiples of its own (the query refuses others).
+  const GRANS = [["second", 1], ["5s", 5], ["15s", 15], ["minute", 60], ["5m", 300], ["15m", 900],
+    ["hour", 3600], ["6h", 21600], ["day", 86400], ["week", null], ["month", null]];
+  const UNIT_SECS = { second: 1, minute: 60, hour: 3600, day: 86400 };
+  const ZONED = new Set(["day", "week", "month"]);   // buckets that start at local midnights
   const TOKEN_KEY = "lambdad.token";
   const $ = (id) => document.getElementById(id);
 
@@ -133,9 +140,8 @@
     $("view-info").textContent = "stream " + v.stream + ", stored per " + v.granularity;
     $("metric").replaceChildren(...v.metrics.map((m) =>
       el("option", { value: m.name, selected: m.name === st.metric }, m.name + " (" + m.type + ")")));
-    const fine = UNITS.findIndex((u) => u[0] === v.granularity);
     $("gran").replaceChildren(el("option", { value: "auto" }, "auto"),
-      ...UNITS.slice(fine).map((u) => el("option", { value: u[0] }, u[0])), el("option", { value: "all" }, "all"));
+      ...grans(v).map((g) => el("option", { value: g }, g)), el("option", { value: "all" }, "all"));
     $("group-by").replaceChildren(...v.dimensions.map((d) => {
       const cb = el("input", { type: "checkbox", value: d });
       cb.addEventListener("change", () => {
@@ -152,18 +158,36 @@
     refresh();
   }
 
+  function grans(v) {
+    const own = UNIT_SECS[v.granularity];   // undefined: a month view
+    return GRANS.filter(([name, secs]) => name === v.granularity ||
+      (own && (secs === null ? own <= 86400 : secs > own && secs % own === 0))).map((g) => g[0]);
+  }
+
   // ---- the query ----
+  // [from, to) in epoch milliseconds, as the query takes them.
   function timeRange() {
     if (st.range === "custom" && st.custom) return st.custom;
-    const to = Math.floor(Date.now() / 1000) + 1;
-    return { from: to - st.range, to };
+    const to = Date.now() + 1;
+    return { from: to - st.range * 1000, to };
   }
-  function granularity(span) {
-    if (st.gran !== "auto") return st.gran;
-    const fine = UNITS.findIndex((u) => u[0] === st.view.granularity);
-    for (const [name, secs] of UNITS.slice(fine))
-      if (span / secs <= MAX_POINTS) return name;
-    return "month";
+  // The chart's granularity parameters: the picked one, or auto with
+  // about one bucket per PX_PER_POINT pixels of the chart.
+  function granularity() {
+    if (st.gran !== "auto") return { granularity: st.gran };
+    const px = $("chart").clientWidth || 900;
+    return { granularity: "auto", max_points: Math.max(1, Math.min(MAX_POINTS, Math.floor(px / PX_PER_POINT))) };
+  }
+  // The browser's zone, so that days, weeks and months start at its
+  // midnights on the chart's (local) axis; only when every such midnight
+  // falls on a bucket boundary of the view (the query refuses otherwise):
+  // views of seconds or minutes, and hour views in a zone of whole hours.
+  function zone(gran) {
+    if (gran !== "auto" && !ZONED.has(gran)) return undefined;
+    const g = st.view.granularity;
+    const wholeHours = new Date().getTimezoneOffset() % 60 === 0;
+    if (!(g === "second" || g === "minute" || (g === "hour" && wholeHours))) return undefined;
+    return Intl.DateTimeFormat().resolvedOptions().timeZone;
   }
   function queryPath(params) {
     const q = Object.entries(params).filter(([, v]) => v !== "" && v !== undefined)
@@ -178,15 +202,24 @@
     if (!st.view || !window.Dygraph) return;
     const seq = ++st.seq;
     const { from, to } = timeRange();
-    const gran = granularity(to - from);
-    const common = { from, to, group_by: st.groupBy.join(","), filter: filterParam() };
-    const chartPath = queryPath({ ...common, granularity: gran, metrics: st.metric });
-    const tablePath = queryPath({ ...common, granularity: "all", order_by: tableOrder(), limit: 200 });
+    const gran = granularity();
+    const dims = { group_by: st.groupBy.join(","), filter: filterParam() };
+    // fill=null: every bucket is a point, an empty one null (a gap)
+    const chart = { from, to, ...gran, fill: "null", tz: zone(gran.granularity), ...dims, metrics: st.metric };
+    let chartPath = queryPath(chart);
+    const tablePath = queryPath({ from, to, ...dims, granularity: "all", order_by: tableOrder(), limit: 200 });
+    // Filled, many groups may pass http.limits.max_rows (413): then the
+    // rows there are (a bucket no group has is bridged, not a gap).
+    const series = () => api(chartPath).catch((e) => {
+      if (e.status !== 413) throw e;
+      chartPath = queryPath({ ...chart, fill: undefined });
+      return api(chartPath);
+    });
     try {
-      const [series, totals] = await Promise.all([api(chartPath), api(tablePath)]);
+      const [answer, totals] = await Promise.all([series(), api(tablePath)]);
       if (seq !== st.seq) return;   // a newer question was asked meanwhile
       $("error").hidden = true;
-      drawChart(series, chartPath);
+      drawChart(answer, chartPath);
       drawTable(totals);
     } catch (e) {
       if (seq !== st.seq) return;
@@ -201,19 +234,20 @@
   }
 
   // Rows of the answer as dygraph's native format: one column per group
-  // (and per quantile of a quantiles metric), null where a group has no
-  // row in a bucket.
+  // (and per quantile of a quantiles metric), null where a bucket is empty.
   function seriesOf(answer) {
     const names = [], index = new Map(), byTime = new Map(), totals = [];
+    const quantiles = (st.view.metrics.find((m) => m.name === st.metric) || {}).type === "quantiles";
     for (const row of answer.rows) {
       const g = st.groupBy.map((d) => d + "=" + row.dims[d]).join(", ") || st.metric;
       const v = row.metrics[st.metric];
+      if (!byTime.has(row.ts)) byTime.set(row.ts, []);
+      // an empty bucket of a quantiles metric is null, not one per quantile
       const parts = v !== null && typeof v === "object" ? Object.entries(v).map(([q, x]) => [g + " " + q, x])
-        : [[g, v]];
+        : v === null && quantiles ? [] : [[g, v]];
       for (const [name, x] of parts) {
         if (!index.has(name)) { index.set(name, names.length); names.push(name); totals.push(0); }
         const i = index.get(name);
-        if (!byTime.has(row.ts)) byTime.set(row.ts, []);
         byTime.get(row.ts)[i] = x;
         totals[i] += typeof x === "number" ? x : 0;
       }
@@ -233,7 +267,7 @@
     const dark = getComputedStyle(document.documentElement).colorScheme === "dark";
     const opts = {
       labels: s.labels, legend: "always", labelsDiv: $("legend"), labelsSeparateLines: true,
-      connectSeparatedPoints: true, drawPoints: s.data.length < 80, strokeWidth: 1.6,
+      drawPoints: s.data.length < 80, strokeWidth: 1.6,
       axisLineColor: dark ? "#3a404c" : "#c9ced8", gridLineColor: dark ? "#262b35" : "#eceef2",
       labelsKMB: true, includeZero: true, animatedZooms: false, colors: COLORS,
       ylabel: st.metric, axes: { y: { axisLabelWidth: 60 } },
@@ -247,6 +281,7 @@
     probe.query = path;
     probe.labels = s.labels;
     probe.data = s.data.map((r) => [r[0].getTime() / 1000, ...r.slice(1)]);
+    probe.chartWidth = $("chart").clientWidth;
     probe.renders++;
   }
 
@@ -363,7 +398,7 @@
     $("custom").hidden = r !== "custom";
     if (r === "custom") {
       const { from, to } = st.custom || timeRange();
-      const local = (t) => new Date((t - new Date(t * 1000).getTimezoneOffset() * 60) * 1000).toISOString().slice(0, 19);
+      const local = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19);
       $("custom-from").value = local(from);
       $("custom-to").value = local(to);
       return;
@@ -386,8 +421,8 @@
     for (const b of document.querySelectorAll("#ranges button"))
       b.addEventListener("click", () => setRange(b.dataset.range));
     $("custom-apply").addEventListener("click", () => {
-      const from = Math.floor(new Date($("custom-from").value).getTime() / 1000);
-      const to = Math.floor(new Date($("custom-to").value).getTime() / 1000);
+      const from = new Date($("custom-from").value).getTime();
+      const to = new Date($("custom-to").value).getTime();
       if (!(from < to)) {
         $("error").textContent = "The custom range needs a start before its end.";
         $("error").hidden = false;

@@ -13,16 +13,20 @@ const env = process.env;
 const shot = (page, name) => page.screenshot({ path: path.join(env.ARTIFACTS, name) });
 const step = (what) => console.log("-- " + what);
 
-// The chart's columns must be the API's rows: every row of the answer is
-// the point (ts, value) of the series named after its group, and the chart
-// holds nothing else.
+const ZONE = "Europe/Berlin";   // the browser's time zone (the context's)
+
+// The chart's columns must be the API's rows for the query the page sent:
+// every row of the answer with a value is the point (ts, value) of the
+// series named after its group, every bucket of the answer is a point of
+// the chart's time axis (null, a gap, where empty), and the chart holds
+// nothing else.
 async function checkChartEqualsApi(page, groupBy, metric) {
   const probe = await page.evaluate(() => ({ ...window.lambdadUI }));
   const answer = await (await fetch(env.UI_URL + probe.query)).json();
   const want = new Map();
   for (const row of answer.rows) {
     const name = groupBy.map((d) => d + "=" + row.dims[d]).join(", ") || metric;
-    want.set(name + "@" + row.ts, row.metrics[metric]);
+    if (row.metrics[metric] !== null) want.set(name + "@" + row.ts, row.metrics[metric]);
   }
   const got = new Map();
   for (const r of probe.data)
@@ -31,7 +35,23 @@ async function checkChartEqualsApi(page, groupBy, metric) {
     });
   assert.ok(want.size > 0, "the API answered no rows for " + probe.query);
   assert.deepEqual(got, want, "chart points differ from " + probe.query);
+  assert.deepEqual(probe.data.map((r) => r[0]), [...new Set(answer.rows.map((r) => r.ts))].sort((a, b) => a - b),
+    "the chart's time axis differs from " + probe.query);
   return { probe, answer };
+}
+
+// The number of buckets of a fixed length (seconds) over [from, to) ms,
+// from the one holding from (the query's fill and auto, README).
+function bucketsOf(fromMs, toMs, secs) {
+  const lo = Math.floor(fromMs / 1000), hi = Math.floor(toMs / 1000);
+  return Math.ceil((hi - Math.floor(lo / secs) * secs) / secs);
+}
+// auto's choice for a view of seconds: the finest of the README's ladder
+// with at most maxPoints buckets (a 15-minute range never needs days).
+function autoGran(fromMs, toMs, maxPoints) {
+  const ladder = [["second", 1], ["5s", 5], ["10s", 10], ["15s", 15], ["30s", 30], ["minute", 60],
+    ["5m", 300], ["10m", 600], ["15m", 900], ["30m", 1800], ["hour", 3600]];
+  return ladder.find(([, w]) => bucketsOf(fromMs, toMs, w) <= maxPoints);
 }
 
 // Waits for a render after the n-th whose query holds every string of
@@ -46,7 +66,8 @@ async function waitRender(page, after, has = [], hasNot = []) {
 
 const browser = await chromium.launch({ executablePath: env.CHROMIUM, args: ["--no-sandbox"] });
 try {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "light" });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "light",
+    timezoneId: ZONE });
   const page = await ctx.newPage();
   const problems = [];
   page.on("console", (m) => { if (m.type() === "error") problems.push("console: " + m.text()); });
@@ -61,10 +82,20 @@ try {
   await waitRender(page, 0);
   await page.waitForSelector("#status .item");
 
-  step("the chart's points equal the API's answer (views, no group)");
-  let { probe } = await checkChartEqualsApi(page, [], "views");
+  step("the chart's points equal the API's answer (views, no group): auto for its width, gaps null");
+  let { probe, answer } = await checkChartEqualsApi(page, [], "views");
   assert.deepEqual(probe.labels, ["time", "views"]);
-  assert.match(probe.query, /^\/v1\/views\/pages\/query\?from=\d+&to=\d+&granularity=minute&metrics=views$/);
+  const m = /^\/v1\/views\/pages\/query\?from=(\d+)&to=(\d+)&granularity=auto&max_points=(\d+)&fill=null&tz=Europe%2FBerlin&metrics=views$/.exec(probe.query);
+  assert.ok(m, "unexpected chart query " + probe.query);
+  const [from, to, maxPoints] = m.slice(1).map(Number);
+  assert.equal(to - from, 900 * 1000, "the last 15 minutes, in epoch ms");
+  assert.ok(Math.abs(to - Date.now()) < 60000, "to is now, in ms: " + to);
+  assert.equal(maxPoints, Math.min(1000, Math.floor(probe.chartWidth / 3)));
+  const [gname, gsecs] = autoGran(from, to, maxPoints);
+  assert.equal(answer.granularity, gname);
+  // every bucket is a point; the 5 minutes before the events are gaps
+  assert.equal(probe.data.length, bucketsOf(from, to, gsecs));
+  assert.ok(probe.data.length > 60 && probe.data[0][1] === null, "no leading gap: " + JSON.stringify(probe.data[0]));
   assert.ok(await page.$("#chart canvas"), "dygraphs drew no canvas");
 
   step("a group-by changes the chart");
@@ -113,6 +144,44 @@ try {
   await setHidden(false);
   assert.equal(await page.evaluate(() => window.lambdadUI.refreshing), true);
   await waitRender(page, n);
+
+  step("the granularity picker offers the view's multiples; a picked one is sent as it is");
+  const grans = await page.$$eval("#gran option", (os) => os.map((o) => o.value));
+  assert.deepEqual(grans, ["auto", "second", "5s", "15s", "minute", "5m", "15m", "hour", "6h", "day", "week",
+    "month", "all"]);
+  n = (await page.evaluate(() => window.lambdadUI.renders));
+  await page.selectOption("#gran", "5m");
+  await waitRender(page, n, ["granularity=5m&fill=null&group_by=country"], ["max_points", "tz="]);
+  ({ probe, answer } = await checkChartEqualsApi(page, ["country"], "views"));
+  assert.equal(answer.granularity, "5m");
+  assert.ok(probe.data.every((r) => r[0] % 300 === 0) && probe.data.length >= 3, JSON.stringify(probe.data));
+  n = (await page.evaluate(() => window.lambdadUI.renders));
+  await page.selectOption("#gran", "day");
+  await waitRender(page, n, ["granularity=day&fill=null&tz=Europe%2FBerlin&"]);
+  ({ probe } = await checkChartEqualsApi(page, ["country"], "views"));
+  // days start at Berlin's midnights: the chart's (local) axis
+  const berlin = new Intl.DateTimeFormat("en-GB", { timeZone: ZONE, hour: "2-digit", minute: "2-digit",
+    hourCycle: "h23" });
+  assert.ok(probe.data.length >= 1 && probe.data.every((r) => berlin.format(new Date(r[0] * 1000)) === "00:00"),
+    JSON.stringify(probe.data));
+  n = (await page.evaluate(() => window.lambdadUI.renders));
+  await page.selectOption("#gran", "auto");
+  await waitRender(page, n, ["granularity=auto&max_points="]);
+
+  step("a quantiles metric: a series per quantile, its empty buckets gaps in each");
+  n = (await page.evaluate(() => window.lambdadUI.renders));
+  await page.selectOption("#metric", "ms");
+  await waitRender(page, n, ["metrics=ms"]);
+  probe = await page.evaluate(() => ({ ...window.lambdadUI }));
+  answer = await (await fetch(env.UI_URL + probe.query)).json();
+  assert.deepEqual(probe.labels, ["time", "country=DE p50", "country=DE p90", "country=DE p99"]);
+  const qwant = answer.rows.map((r) => [r.ts, ...(r.metrics.ms === null ? [null, null, null]
+    : [r.metrics.ms.p50, r.metrics.ms.p90, r.metrics.ms.p99])]);
+  assert.deepEqual(probe.data, qwant);
+  assert.ok(qwant[0][1] === null && qwant.some((r) => r[1] !== null), "no gap or no value");
+  n = (await page.evaluate(() => window.lambdadUI.renders));
+  await page.selectOption("#metric", "views");
+  await waitRender(page, n, ["metrics=views"]);
 
   step("screenshots, light and dark");
   await page.uncheck("#group-by input[value=country]");

@@ -18,7 +18,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Daemon, Devbroker, Workdir, produce, stop_all  # noqa: E402
-from model import expected, rfc3339  # noqa: E402
+from model import answer_gran, buckets_of, expected, rfc3339  # noqa: E402
 
 BASE = 1795420800   # 2026-11-23T08:00:00Z
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -41,6 +41,7 @@ def event(i):
     return json.dumps(e)
 
 
+MAX_ROWS = 200
 FIRST = [event(i) for i in range(300)]
 SECOND = [event(i) for i in range(300, 602)]   # 602 = 86 * 7: US and null tie
 BAD = ['{"ts": "soon", "page": "/x"}', "not json at all"]
@@ -76,7 +77,9 @@ class DashboardsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.wd = Workdir("dashboards")
         cls.broker = Devbroker(["pageviews:2"])
-        cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=STREAM, views=[PAGES, SIZES]).start()
+        # max_rows: 200 for the Grafana query that fill would take past it
+        cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=STREAM, views=[PAGES, SIZES],
+                       extra={"http": {"limits": {"max_rows": MAX_ROWS}}}).start()
         # half of the events in batch segments, half live
         produce(cls.broker.bootstrap, "pageviews", FIRST + BAD[:1])
         cls.d.wait_archived(300, 1)
@@ -211,7 +214,10 @@ class DashboardsTest(unittest.TestCase):
         }
         s, b = self.post("/grafana/query", body)
         self.assertEqual(s, 200, b)
-        q = {"from": lo, "to": hi, "granularity": "minute"}
+        # what the datasource asks: the range in epoch ms, auto for
+        # maxDataPoints, every bucket (a gap is null)
+        q = {"from": str(lo * 1000), "to": str(hi * 1000), "granularity": "auto",
+             "max_points": "550", "fill": "null"}
         a = expected(self.all, STREAM[0], PAGES, group_by="country", filter="country:DE",
                      metrics="views", **q)
         bb = expected(self.all, STREAM[0], PAGES, filter="page:/a,page:/b,country:DE",
@@ -233,14 +239,74 @@ class DashboardsTest(unittest.TestCase):
         self.assertEqual(s, 200, b)
         t = expected(self.all, STREAM[0], PAGES, group_by="page", metrics="views",
                      **{"from": lo, "to": hi, "granularity": "all"})
-        hours = expected(self.all, STREAM[0], PAGES, metrics="views",
-                         **{"from": lo, "to": hi, "granularity": "day"})
+        one = {"from": str(lo * 1000), "to": str(hi * 1000), "granularity": "auto",
+               "max_points": "1", "fill": "null"}
+        hours = expected(self.all, STREAM[0], PAGES, metrics="views", **one)
+        self.assertEqual(answer_gran(PAGES, **one), "2h")
+        self.assertEqual(len(hours), 1)
         self.assertEqual(b, [
             {"type": "table", "columns": [{"text": "page", "type": "string"},
                                           {"text": "views", "type": "number"}],
              "rows": [[r["dims"]["page"], r["metrics"]["views"]] for r in t]},
             {"target": "pages.views", "datapoints": [[r["metrics"]["views"], r["ts"] * 1000]
                                                      for r in hours]}])
+
+    def test_grafana_gaps_and_no_range(self):
+        # the range runs 5 minutes past the last event: those are null
+        # points (gaps), not missing ones
+        lo, hi = BASE + 7080, BASE + 7500
+        body = {"range": self.grafana_range(lo, hi), "intervalMs": 1000, "maxDataPoints": 1200,
+                "targets": [{"refId": "A", "target": "pages.slow", "payload": {}},
+                            {"refId": "B", "target": "sizes.bytes",
+                             "payload": {"granularity": "hour", "group_by": ["page"]}}]}
+        s, b = self.post("/grafana/query", body)
+        self.assertEqual(s, 200, b)
+        q = {"from": str(lo * 1000), "to": str(hi * 1000), "fill": "null"}
+        slow = expected(self.all, STREAM[0], PAGES, where={"slow": lambda e: e["ms"] > 100},
+                        metrics="slow", granularity="auto", max_points="1200", **q)
+        sizes = expected(self.all, STREAM[0], SIZES, group_by="page", granularity="hour", **q)
+        want = [{"target": "pages.slow",
+                 "datapoints": [[r["metrics"]["slow"], r["ts"] * 1000] for r in slow]}]
+        # only /a and /b have events in the range; the bucket at 09:00 is a gap
+        for page in ("/a", "/b"):
+            want.append({"target": "sizes.bytes{page=%s}" % page,
+                         "datapoints": [[r["metrics"]["bytes"], r["ts"] * 1000]
+                                        for r in sizes if r["dims"]["page"] == page]})
+        self.assertEqual([p[0] for p in want[0]["datapoints"]][3:], [None] * 4)
+        self.assertEqual(len(want[0]["datapoints"]), 7)
+        self.assertEqual([p[0] for p in want[1]["datapoints"]], [None, 600])
+        self.assertEqual(b, want)
+
+        # a day of 5-minute buckets for 3 pages (864 rows) is more than
+        # http.limits.max_rows: the rows there are (2 hours' worth), unfilled
+        lo, hi = BASE, BASE + 86400
+        body = {"range": self.grafana_range(lo, hi), "maxDataPoints": 1000,
+                "targets": [{"refId": "A", "target": "pages.views", "payload": {"group_by": "page"}}]}
+        q = {"from": str(lo * 1000), "to": str(hi * 1000), "granularity": "auto",
+             "max_points": "1000", "group_by": "page", "metrics": "views"}
+        s, b = self.get("/v1/views/pages/query?" + urllib.parse.urlencode(dict(q, fill="null")))
+        self.assertEqual((s, b), (413, {"error": {"status": 413, "message":
+                                                  "fill would give more than 200 rows; narrow "
+                                                  "from/to or group_by, or use a coarser granularity"}}))
+        s, b = self.post("/grafana/query", body)
+        self.assertEqual(s, 200, b)
+        rows = expected(self.all, STREAM[0], PAGES, **q)
+        self.assertEqual(answer_gran(PAGES, **q), "5m")
+        self.assertEqual(len(rows), 3 * 24 + 2)   # the last bucket: events 600 (/a), 601 (/b)
+        self.assertEqual(b, [{"target": "pages.views{page=%s}" % page,
+                              "datapoints": [[r["metrics"]["views"], r["ts"] * 1000]
+                                             for r in rows if r["dims"]["page"] == page]}
+                             for page in ("/a", "/b", "/c")])
+
+        # no range (nothing for auto to divide): intervalMs picks the unit
+        body = {"intervalMs": 3600 * 1000, "targets": [{"refId": "A", "target": "pages.views"}]}
+        s, b = self.post("/grafana/query", body)
+        self.assertEqual(s, 200, b)
+        hours = expected(self.all, STREAM[0], PAGES, metrics="views", granularity="hour")
+        self.assertEqual(b, [{"target": "pages.views",
+                              "datapoints": [[r["metrics"]["views"], r["ts"] * 1000]
+                                             for r in hours]}])
+        self.assertEqual(len(hours), 3)
 
     def test_grafana_variables(self):
         rng = self.grafana_range(BASE, BASE + 7200)
@@ -336,6 +402,7 @@ class DeployedDashboardsTest(unittest.TestCase):
             example = json.loads(re.sub(r"^\s*//.*$", "", f.read(), flags=re.M))
         cls.wd = Workdir("dashboards-demo")
         cls.broker = Devbroker(["pageviews:1"])
+        cls.views = {v["name"]: v for v in example["views"]}
         cls.d = Daemon(cls.wd, cls.broker.bootstrap, streams=example["streams"],
                        views=example["views"]).start()
         produce(cls.broker.bootstrap, "pageviews", [json.dumps(
@@ -378,8 +445,11 @@ class DeployedDashboardsTest(unittest.TestCase):
     def test_infinity_dashboard(self):
         for p in self.dashboard("lambdad-infinity.json")["panels"]:
             for t in p["targets"]:
-                params = {q["key"]: q["value"] for q in t["url_options"]["params"]}
-                params.update({"from": str(BASE), "to": str(BASE + 3600)})
+                # Grafana's ${__from} and ${__to}: epoch milliseconds
+                macros = {"${__from}": str(BASE * 1000), "${__to}": str((BASE + 3600) * 1000)}
+                params = {q["key"]: macros.get(q["value"], q["value"])
+                          for q in t["url_options"]["params"]}
+                self.assertEqual((params["from"], params["to"]), tuple(macros.values()))
                 s, _, b = call(self.d.port, "GET", t["url"] + "?" + urllib.parse.urlencode(params))
                 self.assertEqual(s, 200, (p["title"], b))
                 rows = json.loads(b)[t["root_selector"]]
@@ -389,6 +459,12 @@ class DeployedDashboardsTest(unittest.TestCase):
                     for k in c["selector"].split("."):
                         v = v[k]
                     self.assertIsNotNone(v, (p["title"], c))
+                if params.get("fill") == "null":   # the hour's every bucket, for each group
+                    view = self.views[t["url"].split("/")[3]]
+                    starts = buckets_of(BASE, BASE + 3600, answer_gran(view, **params), None)
+                    groups = {json.dumps(r["dims"]) for r in rows}
+                    self.assertEqual(sorted({r["ts"] for r in rows}), starts, p["title"])
+                    self.assertEqual(len(rows), len(starts) * len(groups), p["title"])
 
 
 if __name__ == "__main__":
