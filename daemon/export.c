@@ -351,14 +351,8 @@ int export_main(int argc, char **argv)
     export_args a = {0};
     int rc = parse_args(argc, argv, &a);
     config *cfg = NULL;
-    config_errors errs = {0};
-    if (rc == 0 && config_load(a.config, &cfg, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s: %s\n", a.config, errs.items[i]);
-        if (errs.n == 0)
-            fprintf(stderr, "%s: out of memory\n", a.config);
+    if (rc == 0 && cli_config_load(a.config, &cfg) < 0)
         rc = 1;
-    }
     if (rc == 0) {
         log_init("lambdad export", LOG_LVL_WARN);
         archlock lock;   /* shared: no daemon starts while the files are read */
@@ -376,7 +370,6 @@ int export_main(int argc, char **argv)
             archlock_release(&lock);
         }
     }
-    config_errors_clear(&errs);
     config_free(cfg);
     for (size_t i = 0; i < a.np; i++)
         free((char *)a.keys[i]);

@@ -359,13 +359,7 @@ int import_main(int argc, char **argv)
         }
 
     config *cfg = NULL;
-    config_errors errs = {0};
-    if (config_load(path, &cfg, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s: %s\n", path, errs.items[i]);
-        if (!errs.n)
-            fprintf(stderr, "%s: out of memory\n", path);
-        config_errors_clear(&errs);
+    if (cli_config_load(path, &cfg) < 0) {
         free(fmts);
         return 1;
     }
