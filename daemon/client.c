@@ -17,7 +17,6 @@
 struct client {
     const config *cfg;
     char *base;                  /* http://127.0.0.1:8080 */
-    char *auth;                  /* the bearer token's header, or NULL */
 };
 
 int client_new(const config *cfg, client **out, char **errmsg)
@@ -38,10 +37,8 @@ int client_new(const config *cfg, client **out, char **errmsg)
         c->cfg = cfg;
         c->base = str_printf(strchr(host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
                              cfg->http_tls_cert_file ? "https" : "http", host, cfg->http_port);
-        if (cfg->http_auth_token)
-            c->auth = str_printf("Authorization: Bearer %s", cfg->http_auth_token);
     }
-    if (!c || !c->base || (cfg->http_auth_token && !c->auth)) {
+    if (!c || !c->base) {
         client_free(c);
         *errmsg = strdup("out of memory");
         return -ENOMEM;
@@ -55,7 +52,6 @@ void client_free(client *c)
     if (!c)
         return;
     free(c->base);
-    free(c->auth);
     free(c);
 }
 
@@ -115,30 +111,21 @@ static int on_upload(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t 
     return 0;
 }
 
-/* One request on an easy handle the caller has set up for its method,
- * with the bearer token and the header extra (or NULL). Cleans h up. */
-static int perform(client *c, CURL *h, const char *path, const char *extra, client_answer *a,
-                   char **errmsg)
+/* One request on an easy handle the caller has set up for its method;
+ * cleans h up. */
+static int perform(client *c, CURL *h, const char *path, client_answer *a, char **errmsg)
 {
     char *url = str_printf("%s%s", c->base, path);
-    struct curl_slist *hdrs = NULL;
-    bool oom = !url;
-    const char *want[] = {c->auth, extra};
-    for (size_t i = 0; i < 2 && !oom; i++) {
-        struct curl_slist *more = want[i] ? curl_slist_append(hdrs, want[i]) : hdrs;
-        if (want[i] && !more)
-            oom = true;
-        else
-            hdrs = more;
-    }
-    if (oom) {
-        curl_slist_free_all(hdrs);
-        free(url);
+    if (!url) {
         curl_easy_cleanup(h);
         *errmsg = strdup("out of memory");
         return -ENOMEM;
     }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    if (c->cfg->http_auth_token) {
+        /* a single method: sent with the first request, not after a 401 */
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+        curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, c->cfg->http_auth_token);
+    }
     jbuf body;
     jb_init(&body);
     char errbuf[CURL_ERROR_SIZE] = "";
@@ -172,7 +159,6 @@ static int perform(client *c, CURL *h, const char *path, const char *extra, clie
     if (r < 0)
         client_answer_clear(a);
     jb_free(&body);
-    curl_slist_free_all(hdrs);
     free(url);
     curl_easy_cleanup(h);
     return r;
@@ -188,7 +174,7 @@ int client_get(client *c, const char *path, client_answer *a, char **errmsg)
     }
     /* the daemon abandons a query past its own budget; this only bounds a hang */
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->cfg->http_query_timeout_ms + 60000L);
-    return perform(c, h, path, NULL, a, errmsg);
+    return perform(c, h, path, a, errmsg);
 }
 
 int client_post_file(client *c, const char *path, FILE *f, uint64_t size,
@@ -202,6 +188,8 @@ int client_post_file(client *c, const char *path, FILE *f, uint64_t size,
         return -ENOMEM;
     }
     upload_progress up = {progress, ud};
+    struct curl_slist type = {.data = (char *)"Content-Type: application/octet-stream"};
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, &type);   /* read during the request only */
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_READDATA, f);   /* the default reader: fread */
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
@@ -210,7 +198,7 @@ int client_post_file(client *c, const char *path, FILE *f, uint64_t size,
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, &up);
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     }
-    return perform(c, h, path, "Content-Type: application/octet-stream", a, errmsg);
+    return perform(c, h, path, a, errmsg);
 }
 
 void client_answer_clear(client_answer *a)

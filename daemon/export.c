@@ -243,58 +243,43 @@ static int write_answer(const export_args *a, const char *body, size_t len, cons
     return 0;
 }
 
-/* Whether the daemon of this config runs on its archive (a daemon of
- * another config listening there would answer from other data). 0, or 1
- * after saying why. */
-static int check_same_archive(client *cl, const config *cfg, long pid)
-{
-    client_answer st;
-    char *theirs = NULL, *err = NULL;
-    int r = client_serves_archive(cl, &st, &theirs, &err);
-    if (r < 0)
-        fprintf(stderr, "lambdad export: lambdad is running on %s (pid %ld) but does not answer "
-                        "at %s: %s\n", cfg->archive_path, pid, client_base(cl), err);
-    else if (r > 0 && st.status != 200)
-        print_error(st.status, st.body, st.len);
-    else if (r > 0)
-        fprintf(stderr, "lambdad export: the lambdad at %s serves archive %s, not %s (which "
-                        "lambdad pid %ld holds); not exporting from the wrong one\n",
-                client_base(cl), theirs ? theirs : "(unknown)", cfg->archive_path, pid);
-    client_answer_clear(&st);
-    free(theirs);
-    free(err);
-    return r != 0;
-}
-
+/* Asks the daemon at the config's http.listen, once it is known to serve
+ * this archive (a daemon of another config listening there would answer
+ * from other data). */
 static int through_daemon(const config *cfg, const export_args *a, long pid)
 {
-    char *err = NULL, *qs = query_string(a), *view = client_escape(a->view);
+    char *err = NULL, *theirs = NULL, *qs = query_string(a), *view = client_escape(a->view);
     char *path = qs && view ? str_printf("/v1/views/%s/query%s", view, qs) : NULL;
     client *cl = NULL;
-    int rc = 1;
-    client_answer ans;
+    client_answer st = {0}, ans = {0};
+    int rc = 1, other = 0;
     if (client_new(cfg, &cl, &err) < 0) {
         fprintf(stderr, "lambdad export: lambdad is running on %s (pid %ld), but %s\n",
                 cfg->archive_path, pid, err);
     } else if (!path) {
         fprintf(stderr, "lambdad export: out of memory\n");
-    } else if (check_same_archive(cl, cfg, pid) != 0) {
-        /* said why */
-    } else if (client_get(cl, path, &ans, &err) < 0) {
+    } else if ((other = client_serves_archive(cl, &st, &theirs, &err)) < 0 ||
+               (other == 0 && client_get(cl, path, &ans, &err) < 0)) {
         fprintf(stderr, "lambdad export: lambdad is running on %s (pid %ld) but does not answer "
                         "at %s: %s\n", cfg->archive_path, pid, client_base(cl), err);
+    } else if (other && st.status != 200) {
+        print_error(st.status, st.body, st.len);
+    } else if (other) {
+        fprintf(stderr, "lambdad export: the lambdad at %s serves archive %s, not %s (which "
+                        "lambdad pid %ld holds); not exporting from the wrong one\n",
+                client_base(cl), theirs ? theirs : "(unknown)", cfg->archive_path, pid);
+    } else if (ans.status != 200) {
+        print_error(ans.status, ans.body, ans.len);
     } else {
-        if (ans.status != 200)
-            print_error(ans.status, ans.body, ans.len);
-        else {
-            char *from = str_printf("the running lambdad at %s", client_base(cl));
-            rc = write_answer(a, ans.body, ans.len, from ? from : client_base(cl), ans.batch_seq,
-                              ans.live_events);
-            free(from);
-        }
-        client_answer_clear(&ans);
+        char *from = str_printf("the running lambdad at %s", client_base(cl));
+        rc = write_answer(a, ans.body, ans.len, from ? from : client_base(cl), ans.batch_seq,
+                          ans.live_events);
+        free(from);
     }
+    client_answer_clear(&st);
+    client_answer_clear(&ans);
     free(err);
+    free(theirs);
     free(qs);
     free(view);
     free(path);

@@ -180,7 +180,7 @@ static const char *error_message(json_t *answer)
 }
 
 /* Whether the daemon answering at cl's address is the one holding the
- * archive (pid): the one of this config. 0, or -1 after saying why. */
+ * archive (pid, "?" when unknown). 0, or -1 after saying why. */
 static int check_same_archive(client *cl, const config *cfg, const char *pid)
 {
     client_answer st;
@@ -191,7 +191,7 @@ static int check_same_archive(client *cl, const config *cfg, const char *pid)
         fprintf(stderr, "lambdad import: %s/v1/status: %s\n"
                 "lambdad import: archive %s is in use by lambdad (pid %s), but it does not answer "
                 "at %s (http.listen of the config)\n", client_base(cl), err, cfg->archive_path,
-                pid[0] ? pid : "?", client_base(cl));
+                pid, client_base(cl));
     else if (r > 0 && st.status != 200) {
         j = json_loadb(st.body, st.len, 0, NULL);
         fprintf(stderr, "lambdad import: %s/v1/status: HTTP %ld: %s\n", client_base(cl),
@@ -199,8 +199,7 @@ static int check_same_archive(client *cl, const config *cfg, const char *pid)
     } else if (r > 0)
         fprintf(stderr, "lambdad import: the lambdad at %s serves archive %s, not %s (which "
                 "lambdad pid %s holds); refusing to import into the wrong one\n",
-                client_base(cl), theirs ? theirs : "(unknown)", cfg->archive_path,
-                pid[0] ? pid : "?");
+                client_base(cl), theirs ? theirs : "(unknown)", cfg->archive_path, pid);
     json_decref(j);
     client_answer_clear(&st);
     free(theirs);
@@ -271,7 +270,7 @@ static int import_remote(const config *cfg, size_t si, char **files, const impor
     if (cfg->http_port == 0) {
         fprintf(stderr, "lambdad import: archive %s is in use by lambdad (pid %s), whose "
                 "http.listen has port 0: cannot reach it; import while it is stopped\n",
-                cfg->archive_path, pid[0] ? pid : "?");
+                cfg->archive_path, pid);
         return 1;
     }
     client *cl = NULL;
@@ -396,7 +395,8 @@ int import_main(int argc, char **argv)
         goto out;
     }
     rc = locked == 0 ? import_direct(cfg, si, files, fmts, nfiles, per, quiet, &total)
-                     : import_remote(cfg, si, files, fmts, nfiles, per, quiet, lock.holder, &total);
+                     : import_remote(cfg, si, files, fmts, nfiles, per, quiet,
+                                     lock.holder[0] ? lock.holder : "?", &total);
     curl_global_cleanup();
     if (nfiles > 1) {
         import_result sum = total;
