@@ -97,34 +97,51 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 }
 
 typedef struct {
-    void (*fn)(void *ud, uint64_t sent, uint64_t total);
+    FILE *f;
+    uint64_t size;
+    void (*progress)(void *ud, uint64_t sent, uint64_t total);
     void *ud;
-} upload_progress;
+} upload;
 
 static int on_upload(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                      curl_off_t ulnow)
 {
-    (void)dltotal;
-    (void)dlnow;
-    upload_progress *p = ud;
-    p->fn(p->ud, (uint64_t)ulnow, (uint64_t)ultotal);
+    upload *up = ud;
+    up->progress(up->ud, (uint64_t)ulnow, (uint64_t)ultotal);
     return 0;
 }
 
-/* One request on an easy handle the caller has set up for its method;
- * cleans h up. */
-static int perform(client *c, CURL *h, const char *path, client_answer *a, char **errmsg)
+/* One request: a GET, or with up a POST of its file. */
+static int request(client *c, const char *path, upload *up, client_answer *a, char **errmsg)
 {
+    *a = (client_answer){0};
+    CURL *h = curl_easy_init();
     char *url = str_printf("%s%s", c->base, path);
-    if (!url) {
+    if (!h || !url) {
         curl_easy_cleanup(h);
-        *errmsg = strdup("out of memory");
+        free(url);
+        *errmsg = strdup(h ? "out of memory" : "cannot set up an HTTP client");
         return -ENOMEM;
     }
     if (c->cfg->http_auth_token) {
         /* a single method: sent with the first request, not after a 401 */
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
         curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, c->cfg->http_auth_token);
+    }
+    struct curl_slist type = {.data = (char *)"Content-Type: application/octet-stream"};
+    if (up) {   /* as long as the file takes: no time limit */
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, &type);
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_READDATA, up->f);   /* the default reader: fread */
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)up->size);
+        if (up->progress) {
+            curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_upload);
+            curl_easy_setopt(h, CURLOPT_XFERINFODATA, up);
+            curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        }
+    } else {
+        /* the daemon abandons a query past its own budget; this only bounds a hang */
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->cfg->http_query_timeout_ms + 60000L);
     }
     jbuf body;
     jb_init(&body);
@@ -166,39 +183,15 @@ static int perform(client *c, CURL *h, const char *path, client_answer *a, char 
 
 int client_get(client *c, const char *path, client_answer *a, char **errmsg)
 {
-    *a = (client_answer){0};
-    CURL *h = curl_easy_init();
-    if (!h) {
-        *errmsg = strdup("cannot set up an HTTP client");
-        return -ENOMEM;
-    }
-    /* the daemon abandons a query past its own budget; this only bounds a hang */
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->cfg->http_query_timeout_ms + 60000L);
-    return perform(c, h, path, a, errmsg);
+    return request(c, path, NULL, a, errmsg);
 }
 
 int client_post_file(client *c, const char *path, FILE *f, uint64_t size,
                      void (*progress)(void *ud, uint64_t sent, uint64_t total), void *ud,
                      client_answer *a, char **errmsg)
 {
-    *a = (client_answer){0};
-    CURL *h = curl_easy_init();
-    if (!h) {
-        *errmsg = strdup("cannot set up an HTTP client");
-        return -ENOMEM;
-    }
-    upload_progress up = {progress, ud};
-    struct curl_slist type = {.data = (char *)"Content-Type: application/octet-stream"};
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, &type);   /* read during the request only */
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_READDATA, f);   /* the default reader: fread */
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
-    if (progress) {
-        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_upload);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, &up);
-        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    }
-    return perform(c, h, path, a, errmsg);
+    upload up = {f, size, progress, ud};
+    return request(c, path, &up, a, errmsg);
 }
 
 void client_answer_clear(client_answer *a)
