@@ -57,8 +57,9 @@
  * in this file, whose WAL replays in order, or sync this WAL first.
  *
  * A handle is one connection used by one thread at a time; nothing here
- * locks. SQLite's busy timeout covers a second connection holding the
- * write lock briefly (a reader's checkpoint, an admin tool).
+ * locks. A busy handler (busy_wait: retry every millisecond for up to
+ * 5 s) covers a second connection holding the write lock briefly (the
+ * batch thread's compaction and retention, a checkpoint, an admin tool).
  */
 #include "archive/archive_int.h"
 
@@ -208,8 +209,8 @@ static int count_totals(arch *a, arch_stats *t)
     return rc;
 }
 
-/* Reads the stored totals (and the last seq, through the rowid: one
- * b-tree descent). SQLITE_OK, SQLITE_NOTFOUND when some are not stored,
+/* Reads the stored totals (and the last seq, from AUTOINCREMENT's
+ * sqlite_sequence row). SQLITE_OK, SQLITE_NOTFOUND when some are not stored,
  * or another result code. */
 static int read_totals(arch *a, arch_stats *t)
 {
@@ -217,7 +218,10 @@ static int read_totals(arch *a, arch_stats *t)
     int rc = sqlite3_prepare_v2(a->db,
                                 "SELECT (SELECT value FROM meta WHERE key = 'total_chunks'),"
                                 " (SELECT value FROM meta WHERE key = 'total_events'),"
-                                " (SELECT coalesce(max(seq), 0) FROM chunks),"
+                                /* the highest seq ever given: compaction and
+                                 * retention delete rows, never move it back */
+                                " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence"
+                                "  WHERE name = 'chunks'),"
                                 " (SELECT value FROM meta WHERE key = 'total_payload_bytes'),"
                                 " (SELECT value FROM meta WHERE key = 'total_rejects')",
                                 -1, &st, NULL);
@@ -361,6 +365,10 @@ static int create_schema(arch *a, char **errmsg)
 
 static int set_wal(arch *a, char **errmsg)
 {
+    /* Only a new, empty file takes it (before its first table): freed
+     * pages can then be handed back by arch_vacuum (retain.c). An older
+     * archive keeps auto_vacuum=NONE until a VACUUM (README, "Retention"). */
+    sqlite3_exec(a->db, "PRAGMA auto_vacuum=INCREMENTAL", NULL, NULL, NULL);
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(a->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
     if (rc == SQLITE_OK)
@@ -384,6 +392,25 @@ static int set_wal(arch *a, char **errmsg)
         return arch_fail(errmsg, arch_errno(rc), "cannot set up archive %s: %s", a->path,
                          sqlite3_errmsg(a->db));
     return 0;
+}
+
+/* SQLite's busy handler for a lock another connection holds: retry every
+ * millisecond, for up to BUSY_TIMEOUT_MS. sqlite3_busy_timeout's own
+ * handler backs off to 100 ms sleeps, so a commit of the speed thread that
+ * met one of compaction's short transactions (archive/compact.c) slept
+ * far longer than the lock was held, and could miss the gaps between
+ * merges again and again (measured: 250-500 ms commits while compacting). */
+static int busy_wait(void *ud, int count)
+{
+    arch *a = ud;
+    double now = mono_s();
+    if (count == 0)
+        a->busy_since = now;
+    if ((now - a->busy_since) * 1000 >= BUSY_TIMEOUT_MS)
+        return 0;
+    struct timespec ms = { .tv_sec = 0, .tv_nsec = 1000000 };
+    nanosleep(&ms, NULL);
+    return 1;
 }
 
 static int prepare(arch *a, sqlite3_stmt **st, const char *sql, char **errmsg)
@@ -502,7 +529,7 @@ int arch_open(const char *path, int flags, int compression_level, arch **out, ch
                           a->db ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
         goto fail;
     }
-    sqlite3_busy_timeout(a->db, BUSY_TIMEOUT_MS);
+    sqlite3_busy_handler(a->db, busy_wait, a);
 
     /* the first read: tells a file that is not SQLite at all */
     int64_t version = 0;

@@ -255,3 +255,53 @@ void arch_txn_set_import(arch_txn *t, int64_t id, int64_t from_records, int64_t 
 int arch_meta_get(arch *a, const char *key, char **value, char **errmsg);
 /* Stores value under key in its own transaction (writer only). */
 int arch_meta_set(arch *a, const char *key, const char *value, char **errmsg);
+
+/* ---- maintenance (writer handles; compact.c, retain.c) --------------- */
+
+typedef struct {
+    int64_t merges;            /* merged chunks written */
+    int64_t chunks_merged;     /* small chunks they replaced */
+    int64_t events;            /* events moved into merged chunks */
+    int64_t bytes_before;      /* stored bytes of the replaced chunks */
+    int64_t bytes_after;       /* stored bytes of the merged chunks */
+    int64_t damaged;           /* damaged chunks left alone */
+    double longest_txn_ms;     /* the longest merge write transaction (what a
+                                * commit of the speed thread may wait for) */
+    double txn_ms;             /* all merge write transactions together */
+} arch_compact_stats;
+
+/* Merges runs of small chunks of one (stream, partition, time partition)
+ * with seq <= upto into chunks of up to 4 MiB raw, compressed at zstd
+ * level `level`, each merge in its own short write transaction; the
+ * merged chunk takes the highest seq of its sources, so every event stays
+ * at a seq <= upto (the exactness protocol's R). Only groups that gained
+ * a chunk since the last pass are looked at (meta key compacted_seq).
+ * go_on (may be NULL) is asked between chunks; false stops with
+ * -ECANCELED. Adds to *st. 0 or a negative code with *errmsg. */
+int arch_compact(arch *a, int64_t upto, int level, bool (*go_on)(void *ud), void *ud,
+                 arch_compact_stats *st, char **errmsg);
+
+typedef struct {
+    int64_t chunks, events;    /* dropped */
+} arch_drop_stats;
+
+/* Retention: deletes every chunk of stream with tpart < before and
+ * seq <= upto, with the totals, in short transactions; go_on (may be
+ * NULL) is asked between them (false: -ECANCELED). Adds to *st. */
+int arch_drop_before(arch *a, const char *stream, int64_t before, int64_t upto,
+                     bool (*go_on)(void *ud), void *ud, arch_drop_stats *st, char **errmsg);
+
+/* Hands free pages back to the file system (PRAGMA incremental_vacuum, 64
+ * pages per transaction; go_on as above), sets *freed_pages and raises
+ * *longest_ms to its longest transaction. -ENOTSUP when the archive was
+ * created without auto_vacuum=INCREMENTAL. */
+int arch_vacuum(arch *a, bool (*go_on)(void *ud), void *ud, int64_t *freed_pages,
+                double *longest_ms, char **errmsg);
+
+/* A PASSIVE checkpoint: copies what it can of the WAL into the database
+ * without waiting for anyone. Sets the WAL's frames and those copied
+ * (either may be NULL). 0 or a negative errno. */
+int arch_checkpoint(arch *a, int *wal_frames, int *done_frames);
+/* The WAL size (pages) at which a commit on this handle checkpoints by
+ * itself (sqlite3_wal_autocheckpoint; SQLite's default 1000). */
+void arch_set_autocheckpoint(arch *a, int pages);

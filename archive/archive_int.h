@@ -39,6 +39,7 @@ struct arch {
     int64_t data_version;
 
     int version;               /* PRAGMA user_version as of open (or the upgrade) */
+    double busy_since;         /* monotonic s: the lock wait in progress began (busy_wait) */
     dmg_file *dmg;             /* the damage registry of this path (damage.c) */
     char *note;                /* arch_open_note */
 };

@@ -41,17 +41,25 @@ int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
     b->unit = calloc(nv, sizeof(*b->unit));
     b->needs_full = calloc(nv, sizeof(*b->needs_full));
     b->vst = calloc(nv, sizeof(*b->vst));
+    b->cut = calloc(nv, sizeof(*b->cut));
     b->store_path = str_printf("%s-views", cfg->archive_path);
-    if (!b->dec || !b->vals || !b->unit || !b->needs_full || !b->vst || !b->store_path) {
+    if (!b->dec || !b->vals || !b->unit || !b->needs_full || !b->vst || !b->cut || !b->store_path) {
         batch_free(b);
         *errmsg = strdup("out of memory");
         return -ENOMEM;
     }
     for (size_t v = 0; v < cfg->nviews; v++)
-        b->unit[v] = cfg->views[v].gran > cfg->batch_partition ? cfg->views[v].gran
-                                                               : cfg->batch_partition;
+        b->unit[v] = config_view_unit(cfg, v);
+    b->st.archive_oldest = INT64_MIN;
     char *err = NULL;
     int r = arch_open(cfg->archive_path, ARCH_READONLY, cfg->compression_level, &b->ro, &err);
+    /* a writer of its own for compaction and retention: the speed
+     * thread's connection stays free for ingestion */
+    if (r == 0)
+        r = arch_open(cfg->archive_path, 0, cfg->compression_level, &b->mw, &err);
+    /* its checkpoints are explicit (maint.c), never inside a merge's COMMIT */
+    if (r == 0)
+        arch_set_autocheckpoint(b->mw, 0);
     if (r == 0)
         r = bstore_open(b->store_path, &b->store, &err);
     if (r < 0) {
@@ -148,6 +156,7 @@ int batch_load(batch *b, int64_t archive_last_seq, int64_t archive_events, int64
         }
     }
     vstate_set_batch_watermark(b->vs, pR, at);
+    batch_note_oldest(b);
     if (pR > 0)
         log_info("Loaded %zu persisted batch view(s) covering seq <= %lld", loaded, (long long)pR);
     *R = pR;
@@ -215,6 +224,7 @@ static void *batch_main(void *arg)
         if (!b->run_requested && now_ms() < next) {
             pthread_mutex_unlock(&b->mu);
             collect_garbage(b);   /* segments the last queries let go of */
+            batch_checkpoint(b);
             pthread_mutex_lock(&b->mu);
             if (b->stop || b->run_requested)
                 continue;
@@ -233,6 +243,8 @@ static void *batch_main(void *arg)
         char *err = NULL;
         int r = batch_run(b, full, &err);
         collect_garbage(b);
+        if (r == 0)
+            batch_maintain(b, b->st.last_R);   /* last_R: written by this thread only */
 
         pthread_mutex_lock(&b->mu);
         b->st.running = false;
@@ -304,11 +316,13 @@ void batch_free(batch *b)
     batch_stop(b);
     bstore_close(b->store);
     arch_close(b->ro);
+    arch_close(b->mw);
     event_decoder_free(b->dec);
     free(b->vals);
     free(b->unit);
     free(b->needs_full);
     free(b->vst);
+    free(b->cut);
     free(b->store_path);
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);

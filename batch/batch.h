@@ -72,6 +72,18 @@ typedef struct {
     int64_t last_R;
     int64_t next_run_at;          /* epoch s */
     char last_error[256];         /* empty when the last run succeeded */
+    /* Archive maintenance after each run (maint.c), totals since start: */
+    int64_t compact_merges;       /* merged chunks written */
+    int64_t compact_chunks;       /* small chunks they replaced */
+    int64_t compact_bytes_before, compact_bytes_after;   /* stored bytes, replaced -> merged */
+    double compact_longest_txn_ms;   /* the longest merge transaction since start */
+    double compact_txn_ms;           /* all merge transactions together */
+    int64_t retention_chunks, retention_events;          /* dropped by archive.retention */
+    int64_t vacuum_pages;         /* free pages handed back to the file system */
+    double vacuum_longest_txn_ms; /* its longest transaction since start */
+    int64_t archive_oldest;       /* start of the oldest time partition archived, INT64_MIN: none */
+    bool vacuum_off;              /* the archive has no auto_vacuum (README, "Retention") */
+    char maint_error[256];        /* the last maintenance failure, empty when it worked */
 } batch_status;
 
 typedef struct {
@@ -87,6 +99,7 @@ typedef struct {
     int64_t rows_scanned_total;   /* events recomputed into it, since start */
     int64_t partitions_total;     /* partitions recomputed, since start */
     bool needs_full;              /* waiting for a full recompute */
+    int64_t oldest;               /* start of its oldest batch partition, INT64_MIN: none */
 } batch_view_status;
 
 void batch_get_status(batch *b, batch_status *st);

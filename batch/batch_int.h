@@ -20,6 +20,12 @@ struct batch {
     event_decoder *dec;
     field_value *vals;
     gran_t *unit;             /* per view: its recompute partition unit */
+    /* Retention cuts of the current run (config_retention_cuts; batch
+     * thread): partitions starting before are dropped. */
+    int64_t arch_cut, *cut;
+    arch *mw;                 /* archive maintenance connection (maint.c; batch thread) */
+    int64_t last_checkpoint_ms;   /* monotonic: its last checkpoint */
+    int64_t last_compaction_ms;   /* monotonic: the last compaction pass, 0: none yet */
 
     pthread_t thread;
     bool started;
@@ -40,3 +46,13 @@ struct batch {
  * says which views are recomputed in full. Batch thread. Returns 0, or a
  * negative code with *errmsg (P then stays for the next run). */
 int batch_run(batch *b, const bool *full, char **errmsg);
+
+/* After a successful run with watermark R (maint.c; batch thread): drops
+ * the archive partitions before b->arch_cut, compacts chunks <= R, hands
+ * freed pages back and checkpoints the WAL; notes the figures in b->st.
+ * Failures are logged and recorded, never fatal. */
+void batch_maintain(batch *b, int64_t R);
+/* A PASSIVE checkpoint between runs (batch thread). */
+void batch_checkpoint(batch *b);
+/* Notes each view's oldest batch partition in its status (batch thread). */
+void batch_note_oldest(batch *b);

@@ -18,6 +18,10 @@
  * Untouched partitions keep their segments, shared with the previous
  * version: P holds every event in (R_prev, R], so a partition without one
  * in P is unchanged.
+ * Retention (config_retention_cuts, at the run's start): a view's
+ * partitions before its cut are neither planned nor rebuilt, and the next
+ * version leaves out its segments before the cut, so they leave the
+ * answers with this run's swap; the archive follows after it (maint.c).
  * Runs on the batch thread only.
  */
 #include <errno.h>
@@ -122,6 +126,21 @@ static void work_clear(work *w)
     memset(w, 0, sizeof(*w));
 }
 
+/* Removes the partitions starting before cut (retention). */
+static void drop_before(work *w, int64_t cut)
+{
+    size_t k = 0;
+    while (k < w->n && w->p[k].start < cut) {
+        vtable_free(w->p[k].t);
+        k++;
+    }
+    if (k == 0)
+        return;   /* also: no partitions at all (w->p may be NULL) */
+    memmove(w->p, w->p + k, (w->n - k) * sizeof(*w->p));
+    w->n -= k;
+    w->last = 0;
+}
+
 typedef struct {
     int64_t unit_start;
     gran_t unit;
@@ -192,6 +211,8 @@ static int scan_event(const arch_event *ev, void *ud)
         int64_t start = gran_floor(b->unit[v], bucket);
         vtable *t;
         if (w->full) {
+            if (start < b->cut[v])
+                continue;   /* dropped by retention */
             t = work_table(w, start, vd);
         } else {
             long i = find(w, start);
@@ -251,6 +272,8 @@ static int build_complete(batch *b, size_t v, work *w, int64_t upto, char **errm
 static bool wants(batch *b, size_t v, work *w, int64_t t)
 {
     int64_t start = gran_floor(b->unit[v], t);
+    if (start < b->cut[v])
+        return false;   /* dropped by retention */
     if (w->full)
         return work_table(w, start, &b->cfg->views[v]) != NULL;
     return find(w, start) >= 0;
@@ -343,8 +366,9 @@ static int next_version(batch *b, size_t v, work *w, bversion **out, char **errm
                 nv->segs[nv->nsegs++] = wp->seg;
                 wp->seg = NULL;
             }
-        } else if (w->full) {
-            retired[nretired++] = o->id;   /* a full rebuild replaces every segment */
+        } else if (w->full || o->start < b->cut[v]) {
+            /* a full rebuild replaces every segment; retention drops old ones */
+            retired[nretired++] = o->id;
             i++;
         } else {
             nv->segs[nv->nsegs++] = bseg_ref(o);   /* unchanged: shared by both versions */
@@ -403,12 +427,16 @@ int batch_run(batch *b, const bool *full, char **errmsg)
          * recovers everything from the archive. */
         b->failed = true;
     }
+    /* Retention: partitions before the cuts are neither recomputed nor
+     * kept; they leave the answers with this run's swap. */
+    config_retention_cuts(cfg, (int64_t)time(NULL), &b->arch_cut, b->cut);
     /* Plan: which partitions of which view. */
     for (size_t v = 0; r == 0 && v < nv; v++) {
         w[v].full = full[v];
         if (!w[v].full) {
             touch_ctx tc = {.unit_start = INT64_MIN, .unit = b->unit[v], .w = &w[v]};
             r = vstate_pending_foreach(b->vs, v, touch_row, &tc);
+            drop_before(&w[v], b->cut[v]);
             /* Every touched partition gets a table, filled by the scan. */
             for (size_t i = 0; r == 0 && i < w[v].n; i++)
                 if (!work_table(&w[v], w[v].p[i].start, &cfg->views[v]))
@@ -429,7 +457,9 @@ int batch_run(batch *b, const bool *full, char **errmsg)
     if (r == 0) {
         for (size_t v = 0; r == 0 && v < nv; v++) {
             nstarts[v] = w[v].n;
-            if (w[v].full || w[v].n > 0)
+            const bversion *cur = vstate_batch(b->vs, v);
+            bool expired = cur->nsegs > 0 && cur->segs[0]->start < b->cut[v];
+            if (w[v].full || w[v].n > 0 || expired)
                 r = next_version(b, v, &w[v], &next[v], errmsg);
         }
         if (r == 0)
@@ -459,7 +489,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         for (size_t v = 0; v < nv; v++) {
             batch_view_status *vs = &b->vst[v];
             vs->R = R;
-            if (was_next && was_next[v]) {
+            if (was_next && was_next[v] && (w[v].full || nstarts[v] > 0)) {
                 vs->last_run_at = at;
                 vs->last_duration_ms = dur;
                 vs->last_rows_scanned = w[v].rows_scanned;

@@ -337,3 +337,24 @@ const view_def *config_find_view(const config *c, const char *name, size_t *idx)
     }
     return NULL;
 }
+
+gran_t config_view_unit(const config *c, size_t v)
+{
+    return c->views[v].gran > c->batch_partition ? c->views[v].gran : c->batch_partition;
+}
+
+void config_retention_cuts(const config *c, int64_t now, int64_t *arch_cut, int64_t *view_cuts)
+{
+    *arch_cut = c->archive_retention_s ? gran_floor(c->batch_partition,
+                                                     now - c->archive_retention_s)
+                                       : INT64_MIN;
+    for (size_t v = 0; view_cuts && v < c->nviews; v++) {
+        gran_t unit = config_view_unit(c, v);
+        int64_t cut = c->views[v].retention_s ? gran_floor(unit, now - c->views[v].retention_s)
+                                              : INT64_MIN;
+        /* a view partition straddling the archive's cut keeps its segment */
+        if (*arch_cut != INT64_MIN && gran_floor(unit, *arch_cut) > cut)
+            cut = gran_floor(unit, *arch_cut);
+        view_cuts[v] = cut;
+    }
+}

@@ -44,6 +44,8 @@ typedef struct {
     int commit_interval_ms;     /* default 50, 1..60000 */
     int commit_max_events;      /* default 100000, 1..10000000 */
     int compression_level;      /* zstd level, default 3, 1..19 */
+    int64_t archive_retention_s;   /* archive.retention, 0 (default): keep forever */
+    int compact_level;          /* archive.compaction_level: zstd level of merged chunks, default 9 */
 
     /* batch */
     int batch_interval_s;       /* default 300 */
@@ -108,6 +110,17 @@ void config_errors_clear(config_errors *e);
  * plain identifier, control characters escaped. 0 or -ENOMEM. */
 int config_error_at(config_errors *errs, const char *parent, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* The recompute partition unit of view v: the coarser of its granularity
+ * and batch.partition, so each of its buckets lies in one partition. */
+gran_t config_view_unit(const config *c, size_t v);
+
+/* Retention at time now (epoch s): the start of the oldest archive time
+ * partition kept (*arch_cut) and, for each view, of its oldest partition
+ * kept (view_cuts[v], the later of its own retention's and the archive's,
+ * in the view's unit). A partition is dropped once it lies entirely
+ * before now minus the retention. INT64_MIN: keep everything. */
+void config_retention_cuts(const config *c, int64_t now, int64_t *arch_cut, int64_t *view_cuts);
 
 /* The view named name, or NULL. */
 const view_def *config_find_view(const config *c, const char *name, size_t *idx);

@@ -227,6 +227,29 @@ static void check_streams(cfg_ctx *ctx, const char *path, json_t *v, void *targe
                  c->nstreams);
 }
 
+/* ---- durations (retention) ---- */
+
+/* A "retention" duration at path into *secs (absent: 0, keep forever). */
+static void check_duration(cfg_ctx *ctx, const char *path, json_t *v, int64_t *secs)
+{
+    *secs = 0;
+    if (!v)
+        return;
+    if (!json_is_string(v) || duration_parse(json_string_value(v), secs) < 0)
+        cfg_err(ctx, path, "must be a duration such as \"90d\", \"400d\" or \"12h\" "
+                "(a positive whole number and one of s, m, h, d, w)");
+}
+
+static void check_archive_retention(cfg_ctx *ctx, const char *path, json_t *v, void *target)
+{
+    check_duration(ctx, path, v, &((config *)target)->archive_retention_s);
+}
+
+static void check_view_retention(cfg_ctx *ctx, const char *path, json_t *v, void *target)
+{
+    check_duration(ctx, path, v, &((view_def *)target)->retention_s);
+}
+
 /* ---- views and their metrics ---- */
 
 /* A quantiles metric's relative accuracy (0: absent, the default). */
@@ -323,6 +346,7 @@ static const cfg_key view_keys[] = {
     KEY_ENUM("granularity", view_def, gran, gran_name_of, GRAN_SECOND, GRAN_DAY, GRAN_MINUTE),
     KEY_CUSTOM("dimensions", check_dimensions),
     KEY_CUSTOM("metrics", check_metrics, REQUIRED),
+    KEY_CUSTOM("retention", check_view_retention),
     { 0 },
 };
 
@@ -500,6 +524,8 @@ static const cfg_key archive_keys[] = {
     KEY_INT("commit_interval_ms", config, commit_interval_ms, 1, 60000, 50),
     KEY_INT("commit_max_events", config, commit_max_events, 1, 10000000, 100000),
     KEY_INT("compression_level", config, compression_level, 1, 19, 3),
+    KEY_CUSTOM("retention", check_archive_retention),
+    KEY_INT("compaction_level", config, compact_level, 1, 19, 9),
     { 0 },
 };
 

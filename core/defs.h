@@ -73,6 +73,8 @@ typedef struct {
     metric_def *metrics;
     size_t nmetrics;
     char fingerprint[17]; /* 16 hex digits of a hash of the definition */
+    int64_t retention_s;  /* "retention": partitions older are dropped; 0 = keep forever
+                           * (not part of the fingerprint: changing it drops, never rebuilds) */
     /* Filled by defs_resolve(): the row layout of all its metrics'
      * states (core/agg.h), owned. */
     struct agg_layout *layout;

@@ -35,6 +35,9 @@ typedef struct {
 #define REJECT_NOT_OBJECT    "not_an_object"
 #define REJECT_MISSING_TIME  "missing_time"
 #define REJECT_BAD_TIME      "bad_time"
+/* Not the decoder's: the speed layer's, for an event whose time partition
+ * archive.retention has dropped already. */
+#define REJECT_RETENTION     "retention"
 
 typedef struct event_decoder event_decoder;
 

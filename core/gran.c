@@ -185,6 +185,31 @@ void time_format_rfc3339(int64_t ts, char *buf, size_t bufsz)
              (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
 }
 
+int duration_parse(const char *s, int64_t *secs)
+{
+    if (!s || *s < '1' || *s > '9')
+        return -EINVAL;
+    int64_t n = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        n = n * 10 + (*s - '0');
+        if (n > 100LL * 366 * 86400)
+            return -EINVAL;
+    }
+    int64_t unit;
+    switch (*s) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    case 'w': unit = 7 * 86400; break;
+    default: return -EINVAL;
+    }
+    if (s[1] != '\0' || n > 100LL * 366 * 86400 / unit)
+        return -EINVAL;
+    *secs = n * unit;
+    return 0;
+}
+
 void time_format_rfc3339_offset(int64_t ts, int32_t off_s, char *buf, size_t bufsz)
 {
     if (off_s % 60 != 0) {

@@ -17,6 +17,11 @@ int64_t gran_next(gran_t g, int64_t start);
 
 int64_t floor_div(int64_t a, int64_t b);
 
+/* A duration such as "90d", "12h", "30m", "45s" or "2w": a positive
+ * integer and one unit, nothing else. 0 and *secs, or -EINVAL (also when
+ * it exceeds 100 years). */
+int duration_parse(const char *s, int64_t *secs);
+
 /* Days since 1970-01-01 of a proleptic Gregorian date, and back. */
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
 void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);

@@ -125,6 +125,9 @@ static runtime *runtime_open(config *cfg, const char *restart_required, int64_t 
     }
     if (arch_open_note(w))
         log_notice("Archive %s: %s", cfg->archive_path, arch_open_note(w));
+    /* The batch thread checkpoints the WAL every second (batch/maint.c):
+     * the speed thread's commits checkpoint by themselves only past 64 MiB. */
+    arch_set_autocheckpoint(w, 16384);
     arch_damage_count dmg;
     arch_damage_totals(cfg->archive_path, NULL, &dmg);
     if (dmg.chunks > 0)

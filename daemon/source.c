@@ -159,6 +159,9 @@ static void add_batch(daemon_source *ds, json_t *obj)
         json_object_set_new(o, "batch_partitions", json_integer(st.batch_parts));
         json_object_set_new(o, "batch_rows", json_integer(st.batch_rows));
         json_object_set_new(o, "batch_bytes", json_integer(st.batch_bytes));
+        json_object_set_new(o, "oldest_partition", s.oldest == INT64_MIN ? json_null()
+                                                                        : time_or_null(s.oldest));
+        json_object_set_new(o, "retention_s", json_integer(ds->cfg->views[v].retention_s));
         json_object_set_new(o, "pending_rows", json_integer(st.pending_rows));
         json_object_set_new(o, "live_rows", json_integer(st.live_rows));
         json_object_set_new(o, "live_bytes", json_integer(st.live_bytes + st.pending_bytes));
@@ -228,6 +231,36 @@ static void add_damage(daemon_source *ds, json_t *a)
     json_object_set_new(a, "damaged", list);
 }
 
+/* Compaction, retention and vacuum (batch/maint.c), into the archive's
+ * status. */
+static void add_maintenance(daemon_source *ds, json_t *a)
+{
+    batch_status bs;
+    batch_get_status(ds->b, &bs);
+    json_object_set_new(a, "oldest_partition", bs.archive_oldest == INT64_MIN
+                                                   ? json_null() : time_or_null(bs.archive_oldest));
+    json_object_set_new(a, "retention_s", json_integer(ds->cfg->archive_retention_s));
+    json_t *c = json_object();
+    json_object_set_new(c, "merges", json_integer(bs.compact_merges));
+    json_object_set_new(c, "chunks_compacted", json_integer(bs.compact_chunks));
+    json_object_set_new(c, "bytes_before", json_integer(bs.compact_bytes_before));
+    json_object_set_new(c, "bytes_after", json_integer(bs.compact_bytes_after));
+    json_object_set_new(c, "longest_txn_ms", json_real(bs.compact_longest_txn_ms));
+    json_object_set_new(c, "mean_txn_ms", json_real(bs.compact_merges ? bs.compact_txn_ms /
+                                                                       (double)bs.compact_merges
+                                                                     : 0.0));
+    json_object_set_new(a, "compaction", c);
+    json_t *r = json_object();
+    json_object_set_new(r, "dropped_chunks", json_integer(bs.retention_chunks));
+    json_object_set_new(r, "dropped_events", json_integer(bs.retention_events));
+    json_object_set_new(a, "retention", r);
+    json_object_set_new(a, "vacuumed_pages", json_integer(bs.vacuum_pages));
+    json_object_set_new(a, "vacuum_longest_txn_ms", json_real(bs.vacuum_longest_txn_ms));
+    json_object_set_new(a, "auto_vacuum", json_boolean(!bs.vacuum_off));
+    json_object_set_new(a, "maintenance_error", bs.maint_error[0] ? json_string(bs.maint_error)
+                                                                  : json_null());
+}
+
 /* speed.rejects_by_reason and speed.latest_rejects: since start, from the
  * speed layer's memory (the archive's rejects table holds them all). */
 static void add_rejects(daemon_source *ds, json_t *s)
@@ -272,6 +305,7 @@ static void status(void *ud, json_t *obj)
     json_object_set_new(a, "events", json_integer(st.archived_events));
     json_object_set_new(a, "rejects", json_integer(st.rejects));
     json_object_set_new(a, "bytes", json_integer(st.archive_bytes));
+    json_object_set_new(a, "chunks", json_integer(st.archive_chunks));
     vstate_watermark aw;
     vstate_get_watermark(ds->vs, &aw);
     json_object_set_new(a, "last_seq", json_integer(aw.last_seq));   /* applied = committed */
@@ -285,6 +319,7 @@ static void status(void *ud, json_t *obj)
     }
     json_object_set_new(a, "write_error", we);
     json_object_set_new(a, "write_failures", json_integer(st.write_failures));
+    add_maintenance(ds, a);
     json_object_set_new(obj, "archive", a);
     json_t *rr = json_array();
     for (const char *p = ds->restart_required; *p;) {

@@ -43,7 +43,7 @@ METRIC_COUNTER(m_kafka_errors, "lambdad_kafka_errors_total",
 
 /* The reject reasons, in the order of speed.reject_tally's columns. */
 const char *const speed_reject_reasons[SPEED_REJECT_REASONS] = {
-    REJECT_INVALID_JSON, REJECT_NOT_OBJECT, REJECT_MISSING_TIME, REJECT_BAD_TIME,
+    REJECT_INVALID_JSON, REJECT_NOT_OBJECT, REJECT_MISSING_TIME, REJECT_BAD_TIME, REJECT_RETENTION,
 };
 #define reject_reasons speed_reject_reasons
 
@@ -78,19 +78,42 @@ int speed_new(const config *cfg, vstate *vs, arch *w, speed **out, char **errmsg
     s->topic_problem = calloc(cfg->nstreams ? cfg->nstreams : 1, sizeof(char *));
     s->reject_tally = calloc(cfg->nstreams ? cfg->nstreams : 1, sizeof(*s->reject_tally));
     s->stream_newest_ms = calloc(cfg->nstreams ? cfg->nstreams : 1, sizeof(int64_t));
-    if (!s->stage || !s->reject_tally || !s->stream_newest_ms || !s->txn || !s->dec || !s->vals || !s->topic_problem) {
+    s->view_cut = calloc(cfg->nviews ? cfg->nviews : 1, sizeof(int64_t));
+    if (!s->view_cut || !s->stage || !s->reject_tally || !s->stream_newest_ms || !s->txn || !s->dec || !s->vals || !s->topic_problem) {
         speed_free(s);
         *errmsg = strdup("out of memory");
         return -ENOMEM;
     }
+    config_retention_cuts(cfg, (int64_t)time(NULL), &s->arch_cut, s->view_cut);
     arch_stats st;
     if (arch_get_stats(w, &st) == 0) {
         s->archived_events = st.events;
         s->rejects = st.rejects;
         s->archive_bytes = st.file_bytes;
+        s->archive_chunks = st.chunks;
     }
     *out = s;
     return 0;
+}
+
+/* ---- retention -------------------------------------------------------- */
+
+/* Brings the retention cuts up to the current second (speed thread). */
+static void refresh_cuts(speed *s)
+{
+    int64_t now = (int64_t)time(NULL);
+    if (now != s->cuts_at) {
+        config_retention_cuts(s->cfg, now, &s->arch_cut, s->view_cut);
+        s->cuts_at = now;
+    }
+}
+
+/* Whether view v keeps an event of time ts_ms (its partition is not older
+ * than the view's retention). */
+static bool view_keeps(const speed *s, size_t v, int64_t ts_ms)
+{
+    return s->view_cut[v] == INT64_MIN ||
+           gran_floor(config_view_unit(s->cfg, v), floor_div(ts_ms, 1000)) >= s->view_cut[v];
 }
 
 /* ---- recovery -------------------------------------------------------- */
@@ -137,7 +160,7 @@ static int recover_event(const arch_event *ev, void *ud)
         return 0;
     }
     for (size_t v = 0; v < cfg->nviews; v++)
-        if (cfg->views[v].stream_idx == rc->stream_idx &&
+        if (cfg->views[v].stream_idx == rc->stream_idx && view_keeps(s, v, ts_ms) &&
             event_apply(&cfg->views[v], s->stage[v], ts_ms, s->vals, s->dec) < 0)
             return -ENOMEM;
     rc->events++;
@@ -154,6 +177,7 @@ int speed_recover(speed *s, int64_t after_seq, char **errmsg)
         return r;
     }
     int64_t total = 0;
+    refresh_cuts(s);
     for (size_t si = 0; si < cfg->nstreams; si++) {
         recover_ctx rc = {.s = s, .stream_idx = si};
         char *err = NULL;
@@ -243,8 +267,10 @@ void speed_count_commit(speed *s, const arch_txn *t)
     s->rejects += (long long)arch_txn_rejects(t);
     s->commits++;
     arch_stats st;
-    if (arch_get_stats(s->w, &st) == 0)
+    if (arch_get_stats(s->w, &st) == 0) {
         s->archive_bytes = st.file_bytes;
+        s->archive_chunks = st.chunks;
+    }
 }
 
 /* Commits the open transaction; on success applies it to the live tables.
@@ -273,14 +299,14 @@ static int commit_txn(speed *s)
     metrics_observe(&m_commit, NULL, (double)(t1 - t0) / 1000.0);
     pthread_mutex_lock(&s->err_lock);
     for (size_t si = 0; si < s->cfg->nstreams; si++)
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < SPEED_REJECT_REASONS; k++)
             s->rejects_by_reason[k] += s->reject_tally[si][k];
     pthread_mutex_unlock(&s->err_lock);
     for (size_t si = 0; si < s->cfg->nstreams; si++) {
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < SPEED_REJECT_REASONS; k++) {
             if (s->reject_tally[si][k])
                 metrics_counter_add(&m_rejects,
-                                    METRIC_LABELS(s->cfg->streams[si].topic, reject_reasons[k]),
+                                    METRIC_LABELS(s->cfg->streams[si].topic, speed_reject_reasons[k]),
                                     (uint64_t)s->reject_tally[si][k]);
             s->reject_tally[si][k] = 0;
         }
@@ -427,11 +453,19 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
     int r = event_decode(s->dec, st, payload, m->len, kafka_ts, &ts_ms, s->vals, &reason, &detail);
     if (r == -ENOMEM)
         return r;
+    int64_t tpart = r == 0 ? gran_floor(cfg->batch_partition, floor_div(ts_ms, 1000)) : 0;
+    if (r == 0 && tpart < s->arch_cut) {
+        /* its partition is gone from the archive and every view: keeping
+         * it would bring back a sliver of a dropped partition */
+        r = -EINVAL;
+        reason = REJECT_RETENTION;
+        detail = "its time partition is older than archive.retention";
+    }
     if (r < 0) {
         r = arch_txn_add_reject(s->txn, topic, m->partition, m->offset, reason, detail, payload,
                                 m->len);
-        for (int k = 0; k < 4; k++)
-            if (reason == reject_reasons[k] || strcmp(reason, reject_reasons[k]) == 0) {
+        for (int k = 0; k < SPEED_REJECT_REASONS; k++)
+            if (reason == speed_reject_reasons[k] || strcmp(reason, speed_reject_reasons[k]) == 0) {
                 s->reject_tally[si][k]++;
                 note_reject(s, topic, m, reject_reasons[k], detail, payload);
                 break;
@@ -439,11 +473,10 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
     } else {
         if (ts_ms > s->stream_newest_ms[si])
             s->stream_newest_ms[si] = ts_ms;
-        int64_t tpart = gran_floor(cfg->batch_partition, floor_div(ts_ms, 1000));
         r = arch_txn_add_event(s->txn, st->name, m->partition, tpart, m->offset, ts_ms, payload,
                                m->len);
         for (size_t v = 0; r == 0 && v < cfg->nviews; v++)
-            if (cfg->views[v].stream_idx == si)
+            if (cfg->views[v].stream_idx == si && view_keeps(s, v, ts_ms))
                 r = event_apply(&cfg->views[v], s->stage[v], ts_ms, s->vals, s->dec);
         s->stage_events++;
     }
@@ -561,8 +594,10 @@ static void *speed_main(void *arg)
             /* Collect until the transaction's interval ends (or a full batch). */
             n = rd_kafka_consume_batch_queue(s->queue, timeout, msgs, room ? room : 1);
         }
-        if (n > 0)
+        if (n > 0) {
             s->last_message_ms = s->last_contact_ms = speed_now_ms();
+            refresh_cuts(s);
+        }
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             if (!m->err) {
@@ -755,6 +790,7 @@ void speed_free(speed *s)
     free(s->topic_problem);
     free(s->parts);
     free(s->reject_tally);
+    free(s->view_cut);
     free(s->stream_newest_ms);
     arch_close(s->w);
     pthread_mutex_destroy(&s->parts_lock);
@@ -787,6 +823,7 @@ void speed_get_stats(speed *s, speed_stats *st)
     st->rejects = s->rejects;
     st->commits = s->commits;
     st->archive_bytes = s->archive_bytes;
+    st->archive_chunks = s->archive_chunks;
     st->lag = s->lag;
     st->newest_event_ms = s->newest_event_ms;
     int64_t now = speed_now_ms();

@@ -64,6 +64,7 @@ typedef struct {
     int64_t rejects;           /* rejected messages in the archive (all time) */
     int64_t commits;           /* archive transactions since start */
     int64_t archive_bytes;     /* database + WAL on disk */
+    int64_t archive_chunks;    /* chunk rows in the archive (compaction merges them) */
     int64_t lag;               /* messages in Kafka not archived yet, all partitions */
     int64_t newest_event_ms;   /* newest event time archived since start (epoch ms), 0 = none */
     int64_t since_loop_ms;     /* since the speed thread's loop last turned */
@@ -83,7 +84,7 @@ void speed_get_stats(speed *s, speed_stats *st);
  * order), and the latest ones with their detail and the start of their
  * bytes (newest first; since start, so that status never reads the
  * archive). */
-#define SPEED_REJECT_REASONS 4
+#define SPEED_REJECT_REASONS 5
 #define SPEED_LATEST_REJECTS 5
 typedef struct {
     char topic[128];

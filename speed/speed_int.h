@@ -59,6 +59,7 @@ struct speed {
 
     /* Figures for status (written by the speed thread). */
     atomic_llong consumed, commits, archived_events, rejects, archive_bytes;
+    atomic_llong archive_chunks;
     atomic_llong last_loop_ms;     /* monotonic: the loop's heartbeat (watchdog) */
     atomic_llong last_contact_ms;  /* monotonic: last answer from a broker */
     atomic_llong last_message_ms;  /* monotonic: last message consumed */
@@ -67,7 +68,11 @@ struct speed {
     int64_t next_watermarks_ms;    /* speed thread: next lag refresh */
     /* Speed thread: rejects of the open transaction by stream and reason,
      * counted in metrics after COMMIT. */
-    int64_t (*reject_tally)[4];
+    int64_t (*reject_tally)[SPEED_REJECT_REASONS];
+    /* Speed thread: retention's cuts as of cuts_at (config_retention_cuts):
+     * events of an older archive partition are rejected (reason
+     * retention), those of an older view partition not applied to it. */
+    int64_t arch_cut, *view_cut, cuts_at;
     int64_t *stream_newest_ms;     /* speed thread: per stream, newest event time taken */
 
     /* The archive refusing writes (disk full, I/O error): set by the speed

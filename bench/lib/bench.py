@@ -36,6 +36,7 @@ FULL = dict(
     scale_days=365,                # ... spread evenly over this many days
     scale_requests=100,            # cold requests per question (each system): p99 is not just the max
     soak_minutes=10,               # the soak section (only run when named: --only soak)
+    archive_rates=[(100, 60), (1_000, 30), (100_000, 3)],   # archive_size: (events/s, seconds)
 )
 QUICK = dict(
     reps=1,
@@ -59,6 +60,7 @@ QUICK = dict(
     scale_days=30,
     scale_requests=5,
     soak_minutes=0.5,
+    archive_rates=[(100, 3), (1_000, 2), (100_000, 0.5)],
 )
 EVENT_TIME = 1795428000        # 2026-11-23T10:00:00Z: fixed event times for reproducible runs
 DAY = 86400

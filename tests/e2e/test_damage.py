@@ -83,13 +83,14 @@ class DamageTest(unittest.TestCase):
             self.assertNotIn("unreadable_events", wm)
             self.assertEqual(d.stop(), 0)
 
-            # a chunk in the middle, its blob damaged on disk
+            # a chunk, its blob damaged on disk
             arch = d.cfg["archive"]["path"]
             db = sqlite3.connect(arch)
             chunks = db.execute("SELECT seq, part, first_offset, last_offset, n FROM chunks"
                                 " ORDER BY seq").fetchall()
             db.close()
-            self.assertGreaterEqual(len(chunks), 4)
+            # the batch run compacted them: one chunk per Kafka partition
+            self.assertEqual(len(chunks), 2)
             seq, part, first, last, count = chunks[len(chunks) // 2]
             flip_bit_in_file(arch, seq)
             db = sqlite3.connect(arch)

@@ -320,7 +320,8 @@ class DashboardsTest(unittest.TestCase):
     def test_status_rejects(self):
         sp = self.d.status()["speed"]
         self.assertEqual(sp["rejects_by_reason"], {"invalid_json": 1, "not_an_object": 0,
-                                                   "missing_time": 0, "bad_time": 1})
+                                                   "missing_time": 0, "bad_time": 1,
+                                                   "retention": 0})
         latest = sp["latest_rejects"]
         self.assertEqual([(r["reason"], r["payload"], r["payload_bytes"], r["topic"]) for r in latest],
                          [("invalid_json", BAD[1], len(BAD[1]), "pageviews"),

@@ -813,6 +813,69 @@ static void test_http_limits(void)
 }
 
 /* serving: the memory budgets and the query pool */
+/* archive.retention and views[].retention: durations, their errors with
+ * the JSON path, and the partitions they keep. */
+static void test_retention(void)
+{
+    config *c = LOAD_OK("{\"archive\":{\"retention\":\"400d\",\"compaction_level\":19},"
+                        STREAMS ",\"views\":[{\"name\":\"v\",\"stream\":\"s\","
+                        "\"granularity\":\"hour\",\"retention\":\"12h\","
+                        "\"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]},"
+                        "{\"name\":\"w\",\"stream\":\"s\",\"retention\":\"2w\","
+                        "\"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]}]}");
+    if (c) {
+        CHECK_INT(c->archive_retention_s, 400 * 86400);
+        CHECK_INT(c->compact_level, 19);
+        CHECK_INT(c->views[0].retention_s, 12 * 3600);
+        CHECK_INT(c->views[1].retention_s, 14 * 86400);
+        /* 2025-11-23T10:30:00Z: the archive keeps day partitions from
+         * 400 days before, view v (hour, under day partitions: unit day)
+         * from the day holding 22:30 the day before, view w from the day
+         * holding 14 days before */
+        int64_t now = 1763893800, arch_cut, cuts[2];
+        config_retention_cuts(c, now, &arch_cut, cuts);
+        CHECK_INT(arch_cut, 1763856000 - 400 * 86400);
+        CHECK_INT(cuts[0], 1763856000 - 86400);
+        CHECK_INT(cuts[1], 1763856000 - 14 * 86400);
+    }
+    config_free(c);
+    c = LOAD_OK("{" MIN "}");
+    if (c) {
+        CHECK_INT(c->archive_retention_s, 0);
+        CHECK_INT(c->compact_level, 9);
+        int64_t arch_cut, cut;
+        config_retention_cuts(c, 1763893800, &arch_cut, &cut);
+        CHECK(arch_cut == INT64_MIN && cut == INT64_MIN);
+    }
+    config_free(c);
+    /* the archive's retention cuts the views too */
+    c = LOAD_OK("{\"archive\":{\"retention\":\"3d\"}," STREAMS ",\"views\":[{\"name\":\"v\","
+                "\"stream\":\"s\",\"retention\":\"30d\","
+                "\"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]}]}");
+    if (c) {
+        int64_t arch_cut, cut;
+        config_retention_cuts(c, 1763893800, &arch_cut, &cut);
+        CHECK_INT(arch_cut, 1763856000 - 3 * 86400);
+        CHECK_INT(cut, arch_cut);
+    }
+    config_free(c);
+#define DURATION_ERR ": must be a duration such as \"90d\", \"400d\" or \"12h\" " \
+                     "(a positive whole number and one of s, m, h, d, w)"
+    EXPECT_ERRORS("{\"archive\":{\"retention\":\"90\"}," MIN "}",
+                  "archive.retention" DURATION_ERR);
+    EXPECT_ERRORS("{\"archive\":{\"retention\":90}," MIN "}", "archive.retention" DURATION_ERR);
+    EXPECT_ERRORS("{\"archive\":{\"retention\":\"0d\"}," MIN "}",
+                  "archive.retention" DURATION_ERR);
+    EXPECT_ERRORS("{\"archive\":{\"retention\":\"99999999999d\"}," MIN "}",
+                  "archive.retention" DURATION_ERR);
+    EXPECT_ERRORS("{" STREAMS ",\"views\":[{\"name\":\"v\",\"stream\":\"s\","
+                  "\"retention\":\"90 d\",\"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]}]}",
+                  "views[0].retention" DURATION_ERR);
+    EXPECT_ERRORS("{\"archive\":{\"compaction_level\":20}," MIN "}",
+                  "archive.compaction_level: must be an integer between 1 and 19");
+#undef DURATION_ERR
+}
+
 static void test_serving(void)
 {
     config *c = LOAD_OK("{\"serving\":{\"cache_mb\":1,\"answer_cache_mb\":0,"
@@ -1258,6 +1321,7 @@ int main(void)
     test_http_security();
     test_http_limits();
     test_serving();
+    test_retention();
     test_syntax_and_comments();
     test_many_problems();
     test_depth();

@@ -1,0 +1,199 @@
+/* retain.c - giving space back: retention (dropping old time partitions),
+ * incremental vacuum and WAL checkpoints.
+ *
+ * arch_drop_before deletes whole time partitions in short write
+ * transactions (at most DROP_BATCH chunks each, with the totals), so the
+ * speed thread's commits never wait long for it; a crash between two of
+ * them leaves some of the old partitions, which the next call drops.
+ * Freed pages go to SQLite's freelist; with auto_vacuum=INCREMENTAL
+ * (every archive created since this file exists) arch_vacuum hands them
+ * back to the file system, 64 pages per transaction.
+ *
+ * Checkpoints: the speed thread's connection would checkpoint the WAL
+ * itself every wal_autocheckpoint pages (SQLite's default 1000), copying
+ * pages and syncing the database file inside a commit. The daemon moves
+ * that work to the batch thread's maintenance connection (arch_checkpoint,
+ * PASSIVE: it never blocks a writer or a reader) and leaves the writer a
+ * far larger automatic threshold as a safety net. journal_size_limit
+ * (archive.c) truncates the WAL back after it was reset.
+ *
+ * Runs on the thread that owns the handle (the batch thread).
+ */
+#include "archive/archive_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define DROP_BATCH 512
+
+static int drop_some(arch *a, sqlite3_stmt *sel, sqlite3_stmt *del_c, sqlite3_stmt *del_d,
+                     sqlite3_stmt *tot, arch_drop_stats *st, bool *more, char **errmsg)
+{
+    int64_t chunks = 0, events = 0, payload = 0;
+    int rc = sqlite3_step(a->st_begin);
+    sqlite3_reset(a->st_begin);
+    if (rc != SQLITE_DONE)
+        return arch_sqlfail(a, errmsg, rc, "retention: begin");
+    /* the rows first, then the deletes: no row is deleted under the
+     * statement that walks them */
+    int64_t seqs[DROP_BATCH];
+    int r = 0;
+    while (chunks < DROP_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        seqs[chunks++] = sqlite3_column_int64(sel, 0);
+        events += sqlite3_column_int64(sel, 1);
+        payload += sqlite3_column_int64(sel, 2);
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = arch_sqlfail(a, errmsg, rc, "retention: find chunks");
+    sqlite3_reset(sel);
+    for (int64_t i = 0; r == 0 && i < chunks; i++) {
+        sqlite3_bind_int64(del_c, 1, seqs[i]);
+        sqlite3_bind_int64(del_d, 1, seqs[i]);
+        if ((rc = sqlite3_step(del_c)) == SQLITE_DONE)
+            rc = sqlite3_step(del_d);
+        if (rc != SQLITE_DONE)
+            r = arch_sqlfail(a, errmsg, rc, "retention: delete chunk");
+        sqlite3_reset(del_c);
+        sqlite3_reset(del_d);
+    }
+    if (r == 0 && chunks) {
+        sqlite3_bind_int64(tot, 1, events);
+        sqlite3_bind_int64(tot, 2, chunks);
+        sqlite3_bind_int64(tot, 3, payload);
+        rc = sqlite3_step(tot);
+        sqlite3_reset(tot);
+        if (rc != SQLITE_DONE)
+            r = arch_sqlfail(a, errmsg, rc, "retention: update totals");
+    }
+    if (r == 0) {
+        rc = sqlite3_step(a->st_commit);
+        sqlite3_reset(a->st_commit);
+        if (rc != SQLITE_DONE)
+            r = arch_sqlfail(a, errmsg, rc, "retention: commit");
+    }
+    if (r < 0) {
+        if (!sqlite3_get_autocommit(a->db)) {
+            sqlite3_step(a->st_rollback);
+            sqlite3_reset(a->st_rollback);
+        }
+        return r;
+    }
+    a->tot.chunks -= chunks;
+    a->tot.events -= events;
+    a->tot.payload_bytes -= payload;
+    st->chunks += chunks;
+    st->events += events;
+    *more = chunks == DROP_BATCH;
+    return 0;
+}
+
+int arch_drop_before(arch *a, const char *stream, int64_t before, int64_t upto,
+                     bool (*go_on)(void *ud), void *ud, arch_drop_stats *st, char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    if (a->readonly)
+        return arch_fail(errmsg, -EROFS, "archive %s is open read-only", a->path);
+    sqlite3_stmt *sel = NULL, *del_c = NULL, *del_d = NULL, *tot = NULL;
+    int rc = sqlite3_prepare_v2(a->db, "SELECT seq, n, payload_bytes FROM chunks"
+                                " INDEXED BY chunks_stream_tpart"
+                                " WHERE stream = ?1 AND tpart < ?2 AND seq <= ?3 LIMIT ?4",
+                                -1, &sel, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->db, "DELETE FROM chunks WHERE seq = ?1", -1, &del_c, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->db, "DELETE FROM chunk_data WHERE seq = ?1", -1, &del_d, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->db,
+                                "UPDATE meta SET value = value - CASE key"
+                                " WHEN 'total_events' THEN ?1 WHEN 'total_chunks' THEN ?2"
+                                " ELSE ?3 END WHERE key IN ('total_events', 'total_chunks',"
+                                " 'total_payload_bytes')", -1, &tot, NULL);
+    int r = 0;
+    if (rc != SQLITE_OK) {
+        r = arch_sqlfail(a, errmsg, rc, "retention: prepare");
+    } else {
+        sqlite3_bind_text(sel, 1, stream, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(sel, 2, before);
+        sqlite3_bind_int64(sel, 3, upto);
+        sqlite3_bind_int(sel, 4, DROP_BATCH);
+        for (bool more = true; r == 0 && more;) {
+            r = drop_some(a, sel, del_c, del_d, tot, st, &more, errmsg);
+            if (r == 0 && more && go_on && !go_on(ud))
+                r = -ECANCELED;
+        }
+    }
+    sqlite3_finalize(sel);
+    sqlite3_finalize(del_c);
+    sqlite3_finalize(del_d);
+    sqlite3_finalize(tot);
+    return r;
+}
+
+/* One integer from a PRAGMA; -1 when it cannot be read. */
+static int64_t pragma_int(arch *a, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int arch_vacuum(arch *a, bool (*go_on)(void *ud), void *ud, int64_t *freed_pages,
+                double *longest_ms, char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    *freed_pages = 0;
+    if (pragma_int(a, "PRAGMA auto_vacuum") != 2)
+        return -ENOTSUP;   /* an archive created before: see README, "Retention" */
+    for (;;) {
+        int64_t before = pragma_int(a, "PRAGMA freelist_count");
+        if (before <= 0)
+            return 0;
+        if (go_on && !go_on(ud))
+            return -ECANCELED;
+        /* Each PRAGMA is its own write transaction, moving pages from the
+         * end of the file into free ones (and their parents' pointers):
+         * 64 at a time keeps it short. */
+        char *e = NULL;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = sqlite3_exec(a->db, "PRAGMA incremental_vacuum(64)", NULL, NULL, &e);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (ms > *longest_ms)
+            *longest_ms = ms;
+        if (rc != SQLITE_OK) {
+            int r = arch_fail(errmsg, arch_errno(rc), "incremental vacuum: %s",
+                              e ? e : sqlite3_errstr(rc));
+            sqlite3_free(e);
+            return r;
+        }
+        int64_t after = pragma_int(a, "PRAGMA freelist_count");
+        if (after < 0 || after >= before)
+            return 0;
+        *freed_pages += before - after;
+    }
+}
+
+int arch_checkpoint(arch *a, int *wal_frames, int *done_frames)
+{
+    int log = 0, ckpt = 0;
+    int rc = sqlite3_wal_checkpoint_v2(a->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+    if (wal_frames)
+        *wal_frames = log;
+    if (done_frames)
+        *done_frames = ckpt;
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : arch_errno(rc);
+}
+
+void arch_set_autocheckpoint(arch *a, int pages)
+{
+    sqlite3_wal_autocheckpoint(a->db, pages);
+}
