@@ -305,17 +305,9 @@ int backup_main(int argc, char **argv)
     }
     umask(077);   /* the copies are as private as the archive (the unit's UMask=0077) */
     config *cfg = NULL;
-    config_errors errs = {0};
     int rc = 1;
-    if (config_load(path, &cfg, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s: %s\n", path, errs.items[i]);
-        if (errs.n == 0)
-            fprintf(stderr, "%s: out of memory\n", path);
-    } else if (check_dest(cfg, dest) == 0) {
+    if (cli_config_load(path, &cfg) == 0 && check_dest(cfg, dest) == 0)
         rc = run_backup(cfg, dest, pages);
-    }
-    config_errors_clear(&errs);
     config_free(cfg);
     return rc;
 }

@@ -12,6 +12,10 @@ int import_main(int argc, char **argv);
 int export_main(int argc, char **argv);
 int backup_main(int argc, char **argv);
 
+/* Loads the config at path for a subcommand; every problem printed to
+ * stderr as "path: problem". 0, or negative with *cfg NULL. */
+int cli_config_load(const char *path, config **cfg);
+
 /* The archive's chunks are cut by batch.partition, fixed for the archive's
  * lifetime: stores it in a new archive, or checks it. 0, or a negative
  * code with *err (malloc'd). */

@@ -18,18 +18,16 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config/config.h"
 #include "core/jbuf.h"
 #include "core/log.h"
 #include "core/strutil.h"
 #include "daemon/archlock.h"
-#include "daemon/httpget.h"
+#include "daemon/client.h"
 #include "daemon/offline.h"
 #include "serving/query.h"
 
@@ -138,7 +136,7 @@ static char *query_string(const export_args *a)
     jbuf b;
     jb_init(&b);
     for (size_t i = 0; i < a->np; i++) {
-        char *k = http_escape(a->keys[i]), *v = http_escape(a->vals[i]);
+        char *k = client_escape(a->keys[i]), *v = client_escape(a->vals[i]);
         if (!k || !v)
             b.oom = true;
         jb_lit(&b, i ? "&" : "?");
@@ -245,73 +243,47 @@ static int write_answer(const export_args *a, const char *body, size_t len, cons
     return 0;
 }
 
-/* Whether the daemon at base serves cfg's archive (its /v1/status names
- * the path; compared after resolving links): a daemon of another config
- * listening there would answer from other data. 0, or 1 after saying why. */
-static int check_same_archive(const config *cfg, const char *base, long pid)
-{
-    char *url = str_printf("%s/v1/status", base), *err = NULL;
-    http_answer ans;
-    if (!url || http_get(cfg, url, &ans, &err) < 0) {
-        fprintf(stderr, "lambdad export: lambdad is running on %s (pid %ld) but does not answer "
-                        "at %s: %s\n", cfg->archive_path, pid, base, err ? err : "out of memory");
-        free(url);
-        free(err);
-        return 1;
-    }
-    free(url);
-    json_t *st = json_loadb(ans.body, ans.len, 0, NULL);
-    const char *theirs = json_string_value(json_object_get(json_object_get(st, "archive"), "path"));
-    char x[PATH_MAX], y[PATH_MAX];
-    int rc = 0;
-    if (ans.status != 200) {
-        print_error(ans.status, ans.body, ans.len);
-        rc = 1;
-    } else if (!theirs || strcmp(realpath(theirs, x) ? x : theirs,
-                                 realpath(cfg->archive_path, y) ? y : cfg->archive_path) != 0) {
-        fprintf(stderr, "lambdad export: the lambdad at %s serves archive %s, not %s (which "
-                        "lambdad pid %ld holds); not exporting from the wrong one\n", base,
-                theirs ? theirs : "(unknown)", cfg->archive_path, pid);
-        rc = 1;
-    }
-    json_decref(st);
-    http_answer_clear(&ans);
-    return rc;
-}
-
+/* Asks the daemon at the config's http.listen, once it is known to serve
+ * this archive (a daemon of another config listening there would answer
+ * from other data). */
 static int through_daemon(const config *cfg, const export_args *a, long pid)
 {
-    char *err = NULL, *qs = query_string(a), *view = http_escape(a->view);
-    char *base = http_base_url(cfg, &err);
-    char *url = base && qs && view ? str_printf("%s/v1/views/%s/query%s", base, view, qs) : NULL;
-    int rc = 1;
-    http_answer ans;
-    if (!base) {
+    char *err = NULL, *theirs = NULL, *qs = query_string(a), *view = client_escape(a->view);
+    char *path = qs && view ? str_printf("/v1/views/%s/query%s", view, qs) : NULL;
+    client *cl = NULL;
+    client_answer st = {0}, ans = {0};
+    int rc = 1, other = 0;
+    if (client_new(cfg, &cl, &err) < 0) {
         fprintf(stderr, "lambdad export: lambdad is running on %s (pid %ld), but %s\n",
-                cfg->archive_path, pid, err ? err : "out of memory");
-    } else if (!url) {
+                cfg->archive_path, pid, err);
+    } else if (!path) {
         fprintf(stderr, "lambdad export: out of memory\n");
-    } else if (check_same_archive(cfg, base, pid) != 0) {
-        /* said why */
-    } else if (http_get(cfg, url, &ans, &err) < 0) {
+    } else if ((other = client_serves_archive(cl, &st, &theirs, &err)) < 0 ||
+               (other == 0 && client_get(cl, path, &ans, &err) < 0)) {
         fprintf(stderr, "lambdad export: lambdad is running on %s (pid %ld) but does not answer "
-                        "at %s: %s\n", cfg->archive_path, pid, base, err ? err : "?");
+                        "at %s: %s\n", cfg->archive_path, pid, client_base(cl), err);
+    } else if (other && st.status != 200) {
+        print_error(st.status, st.body, st.len);
+    } else if (other) {
+        fprintf(stderr, "lambdad export: the lambdad at %s serves archive %s, not %s (which "
+                        "lambdad pid %ld holds); not exporting from the wrong one\n",
+                client_base(cl), theirs ? theirs : "(unknown)", cfg->archive_path, pid);
+    } else if (ans.status != 200) {
+        print_error(ans.status, ans.body, ans.len);
     } else {
-        if (ans.status != 200)
-            print_error(ans.status, ans.body, ans.len);
-        else {
-            char *from = str_printf("the running lambdad at %s", base);
-            rc = write_answer(a, ans.body, ans.len, from ? from : base, ans.batch_seq,
-                              ans.live_events);
-            free(from);
-        }
-        http_answer_clear(&ans);
+        char *from = str_printf("the running lambdad at %s", client_base(cl));
+        rc = write_answer(a, ans.body, ans.len, from ? from : client_base(cl), ans.batch_seq,
+                          ans.live_events);
+        free(from);
     }
+    client_answer_clear(&st);
+    client_answer_clear(&ans);
     free(err);
+    free(theirs);
     free(qs);
     free(view);
-    free(base);
-    free(url);
+    free(path);
+    client_free(cl);
     return rc;
 }
 
@@ -364,22 +336,15 @@ int export_main(int argc, char **argv)
     export_args a = {0};
     int rc = parse_args(argc, argv, &a);
     config *cfg = NULL;
-    config_errors errs = {0};
-    if (rc == 0 && config_load(a.config, &cfg, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s: %s\n", a.config, errs.items[i]);
-        if (errs.n == 0)
-            fprintf(stderr, "%s: out of memory\n", a.config);
+    if (rc == 0 && cli_config_load(a.config, &cfg) < 0)
         rc = 1;
-    }
     if (rc == 0) {
         log_init("lambdad export", LOG_LVL_WARN);
-        int fd;
-        long pid;
-        int r = archlock_probe(cfg->archive_path, &fd, &pid);
+        archlock lock;   /* shared: no daemon starts while the files are read */
+        int r = archlock_take(cfg->archive_path, false, &lock);
         if (r == -EWOULDBLOCK) {
             curl_global_init(CURL_GLOBAL_DEFAULT);
-            rc = through_daemon(cfg, &a, pid);
+            rc = through_daemon(cfg, &a, strtol(lock.holder, NULL, 10));
             curl_global_cleanup();
         } else if (r < 0) {
             fprintf(stderr, "lambdad export: cannot tell whether lambdad runs on %s: %s-lock: %s\n",
@@ -387,11 +352,9 @@ int export_main(int argc, char **argv)
             rc = 1;
         } else {
             rc = from_files(cfg, &a);
-            if (fd >= 0)
-                close(fd);
+            archlock_release(&lock);
         }
     }
-    config_errors_clear(&errs);
     config_free(cfg);
     for (size_t i = 0; i < a.np; i++)
         free((char *)a.keys[i]);

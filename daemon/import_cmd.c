@@ -20,20 +20,20 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
+#include <curl/curl.h>   /* curl_global_init */
 #include <jansson.h>
 
 #include "core/strutil.h"
+#include "daemon/archlock.h"
 #include "daemon/cli.h"
+#include "daemon/client.h"
 #include "import/import.h"
 
 static void usage(FILE *f)
@@ -108,44 +108,13 @@ static void print_summary(const char *name, const import_result *r, double secs)
     fflush(stdout);
 }
 
-/* ---- the archive lock ---------------------------------------------------- */
-
-/* 1 with *fd holding the lock (no daemon runs), 0 when a daemon holds it
- * (*pid: its pid text, maybe empty), or a negative errno (logged). */
-static int try_lock(const char *archive_path, int *fd, char *pid, size_t pidsize)
+/* One file's summary line, and its counts into *total. */
+static void add_file(const char *name, const import_result *r, double secs, import_result *total)
 {
-    char *path = str_printf("%s-lock", archive_path);
-    if (!path)
-        return -ENOMEM;
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (*fd < 0) {
-        int e = errno;
-        fprintf(stderr, "lambdad import: cannot open the archive's lock file %s: %s\n", path,
-                strerror(e));
-        free(path);
-        return -e;
-    }
-    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) {
-        char mine[32];
-        int n = snprintf(mine, sizeof(mine), "%d\n", (int)getpid());
-        if (ftruncate(*fd, 0) < 0 || pwrite(*fd, mine, (size_t)n, 0) != n)
-            fprintf(stderr, "lambdad import: warning: cannot write the pid into %s\n", path);
-        free(path);
-        return 1;
-    }
-    int e = errno;
-    ssize_t n = pread(*fd, pid, pidsize - 1, 0);
-    pid[n > 0 ? n : 0] = '\0';
-    pid[strcspn(pid, "\n")] = '\0';
-    close(*fd);
-    *fd = -1;
-    if (e != EWOULDBLOCK) {
-        fprintf(stderr, "lambdad import: cannot lock %s: %s\n", path, strerror(e));
-        free(path);
-        return -e;
-    }
-    free(path);
-    return 0;
+    print_summary(name, r, secs);
+    total->imported += r->imported;
+    total->rejected += r->rejected;
+    total->skipped += r->skipped;
 }
 
 /* ---- direct: this process writes the archive ---------------------------- */
@@ -189,10 +158,7 @@ static int import_direct(const config *cfg, size_t si, char **files, const impor
             failed = 1;
             continue;
         }
-        print_summary(files[i], &res, mono_s() - t0);
-        total->imported += res.imported;
-        total->rejected += res.rejected;
-        total->skipped += res.skipped;
+        add_file(files[i], &res, mono_s() - t0, total);
     }
     arch_close(w);
     return failed;
@@ -200,213 +166,131 @@ static int import_direct(const config *cfg, size_t si, char **files, const impor
 
 /* ---- through the daemon -------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t len;
-} membuf;
-
-static size_t on_body(char *data, size_t size, size_t n, void *ud)
-{
-    membuf *b = ud;
-    size_t k = size * n;
-    if (b->len + k > (1u << 20))
-        return 0;   /* an answer is a small JSON object */
-    char *np = realloc(b->p, b->len + k + 1);
-    if (!np)
-        return 0;
-    memcpy(np + b->len, data, k);
-    b->p = np;
-    b->len += k;
-    b->p[b->len] = '\0';
-    return k;
-}
-
-static int on_upload(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                     curl_off_t ulnow)
+static void show_upload(void *ud, uint64_t sent, uint64_t total)
 {
     import_result none = {0};
-    show_progress(ud, 3, (uint64_t)ulnow, (uint64_t)ultotal, &none);
-    return 0;
+    show_progress(ud, 3, sent, total, &none);
 }
 
-typedef struct {
-    const config *cfg;
-    char *base;                 /* http://127.0.0.1:8080 */
-    struct curl_slist *headers;
-} client;
-
-/* One request: *status and the parsed JSON answer (NULL when not JSON).
- * body: a file to send (POST), or NULL (GET). 0 or -1 after printing. */
-static int call(client *c, const char *path, FILE *body, uint64_t size, progress *pg,
-                long *status, json_t **answer)
-{
-    CURL *h = curl_easy_init();
-    membuf out = {0};
-    char *url = str_printf("%s%s", c->base, path);
-    if (!h || !url) {
-        fprintf(stderr, "lambdad import: out of memory\n");
-        curl_easy_cleanup(h);
-        free(url);
-        return -1;
-    }
-    char errbuf[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    if (c->cfg->http_tls_cert_file) {
-        /* the daemon's own certificate is the one to trust, whatever name
-         * it was issued to: we connect to the address of its config */
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->cfg->http_tls_cert_file);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (body) {
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        curl_easy_setopt(h, CURLOPT_READDATA, body);   /* the default reader: fread */
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
-        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_upload);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, pg);
-        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    }
-    CURLcode rc = curl_easy_perform(h);
-    int r = 0;
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "lambdad import: %s: %s\n", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-        r = -1;
-    } else {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-        *answer = out.p ? json_loads(out.p, 0, NULL) : NULL;
-        if (!*answer) {
-            fprintf(stderr, "lambdad import: %s: HTTP %ld with an answer that is not JSON\n", url,
-                    *status);
-            r = -1;
-        }
-    }
-    free(out.p);
-    free(url);
-    curl_easy_cleanup(h);
-    return r;
-}
-
+/* the {"error":{"message":...}} of an API answer */
 static const char *error_message(json_t *answer)
 {
     const char *m = json_string_value(json_object_get(json_object_get(answer, "error"), "message"));
     return m ? m : "(no message)";
 }
 
-/* Whether the daemon answering at c->base serves cfg's archive: its
- * /v1/status names the archive path (compared after resolving links). */
-static int check_same_archive(client *c, const char *pid)
+/* Whether the daemon answering at cl's address is the one holding the
+ * archive (pid, "?" when unknown). 0, or -1 after saying why. */
+static int check_same_archive(client *cl, const config *cfg, const char *pid)
 {
-    long status = 0;
-    json_t *st = NULL;
-    if (call(c, "/v1/status", NULL, 0, NULL, &status, &st) < 0) {
-        fprintf(stderr, "lambdad import: archive %s is in use by lambdad (pid %s), but it does "
-                "not answer at %s (http.listen of the config)\n", c->cfg->archive_path,
-                pid[0] ? pid : "?", c->base);
+    client_answer st;
+    char *theirs = NULL, *err = NULL;
+    json_t *j = NULL;
+    int r = client_serves_archive(cl, &st, &theirs, &err);
+    if (r < 0)
+        fprintf(stderr, "lambdad import: %s/v1/status: %s\n"
+                "lambdad import: archive %s is in use by lambdad (pid %s), but it does not answer "
+                "at %s (http.listen of the config)\n", client_base(cl), err, cfg->archive_path,
+                pid, client_base(cl));
+    else if (r > 0 && st.status != 200) {
+        j = json_loadb(st.body, st.len, 0, NULL);
+        fprintf(stderr, "lambdad import: %s/v1/status: HTTP %ld: %s\n", client_base(cl),
+                st.status, error_message(j));
+    } else if (r > 0)
+        fprintf(stderr, "lambdad import: the lambdad at %s serves archive %s, not %s (which "
+                "lambdad pid %s holds); refusing to import into the wrong one\n",
+                client_base(cl), theirs ? theirs : "(unknown)", cfg->archive_path, pid);
+    json_decref(j);
+    client_answer_clear(&st);
+    free(theirs);
+    free(err);
+    return r == 0 ? 0 : -1;
+}
+
+/* Sends one file to POST /v1/admin/import; 0 with *res, or -1 after
+ * saying why. */
+static int send_file(client *cl, const config *cfg, size_t si, const char *file,
+                     import_format fmt, int64_t per, bool quiet, import_result *res)
+{
+    FILE *f = fopen(file, "rb");
+    struct stat sb;
+    if (!f || fstat(fileno(f), &sb) < 0) {
+        fprintf(stderr, "lambdad import: %s: %s\n", file, strerror(errno));
+        if (f)
+            fclose(f);
         return -1;
     }
-    int r = 0;
-    const char *theirs = json_string_value(json_object_get(json_object_get(st, "archive"), "path"));
-    char a[PATH_MAX], b[PATH_MAX];
-    if (status != 200) {
-        fprintf(stderr, "lambdad import: %s/v1/status: HTTP %ld: %s\n", c->base, status,
-                error_message(st));
-        r = -1;
-    } else if (!theirs || strcmp(realpath(theirs, a) ? a : theirs,
-                                 realpath(c->cfg->archive_path, b) ? b : c->cfg->archive_path)) {
-        fprintf(stderr, "lambdad import: the lambdad at %s serves archive %s, not %s (which "
-                "lambdad pid %s holds); refusing to import into the wrong one\n", c->base,
-                theirs ? theirs : "(unknown)", c->cfg->archive_path, pid[0] ? pid : "?");
-        r = -1;
-    }
-    json_decref(st);
-    return r;
+    char *copy = strdup(file);
+    char *name = copy ? client_escape(basename(copy)) : NULL;
+    char every[32] = "";
+    if (per > 0)
+        snprintf(every, sizeof(every), "&commit_every=%lld", (long long)per);
+    char *path = name ? str_printf("/v1/admin/import?stream=%s&format=%s&name=%s%s",
+                                   cfg->streams[si].name, import_format_name(fmt), name, every)
+                      : NULL;
+    progress pg = {.on = !quiet && isatty(STDERR_FILENO), .name = file};
+    client_answer ans = {0};
+    char *err = NULL;
+    json_t *j = NULL;
+    int r = path ? client_post_file(cl, path, f, (uint64_t)sb.st_size, show_upload, &pg, &ans,
+                                    &err)
+                 : -ENOMEM;
+    end_progress(&pg);
+    fclose(f);
+    if (!path)
+        fprintf(stderr, "lambdad import: out of memory\n");
+    else if (r < 0)
+        fprintf(stderr, "lambdad import: %s%s: %s\n", client_base(cl), path, err);
+    else if (!(j = json_loadb(ans.body, ans.len, 0, NULL)))
+        fprintf(stderr, "lambdad import: %s%s: HTTP %ld with an answer that is not JSON\n",
+                client_base(cl), path, ans.status);
+    else if (ans.status != 200)
+        fprintf(stderr, "lambdad import: %s: HTTP %ld: %s\n", file, ans.status,
+                error_message(j));
+    else
+        *res = (import_result){
+            .imported = json_integer_value(json_object_get(j, "imported")),
+            .rejected = json_integer_value(json_object_get(j, "rejected")),
+            .skipped = json_integer_value(json_object_get(j, "skipped")),
+        };
+    int ok = path && r == 0 && j && ans.status == 200;
+    json_decref(j);
+    client_answer_clear(&ans);
+    free(err);
+    free(path);
+    free(name);
+    free(copy);
+    return ok ? 0 : -1;
 }
 
 static int import_remote(const config *cfg, size_t si, char **files, const import_format *fmts,
                          size_t nfiles, int64_t per, bool quiet, const char *pid,
                          import_result *total)
 {
-    const char *host = cfg->http_host;
-    if (!strcmp(host, "0.0.0.0") || !host[0])
-        host = "127.0.0.1";
-    else if (!strcmp(host, "::"))
-        host = "::1";
-    client c = {.cfg = cfg};
-    c.base = str_printf(strchr(host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
-                        cfg->http_tls_cert_file ? "https" : "http", host, cfg->http_port);
-    c.headers = curl_slist_append(NULL, "Content-Type: application/octet-stream");
-    char *auth = cfg->http_auth_token ? str_printf("Authorization: Bearer %s",
-                                                   cfg->http_auth_token) : NULL;
-    if (auth)
-        c.headers = curl_slist_append(c.headers, auth);
-    int failed = 0;
-    if (!c.base || !c.headers || (cfg->http_auth_token && !auth)) {
-        fprintf(stderr, "lambdad import: out of memory\n");
-        failed = 1;
-    } else if (cfg->http_port == 0) {
+    if (cfg->http_port == 0) {
         fprintf(stderr, "lambdad import: archive %s is in use by lambdad (pid %s), whose "
                 "http.listen has port 0: cannot reach it; import while it is stopped\n",
-                cfg->archive_path, pid[0] ? pid : "?");
-        failed = 1;
-    } else if (check_same_archive(&c, pid) < 0) {
-        failed = 1;
+                cfg->archive_path, pid);
+        return 1;
     }
+    client *cl = NULL;
+    char *err = NULL;
+    if (client_new(cfg, &cl, &err) < 0) {
+        fprintf(stderr, "lambdad import: %s\n", err);
+        free(err);
+        return 1;
+    }
+    int failed = check_same_archive(cl, cfg, pid) < 0;
     for (size_t i = 0; i < nfiles && !failed; i++) {
-        FILE *f = fopen(files[i], "rb");
-        struct stat sb;
-        if (!f || fstat(fileno(f), &sb) < 0) {
-            fprintf(stderr, "lambdad import: %s: %s\n", files[i], strerror(errno));
-            if (f)
-                fclose(f);
+        import_result res;
+        double t0 = mono_s();
+        if (send_file(cl, cfg, si, files[i], fmts[i], per, quiet, &res) < 0) {
             failed = 1;
             continue;
         }
-        char *copy = strdup(files[i]);
-        char *name = copy ? curl_easy_escape(NULL, basename(copy), 0) : NULL;
-        char *path = name ? str_printf("/v1/admin/import?stream=%s&format=%s&name=%s",
-                                       cfg->streams[si].name, import_format_name(fmts[i]), name)
-                          : NULL;
-        char *full = path && per > 0 ? str_printf("%s&commit_every=%lld", path, (long long)per)
-                                     : NULL;
-        progress pg = {.on = !quiet && isatty(STDERR_FILENO), .name = files[i]};
-        long status = 0;
-        json_t *ans = NULL;
-        double t0 = mono_s();
-        int r = path && (per <= 0 || full)
-                    ? call(&c, full ? full : path, f, (uint64_t)sb.st_size, &pg, &status, &ans)
-                    : (fprintf(stderr, "lambdad import: out of memory\n"), -1);
-        end_progress(&pg);
-        fclose(f);
-        curl_free(name);
-        free(copy);
-        free(path);
-        free(full);
-        if (r == 0 && status == 200) {
-            import_result res = {
-                .imported = json_integer_value(json_object_get(ans, "imported")),
-                .rejected = json_integer_value(json_object_get(ans, "rejected")),
-                .skipped = json_integer_value(json_object_get(ans, "skipped")),
-            };
-            print_summary(files[i], &res, mono_s() - t0);
-            total->imported += res.imported;
-            total->rejected += res.rejected;
-            total->skipped += res.skipped;
-        } else {
-            if (r == 0)
-                fprintf(stderr, "lambdad import: %s: HTTP %ld: %s\n", files[i], status,
-                        error_message(ans));
-            failed = 1;
-        }
-        json_decref(ans);
+        add_file(files[i], &res, mono_s() - t0, total);
     }
-    free(auth);
-    free(c.base);
-    curl_slist_free_all(c.headers);
+    client_free(cl);
     return failed;
 }
 
@@ -474,21 +358,15 @@ int import_main(int argc, char **argv)
         }
 
     config *cfg = NULL;
-    config_errors errs = {0};
-    if (config_load(path, &cfg, &errs) < 0) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s: %s\n", path, errs.items[i]);
-        if (!errs.n)
-            fprintf(stderr, "%s: out of memory\n", path);
-        config_errors_clear(&errs);
+    if (cli_config_load(path, &cfg) < 0) {
         free(fmts);
         return 1;
     }
     size_t si = 0;
     while (si < cfg->nstreams && strcmp(cfg->streams[si].name, stream) != 0)
         si++;
-    int rc = 1, lock_fd = -1;
-    char pid[32] = "";
+    int rc = 1;
+    archlock lock = {.fd = -1};
     import_result total = {0};
     double t0 = mono_s();
     if (si == cfg->nstreams) {
@@ -501,23 +379,31 @@ int import_main(int argc, char **argv)
         free(why);
         goto out;
     }
-    int locked = try_lock(cfg->archive_path, &lock_fd, pid, sizeof(pid));
-    if (locked < 0)
+    int locked = archlock_take(cfg->archive_path, true, &lock);
+    if (locked < 0 && locked != -EWOULDBLOCK) {
+        if (lock.open_failed)
+            fprintf(stderr, "lambdad import: cannot open the archive's lock file %s: %s\n",
+                    lock.path, strerror(-locked));
+        else
+            fprintf(stderr, "lambdad import: cannot lock %s: %s\n", lock.path, strerror(-locked));
         goto out;
+    }
+    if (locked == 0 && lock.pid_err < 0)
+        fprintf(stderr, "lambdad import: warning: cannot write the pid into %s\n", lock.path);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "lambdad import: cannot initialize libcurl\n");
         goto out;
     }
-    rc = locked ? import_direct(cfg, si, files, fmts, nfiles, per, quiet, &total)
-                : import_remote(cfg, si, files, fmts, nfiles, per, quiet, pid, &total);
+    rc = locked == 0 ? import_direct(cfg, si, files, fmts, nfiles, per, quiet, &total)
+                     : import_remote(cfg, si, files, fmts, nfiles, per, quiet,
+                                     lock.holder[0] ? lock.holder : "?", &total);
     curl_global_cleanup();
     if (nfiles > 1) {
         import_result sum = total;
         print_summary("total", &sum, mono_s() - t0);
     }
 out:
-    if (lock_fd >= 0)
-        close(lock_fd);   /* drops the lock */
+    archlock_release(&lock);
     config_free(cfg);
     free(fmts);
     return rc;

@@ -8,19 +8,17 @@
  * are alive, STOPPING).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "batch/batch.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "daemon/archlock.h"
 #include "daemon/cli.h"
 #include "daemon/notify.h"
 #include "daemon/runtime.h"
@@ -55,38 +53,22 @@ static int print_config_errors(const char *path, const config_errors *errs)
     return 1;
 }
 
-/* Refuses a second instance on the same archive: an exclusive flock on
- * <archive>-lock, held until exit (the kernel drops it even on kill -9). */
-static int lock_archive(const char *archive_path, int *fd_out)
+/* Refuses a second instance on the same archive: the archive's lock,
+ * exclusive, held until exit. */
+static int lock_archive(const char *archive_path, archlock *l)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s-lock", archive_path);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    int r = archlock_take(archive_path, true, l);
+    if (r == -EWOULDBLOCK)
+        log_error("Archive %s is in use by another lambdad%s%s%s; refusing to start",
+                  archive_path, l->holder[0] ? " (pid " : "", l->holder, l->holder[0] ? ")" : "");
+    else if (r < 0 && l->open_failed)
         log_error("Failed to open archive %s: cannot create its lock file %s: %s", archive_path,
-                  path, strerror(errno));
-        return -errno;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        char pid[32] = "";
-        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
-        if (e == EWOULDBLOCK)
-            log_error("Archive %s is in use by another lambdad%s%s%s; refusing to start",
-                      archive_path, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
-        else
-            log_error("Failed to lock %s: %s", path, strerror(e));
-        close(fd);
-        return -e;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n)
-        log_warn("Failed to write the pid into %s", path);
-    *fd_out = fd;
-    return 0;
+                  l->path, strerror(-r));
+    else if (r < 0)
+        log_error("Failed to lock %s: %s", l->path, strerror(-r));
+    else if (l->pid_err < 0)
+        log_warn("Failed to write the pid into %s", l->path);
+    return r;
 }
 
 /* STATUS= for systemctl status, and WATCHDOG=1 only while the consumer
@@ -207,9 +189,10 @@ int main(int argc, char **argv)
 
     log_info("lambdad %s starting: %zu stream(s), %zu view(s), config %s (fingerprint %s)",
              LAMBDAD_VERSION, cfg->nstreams, cfg->nviews, path, cfg->fingerprint);
-    int exit_code = 1, lock_fd = -1;
+    int exit_code = 1;
     lambdad *d = NULL;
-    if (lock_archive(cfg->archive_path, &lock_fd) < 0) {
+    archlock lock;
+    if (lock_archive(cfg->archive_path, &lock) < 0) {
         config_free(cfg);
         notify_close();
         return 1;
@@ -243,8 +226,7 @@ int main(int argc, char **argv)
     }
     lambdad_stop(d);
 out:
-    if (lock_fd >= 0)
-        close(lock_fd);
+    archlock_release(&lock);
     notify_close();
     if (exit_code == 0)
         log_info("Stopped cleanly");

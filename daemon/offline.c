@@ -14,6 +14,7 @@
 #include "batch/batch.h"
 #include "core/strutil.h"
 #include "core/vstate.h"
+#include "daemon/source.h"
 #include "serving/segcache.h"
 #include "speed/speed.h"
 
@@ -61,15 +62,8 @@ static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t
                   .fnud = fnud};
     vstate_watermark w;
     int r = vstate_scan(o->vs, view_idx, from, to, with_segment, with_row, &c, &w);
-    if (wm) {
-        arch_damage_count dmg;
-        arch_damage_totals(o->one.archive_path,
-                           o->one.streams[o->one.views[0].stream_idx].name, &dmg);
-        *wm = (serving_watermark){.version = w.version, .epoch = w.epoch,
-                                  .batch_seq = w.batch_seq, .batch_at = w.batch_at,
-                                  .live_events = w.pending_events + w.live_events,
-                                  .unreadable_events = dmg.events};
-    }
+    if (wm)
+        source_watermark(&o->one, view_idx, &w, wm);
     return r;
 }
 

@@ -75,14 +75,16 @@ static int with_row(const vrow *row, void *ud)
     return c->fn(row, c->fnud);
 }
 
-/* Events of the view's stream that damaged archive chunks hold: missing
- * from every answer of the view (archive/damage.c keeps the count). */
-static int64_t unreadable_events(const daemon_source *ds, size_t view_idx)
+void source_watermark(const config *cfg, size_t view_idx, const vstate_watermark *w,
+                      serving_watermark *wm)
 {
-    const config *cfg = ds->cfg;
-    arch_damage_count c;
-    arch_damage_totals(cfg->archive_path, cfg->streams[cfg->views[view_idx].stream_idx].name, &c);
-    return c.events;
+    arch_damage_count dmg;
+    arch_damage_totals(cfg->archive_path, cfg->streams[cfg->views[view_idx].stream_idx].name,
+                       &dmg);
+    *wm = (serving_watermark){.version = w->version, .epoch = w->epoch,
+                              .batch_seq = w->batch_seq, .batch_at = w->batch_at,
+                              .live_events = w->pending_events + w->live_events,
+                              .unreadable_events = dmg.events};
 }
 
 static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t gran,
@@ -97,14 +99,8 @@ static int scan_view(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t
                   .seg_fn = seg_fn, .fn = fn, .fnud = fnud};
     /* -EAGAIN: being recomputed */
     int r = vstate_scan(ds->vs, view_idx, from, to, with_segment, with_row, &c, &w);
-    if (wm) {
-        wm->version = w.version;
-        wm->epoch = w.epoch;
-        wm->batch_seq = w.batch_seq;
-        wm->batch_at = w.batch_at;
-        wm->live_events = w.pending_events + w.live_events;
-        wm->unreadable_events = unreadable_events(ds, view_idx);
-    }
+    if (wm)
+        source_watermark(ds->cfg, view_idx, &w, wm);
     return r;
 }
 
@@ -433,14 +429,8 @@ static int scan_since(void *ud, size_t view_idx, uint64_t epoch, uint64_t since,
         return -EAGAIN;
     vstate_watermark w;
     int r = vstate_scan_since(ds->vs, view_idx, epoch, since, fn, fnud, &w);
-    if (wm) {
-        wm->version = w.version;
-        wm->epoch = w.epoch;
-        wm->batch_seq = w.batch_seq;
-        wm->batch_at = w.batch_at;
-        wm->live_events = w.pending_events + w.live_events;
-        wm->unreadable_events = unreadable_events(ds, view_idx);
-    }
+    if (wm)
+        source_watermark(ds->cfg, view_idx, &w, wm);
     return r;
 }
 

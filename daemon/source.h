@@ -26,3 +26,9 @@ typedef struct {
 } daemon_source;
 
 void daemon_source_init(daemon_source *ds, serving_source *src);
+
+/* A scan's serving watermark: w, with the events of the view's stream that
+ * damaged archive chunks hold (missing from every answer; archive/damage.c
+ * keeps the count). For every serving_source over a vstate (offline.c). */
+void source_watermark(const config *cfg, size_t view_idx, const vstate_watermark *w,
+                      serving_watermark *wm);

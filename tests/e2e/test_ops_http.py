@@ -21,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Devbroker, Workdir, produce, stop_all, wait_until  # noqa: E402
+from harness import LAMBDAD, Daemon, Devbroker, Workdir, produce, stop_all, wait_until  # noqa: E402
 
 VIEW = {"name": "by_page", "stream": "pageviews", "granularity": "minute",
         "dimensions": ["page"], "metrics": [{"name": "views", "type": "count"}]}
@@ -274,6 +274,29 @@ class SecureTest(unittest.TestCase):
             self.assertEqual(s, 200, b)
             return b["rows"] and b["rows"][0]["metrics"]["views"] == 5
         wait_until(five, 30, "5 events queryable over https")
+
+    def test_import_and_export_through_https_with_token(self):
+        """lambdad import and export find this daemon over HTTPS, trusting
+        its own certificate and sending the config's token."""
+        def five():
+            s, h, b = self.get("/v1/views/by_page/query?granularity=all", headers=self.AUTH)
+            return s == 200 and b["rows"] and b["rows"][0]["metrics"]["views"] == 5 and b["rows"]
+        rows = wait_until(five, 30, "5 events queryable over https")
+        r = subprocess.run([LAMBDAD, "export", "-c", self.d.config_path, "--view", "by_page",
+                            "--granularity", "all", "--format", "jsonl"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([json.loads(line) for line in r.stdout.splitlines()], rows)
+        self.assertIn("from the running lambdad at https://127.0.0.1:%d" % self.d.port, r.stderr)
+        # a line without its time: rejected, so the view's numbers stay as they are
+        path = self.wd.file("one.jsonl")
+        with open(path, "w") as f:
+            f.write('{"page": "/x"}\n')
+        r = subprocess.run([LAMBDAD, "import", "-c", self.d.config_path, "--stream", "pageviews",
+                            "-q", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^%s: imported 0, rejected 1, skipped 0 \(already imported\) "
+                         % re.escape(path))
 
     def test_protect_all(self):
         for path in ("/v1/views", "/v1/status", "/metrics", "/v1/views/by_page/query", "/nope"):
