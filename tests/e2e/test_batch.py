@@ -102,12 +102,9 @@ class BatchTest(unittest.TestCase):
         self.assertGreaterEqual(st["batch"]["runs"], rounds + 1, "a run per round and one at the end")
         self.assertEqual(st["views"]["totals"]["R"], st["archive"]["last_seq"])
         self.assertGreater(len(set(seen)), 3)
-        # the repeated question was mostly answered by moving a cached answer
-        # forward by the transactions since (and the final answers are exact)
-        metrics = self.d.get_text("/metrics")
-        advances = [l for l in metrics.splitlines()
-                    if l.startswith('lambdad_query_cache_total{result="advance"}')]
-        self.assertTrue(advances and int(advances[0].split()[-1]) > 10, advances)
+        # (how many of the repeated questions were answered by moving a
+        # cached answer forward depends on the timing of commits and runs;
+        # test_answers_moved_forward_by_deltas_are_exact counts them exactly)
         self.check_shapes(payloads)
         # the cached answer equals one computed afresh (another key: parameters reordered)
         q1 = self.d.get("/v1/views/by_page/query?granularity=hour&group_by=country")[1]
