@@ -79,6 +79,14 @@ typedef struct {
     int64_t rec_line;
 } reader;
 
+/* A record over IMPORT_MAX_RECORD bytes (its line break not counted). */
+static int too_long(const reader *r, int64_t line, char **errmsg)
+{
+    *errmsg = str_printf("%s:%lld: a record longer than %zu MiB", r->name, (long long)line,
+                         IMPORT_MAX_RECORD >> 20);
+    return -E2BIG;
+}
+
 /* Reads more bytes, keeping buf[pos, len). 0 or a negative code. */
 static int more(reader *r, char **errmsg)
 {
@@ -87,13 +95,14 @@ static int more(reader *r, char **errmsg)
         r->len -= r->pos;
         r->pos = 0;
     }
+    /* buf now holds only the record not complete yet */
+    if (r->len > IMPORT_MAX_RECORD)
+        return too_long(r, r->line, errmsg);
     if (r->cap - r->len < READ_SIZE) {
-        if (r->cap >= IMPORT_MAX_RECORD + READ_SIZE) {
-            *errmsg = str_printf("%s:%lld: a record longer than %zu MiB", r->name,
-                                 (long long)r->line, IMPORT_MAX_RECORD >> 20);
-            return -E2BIG;
-        }
+        /* never more than a longest record and a read, plus one to see it end */
         size_t ncap = r->cap ? r->cap * 2 : 2 * READ_SIZE;
+        if (ncap > IMPORT_MAX_RECORD + 2 * READ_SIZE)
+            ncap = IMPORT_MAX_RECORD + 2 * READ_SIZE;
         char *nb = realloc(r->buf, ncap);
         if (!nb)
             return -ENOMEM;
@@ -152,6 +161,8 @@ static int next_record(reader *r, char **errmsg)
             if (!nl && avail == 0)
                 return 0;
             size_t n = nl ? (size_t)(nl - p) : avail;
+            if (n > IMPORT_MAX_RECORD)
+                return too_long(r, r->line, errmsg);
             r->rec_line = r->line++;
             r->pos += nl ? n + 1 : n;
             if (n > 0 && p[n - 1] == '\r')
@@ -179,6 +190,8 @@ static int next_record(reader *r, char **errmsg)
                 return e;
             continue;
         }
+        if (used - (p[used - 1] == '\n') > IMPORT_MAX_RECORD)
+            return too_long(r, r->line, errmsg);
         r->rec_line = r->line;
         r->line += (int64_t)(r->rec.lines ? r->rec.lines : 1);
         r->pos += used;

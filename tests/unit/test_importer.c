@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -32,7 +33,9 @@ static void write_file(const char *name, const void *data, size_t len)
 static const char CONFIG[] =
     "{\"archive\": {\"path\": \"/tmp/unused.db\"},"
     " \"streams\": [{\"name\": \"pv\", \"topic\": \"pv\", \"time_field\": \"ts\","
-    "   \"time_format\": \"epoch_s\"}],"
+    "   \"time_format\": \"epoch_s\"},"
+    "  {\"name\": \"other\", \"topic\": \"other\", \"time_field\": \"ts\"},"
+    "  {\"name\": \"k\", \"topic\": \"k\", \"time_format\": \"kafka\"}],"
     " \"views\": [{\"name\": \"v\", \"stream\": \"pv\", \"granularity\": \"minute\","
     "   \"dimensions\": [\"page\"], \"metrics\": [{\"name\": \"n\", \"type\": \"count\"},"
     "   {\"name\": \"b\", \"type\": \"sum\", \"field\": \"bytes\"}]}]}";
@@ -60,18 +63,42 @@ static int t_commit(void *ud, arch_txn *t, vtable **stage, int64_t events, char 
     return arch_commit(s->a, t, NULL, errmsg);
 }
 
-static int run(const config *cfg, arch *a, const char *name, import_format fmt, int64_t per,
-               int fail_at, import_result *res, char **err)
+/* Imports the open fd (closed here) into stream stream_idx; stop: set
+ * before the import starts. */
+static int run_fd(const config *cfg, arch *a, int fd, size_t stream_idx, const char *name,
+                  import_format fmt, int64_t per, int fail_at, bool stop, import_result *res,
+                  char **err)
 {
     test_sink s = {.a = a, .fail_at = fail_at};
-    import_opts o = {.cfg = cfg, .fmt = fmt, .name = name, .commit_records = per,
+    atomic_bool stop_flag = stop;
+    import_opts o = {.cfg = cfg, .stream_idx = stream_idx, .fmt = fmt, .name = name,
+                     .commit_records = per, .stop = &stop_flag,
                      .sink = {.ud = &s, .begin = t_begin, .commit = t_commit}};
-    int fd = open(path(name), O_RDONLY);
     CHECK(fd >= 0);
     *err = NULL;
     int r = import_run(&o, fd, res, err);
     close(fd);
     return r;
+}
+
+static int run(const config *cfg, arch *a, const char *name, import_format fmt, int64_t per,
+               int fail_at, import_result *res, char **err)
+{
+    return run_fd(cfg, a, open(path(name), O_RDONLY), 0, name, fmt, per, fail_at, false, res,
+                  err);
+}
+
+/* Writes the file name and checks that importing it fails with code and
+ * exactly the message want. */
+static void expect_error(const config *cfg, arch *a, const char *name, const void *data,
+                         size_t len, import_format fmt, int code, const char *want)
+{
+    import_result res;
+    char *err = NULL;
+    write_file(name, data, len);
+    CHECK_INT(run(cfg, a, name, fmt, 0, 0, &res, &err), code);
+    CHECK_STR(err, want);
+    free(err);
 }
 
 typedef struct {
@@ -213,17 +240,78 @@ int main(void)
     free(err);
 
     /* errors: no header, a duplicate column, an open quote */
-    write_file("empty.csv", "", 0);
-    CHECK_INT(run(cfg, a, "empty.csv", IMPORT_CSV, 0, 0, &res, &err), -EINVAL);
-    CHECK_STR(err, "empty.csv: no header line (a CSV file starts with the column names)");
+    expect_error(cfg, a, "empty.csv", "", 0, IMPORT_CSV, -EINVAL,
+                 "empty.csv: no header line (a CSV file starts with the column names)");
+    expect_error(cfg, a, "dup.csv", "ts,a,a\n1,2,3\n", 13, IMPORT_CSV, -EINVAL,
+                 "dup.csv:1: column 'a' appears twice in the header");
+    expect_error(cfg, a, "open.csv", "ts,a\n1,\"x\n2,3\n", 14, IMPORT_CSV, -EBADMSG,
+                 "open.csv:2: a quoted field is not closed before the end of the file");
+
+    /* damaged gzip: bytes after a member that are not another member
+     * ("xx" is no zlib or gzip header), and a member cut short */
+    gz = gzopen(path("g.jsonl.gz"), "wb");
+    CHECK_INT(gzwrite(gz, jl, (unsigned)jlen), (int)jlen);
+    gzclose(gz);
+    FILE *gf = fopen(path("g.jsonl.gz"), "rb");
+    size_t gn = fread(tmp, 1, sizeof(tmp), gf);
+    fclose(gf);
+    memcpy(tmp + gn, "xx", 2);
+    expect_error(cfg, a, "junk.jsonl.gz", tmp, gn + 2, IMPORT_JSONL, -EBADMSG,
+                 "junk.jsonl.gz: gzip data is damaged: incorrect header check");
+    expect_error(cfg, a, "cut.jsonl.gz", tmp, gn - 9, IMPORT_JSONL, -EBADMSG,
+                 "cut.jsonl.gz: gzip data ends early (the file is truncated)");
+
+    /* the longest record: IMPORT_MAX_RECORD bytes (without its line
+     * break) are imported, one more byte is an error naming its line */
+    size_t big_len = IMPORT_MAX_RECORD + 8;
+    char *big = malloc(big_len);
+    CHECK(big != NULL);
+    static const char head[] = "{}\n{\"ts\":1763899999,\"page\":\"";
+    memcpy(big, head, sizeof(head) - 1);
+    size_t rec_end = 3 + IMPORT_MAX_RECORD;   /* the big record is big[3, rec_end) */
+    memset(big + sizeof(head) - 1, 'p', rec_end - 2 - (sizeof(head) - 1));
+    memcpy(big + rec_end - 2, "\"}\n", 3);
+    write_file("big.jsonl", big, rec_end + 1);
+    CHECK_INT(run(cfg, a, "big.jsonl", IMPORT_JSONL, 0, 0, &res, &err), 0);
+    CHECK_INT(res.imported, 1);   /* and "{}" rejected: no time */
+    CHECK_INT(res.rejected, 1);
+    memcpy(big + rec_end - 2, "p\"}\n", 4);
+    expect_error(cfg, a, "bigger.jsonl", big, rec_end + 2, IMPORT_JSONL, -E2BIG,
+                 "bigger.jsonl:2: a record longer than 16 MiB");
+    /* CSV: a quoted field over the limit, also when the file ends in it */
+    memcpy(big, "ts\n\"", 4);
+    memset(big + 4, 'q', big_len - 4);
+    expect_error(cfg, a, "big.csv", big, big_len, IMPORT_CSV, -E2BIG,
+                 "big.csv:2: a record longer than 16 MiB");
+    free(big);
+
+    /* a stop set before the import: it stops after its first transaction,
+     * and the next run resumes there */
+    CHECK_INT(run_fd(cfg, a, open(path("e.jsonl"), O_RDONLY), 1, "e.jsonl", IMPORT_JSONL, 3, 0,
+                     true, &res, &err), -ECANCELED);
+    CHECK_STR(err, "e.jsonl: stopped after record 3; importing it again resumes there");
     free(err);
-    write_file("dup.csv", "ts,a,a\n1,2,3\n", 13);
-    CHECK_INT(run(cfg, a, "dup.csv", IMPORT_CSV, 0, 0, &res, &err), -EINVAL);
-    CHECK_STR(err, "dup.csv:1: column 'a' appears twice in the header");
+    CHECK_INT(res.imported, 3);
+    CHECK_INT(run_fd(cfg, a, open(path("e.jsonl"), O_RDONLY), 1, "e.jsonl", IMPORT_JSONL, 3, 0,
+                     false, &res, &err), 0);
+    CHECK_INT(res.skipped, 3);
+    CHECK_INT(res.imported + res.rejected, 6);
+
+    /* a pipe cannot be read twice */
+    int pfd[2];
+    CHECK_INT(pipe(pfd), 0);
+    static const char one[] = "{\"ts\":1763899000}\n";
+    CHECK_INT(write(pfd[1], one, sizeof(one) - 1), (long long)sizeof(one) - 1);
+    close(pfd[1]);
+    CHECK_INT(run_fd(cfg, a, pfd[0], 0, "-", IMPORT_JSONL, 0, 0, false, &res, &err), -ESPIPE);
+    CHECK_STR(err, "-: cannot read it a second time: Illegal seek");
     free(err);
-    write_file("open.csv", "ts,a\n1,\"x\n2,3\n", 14);
-    CHECK_INT(run(cfg, a, "open.csv", IMPORT_CSV, 0, 0, &res, &err), -EBADMSG);
-    CHECK_STR(err, "open.csv:2: a quoted field is not closed before the end of the file");
+
+    /* a stream timed by Kafka: nothing to import into */
+    CHECK_INT(run_fd(cfg, a, open(path("e.jsonl"), O_RDONLY), 2, "e.jsonl", IMPORT_JSONL, 0, 0,
+                     false, &res, &err), -EINVAL);
+    CHECK_STR(err, "stream 'k' takes event times from Kafka message timestamps (time_format "
+                   "\"kafka\"); imported events have none");
     free(err);
 
     import_format fmt;
@@ -232,6 +320,12 @@ int main(void)
     CHECK_INT(import_format_of_name("a.ndjson.zst", &fmt), 0);
     CHECK_INT(fmt, IMPORT_JSONL);
     CHECK_INT(import_format_of_name("a.txt", &fmt), -EINVAL);
+    CHECK_INT(import_format_parse("ndjson", &fmt), 0);
+    CHECK_INT(fmt, IMPORT_JSONL);
+    CHECK_INT(import_format_parse("csv", &fmt), 0);
+    CHECK_INT(fmt, IMPORT_CSV);
+    CHECK_INT(import_format_parse("tsv", &fmt), -EINVAL);
+    CHECK_STR(import_format_name(IMPORT_CSV), "csv");
 
     arch_close(a);
     config_free(cfg);
