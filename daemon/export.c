@@ -203,11 +203,18 @@ static void print_error(long status, const char *body, size_t len)
     json_decref(j);
 }
 
-static int64_t count_lines(const char *s, size_t len)
+/* The lines of a format=csv answer: its line breaks outside quoted
+ * fields (a quoted field may hold line breaks; a doubled quote inside one
+ * toggles twice). */
+static int64_t count_csv_lines(const char *s, size_t len)
 {
     int64_t n = 0;
+    bool quoted = false;
     for (size_t i = 0; i < len; i++)
-        n += s[i] == '\n';
+        if (s[i] == '"')
+            quoted = !quoted;
+        else if (s[i] == '\n' && !quoted)
+            n++;
     return n;
 }
 
@@ -227,7 +234,7 @@ static int write_answer(const export_args *a, const char *body, size_t len, cons
     else if (fwrite(body, 1, len, out) != len)
         r = -EIO;
     else
-        rows = count_lines(body, len) - 1;   /* the header line */
+        rows = count_csv_lines(body, len) - 1;   /* the header line */
     if (fflush(out) != 0 || ferror(out))
         r = -EIO;
     if (out != stdout && fclose(out) != 0)

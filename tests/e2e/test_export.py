@@ -181,6 +181,8 @@ class ExportTest(unittest.TestCase):
                                        "--output", self.wd.file("out.csv"))
             self.assertEqual(rc, 0, err)
             self.assertEqual(out, b"")
+            # rows, not lines: values with line breaks are among them
+            self.assertIn("%d row(s) of view 'pages'" % len(ans["rows"]), err)
             with open(self.wd.file("out.csv"), "rb") as f:
                 self.assertEqual(f.read(), cbody)
 
