@@ -101,8 +101,10 @@ int offline_open(const config *cfg, const char *view, offline **out, char **errm
         err = strdup("cannot read its statistics");
     if (r < 0) {
         arch_close(w);
-        return fail(o, errmsg, r, str_printf("cannot open archive %s: %s", cfg->archive_path,
-                                             err ? err : strerror(-r)));
+        char *msg = str_printf("cannot open archive %s: %s", cfg->archive_path,
+                               err ? err : strerror(-r));
+        free(err);
+        return fail(o, errmsg, r, msg);
     }
     o->vs = vstate_new(o->one.views, 1);
     if (!o->vs) {

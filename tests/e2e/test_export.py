@@ -251,6 +251,13 @@ class ExportTest(unittest.TestCase):
         rc, out, err = self.export("--view", "pages", "--granularity", "second")
         self.assertEqual((rc, err), (1, "lambdad export: granularity 'second' is finer than the "
                                         "view's 'minute'\n"))
+        # an archive that cannot be opened (fake.json's, no daemon holds its lock now)
+        with open(self.wd.file("fake.db"), "w") as f:
+            f.write("not a database " * 20)
+        rc, out, err = self.export("--view", "pages", config=self.wd.file("fake.json"))
+        self.assertEqual((rc, out, err), (1, b"", "lambdad export: cannot open archive %s: %s is "
+                                          "not an SQLite database\n"
+                                          % (self.wd.file("fake.db"), self.wd.file("fake.db"))))
 
         # lambdad-archive dump: [from, to) by event time, across the two days
         lo, hi = BASE + DAY - 3600, BASE + DAY + 1800
