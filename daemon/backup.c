@@ -244,17 +244,19 @@ out:
 static int check_dest(const config *cfg, const char *dest)
 {
     if (mkdir(dest, 0700) < 0 && errno != EEXIST) {
-        fprintf(stderr, "lambdad backup: cannot create %s: %s\n", dest, strerror(errno));
-        return -errno;
+        int e = errno;
+        fprintf(stderr, "lambdad backup: cannot create %s: %s\n", dest, strerror(e));
+        return -e;
     }
     char *adir_buf = strdup(cfg->archive_path);
     char real_dest[PATH_MAX], real_adir[PATH_MAX];
     int r = 0;
     if (!adir_buf) {
+        fprintf(stderr, "lambdad backup: out of memory\n");
         r = -ENOMEM;
     } else if (!realpath(dest, real_dest)) {
-        fprintf(stderr, "lambdad backup: %s: %s\n", dest, strerror(errno));
         r = -errno;
+        fprintf(stderr, "lambdad backup: %s: %s\n", dest, strerror(-r));
     } else if (realpath(dirname(adir_buf), real_adir) && strcmp(real_dest, real_adir) == 0) {
         fprintf(stderr, "lambdad backup: %s is the archive's own directory; back up elsewhere\n",
                 dest);
