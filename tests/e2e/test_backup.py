@@ -150,6 +150,49 @@ class BackupTest(unittest.TestCase):
         print("backup at archive seq %d, views R %d; %d events restored (%d after R), %d archived "
               "by the original when the backup ended" % (A, R, len(payloads), live, after))
 
+    def run_backup(self, *args, config=None):
+        r = subprocess.run([LAMBDAD, "backup", "-c", config or self.d.config_path, *args],
+                           capture_output=True, text=True, timeout=120)
+        return r.returncode, r.stdout, r.stderr
+
+    def test_archive_alone_and_errors(self):
+        archive = self.d.cfg["archive"]["path"]
+        dest = self.wd.file("backup")
+        rc, out, err = self.run_backup(dest)
+        self.assertEqual((rc, out, err), (1, "", "lambdad backup: no archive at %s\n" % archive))
+
+        # an archive without a views file yet (imported, no daemon ever ran): the archive
+        # alone, and a views file left in DEST by an earlier backup goes
+        history = self.wd.file("h.jsonl")
+        with open(history, "w") as f:
+            f.write("".join('{"ts":%d,"page":"/p"}\n' % (START + i) for i in range(5)))
+        r = subprocess.run([LAMBDAD, "import", "-c", self.d.config_path, "--stream", "pageviews",
+                            "-q", history], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        base = os.path.basename(archive)
+        with open(os.path.join(dest, base + "-views"), "w") as f:   # made by the first try
+            f.write("stale")
+        rc, out, err = self.run_backup(dest)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertRegex(out, r"^%s: \d+ bytes, archive seq <= 1\n\(no views file yet: a daemon "
+                         r"started on this backup builds the views from the archive\)\n"
+                         r"backup done in [0-9.]+ s, \d+ step\(s\) of at most 1024 pages\n$"
+                         % re.escape(os.path.join(dest, base)))
+        self.assertEqual(os.listdir(dest), [base])
+        import sqlite3
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(dest, base), uri=True)
+        try:
+            self.assertEqual(db.execute("SELECT sum(n) FROM chunks").fetchone(), (5,))
+        finally:
+            db.close()
+
+        rc, out, err = self.run_backup(os.path.dirname(archive))
+        self.assertEqual((rc, err), (1, "lambdad backup: %s is the archive's own directory; back "
+                                        "up elsewhere\n" % os.path.dirname(archive)))
+        rc, out, err = self.run_backup("--pages-per-step", "0", dest)
+        self.assertEqual((rc, err), (2, "lambdad backup: --pages-per-step: expected 1..1000000, "
+                                        "got '0'\n"))
+
 
 if __name__ == "__main__":
     unittest.main()
