@@ -344,8 +344,10 @@ int import_main(int argc, char **argv)
     size_t nfiles = (size_t)(argc - optind);
     char **files = argv + optind;
     import_format *fmts = calloc(nfiles, sizeof(*fmts));
-    if (!fmts)
+    if (!fmts) {
+        fprintf(stderr, "lambdad import: out of memory\n");
         return 1;
+    }
     for (size_t i = 0; i < nfiles; i++)
         if (format)
             fmts[i] = forced;
@@ -398,10 +400,8 @@ int import_main(int argc, char **argv)
                      : import_remote(cfg, si, files, fmts, nfiles, per, quiet,
                                      lock.holder[0] ? lock.holder : "?", &total);
     curl_global_cleanup();
-    if (nfiles > 1) {
-        import_result sum = total;
-        print_summary("total", &sum, mono_s() - t0);
-    }
+    if (nfiles > 1)
+        print_summary("total", &total, mono_s() - t0);
 out:
     archlock_release(&lock);
     config_free(cfg);
