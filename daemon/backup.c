@@ -296,12 +296,12 @@ int backup_main(int argc, char **argv)
             dest = argv[i];
         else {
             fprintf(stderr, "lambdad backup: unexpected argument '%s'\n", argv[i]);
-            fprintf(stderr, "Usage: lambdad backup -c FILE DEST\n");
+            fprintf(stderr, "Usage: lambdad backup -c FILE [--pages-per-step N] DEST\n");
             return 2;
         }
     }
     if (!path || !dest) {
-        fprintf(stderr, "lambdad backup: %s is required\nUsage: lambdad backup -c FILE DEST\n",
+        fprintf(stderr, "lambdad backup: %s is required\nUsage: lambdad backup -c FILE [--pages-per-step N] DEST\n",
                 path ? "DEST" : "-c FILE");
         return 2;
     }
