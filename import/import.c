@@ -99,7 +99,7 @@ static int more(reader *r, char **errmsg)
     if (r->len > IMPORT_MAX_RECORD)
         return too_long(r, r->line, errmsg);
     if (r->cap - r->len < READ_SIZE) {
-        /* never more than a longest record and a read, plus one to see it end */
+        /* at most the longest record and two reads: room for one after it */
         size_t ncap = r->cap ? r->cap * 2 : 2 * READ_SIZE;
         if (ncap > IMPORT_MAX_RECORD + 2 * READ_SIZE)
             ncap = IMPORT_MAX_RECORD + 2 * READ_SIZE;
