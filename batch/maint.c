@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "batch/batch_int.h"
 #include "core/log.h"
@@ -48,19 +47,12 @@ METRIC_GAUGE(m_view_oldest, "lambdad_view_oldest_partition_timestamp_seconds",
 
 #define COMPACT_INTERVAL_MS 60000
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Asked between chunks and transactions of a long pass: stops it when the
  * daemon stops, keeps the watchdog fed and the WAL checkpointed. */
 static bool go_on(void *ud)
 {
     batch *b = ud;
-    int64_t now = now_ms();
+    int64_t now = batch_now_ms();
     b->heartbeat_ms = now;
     if (now - b->last_checkpoint_ms >= 1000)
         batch_checkpoint(b);
@@ -139,9 +131,10 @@ void batch_maintain(batch *b, int64_t R)
     arch_compact_stats cs = {0};
     err = NULL;
     r = 0;
-    if (!b->last_compaction_ms || now_ms() - b->last_compaction_ms >= COMPACT_INTERVAL_MS) {
+    if (!b->last_compaction_ms ||
+        batch_now_ms() - b->last_compaction_ms >= COMPACT_INTERVAL_MS) {
         r = arch_compact(b->mw, R, cfg->compact_level, go_on, b, &cs, &err);
-        b->last_compaction_ms = now_ms();
+        b->last_compaction_ms = batch_now_ms();
     }
     if (r < 0 && r != -ECANCELED)
         maint_failed(b, "compaction", r, err);
@@ -186,5 +179,5 @@ void batch_maintain(batch *b, int64_t R)
 void batch_checkpoint(batch *b)
 {
     arch_checkpoint(b->mw, NULL, NULL);
-    b->last_checkpoint_ms = now_ms();
+    b->last_checkpoint_ms = batch_now_ms();
 }
