@@ -25,6 +25,7 @@ struct batch {
     int64_t arch_cut, *cut;
     arch *mw;                 /* archive maintenance connection (maint.c; batch thread) */
     int64_t last_checkpoint_ms;   /* monotonic: its last checkpoint */
+    bool checkpoint_failing;      /* the last one failed (logged once) */
     int64_t last_compaction_ms;   /* monotonic: the last compaction pass, 0: none yet */
 
     pthread_t thread;

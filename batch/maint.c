@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "batch/batch_int.h"
+#include "core/gran.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -119,10 +120,12 @@ void batch_maintain(batch *b, int64_t R)
         r = arch_drop_before(b->mw, cfg->streams[si].name, b->arch_cut, R, go_on, b, &ds, &err);
     if (r < 0 && r != -ECANCELED)
         maint_failed(b, "retention", r, err);
-    else if (ds.chunks)
+    else if (ds.chunks) {
+        char cut[32];
+        time_format_rfc3339(b->arch_cut, cut, sizeof cut);
         log_info("Retention: dropped %lld archived event(s) in %lld chunk(s) of time partitions "
-                 "before %lld", (long long)ds.events, (long long)ds.chunks,
-                 (long long)b->arch_cut);
+                 "before %s", (long long)ds.events, (long long)ds.chunks, cut);
+    }
 
     /* At most one compaction pass a minute: a merged chunk below the
      * target is rewritten with the new small chunks of its group each
@@ -178,6 +181,13 @@ void batch_maintain(batch *b, int64_t R)
 
 void batch_checkpoint(batch *b)
 {
-    arch_checkpoint(b->mw, NULL, NULL);
+    int r = arch_checkpoint(b->mw, NULL, NULL);
     b->last_checkpoint_ms = batch_now_ms();
+    /* tried every second: said when it starts failing and when it works again */
+    if (r < 0 && !b->checkpoint_failing)
+        log_warn("Archive checkpoint failed (tried again every second; the speed thread's "
+                 "commits checkpoint beyond 64 MiB of WAL): %s", strerror(-r));
+    else if (r == 0 && b->checkpoint_failing)
+        log_info("Archive checkpoints work again");
+    b->checkpoint_failing = r < 0;
 }

@@ -212,6 +212,9 @@ class MaintTest(unittest.TestCase):
         self.assertEqual(st["views"]["short"]["retention_s"], 2 * DAY)
         self.assertEqual(st["views"]["by_country"]["retention_s"], 0)
         self.assertIsNone(st["archive"]["maintenance_error"])
+        self.assertIn("Retention: dropped %d archived event(s) in %d chunk(s) of time partitions "
+                      "before %s" % (len(evs) - len(kept), old_chunks, rfc3339(arch_cut)),
+                      d.logtext())
         self.assertEqual(st["archive"]["oldest_partition"], rfc3339(arch_cut))
         self.assertEqual(st["views"]["by_country"]["oldest_partition"], rfc3339(arch_cut))
         self.assertEqual(st["views"]["short"]["oldest_partition"], rfc3339(view_cut))
