@@ -288,7 +288,7 @@ static int store_totals(arch *a, const arch_stats *t)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static double mono_s(void)
+double arch_mono_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -313,13 +313,13 @@ static int upgrade(arch *a, int64_t version)
     rc = read_totals(a, &t);
     if (rc != SQLITE_NOTFOUND)
         return rc;
-    double t0 = mono_s();
+    double t0 = arch_mono_s();
     if ((rc = count_totals(a, &t)) != SQLITE_OK || (rc = store_totals(a, &t)) != SQLITE_OK)
         return rc;
     if (arch_note(a, "counted the totals of %lld chunk(s) (%lld event(s), %lld reject(s)) "
                      "in %.3f s and stored them; later opens read them at once",
                   (long long)t.chunks, (long long)t.events, (long long)t.rejects,
-                  mono_s() - t0) < 0)
+                  arch_mono_s() - t0) < 0)
         return SQLITE_NOMEM;
     return SQLITE_OK;
 }
@@ -403,7 +403,7 @@ static int set_wal(arch *a, char **errmsg)
 static int busy_wait(void *ud, int count)
 {
     arch *a = ud;
-    double now = mono_s();
+    double now = arch_mono_s();
     if (count == 0)
         a->busy_since = now;
     if ((now - a->busy_since) * 1000 >= BUSY_TIMEOUT_MS)

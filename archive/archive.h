@@ -277,7 +277,9 @@ typedef struct {
  * at a seq <= upto (the exactness protocol's R). Only groups that gained
  * a chunk since the last pass are looked at (meta key compacted_seq).
  * go_on (may be NULL) is asked between chunks; false stops with
- * -ECANCELED. Adds to *st. 0 or a negative code with *errmsg. */
+ * -ECANCELED (and no *errmsg): the merges written stay, and the next pass
+ * looks at the same groups again. Adds to *st. 0 or a negative code with
+ * *errmsg. */
 int arch_compact(arch *a, int64_t upto, int level, bool (*go_on)(void *ud), void *ud,
                  arch_compact_stats *st, char **errmsg);
 

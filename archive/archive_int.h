@@ -91,6 +91,15 @@ int arch_sqlfail(arch *a, char **errmsg, int rc, const char *what);
 /* A negative errno for an SQLite result code. */
 int arch_errno(int sqlite_rc);
 
+/* Writer transactions (commit.c; also compact.c, retain.c): arch_step
+ * steps a statement that returns no rows and resets it, 0 or the failure
+ * as arch_sqlfail(what) (the message is taken before the reset, which may
+ * replace it); arch_rollback ends the open transaction, if any. */
+int arch_step(arch *a, sqlite3_stmt *st, const char *what, char **errmsg);
+void arch_rollback(arch *a);
+/* CLOCK_MONOTONIC in seconds (lock waits, transaction times). */
+double arch_mono_s(void);
+
 /* Appends one fact to a->note ("; "-separated). 0 or -ENOMEM. */
 int arch_note(arch *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

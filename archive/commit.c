@@ -16,14 +16,21 @@
 #include <string.h>
 #include <time.h>
 
-/* Steps a statement that returns no rows; the message is taken before the
- * reset, which may replace it. */
-static int run(arch *a, sqlite3_stmt *st, const char *what, char **errmsg)
+int arch_step(arch *a, sqlite3_stmt *st, const char *what, char **errmsg)
 {
     int rc = sqlite3_step(st);
     int r = rc == SQLITE_DONE ? 0 : arch_sqlfail(a, errmsg, rc, what);
     sqlite3_reset(st);
     return r;
+}
+
+void arch_rollback(arch *a)
+{
+    /* some errors (disk full, I/O) already rolled back */
+    if (!sqlite3_get_autocommit(a->db)) {
+        sqlite3_step(a->st_rollback);
+        sqlite3_reset(a->st_rollback);
+    }
 }
 
 static int insert_chunk(arch *a, const chunk_builder *b, int64_t *seq, char **errmsg)
@@ -49,7 +56,7 @@ static int insert_chunk(arch *a, const chunk_builder *b, int64_t *seq, char **er
     sqlite3_bind_int64(st, 9, (int64_t)b->len);
     sqlite3_bind_int64(st, 10, b->payload_bytes);
     sqlite3_bind_int(st, 11, codec);
-    if ((r = run(a, st, "insert chunk", errmsg)) < 0)
+    if ((r = arch_step(a, st, "insert chunk", errmsg)) < 0)
         return r;
     *seq = sqlite3_last_insert_rowid(a->db);
 
@@ -64,7 +71,7 @@ static int insert_chunk(arch *a, const chunk_builder *b, int64_t *seq, char **er
     sqlite3_bind_int64(st, 1, *seq);
     sqlite3_bind_blob64(st, 2, data, dlen, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (int64_t)chunk_checksum(&h, data, dlen));
-    return run(a, st, "insert chunk data", errmsg);
+    return arch_step(a, st, "insert chunk data", errmsg);
 }
 
 static int insert_reject(arch *a, const txn_reject *j, int64_t at_ms, char **errmsg)
@@ -79,7 +86,7 @@ static int insert_reject(arch *a, const txn_reject *j, int64_t at_ms, char **err
      * empty payload stays an empty blob rather than NULL */
     sqlite3_bind_blob64(st, 6, j->raw, j->len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, at_ms);
-    return run(a, st, "insert reject", errmsg);
+    return arch_step(a, st, "insert reject", errmsg);
 }
 
 static int store_offset(arch *a, const txn_offset *o, char **errmsg)
@@ -88,7 +95,7 @@ static int store_offset(arch *a, const txn_offset *o, char **errmsg)
     sqlite3_bind_text(st, 1, o->topic, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, o->part);
     sqlite3_bind_int64(st, 3, o->next);
-    return run(a, st, "store offset", errmsg);
+    return arch_step(a, st, "store offset", errmsg);
 }
 
 int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
@@ -102,7 +109,7 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
             *last_seq = a->tot.last_seq;
         return 0;
     }
-    int r = run(a, a->st_begin, "begin", errmsg);
+    int r = arch_step(a, a->st_begin, "begin", errmsg);
     if (r < 0)
         return r;
 
@@ -134,7 +141,7 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
         sqlite3_bind_int64(st, 2, (int64_t)t->nrejects);
         sqlite3_bind_int64(st, 3, chunks);
         sqlite3_bind_int64(st, 4, payload);
-        if ((r = run(a, st, "update totals", errmsg)) < 0)
+        if ((r = arch_step(a, st, "update totals", errmsg)) < 0)
             goto fail;
         if (sqlite3_changes(a->db) != 4) {
             r = arch_fail(errmsg, -EBADMSG, "update totals: the archive's meta table lacks "
@@ -143,7 +150,7 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
         }
     }
     if ((r = dmg_store(a, errmsg)) < 0 ||
-        (r = run(a, a->st_commit, "commit", errmsg)) < 0)
+        (r = arch_step(a, a->st_commit, "commit", errmsg)) < 0)
         goto fail;
     dmg_store_done(a, true);
 
@@ -157,11 +164,7 @@ int arch_commit(arch *a, arch_txn *t, int64_t *last_seq, char **errmsg)
         *last_seq = a->tot.last_seq;
     return 0;
 fail:
-    /* some errors (disk full, I/O) already rolled back */
-    if (!sqlite3_get_autocommit(a->db)) {
-        sqlite3_step(a->st_rollback);
-        sqlite3_reset(a->st_rollback);
-    }
+    arch_rollback(a);
     dmg_store_done(a, false);
     return r;
 }

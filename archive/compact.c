@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/failpoint.h"
 
@@ -80,12 +79,19 @@ static int prep(compactor *c, sqlite3_stmt **st, const char *sql)
     return rc == SQLITE_OK ? 0 : arch_sqlfail(c->a, c->errmsg, rc, "compaction: prepare");
 }
 
-static int step_done(compactor *c, sqlite3_stmt *st, const char *what)
+/* Makes room for one more element in *arr (of *cap, n in use, each size
+ * bytes): 0 or -ENOMEM (*arr unchanged). */
+static int grow(void *arr, size_t n, size_t *cap, size_t size)
 {
-    int rc = sqlite3_step(st);
-    int r = rc == SQLITE_DONE ? 0 : arch_sqlfail(c->a, c->errmsg, rc, what);
-    sqlite3_reset(st);
-    return r;
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 64;
+    void *p = realloc(*(void **)arr, ncap * size);
+    if (!p)
+        return -ENOMEM;
+    *(void **)arr = p;
+    *cap = ncap;
+    return 0;
 }
 
 /* The write transaction of one merge: hs[0..n) replaced by c->b. */
@@ -109,21 +115,23 @@ static int write_merge(compactor *c, const chunk_header *hs, size_t n)
         .raw_bytes = (int64_t)b->len, .payload_bytes = b->payload_bytes, .codec = codec,
     };
 
-    if ((r = step_done(c, a->st_begin, "compaction: begin")) < 0)
+    if ((r = arch_step(a, a->st_begin, "compaction: begin", c->errmsg)) < 0)
         return r;
     /* from holding the write lock to releasing it: what a commit of the
      * speed thread may wait for */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (size_t i = 0; r == 0 && i < n; i++) {
+    double t0 = arch_mono_s();
+    for (size_t i = 0; i < n; i++) {
         sqlite3_bind_int64(c->del_chunk, 1, hs[i].seq);
-        r = step_done(c, c->del_chunk, "compaction: delete chunk");
-        if (r == 0 && sqlite3_changes(a->db) != 1)
+        if ((r = arch_step(a, c->del_chunk, "compaction: delete chunk", c->errmsg)) < 0)
+            goto fail;
+        if (sqlite3_changes(a->db) != 1) {
             r = arch_fail(c->errmsg, -ESTALE, "compaction: chunk %lld is gone",
                           (long long)hs[i].seq);
+            goto fail;
+        }
         sqlite3_bind_int64(c->del_data, 1, hs[i].seq);
-        if (r == 0)
-            r = step_done(c, c->del_data, "compaction: delete chunk data");
+        if ((r = arch_step(a, c->del_data, "compaction: delete chunk data", c->errmsg)) < 0)
+            goto fail;
     }
     sqlite3_stmt *st = c->ins_chunk;
     sqlite3_bind_int64(st, 1, seq);
@@ -138,30 +146,21 @@ static int write_merge(compactor *c, const chunk_header *hs, size_t n)
     sqlite3_bind_int64(st, 10, h.raw_bytes);
     sqlite3_bind_int64(st, 11, h.payload_bytes);
     sqlite3_bind_int(st, 12, codec);
-    if (r == 0)
-        r = step_done(c, st, "compaction: insert merged chunk");
+    if ((r = arch_step(a, st, "compaction: insert merged chunk", c->errmsg)) < 0)
+        goto fail;
     st = a->st_data;
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_blob64(st, 2, data, dlen, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (int64_t)chunk_checksum(&h, data, dlen));
-    if (r == 0)
-        r = step_done(c, st, "compaction: insert merged chunk data");
+    if ((r = arch_step(a, st, "compaction: insert merged chunk data", c->errmsg)) < 0)
+        goto fail;
     sqlite3_bind_int64(c->dec_total, 1, (int64_t)n - 1);
-    if (r == 0)
-        r = step_done(c, c->dec_total, "compaction: update totals");
-    if (r == 0) {
-        failpoint("during_compaction");   /* merged chunk written, not committed */
-        r = step_done(c, a->st_commit, "compaction: commit");
-    }
-    if (r < 0) {
-        if (!sqlite3_get_autocommit(a->db)) {
-            sqlite3_step(a->st_rollback);
-            sqlite3_reset(a->st_rollback);
-        }
-        return r;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if ((r = arch_step(a, c->dec_total, "compaction: update totals", c->errmsg)) < 0)
+        goto fail;
+    failpoint("during_compaction");   /* merged chunk written, not committed */
+    if ((r = arch_step(a, a->st_commit, "compaction: commit", c->errmsg)) < 0)
+        goto fail;
+    double ms = (arch_mono_s() - t0) * 1e3;
     c->st->txn_ms += ms;
     if (ms > c->st->longest_txn_ms)
         c->st->longest_txn_ms = ms;
@@ -172,6 +171,9 @@ static int write_merge(compactor *c, const chunk_header *hs, size_t n)
     c->st->bytes_before += c->src_bytes;
     c->st->bytes_after += (int64_t)dlen;
     return 0;
+fail:
+    arch_rollback(a);
+    return r;
 }
 
 /* Ends the current run hs[0..n): merged when it has two chunks or more. */
@@ -226,15 +228,9 @@ static int load_group(compactor *c, const cgroup *g, int64_t upto, chunk_header 
     size_t n = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            chunk_header *nh = realloc(hs, ncap * sizeof *nh);
-            if (!nh) {
-                r = arch_fail(c->errmsg, -ENOMEM, "compaction: out of memory");
-                break;
-            }
-            hs = nh;
-            cap = ncap;
+        if (grow(&hs, n, &cap, sizeof *hs) < 0) {
+            r = arch_fail(c->errmsg, -ENOMEM, "compaction: out of memory");
+            break;
         }
         hs[n] = (chunk_header){ .stream = g->stream };
         chunk_row_read(st, &hs[n++]);
@@ -316,15 +312,9 @@ static int touched_groups(compactor *c, int64_t after, int64_t upto, cgroup **ou
     size_t n = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            cgroup *ng = realloc(gs, ncap * sizeof *ng);
-            if (!ng) {
-                r = -ENOMEM;
-                break;
-            }
-            gs = ng;
-            cap = ncap;
+        if (grow(&gs, n, &cap, sizeof *gs) < 0) {
+            r = -ENOMEM;
+            break;
         }
         const unsigned char *s = sqlite3_column_text(st, 0);
         gs[n] = (cgroup){ .stream = strdup(s ? (const char *)s : ""),

@@ -23,7 +23,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <time.h>
 
 #define DROP_BATCH 512
 
@@ -31,14 +30,13 @@ static int drop_some(arch *a, sqlite3_stmt *sel, sqlite3_stmt *del_c, sqlite3_st
                      sqlite3_stmt *tot, arch_drop_stats *st, bool *more, char **errmsg)
 {
     int64_t chunks = 0, events = 0, payload = 0;
-    int rc = sqlite3_step(a->st_begin);
-    sqlite3_reset(a->st_begin);
-    if (rc != SQLITE_DONE)
-        return arch_sqlfail(a, errmsg, rc, "retention: begin");
+    int r = arch_step(a, a->st_begin, "retention: begin", errmsg);
+    if (r < 0)
+        return r;
     /* the rows first, then the deletes: no row is deleted under the
      * statement that walks them */
     int64_t seqs[DROP_BATCH];
-    int r = 0;
+    int rc = SQLITE_DONE;
     while (chunks < DROP_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
         seqs[chunks++] = sqlite3_column_int64(sel, 0);
         events += sqlite3_column_int64(sel, 1);
@@ -50,33 +48,19 @@ static int drop_some(arch *a, sqlite3_stmt *sel, sqlite3_stmt *del_c, sqlite3_st
     for (int64_t i = 0; r == 0 && i < chunks; i++) {
         sqlite3_bind_int64(del_c, 1, seqs[i]);
         sqlite3_bind_int64(del_d, 1, seqs[i]);
-        if ((rc = sqlite3_step(del_c)) == SQLITE_DONE)
-            rc = sqlite3_step(del_d);
-        if (rc != SQLITE_DONE)
-            r = arch_sqlfail(a, errmsg, rc, "retention: delete chunk");
-        sqlite3_reset(del_c);
-        sqlite3_reset(del_d);
+        if ((r = arch_step(a, del_c, "retention: delete chunk", errmsg)) == 0)
+            r = arch_step(a, del_d, "retention: delete chunk data", errmsg);
     }
     if (r == 0 && chunks) {
         sqlite3_bind_int64(tot, 1, events);
         sqlite3_bind_int64(tot, 2, chunks);
         sqlite3_bind_int64(tot, 3, payload);
-        rc = sqlite3_step(tot);
-        sqlite3_reset(tot);
-        if (rc != SQLITE_DONE)
-            r = arch_sqlfail(a, errmsg, rc, "retention: update totals");
+        r = arch_step(a, tot, "retention: update totals", errmsg);
     }
-    if (r == 0) {
-        rc = sqlite3_step(a->st_commit);
-        sqlite3_reset(a->st_commit);
-        if (rc != SQLITE_DONE)
-            r = arch_sqlfail(a, errmsg, rc, "retention: commit");
-    }
+    if (r == 0)
+        r = arch_step(a, a->st_commit, "retention: commit", errmsg);
     if (r < 0) {
-        if (!sqlite3_get_autocommit(a->db)) {
-            sqlite3_step(a->st_rollback);
-            sqlite3_reset(a->st_rollback);
-        }
+        arch_rollback(a);
         return r;
     }
     a->tot.chunks -= chunks;
@@ -162,11 +146,9 @@ int arch_vacuum(arch *a, bool (*go_on)(void *ud), void *ud, int64_t *freed_pages
          * end of the file into free ones (and their parents' pointers):
          * 64 at a time keeps it short. */
         char *e = NULL;
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = arch_mono_s();
         int rc = sqlite3_exec(a->db, "PRAGMA incremental_vacuum(64)", NULL, NULL, &e);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        double ms = (arch_mono_s() - t0) * 1e3;
         if (ms > *longest_ms)
             *longest_ms = ms;
         if (rc != SQLITE_OK) {

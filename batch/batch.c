@@ -163,7 +163,7 @@ int batch_load(batch *b, int64_t archive_last_seq, int64_t archive_events, int64
     return 0;
 }
 
-static int64_t now_ms(void)
+int64_t batch_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -212,16 +212,16 @@ static void *batch_main(void *arg)
         return NULL;
     }
     int64_t interval = (int64_t)cfg->batch_interval_s * 1000;
-    int64_t next = now_ms() + interval;
+    int64_t next = batch_now_ms() + interval;
 
     pthread_mutex_lock(&b->mu);
     for (size_t v = 0; v < nv; v++)
         if (b->needs_full[v])
             b->run_requested = true;
     while (!b->stop) {
-        b->heartbeat_ms = now_ms();
-        b->st.next_run_at = (int64_t)time(NULL) + (next - now_ms() + 999) / 1000;
-        if (!b->run_requested && now_ms() < next) {
+        b->heartbeat_ms = batch_now_ms();
+        b->st.next_run_at = (int64_t)time(NULL) + (next - batch_now_ms() + 999) / 1000;
+        if (!b->run_requested && batch_now_ms() < next) {
             pthread_mutex_unlock(&b->mu);
             collect_garbage(b);   /* segments the last queries let go of */
             batch_checkpoint(b);
@@ -229,7 +229,7 @@ static void *batch_main(void *arg)
             if (b->stop || b->run_requested)
                 continue;
             /* Wake at least every second to show the thread is alive. */
-            int64_t wake = next < now_ms() + 1000 ? next : now_ms() + 1000;
+            int64_t wake = next < batch_now_ms() + 1000 ? next : batch_now_ms() + 1000;
             struct timespec until = {.tv_sec = wake / 1000, .tv_nsec = (wake % 1000) * 1000000};
             pthread_cond_timedwait(&b->cv, &b->mu, &until);
             continue;
@@ -257,7 +257,7 @@ static void *batch_main(void *arg)
         free(err);
         if (b->failed)
             break;
-        next = now_ms() + interval;
+        next = batch_now_ms() + interval;
     }
     pthread_mutex_unlock(&b->mu);
     free(full);
@@ -306,7 +306,7 @@ bool batch_failed(batch *b)
 
 int64_t batch_since_heartbeat_ms(batch *b)
 {
-    return b->started ? now_ms() - b->heartbeat_ms : 0;
+    return b->started ? batch_now_ms() - b->heartbeat_ms : 0;
 }
 
 void batch_free(batch *b)

@@ -25,6 +25,7 @@ struct batch {
     int64_t arch_cut, *cut;
     arch *mw;                 /* archive maintenance connection (maint.c; batch thread) */
     int64_t last_checkpoint_ms;   /* monotonic: its last checkpoint */
+    bool checkpoint_failing;      /* the last one failed (logged once) */
     int64_t last_compaction_ms;   /* monotonic: the last compaction pass, 0: none yet */
 
     pthread_t thread;
@@ -52,6 +53,8 @@ int batch_run(batch *b, const bool *full, char **errmsg);
  * freed pages back and checkpoints the WAL; notes the figures in b->st.
  * Failures are logged and recorded, never fatal. */
 void batch_maintain(batch *b, int64_t R);
+/* CLOCK_MONOTONIC in ms (heartbeats, intervals; batch.c). */
+int64_t batch_now_ms(void);
 /* A PASSIVE checkpoint between runs (batch thread). */
 void batch_checkpoint(batch *b);
 /* Notes each view's oldest batch partition in its status (batch thread). */

@@ -29,9 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "batch/batch_int.h"
+#include "core/gran.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -48,19 +48,12 @@ METRIC_GAUGE(m_view_oldest, "lambdad_view_oldest_partition_timestamp_seconds",
 
 #define COMPACT_INTERVAL_MS 60000
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Asked between chunks and transactions of a long pass: stops it when the
  * daemon stops, keeps the watchdog fed and the WAL checkpointed. */
 static bool go_on(void *ud)
 {
     batch *b = ud;
-    int64_t now = now_ms();
+    int64_t now = batch_now_ms();
     b->heartbeat_ms = now;
     if (now - b->last_checkpoint_ms >= 1000)
         batch_checkpoint(b);
@@ -127,10 +120,12 @@ void batch_maintain(batch *b, int64_t R)
         r = arch_drop_before(b->mw, cfg->streams[si].name, b->arch_cut, R, go_on, b, &ds, &err);
     if (r < 0 && r != -ECANCELED)
         maint_failed(b, "retention", r, err);
-    else if (ds.chunks)
+    else if (ds.chunks) {
+        char cut[32];
+        time_format_rfc3339(b->arch_cut, cut, sizeof cut);
         log_info("Retention: dropped %lld archived event(s) in %lld chunk(s) of time partitions "
-                 "before %lld", (long long)ds.events, (long long)ds.chunks,
-                 (long long)b->arch_cut);
+                 "before %s", (long long)ds.events, (long long)ds.chunks, cut);
+    }
 
     /* At most one compaction pass a minute: a merged chunk below the
      * target is rewritten with the new small chunks of its group each
@@ -139,9 +134,10 @@ void batch_maintain(batch *b, int64_t R)
     arch_compact_stats cs = {0};
     err = NULL;
     r = 0;
-    if (!b->last_compaction_ms || now_ms() - b->last_compaction_ms >= COMPACT_INTERVAL_MS) {
+    if (!b->last_compaction_ms ||
+        batch_now_ms() - b->last_compaction_ms >= COMPACT_INTERVAL_MS) {
         r = arch_compact(b->mw, R, cfg->compact_level, go_on, b, &cs, &err);
-        b->last_compaction_ms = now_ms();
+        b->last_compaction_ms = batch_now_ms();
     }
     if (r < 0 && r != -ECANCELED)
         maint_failed(b, "compaction", r, err);
@@ -185,6 +181,13 @@ void batch_maintain(batch *b, int64_t R)
 
 void batch_checkpoint(batch *b)
 {
-    arch_checkpoint(b->mw, NULL, NULL);
-    b->last_checkpoint_ms = now_ms();
+    int r = arch_checkpoint(b->mw, NULL, NULL);
+    b->last_checkpoint_ms = batch_now_ms();
+    /* tried every second: said when it starts failing and when it works again */
+    if (r < 0 && !b->checkpoint_failing)
+        log_warn("Archive checkpoint failed (tried again every second; the speed thread's "
+                 "commits checkpoint beyond 64 MiB of WAL): %s", strerror(-r));
+    else if (r == 0 && b->checkpoint_failing)
+        log_info("Archive checkpoints work again");
+    b->checkpoint_failing = r < 0;
 }

@@ -45,8 +45,6 @@ METRIC_HISTOGRAM(m_run, "lambdad_batch_run_duration_seconds",
 METRIC_COUNTER(m_scanned, "lambdad_batch_rows_scanned_total",
                "Archived events decoded again by batch runs.");
 
-static int64_t now_ms(void);
-
 /* A partition being rebuilt: its start, its table while the scan fills
  * it, then its segment once built and stored (the table is freed then). */
 typedef struct {
@@ -190,7 +188,7 @@ static int scan_event(const arch_event *ev, void *ud)
     if (b->stop)
         return -ECANCELED;
     if ((c->scanned & 4095) == 0)
-        b->heartbeat_ms = now_ms();   /* a long run is alive, not stalled */
+        b->heartbeat_ms = batch_now_ms();   /* a long run is alive, not stalled */
     int64_t ts_ms;
     const char *reason, *detail;
     int r = event_decode(b->dec, &cfg->streams[c->stream_idx], ev->payload, ev->len, ev->ts_ms,
@@ -248,7 +246,7 @@ static int build_complete(batch *b, size_t v, work *w, int64_t upto, char **errm
         }
         seg_blob blob = {0};
         int64_t id = 0, nrows = (int64_t)vtable_rows(wp->t);
-        b->heartbeat_ms = now_ms();
+        b->heartbeat_ms = batch_now_ms();
         int r = seg_build(wp->t, wp->start, end, vd->gran, &blob);
         if (r < 0) {
             *errmsg = str_printf("building segment %lld of view '%s': %s", (long long)wp->start,
@@ -404,18 +402,11 @@ static void sync_archive(const char *archive_path)
     }
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int batch_run(batch *b, const bool *full, char **errmsg)
 {
     const config *cfg = b->cfg;
     size_t nv = cfg->nviews;
-    int64_t t0 = now_ms(), R = 0, scanned = 0;
+    int64_t t0 = batch_now_ms(), R = 0, scanned = 0;
     work *w = calloc(nv ? nv : 1, sizeof(*w));
     bversion **next = calloc(nv ? nv : 1, sizeof(*next));
     bversion **old = calloc(nv ? nv : 1, sizeof(*old));
@@ -482,7 +473,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         for (size_t v = 0; was_next && v < nv; v++)
             was_next[v] = next[v] != NULL;
         /* The figures first: whoever sees the new answers sees their run. */
-        int64_t dur = now_ms() - t0;
+        int64_t dur = batch_now_ms() - t0;
         metrics_observe(&m_run, NULL, (double)dur / 1000.0);
         metrics_counter_add(&m_scanned, NULL, (uint64_t)scanned);
         pthread_mutex_lock(&b->mu);

@@ -237,7 +237,7 @@ static void check_duration(cfg_ctx *ctx, const char *path, json_t *v, int64_t *s
         return;
     if (!json_is_string(v) || duration_parse(json_string_value(v), secs) < 0)
         cfg_err(ctx, path, "must be a duration such as \"90d\", \"400d\" or \"12h\" "
-                "(a positive whole number and one of s, m, h, d, w)");
+                "(a positive whole number and one of s, m, h, d, w; at most 36600d)");
 }
 
 static void check_archive_retention(cfg_ctx *ctx, const char *path, json_t *v, void *target)

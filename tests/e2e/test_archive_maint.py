@@ -73,7 +73,13 @@ def verify(db):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-class CompactionTest(unittest.TestCase):
+def groups(archived):
+    """The (Kafka partition, day) groups of dump()'s events: what compaction
+    leaves one chunk each of."""
+    return {(p, ts_ms // 1000 // DAY) for p, _, ts_ms, _ in archived}
+
+
+class MaintTest(unittest.TestCase):
     def setUp(self):
         self.wd = Workdir("maint")
         self.broker = Devbroker(["pageviews:2"])
@@ -106,11 +112,18 @@ class CompactionTest(unittest.TestCase):
         R = st["batch"]["R"]
         comp = st["archive"]["compaction"]
         after = stats(db)
-        # 2 partitions x 2 days: at most one chunk each is left
-        self.assertLessEqual(after["chunks"], 4)
+        # 2 partitions x 2 days: one chunk each is left
+        self.assertEqual(len(groups(events_before)), 4)
+        self.assertEqual(after["chunks"], 4)
         self.assertEqual(comp["chunks_compacted"] - comp["merges"], chunks_before - after["chunks"])
         self.assertLess(comp["bytes_after"], comp["bytes_before"])
         self.assertEqual(after["events"], 3000)
+        self.assertIsNone(st["archive"]["maintenance_error"])
+        self.assertTrue(st["archive"]["auto_vacuum"])
+        metrics = d.get_text("/metrics")
+        self.assertIn("\nlambdad_archive_chunks_compacted_total %d\n" % comp["chunks_compacted"],
+                      metrics)
+        self.assertIn("\nlambdad_archive_compaction_merges_total %d\n" % comp["merges"], metrics)
         self.assertEqual(after["last_seq"], R)
         events_after, max_seq = dump(db)
         self.assertEqual(events_after, events_before)
@@ -123,9 +136,9 @@ class CompactionTest(unittest.TestCase):
         second = events(1000, 2, base=1763892000 + 40000)
         produce(self.broker.bootstrap, "pageviews", second)
         d.wait_archived(4000)
-        d.run_batch()
+        d.run_batch()   # compacts nothing: at most one pass a minute
         want = expected(first + second, STREAM, VIEW, **Q)
-        assert_rows(d.query("by_country", **Q)["rows"], want, "after the second compaction")
+        assert_rows(d.query("by_country", **Q)["rows"], want, "after the second batch run")
         self.assertEqual(d.stop(), 0)
         d.start()
         assert_rows(d.query("by_country", **Q)["rows"], want, "after a restart")
@@ -156,83 +169,87 @@ class CompactionTest(unittest.TestCase):
         assert_rows(d.query("by_country", **Q)["rows"], want, "after the crash")
         st = d.run_batch()
         self.assertGreater(st["archive"]["compaction"]["merges"], 0)
-        self.assertLess(stats(db)["chunks"], chunks_before)
+        self.assertEqual(stats(db)["chunks"], len(groups(before)))
         self.assertEqual(dump(db)[0], before)
         verify(db)
         assert_rows(d.query("by_country", **Q)["rows"], want, "after compacting")
 
-
-class RetentionTest(unittest.TestCase):
     def test_retention(self):
-        wd = Workdir("retention")
-        broker = Devbroker(["pageviews:2"])
+        broker = self.broker
         short = dict(VIEW, name="short", retention="2d")
-        d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[VIEW, short],
-                   extra={"batch": {"interval_s": 3600}})
+        d = self.d = Daemon(self.wd, broker.bootstrap, streams=[STREAM], views=[VIEW, short],
+                            extra={"batch": {"interval_s": 3600}})
         db = d.cfg["archive"]["path"]
-        try:
-            d.start()
-            now = int(time.time())
-            today = now - now % DAY
-            # noon of each of the last 10 days (and today's first minutes)
-            evs = [json.dumps({"ts": today - k * DAY + 43200 * (k > 0) + i,
-                               "country": ["DE", "FR", "US"][i % 3], "bytes": i})
-                   for k in range(10) for i in range(50)]
-            produce(broker.bootstrap, "pageviews", evs)
-            d.wait_archived(500)
-            d.run_batch()
-            self.assertEqual(d.stop(), 0)
+        d.start()
+        now = int(time.time())
+        today = now - now % DAY
+        # noon of each of the last 10 days (and today's first minutes)
+        evs = [json.dumps({"ts": today - k * DAY + 43200 * (k > 0) + i,
+                           "country": ["DE", "FR", "US"][i % 3], "bytes": i})
+               for k in range(10) for i in range(50)]
+        produce(broker.bootstrap, "pageviews", evs)
+        d.wait_archived(500)
+        d.run_batch()
+        self.assertEqual(d.stop(), 0)
 
-            # now with retention: 5 days for the archive (and so for every view)
-            d.cfg["archive"]["retention"] = "5d"
-            d.rewrite_config()
-            d.start()
-            st = d.run_batch()
-            now = int(time.time())
-            arch_cut = (now - 5 * DAY) - (now - 5 * DAY) % DAY
-            view_cut = (now - 2 * DAY) - (now - 2 * DAY) % DAY
-            kept = [e for e in evs if json.loads(e)["ts"] >= arch_cut]
-            self.assertLess(len(kept), len(evs))
-            self.assertEqual(st["archive"]["retention"]["dropped_events"], len(evs) - len(kept))
-            self.assertEqual(st["archive"]["oldest_partition"], rfc3339(arch_cut))
-            self.assertEqual(st["views"]["by_country"]["oldest_partition"], rfc3339(arch_cut))
-            self.assertEqual(st["views"]["short"]["oldest_partition"], rfc3339(view_cut))
-            metrics = d.get_text("/metrics")
-            self.assertIn("lambdad_archive_oldest_partition_timestamp_seconds %d" % arch_cut, metrics)
-            self.assertIn('lambdad_view_oldest_partition_timestamp_seconds{view="short"} %d'
-                          % view_cut, metrics)
+        # now with retention: 5 days for the archive (and so for every view)
+        now = int(time.time())
+        arch_cut = (now - 5 * DAY) - (now - 5 * DAY) % DAY
+        with sqlite3.connect("file:%s?mode=ro" % db, uri=True) as c:
+            old_chunks = c.execute("SELECT count(*) FROM chunks WHERE tpart < ?",
+                                   (arch_cut,)).fetchone()[0]
+        d.cfg["archive"]["retention"] = "5d"
+        d.rewrite_config()
+        d.start()
+        st = d.run_batch()
+        now = int(time.time())
+        view_cut = (now - 2 * DAY) - (now - 2 * DAY) % DAY
+        kept = [e for e in evs if json.loads(e)["ts"] >= arch_cut]
+        self.assertLess(len(kept), len(evs))
+        self.assertEqual(st["archive"]["retention"]["dropped_events"], len(evs) - len(kept))
+        self.assertEqual(st["archive"]["retention"]["dropped_chunks"], old_chunks)
+        self.assertEqual(st["archive"]["retention_s"], 5 * DAY)
+        self.assertEqual(st["views"]["short"]["retention_s"], 2 * DAY)
+        self.assertEqual(st["views"]["by_country"]["retention_s"], 0)
+        self.assertIsNone(st["archive"]["maintenance_error"])
+        self.assertIn("Retention: dropped %d archived event(s) in %d chunk(s) of time partitions "
+                      "before %s" % (len(evs) - len(kept), old_chunks, rfc3339(arch_cut)),
+                      d.logtext())
+        self.assertEqual(st["archive"]["oldest_partition"], rfc3339(arch_cut))
+        self.assertEqual(st["views"]["by_country"]["oldest_partition"], rfc3339(arch_cut))
+        self.assertEqual(st["views"]["short"]["oldest_partition"], rfc3339(view_cut))
+        metrics = d.get_text("/metrics")
+        self.assertIn("\nlambdad_archive_retention_dropped_events_total %d\n"
+                      % (len(evs) - len(kept)), metrics)
+        self.assertIn("lambdad_archive_oldest_partition_timestamp_seconds %d" % arch_cut, metrics)
+        self.assertIn('lambdad_view_oldest_partition_timestamp_seconds{view="short"} %d'
+                      % view_cut, metrics)
 
-            def check(what):
-                archived, _ = dump(db)
-                self.assertEqual(sorted(x[3] for x in archived),
-                                 sorted(json.dumps(json.loads(e), sort_keys=True) for e in kept), what)
-                self.assertEqual(stats(db)["events"], len(kept), what)
-                assert_rows(d.query("by_country", **Q)["rows"], expected(kept, STREAM, VIEW, **Q), what)
-                short_kept = [e for e in evs if json.loads(e)["ts"] >= view_cut]
-                assert_rows(d.query("short", **Q)["rows"], expected(short_kept, STREAM, short, **Q),
-                            what + " (view retention)")
-            check("after retention")
-            verify(db)
+        def check(what):
+            archived, _ = dump(db)
+            self.assertEqual(sorted(x[3] for x in archived),
+                             sorted(json.dumps(json.loads(e), sort_keys=True) for e in kept), what)
+            self.assertEqual(stats(db)["events"], len(kept), what)
+            assert_rows(d.query("by_country", **Q)["rows"], expected(kept, STREAM, VIEW, **Q), what)
+            short_kept = [e for e in evs if json.loads(e)["ts"] >= view_cut]
+            assert_rows(d.query("short", **Q)["rows"], expected(short_kept, STREAM, short, **Q),
+                        what + " (view retention)")
+        check("after retention")
+        verify(db)
 
-            # a late event for a dropped partition: rejected, reason retention
-            late = json.dumps({"ts": today - 8 * DAY + 100, "country": "DE", "bytes": 1})
-            produce(broker.bootstrap, "pageviews", [late])
-            d.wait_archived(500, rejected=1)
-            with sqlite3.connect("file:%s?mode=ro" % db, uri=True) as c:
-                self.assertEqual(c.execute("SELECT reason, raw FROM rejects").fetchall(),
-                                 [("retention", late.encode())])
+        # a late event for a dropped partition: rejected, reason retention
+        late = json.dumps({"ts": today - 8 * DAY + 100, "country": "DE", "bytes": 1})
+        produce(broker.bootstrap, "pageviews", [late])
+        d.wait_archived(500, rejected=1)
+        with sqlite3.connect("file:%s?mode=ro" % db, uri=True) as c:
+            self.assertEqual(c.execute("SELECT reason, raw FROM rejects").fetchall(),
+                             [("retention", late.encode())])
 
-            self.assertEqual(d.stop(), 0)
-            d.start()
-            check("after a restart")
-            d.run_batch()
-            check("after a restart and a batch run")
-        finally:
-            try:
-                d.stop()
-            finally:
-                broker.stop()
-                wd.cleanup()
+        self.assertEqual(d.stop(), 0)
+        d.start()
+        check("after a restart")
+        d.run_batch()
+        check("after a restart and a batch run")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 /* test_compact.c - archive compaction and retention: merges keep every
  * event, offset, time and payload, keep seqs at or below R, leave damaged
- * chunks and chunks above R alone; retention drops exactly the time
- * partitions asked for; the totals always equal the rows (arch_verify);
+ * chunks and chunks above R alone; a pass stopped halfway loses nothing;
+ * retention drops exactly the time partitions asked for; the totals always equal the rows (arch_verify);
  * vacuum gives the pages back.
  *
  * The expectation is a model kept by the test itself: every event it
@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,8 +92,6 @@ typedef struct {
     int stream;
     int64_t R;             /* events at or below R must still be <= R; above, unchanged */
     int64_t found, wrong;
-    int64_t lo_tpart;      /* events expected: tpart >= lo_tpart or seq > drop_upto */
-    int64_t drop_upto;
     bool record;           /* only note each event's seq in the model */
 } scan_chk;
 
@@ -119,21 +118,31 @@ static int check_event(const arch_event *ev, void *ud)
     return 0;
 }
 
-/* Every event of the model (minus the dropped ones) comes back exactly
- * once, unchanged; returns the number of events read. */
-static int64_t check_all(arch *a, int64_t R, int64_t lo_tpart, int64_t drop_upto)
+/* Reads both streams through check_event (settings from proto), each
+ * model event marked seen at most once; returns the events read. */
+static int64_t scan_both(arch *a, scan_chk proto)
 {
     for (size_t i = 0; i < nmodel; i++)
         model[i].seen = false;
     int64_t found = 0;
     for (int s = 0; s < 2; s++) {
-        scan_chk c = { .stream = s, .R = R };
+        scan_chk c = proto;
+        c.stream = s;
         char *err = NULL;
         CHECK_INT(arch_scan(a, streams[s], 0, INT64_MAX, 0, -1, check_event, NULL, &c, &err), 0);
         free(err);
         CHECK_INT(c.wrong, 0);
         found += c.found;
     }
+    return found;
+}
+
+/* Every event of the model comes back exactly once, unchanged, except
+ * those retention dropped (tpart < lo_tpart and seq <= drop_upto);
+ * returns the number of events read. */
+static int64_t check_all(arch *a, int64_t R, int64_t lo_tpart, int64_t drop_upto)
+{
+    int64_t found = scan_both(a, (scan_chk){ .R = R });
     int64_t expected = 0;
     for (size_t i = 0; i < nmodel; i++) {
         bool kept = model[i].tpart >= lo_tpart || model[i].seq > drop_upto;
@@ -168,10 +177,17 @@ static void check_verify(arch *a, int64_t damaged)
     CHECK_INT(sum.damaged_chunks, damaged);
 }
 
-static int64_t sql_int(const char *q)
+/* The first column of the first row of the query (printf format), read
+ * through a connection of its own; -1 (and a message) when it fails. */
+static int64_t __attribute__((format(printf, 1, 2))) sql_int(const char *fmt, ...)
 {
+    char q[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
     sqlite3 *db;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int64_t v = -1;
     sqlite3_open(dbpath, &db);
     if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
@@ -187,29 +203,48 @@ static int64_t sql_int(const char *q)
 static void record_seqs(arch *a)
 {
     qsort(model, nmodel, sizeof *model, cmp_mev);
-    for (size_t i = 0; i < nmodel; i++)
-        model[i].seen = false;
-    for (int s = 0; s < 2; s++) {
-        scan_chk c = { .stream = s, .record = true };
-        char *err = NULL;
-        CHECK_INT(arch_scan(a, streams[s], 0, INT64_MAX, 0, -1, check_event, NULL, &c, &err), 0);
-        free(err);
-        CHECK_INT(c.wrong, 0);
-    }
+    scan_both(a, (scan_chk){ .record = true });
 }
 
-static const char *fmt_above(int64_t R)
+/* What a pass up to R must do, from the rows before it: every (stream,
+ * partition, tpart) with two chunks or more at or below R becomes one
+ * chunk (no group here has more than 128 chunks, checked, nor nears
+ * the 4 MiB target). */
+typedef struct {
+    int64_t groups, merges, chunks_merged, events, bytes_before, single_bytes;
+} compact_want;
+
+#define GROUPS_LE(R) "SELECT count(*) c, sum(n) ev, sum(length(data)) b FROM chunks" \
+                     " JOIN chunk_data USING (seq) WHERE seq <= %lld GROUP BY stream, part, tpart"
+
+static compact_want want_compaction(int64_t R)
 {
-    static char b[128];
-    snprintf(b, sizeof b, "SELECT count(*) FROM chunks WHERE seq > %lld", (long long)R);
-    return b;
+    long long r = (long long)R;
+    compact_want w = {
+        .groups = sql_int("SELECT count(*) FROM (" GROUPS_LE(R) ")", r),
+        .merges = sql_int("SELECT count(*) FROM (" GROUPS_LE(R) ") WHERE c >= 2", r),
+        .chunks_merged = sql_int("SELECT total(c) FROM (" GROUPS_LE(R) ") WHERE c >= 2", r),
+        .events = sql_int("SELECT total(ev) FROM (" GROUPS_LE(R) ") WHERE c >= 2", r),
+        .bytes_before = sql_int("SELECT total(b) FROM (" GROUPS_LE(R) ") WHERE c >= 2", r),
+        .single_bytes = sql_int("SELECT total(b) FROM (" GROUPS_LE(R) ") WHERE c = 1", r),
+    };
+    CHECK(sql_int("SELECT max(c) FROM (" GROUPS_LE(R) ")", r) <= 128);
+    CHECK(w.merges > 0);
+    return w;
 }
 
-static const char *fmt_at_or_below(int64_t R)
+/* cs against w, and the chunks at or below R afterwards. */
+static void check_compaction(const arch_compact_stats *cs, const compact_want *w, int64_t R)
 {
-    static char b[128];
-    snprintf(b, sizeof b, "SELECT count(*) FROM chunks WHERE seq <= %lld", (long long)R);
-    return b;
+    CHECK_INT(cs->merges, w->merges);
+    CHECK_INT(cs->chunks_merged, w->chunks_merged);
+    CHECK_INT(cs->events, w->events);
+    CHECK_INT(cs->bytes_before, w->bytes_before);
+    CHECK_INT(cs->damaged, 0);
+    CHECK_INT(sql_int("SELECT count(*) FROM chunks WHERE seq <= %lld", (long long)R), w->groups);
+    CHECK_INT(sql_int("SELECT total(length(data)) FROM chunk_data WHERE seq <= %lld",
+                      (long long)R), w->single_bytes + cs->bytes_after);
+    CHECK(cs->bytes_after < cs->bytes_before);
 }
 
 static void test_compact(void)
@@ -223,26 +258,24 @@ static void test_compact(void)
     arch_stats st0;
     arch_get_stats(a, &st0);
     int64_t R = st0.last_seq * 2 / 3;   /* a batch watermark inside the history */
-    int64_t above = sql_int(fmt_above(R));
-    (void)above;
+    int64_t above = sql_int("SELECT count(*) FROM chunks WHERE seq > %lld", (long long)R);
     record_seqs(a);
     check_all(a, R, 0, 0);
     int64_t offs_before = sql_int("SELECT sum(next_offset * (part + 1)) FROM offsets");
+    compact_want w = want_compaction(R);
 
     arch_compact_stats cs = { 0 };
     CHECK_INT(arch_compact(a, R, 9, NULL, NULL, &cs, &err), 0);
     free(err);
     arch_stats st1;
     arch_get_stats(a, &st1);
-    /* at most one chunk per (stream, part, tpart) at or below R remains */
-    CHECK(sql_int(fmt_at_or_below(R)) <= 2 * 3 * 3);
-    CHECK_INT(sql_int(fmt_above(R)), above);
+    check_compaction(&cs, &w, R);
+    CHECK_INT(sql_int("SELECT count(*) FROM chunks WHERE seq > %lld", (long long)R), above);
+    CHECK_INT(sql_int("SELECT value FROM meta WHERE key = 'compacted_seq'"), R);
     CHECK_INT(st1.chunks, st0.chunks - cs.chunks_merged + cs.merges);
     CHECK_INT(st1.events, st0.events);
     CHECK_INT(st1.payload_bytes, st0.payload_bytes);
     CHECK_INT(st1.last_seq, st0.last_seq);
-    CHECK(cs.merges > 0 && cs.chunks_merged > cs.merges);
-    CHECK(cs.bytes_after < cs.bytes_before);
     printf("compaction: %lld chunks -> %lld, %lld stored bytes -> %lld for %lld events\n",
            (long long)cs.chunks_merged, (long long)cs.merges, (long long)cs.bytes_before,
            (long long)cs.bytes_after, (long long)cs.events);
@@ -261,8 +294,9 @@ static void test_compact(void)
     record_seqs(a);
     arch_get_stats(a, &st0);
     R = st0.last_seq;
+    w = want_compaction(R);
     CHECK_INT(arch_compact(a, R, 9, NULL, NULL, &cs2, &err), 0);
-    CHECK(sql_int(fmt_at_or_below(R)) <= 2 * 3 * 3);
+    check_compaction(&cs2, &w, R);
     arch_get_stats(a, &st1);
     CHECK_INT(st1.events, st0.events);
     CHECK_INT(st1.last_seq, st0.last_seq);
@@ -318,14 +352,11 @@ static void test_damaged_and_offsets(void)
     CHECK_INT(cs.merges, 3);
     CHECK_INT(cs.chunks_merged, 11);
     CHECK_INT(sql_int("SELECT count(*) FROM chunks"), 4);
-    snprintf(q, sizeof q, "SELECT count(*) FROM chunks WHERE seq = %lld AND n = 2",
-             (long long)seqs[3]);
-    CHECK_INT(sql_int(q), 1);
-    snprintf(q, sizeof q, "SELECT first_offset * 1000 + last_offset FROM chunks WHERE seq = %lld",
-             (long long)seqs[11]);
-    CHECK_INT(sql_int(q), 12 * 1000 + 23);
-    snprintf(q, sizeof q, "SELECT n FROM chunks WHERE seq = %lld", (long long)seqs[2]);
-    CHECK_INT(sql_int(q), 6);
+    CHECK_INT(sql_int("SELECT count(*) FROM chunks WHERE seq = %lld AND n = 2",
+                      (long long)seqs[3]), 1);
+    CHECK_INT(sql_int("SELECT first_offset * 1000 + last_offset FROM chunks WHERE seq = %lld",
+                      (long long)seqs[11]), 12 * 1000 + 23);
+    CHECK_INT(sql_int("SELECT n FROM chunks WHERE seq = %lld", (long long)seqs[2]), 6);
     check_verify(a, 1);
     arch_close(a);
 }
@@ -354,10 +385,59 @@ static void test_rounds(void)
     CHECK_INT(cs.chunks_merged, 1210);
     CHECK(cs.longest_txn_ms > 0);
     CHECK_INT(sql_int("SELECT count(*) FROM chunks"), 1);
-    char q[128];
-    snprintf(q, sizeof q, "SELECT n * 1000000 + last_offset FROM chunks WHERE seq = %lld",
-             (long long)last);
-    CHECK_INT(sql_int(q), 1200 * 1000000LL + 1199);
+    CHECK_INT(sql_int("SELECT n * 1000000 + last_offset FROM chunks WHERE seq = %lld",
+                      (long long)last), 1200 * 1000000LL + 1199);
+    check_verify(a, 0);
+    arch_close(a);
+}
+
+/* go_on: true for the first *left calls, then false. */
+static bool calls_left(void *ud)
+{
+    int *left = ud;
+    return (*left)-- > 0;
+}
+
+/* A pass stopped by go_on (the daemon stopping) keeps what it merged and
+ * loses nothing, does not note itself done, and the next pass finishes. */
+static void test_cancel(void)
+{
+    unlink(dbpath);
+    nmodel = 0;
+    memset(next_off, 0, sizeof next_off);
+    xorshift_seed(11);
+    arch *a = NULL;
+    char *err = NULL;
+    CHECK_INT(arch_open(dbpath, 0, 1, &a, &err), 0);
+    arch_txn *t = arch_txn_new();
+    for (int i = 0; i < 100; i++)
+        commit_some(a, t, 8);
+    arch_txn_free(t);
+    arch_stats st0;
+    arch_get_stats(a, &st0);
+    int64_t R = st0.last_seq;
+    record_seqs(a);
+    compact_want w = want_compaction(R);
+    /* about half of the chunks: some groups merged, one cut short */
+    int left = (int)(st0.chunks / 2);
+    arch_compact_stats cs = { 0 };
+    CHECK_INT(arch_compact(a, R, 9, calls_left, &left, &cs, &err), -ECANCELED);
+    CHECK(err == NULL);
+    CHECK(cs.merges > 0 && cs.merges < w.merges);
+    CHECK_INT(sql_int("SELECT count(*) FROM meta WHERE key = 'compacted_seq'"), 0);
+    arch_stats st1;
+    arch_get_stats(a, &st1);
+    CHECK_INT(st1.chunks, st0.chunks - cs.chunks_merged + cs.merges);
+    CHECK_INT(st1.events, st0.events);
+    check_all(a, R, 0, 0);
+    check_verify(a, 0);
+
+    w = want_compaction(R);   /* what is left to do */
+    arch_compact_stats cs2 = { 0 };
+    CHECK_INT(arch_compact(a, R, 9, NULL, NULL, &cs2, &err), 0);
+    check_compaction(&cs2, &w, R);
+    CHECK_INT(sql_int("SELECT value FROM meta WHERE key = 'compacted_seq'"), R);
+    check_all(a, R, 0, 0);
     check_verify(a, 0);
     arch_close(a);
 }
@@ -383,6 +463,12 @@ static void test_retention(void)
     record_seqs(a);
     arch_drop_stats ds = { 0 };
     int64_t cut = T0 + 2 * DAY;   /* drops days 0 and 1 */
+    /* stopped between transactions: the first one (512 chunks) is done */
+    int left = 0;
+    CHECK(sql_int("SELECT count(*) FROM chunks WHERE stream = 'pv' AND tpart < %lld"
+                  " AND seq <= %lld", (long long)cut, (long long)upto) > 512);
+    CHECK_INT(arch_drop_before(a, "pv", cut, upto, calls_left, &left, &ds, &err), -ECANCELED);
+    CHECK_INT(ds.chunks, 512);
     for (int s = 0; s < 2; s++)
         CHECK_INT(arch_drop_before(a, streams[s], cut, upto, NULL, NULL, &ds, &err), 0);
     int64_t expect_dropped = 0;
@@ -402,10 +488,14 @@ static void test_retention(void)
     CHECK_INT(arch_checkpoint(a, NULL, &ck), 0);
     stat(dbpath, &sb0);
     CHECK(sql_int("PRAGMA freelist_count") > 0);
-    int64_t freed = 0;
+    int64_t freed = 0, free_pages = sql_int("PRAGMA freelist_count");
     double vac_ms = 0;
+    left = 0;
+    CHECK_INT(arch_vacuum(a, calls_left, &left, &freed, &vac_ms, &err), -ECANCELED);
+    CHECK_INT(freed, 0);
+    CHECK_INT(sql_int("PRAGMA freelist_count"), free_pages);
     CHECK_INT(arch_vacuum(a, NULL, NULL, &freed, &vac_ms, &err), 0);
-    CHECK(freed > 0);
+    CHECK_INT(freed, free_pages);
     CHECK_INT(sql_int("PRAGMA freelist_count"), 0);
     CHECK_INT(arch_checkpoint(a, NULL, &ck), 0);
     stat(dbpath, &sb1);
@@ -435,6 +525,7 @@ int main(void)
     test_compact();
     test_damaged_and_offsets();
     test_rounds();
+    test_cancel();
     test_retention();
     free(model);
     char cmd[128];

@@ -812,7 +812,6 @@ static void test_http_limits(void)
                   "http.limits.query_timeout_ms: must be an integer between 1 and 600000");
 }
 
-/* serving: the memory budgets and the query pool */
 /* archive.retention and views[].retention: durations, their errors with
  * the JSON path, and the partitions they keep. */
 static void test_retention(void)
@@ -860,7 +859,7 @@ static void test_retention(void)
     }
     config_free(c);
 #define DURATION_ERR ": must be a duration such as \"90d\", \"400d\" or \"12h\" " \
-                     "(a positive whole number and one of s, m, h, d, w)"
+                     "(a positive whole number and one of s, m, h, d, w; at most 36600d)"
     EXPECT_ERRORS("{\"archive\":{\"retention\":\"90\"}," MIN "}",
                   "archive.retention" DURATION_ERR);
     EXPECT_ERRORS("{\"archive\":{\"retention\":90}," MIN "}", "archive.retention" DURATION_ERR);
@@ -868,6 +867,23 @@ static void test_retention(void)
                   "archive.retention" DURATION_ERR);
     EXPECT_ERRORS("{\"archive\":{\"retention\":\"99999999999d\"}," MIN "}",
                   "archive.retention" DURATION_ERR);
+    /* the longest (100 years of 366 days) and shortest accepted, each unit */
+    const char *ok[][2] = { { "36600d", "3162240000" }, { "1s", "1" }, { "90m", "5400" },
+                            { "5227w", "3161289600" }, { "878400h", "3162240000" } };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"archive\":{\"retention\":\"%s\"}," MIN "}", ok[i][0]);
+        c = LOAD_OK(json);
+        if (c)
+            CHECK_INT(c->archive_retention_s, strtoll(ok[i][1], NULL, 10));
+        config_free(c);
+    }
+    const char *bad[] = { "36601d", "5229w", "12x", "1.5d", "-1d", "d", "", "12hh", "1d1h" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"archive\":{\"retention\":\"%s\"}," MIN "}", bad[i]);
+        EXPECT_ERRORS(json, "archive.retention" DURATION_ERR);
+    }
     EXPECT_ERRORS("{" STREAMS ",\"views\":[{\"name\":\"v\",\"stream\":\"s\","
                   "\"retention\":\"90 d\",\"metrics\":[{\"name\":\"n\",\"type\":\"count\"}]}]}",
                   "views[0].retention" DURATION_ERR);
@@ -876,6 +892,7 @@ static void test_retention(void)
 #undef DURATION_ERR
 }
 
+/* serving: the memory budgets and the query pool */
 static void test_serving(void)
 {
     config *c = LOAD_OK("{\"serving\":{\"cache_mb\":1,\"answer_cache_mb\":0,"
