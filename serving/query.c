@@ -504,15 +504,15 @@ static gran_t zoned_read_gran(const query *q)
     if (!q->has_from || !q->has_to || finest >= GRAN_HOUR)
         return finest;
     bucket_spec b = q->bk;
-    int64_t unit[] = {3600, 60};
-    for (int u = 0; u < 2 && (u == 0 ? GRAN_HOUR : GRAN_MINUTE) > finest; u++) {
+    for (gran_t g = GRAN_HOUR; g > finest; g--) {
+        int64_t unit = gran_next(g, 0);
         bool ok = true;
         size_t n = 0;
         for (int64_t t = bucket_next(&b, bucket_floor(&b, q->from)); ok && t < q->to;
              t = bucket_next(&b, t))
-            ok = ++n <= ZONED_CHECK_MAX && t % unit[u] == 0;
+            ok = ++n <= ZONED_CHECK_MAX && t % unit == 0;
         if (ok)
-            return u == 0 ? GRAN_HOUR : GRAN_MINUTE;
+            return g;
     }
     return finest;
 }
