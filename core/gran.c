@@ -216,11 +216,10 @@ void time_format_rfc3339_offset(int64_t ts, int32_t off_s, char *buf, size_t buf
         time_format_rfc3339(ts, buf, bufsz);
         return;
     }
-    time_format_rfc3339(ts + off_s, buf, bufsz);
-    size_t n = strlen(buf);
-    if (n == 0 || n + 6 >= bufsz)
-        return;
+    char local[32];
+    time_format_rfc3339(ts + off_s, local, sizeof(local));
     int a = off_s < 0 ? -off_s : off_s;
-    snprintf(buf + n - 1, bufsz - (n - 1), "%c%02d:%02d", off_s < 0 ? '-' : '+', a / 3600,
-             a / 60 % 60);
+    /* the local time without its 'Z', then the offset */
+    snprintf(buf, bufsz, "%.*s%c%02d:%02d", (int)strlen(local) - 1, local, off_s < 0 ? '-' : '+',
+             a / 3600, a / 60 % 60);
 }

@@ -214,6 +214,10 @@ static void test_format(void)
     CHECK_STR(buf, "1970-01-01T00:00:00+00:00");
     time_format_rfc3339_offset(0, -34200, buf, sizeof(buf));   /* Pacific/Marquesas */
     CHECK_STR(buf, "1969-12-31T14:30:00-09:30");
+    /* a buffer too small is cut short: never local time marked Z */
+    char small[21];
+    time_format_rfc3339_offset(T("2026-03-28T23:00:00Z"), 3600, small, sizeof(small));
+    CHECK_STR(small, "2026-03-29T00:00:00+");
     /* local mean time (+00:53:28): not writable as an RFC 3339 offset */
     time_format_rfc3339_offset(0, 3208, buf, sizeof(buf));
     CHECK_STR(buf, "1970-01-01T00:00:00Z");
