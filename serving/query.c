@@ -504,17 +504,16 @@ static gran_t zoned_read_gran(const query *q)
     if (!q->has_from || !q->has_to || finest >= GRAN_HOUR)
         return finest;
     bucket_spec b = q->bk;
-    for (gran_t g = GRAN_HOUR; g > finest; g--) {
-        int64_t unit = gran_next(g, 0);
-        bool ok = true;
-        size_t n = 0;
-        for (int64_t t = bucket_next(&b, bucket_floor(&b, q->from)); ok && t < q->to;
-             t = bucket_next(&b, t))
-            ok = ++n <= ZONED_CHECK_MAX && t % unit == 0;
-        if (ok)
-            return g;
+    bool hours = true, minutes = true;   /* every start so far a whole hour, minute */
+    size_t n = 0;
+    for (int64_t t = bucket_next(&b, bucket_floor(&b, q->from)); minutes && t < q->to;
+         t = bucket_next(&b, t)) {
+        if (++n > ZONED_CHECK_MAX)
+            return finest;
+        hours = hours && t % 3600 == 0;
+        minutes = t % 60 == 0;
     }
-    return finest;
+    return hours ? GRAN_HOUR : minutes ? GRAN_MINUTE : finest;   /* finest < GRAN_HOUR */
 }
 
 /* granularity (and tz, max_points): the answer's buckets, their name,
