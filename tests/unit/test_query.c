@@ -836,6 +836,36 @@ static void test_buckets(void)
         qerror_clear(&err);
     }
 
+    /* the unit zoned days are read at (the raw view stores seconds): the
+     * hour when every midnight in the range is a whole UTC hour, the
+     * minute for Asia/Kolkata's :30, the view's own without a range or
+     * past 1000 buckets */
+    static const struct { const char *qs; gran_t read; } reads[] = {
+        {"granularity=day&tz=Europe/Berlin&from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z",
+         GRAN_HOUR},
+        {"granularity=day&tz=Asia/Kolkata&from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z",
+         GRAN_MINUTE},
+        {"granularity=day&tz=Europe/Berlin&from=2026-03-01T00:00:00Z", GRAN_SECOND},
+        {"granularity=day&tz=Europe/Berlin&from=2020-01-01T00:00:00Z&to=2022-09-27T00:00:00Z",
+         GRAN_HOUR},   /* 1000 days */
+        {"granularity=day&tz=Europe/Berlin&from=2020-01-01T00:00:00Z&to=2022-09-28T00:00:00Z",
+         GRAN_SECOND},
+        {"granularity=month&tz=Asia/Kolkata&from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z",
+         GRAN_MINUTE},
+        {"granularity=hour&tz=Asia/Kolkata&from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z",
+         GRAN_HOUR}};
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+        char qs[160];
+        qparam p[8];
+        query q;
+        qerror err = {0};
+        snprintf(qs, sizeof(qs), "%s", reads[i].qs);
+        CHECK_INT(query_parse(&cfg, "raw", 3, p, split_qs(qs, p, 8), &q, &err), 0);
+        CHECK_INT(q.gran, reads[i].read);
+        query_clear(&q);
+        qerror_clear(&err);
+    }
+
     Q_OK("granularity=30m&metrics=views",
          "{\"view\":\"pages\",\"granularity\":\"30m\",\"rows\":["
          ROW("2026-11-23T09:30:00Z", 1795426200, "", "\"views\":2") ","
