@@ -28,25 +28,13 @@ int bucket_parse(const char *s, size_t len, bucket_spec *out)
     }
     if (gran_parse(name, &out->unit) == 0)
         return 0;
-    size_t i = 0;
-    uint32_t n = 0;
-    while (i < len && name[i] >= '0' && name[i] <= '9') {
-        n = n * 10 + (uint32_t)(name[i] - '0');
-        if (name[0] == '0' || n > BUCKET_MAX_MULT)
-            return -EINVAL;
-        i++;
-    }
-    if (i == 0 || n == 0 || i + 1 != len)
+    int64_t n, unit;
+    if (count_unit_parse(s, len, &n, &unit) < 0 || n > BUCKET_MAX_MULT)
         return -EINVAL;
-    switch (name[i]) {
-    case 's': out->unit = GRAN_SECOND; break;
-    case 'm': out->unit = GRAN_MINUTE; break;
-    case 'h': out->unit = GRAN_HOUR; break;
-    case 'd': out->unit = GRAN_DAY; break;
-    case 'w': out->unit = GRAN_DAY; out->week = true; break;
-    default: return -EINVAL;
-    }
-    out->mult = n;
+    out->week = unit == 7 * 86400;
+    while (unit_seconds[out->unit] != (out->week ? 86400 : unit))
+        out->unit++;   /* starts at GRAN_SECOND; unit is one of unit_seconds */
+    out->mult = (uint32_t)n;
     return 0;
 }
 

@@ -108,6 +108,16 @@ int main(void)
         }
     }
     CHECK_INT(duration_parse(NULL, &(int64_t){0}), -EINVAL);
+    /* what both durations and bucket multiples are read with: len bytes */
+    int64_t cn = 0, cu = 0;
+    CHECK_INT(count_unit_parse("15mx", 3, &cn, &cu), 0);
+    CHECK(cn == 15 && cu == 60);
+    CHECK_INT(count_unit_parse("2w", 2, &cn, &cu), 0);
+    CHECK(cn == 2 && cu == 604800);
+    CHECK_INT(count_unit_parse("1000000000000s", 14, &cn, &cu), 0);
+    CHECK_INT(cn, COUNT_UNIT_MAX);
+    CHECK_INT(count_unit_parse("1000000000001s", 14, &cn, &cu), -EINVAL);
+    CHECK_INT(count_unit_parse("15m", 2, &cn, &cu), -EINVAL);
 
     char buf[32];
     time_format_rfc3339(1795428000, buf, sizeof(buf));
