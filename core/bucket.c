@@ -28,25 +28,13 @@ int bucket_parse(const char *s, size_t len, bucket_spec *out)
     }
     if (gran_parse(name, &out->unit) == 0)
         return 0;
-    size_t i = 0;
-    uint32_t n = 0;
-    while (i < len && name[i] >= '0' && name[i] <= '9') {
-        n = n * 10 + (uint32_t)(name[i] - '0');
-        if (name[0] == '0' || n > BUCKET_MAX_MULT)
-            return -EINVAL;
-        i++;
-    }
-    if (i == 0 || n == 0 || i + 1 != len)
+    int64_t n, unit;
+    if (count_unit_parse(s, len, &n, &unit) < 0 || n > BUCKET_MAX_MULT)
         return -EINVAL;
-    switch (name[i]) {
-    case 's': out->unit = GRAN_SECOND; break;
-    case 'm': out->unit = GRAN_MINUTE; break;
-    case 'h': out->unit = GRAN_HOUR; break;
-    case 'd': out->unit = GRAN_DAY; break;
-    case 'w': out->unit = GRAN_DAY; out->week = true; break;
-    default: return -EINVAL;
-    }
-    out->mult = n;
+    out->week = unit == 7 * 86400;
+    while (unit_seconds[out->unit] != (out->week ? 86400 : unit))
+        out->unit++;   /* starts at GRAN_SECOND; unit is one of unit_seconds */
+    out->mult = (uint32_t)n;
     return 0;
 }
 
@@ -85,21 +73,32 @@ static int64_t local_day(const bucket_spec *b, int64_t ts)
     return b->zone ? tz_local_day(b->zone, ts) : floor_div(ts, 86400);
 }
 
-static int64_t compute_floor(bucket_spec *b, int64_t ts)
+/* Calendar buckets (months, zoned days, weeks and their multiples) are
+ * numbered: months by year * 12 + month, the others by how many of them
+ * lie between the origin and the local day that starts them. Floor, next
+ * and count are then the number of a time and the start of a number, and
+ * counting needs two lookups, not a walk over the range. */
+static int64_t calendar_index(bucket_spec *b, int64_t ts)
 {
-    int64_t w, o;
-    if (b->unit == GRAN_ALL)
-        return 0;
-    if (fixed(b, &w, &o))
-        return floor_div(ts - o, w) * w + o;
-    int64_t day = local_day(b, ts), y;
+    int64_t day = local_day(b, ts);
     if (b->unit == GRAN_MONTH) {
+        int64_t y;
         unsigned m, d;
         civil_from_days(day, &y, &m, &d);
-        return day_start(b, days_from_civil(y, m, 1));
+        return y * 12 + (int64_t)m - 1;
     }
     int64_t n = (int64_t)b->mult * (b->week ? 7 : 1), origin = b->week ? MONDAY_DAY : 0;
-    return day_start(b, floor_div(day - origin, n) * n + origin);
+    return floor_div(day - origin, n);
+}
+
+static int64_t calendar_start(bucket_spec *b, int64_t index)
+{
+    if (b->unit == GRAN_MONTH) {
+        int64_t y = floor_div(index, 12);
+        return day_start(b, days_from_civil(y, (unsigned)(index - y * 12) + 1, 1));
+    }
+    int64_t n = (int64_t)b->mult * (b->week ? 7 : 1), origin = b->week ? MONDAY_DAY : 0;
+    return day_start(b, index * n + origin);
 }
 
 int64_t bucket_next(bucket_spec *b, int64_t start)
@@ -109,41 +108,23 @@ int64_t bucket_next(bucket_spec *b, int64_t start)
         return INT64_MAX;
     if (fixed(b, &w, &o))
         return start + w;
-    int64_t day = local_day(b, start), y;
-    if (b->unit == GRAN_MONTH) {
-        unsigned m, d;
-        civil_from_days(day, &y, &m, &d);
-        if (++m > 12) {
-            m = 1;
-            y++;
-        }
-        return day_start(b, days_from_civil(y, m, 1));
-    }
-    return day_start(b, day + (int64_t)b->mult * (b->week ? 7 : 1));
+    return calendar_start(b, calendar_index(b, start) + 1);
 }
 
 int64_t bucket_floor(bucket_spec *b, int64_t ts)
 {
     if (ts >= b->memo_start && ts < b->memo_end)
         return b->memo_start;
-    int64_t start = compute_floor(b, ts);
+    int64_t w, o, start;
+    if (b->unit == GRAN_ALL)
+        start = 0;
+    else if (fixed(b, &w, &o))
+        start = floor_div(ts - o, w) * w + o;
+    else
+        start = calendar_start(b, calendar_index(b, ts));
     b->memo_start = start;
     b->memo_end = bucket_next(b, start);
     return start;
-}
-
-/* Calendar buckets are numbered by the local day (or month) that starts
- * them, so counting needs two lookups, not a walk over the range. */
-static int64_t calendar_index(bucket_spec *b, int64_t ts)
-{
-    int64_t day = local_day(b, ts), y;
-    if (b->unit == GRAN_MONTH) {
-        unsigned m, d;
-        civil_from_days(day, &y, &m, &d);
-        return y * 12 + (int64_t)m;
-    }
-    int64_t n = (int64_t)b->mult * (b->week ? 7 : 1), origin = b->week ? MONDAY_DAY : 0;
-    return floor_div(day - origin, n);
 }
 
 uint64_t bucket_count(bucket_spec *b, int64_t from, int64_t to, uint64_t cap)

@@ -185,26 +185,36 @@ void time_format_rfc3339(int64_t ts, char *buf, size_t bufsz)
              (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
 }
 
-int duration_parse(const char *s, int64_t *secs)
+int count_unit_parse(const char *s, size_t len, int64_t *n, int64_t *unit_s)
 {
-    if (!s || *s < '1' || *s > '9')
+    if (len == 0 || s[0] < '1' || s[0] > '9')
         return -EINVAL;
-    int64_t n = 0;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        n = n * 10 + (*s - '0');
-        if (n > 100LL * 366 * 86400)
+    size_t i = 0;
+    int64_t v = 0;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        v = v * 10 + (s[i] - '0');
+        if (v > COUNT_UNIT_MAX)
             return -EINVAL;
     }
-    int64_t unit;
-    switch (*s) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    case 'w': unit = 7 * 86400; break;
+    if (i + 1 != len)
+        return -EINVAL;
+    switch (s[i]) {
+    case 's': *unit_s = 1; break;
+    case 'm': *unit_s = 60; break;
+    case 'h': *unit_s = 3600; break;
+    case 'd': *unit_s = 86400; break;
+    case 'w': *unit_s = 7 * 86400; break;
     default: return -EINVAL;
     }
-    if (s[1] != '\0' || n > 100LL * 366 * 86400 / unit)
+    *n = v;
+    return 0;
+}
+
+int duration_parse(const char *s, int64_t *secs)
+{
+    const int64_t max = 100LL * 366 * 86400;
+    int64_t n, unit;
+    if (!s || count_unit_parse(s, strlen(s), &n, &unit) < 0 || n > max / unit)
         return -EINVAL;
     *secs = n * unit;
     return 0;
@@ -216,11 +226,10 @@ void time_format_rfc3339_offset(int64_t ts, int32_t off_s, char *buf, size_t buf
         time_format_rfc3339(ts, buf, bufsz);
         return;
     }
-    time_format_rfc3339(ts + off_s, buf, bufsz);
-    size_t n = strlen(buf);
-    if (n == 0 || n + 6 >= bufsz)
-        return;
+    char local[32];
+    time_format_rfc3339(ts + off_s, local, sizeof(local));
     int a = off_s < 0 ? -off_s : off_s;
-    snprintf(buf + n - 1, bufsz - (n - 1), "%c%02d:%02d", off_s < 0 ? '-' : '+', a / 3600,
-             a / 60 % 60);
+    /* the local time without its 'Z', then the offset */
+    snprintf(buf, bufsz, "%.*s%c%02d:%02d", (int)strlen(local) - 1, local, off_s < 0 ? '-' : '+',
+             a / 3600, a / 60 % 60);
 }

@@ -17,6 +17,12 @@ int64_t gran_next(gran_t g, int64_t start);
 
 int64_t floor_div(int64_t a, int64_t b);
 
+/* "<n><unit>" as in "15m" or "90d": a positive integer without leading
+ * zeros (at most COUNT_UNIT_MAX) and one of s, m, h, d, w, nothing else.
+ * 0 with *n and the unit's seconds (w: 604800), or -EINVAL. Durations
+ * and multiples of answer buckets (core/bucket.h). */
+#define COUNT_UNIT_MAX 1000000000000LL
+int count_unit_parse(const char *s, size_t len, int64_t *n, int64_t *unit_s);
 /* A duration such as "90d", "12h", "30m", "45s" or "2w": a positive
  * integer and one unit, nothing else. 0 and *secs, or -EINVAL (also when
  * it exceeds 100 years). */

@@ -457,27 +457,25 @@ static int parse_limit(const char *s, size_t len, size_t *out)
 
 /* Whether the view's rows divide into buckets b exactly: fixed-length
  * buckets a whole multiple of the view's; calendar ones (months, zoned
- * days) are checked row by row when the query runs. 0 or a 400. */
+ * days) are checked row by row when the query runs. */
+static bool view_divides(const view_def *v, const bucket_spec *b)
+{
+    int64_t w = bucket_width(b);
+    return w == 0 || w % gran_next(v->gran, 0) == 0;
+}
+
+/* 0, or the 400 of buckets b that the view's rows do not divide into. */
 static int check_gran(const query *q, const bucket_spec *b, const char *s, size_t len,
                       qerror *err)
 {
     const view_def *v = q->view;
-    int64_t w = bucket_width(b), vw = gran_next(v->gran, 0);
-    if (w == 0 || w % vw == 0)
+    if (view_divides(v, b))
         return 0;
-    jbuf m;
-    jb_init(&m);
-    jb_lit(&m, "granularity '");
-    jb_raw(&m, s, len);
-    jb_lit(&m, w < vw ? "' is finer than the view's '" : "' is not a whole multiple of the view's '");
-    jb_lit(&m, gran_name(v->gran));
-    jb_lit(&m, "'");
-    char *msg = jb_take(&m, NULL);
-    if (!msg)
-        return fail_oom(err);
-    int rc = fail(err, 400, msg, NULL, 0, NULL);
-    free(msg);
-    return rc;
+    char post[96];
+    snprintf(post, sizeof(post), "' is %s the view's '%s'",
+             bucket_width(b) < gran_next(v->gran, 0) ? "finer than" : "not a whole multiple of",
+             gran_name(v->gran));
+    return fail(err, 400, "granularity '", s, len, post);
 }
 
 static int parse_max_points(const char *s, size_t len, uint64_t *out)
@@ -504,17 +502,16 @@ static gran_t zoned_read_gran(const query *q)
     if (!q->has_from || !q->has_to || finest >= GRAN_HOUR)
         return finest;
     bucket_spec b = q->bk;
-    int64_t unit[] = {3600, 60};
-    for (int u = 0; u < 2 && (u == 0 ? GRAN_HOUR : GRAN_MINUTE) > finest; u++) {
-        bool ok = true;
-        size_t n = 0;
-        for (int64_t t = bucket_next(&b, bucket_floor(&b, q->from)); ok && t < q->to;
-             t = bucket_next(&b, t))
-            ok = ++n <= ZONED_CHECK_MAX && t % unit[u] == 0;
-        if (ok)
-            return u == 0 ? GRAN_HOUR : GRAN_MINUTE;
+    bool hours = true, minutes = true;   /* every start so far a whole hour, minute */
+    size_t n = 0;
+    for (int64_t t = bucket_next(&b, bucket_floor(&b, q->from)); minutes && t < q->to;
+         t = bucket_next(&b, t)) {
+        if (++n > ZONED_CHECK_MAX)
+            return finest;
+        hours = hours && t % 3600 == 0;
+        minutes = t % 60 == 0;
     }
-    return finest;
+    return hours ? GRAN_HOUR : minutes ? GRAN_MINUTE : finest;   /* finest < GRAN_HOUR */
 }
 
 /* granularity (and tz, max_points): the answer's buckets, their name,
@@ -539,8 +536,7 @@ static int parse_granularity(query *q, const qparam *g, const qparam *mp, qerror
             bucket_spec b;
             bucket_parse(auto_ladder[i], strlen(auto_ladder[i]), &b);
             b.zone = q->zone;
-            int64_t w = bucket_width(&b), vw = gran_next(v->gran, 0);
-            if (w && w % vw)
+            if (!view_divides(v, &b))
                 continue;   /* finer than the view, or not a multiple of it */
             q->bk = b;
             if (bucket_count(&b, q->from, q->to, max) <= max)

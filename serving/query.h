@@ -75,8 +75,10 @@ typedef struct {
     bool has_from, has_to;
     int64_t from, to;    /* epoch s; rows with from <= bucket < to */
     gran_t gran;         /* the unit segments are read at: the answer's unit, the
-                            coarsest one nesting in its buckets (15m: minute), or the
-                            view's for zoned days (then each level is checked) */
+                            coarsest one nesting in its buckets (15m: minute); for
+                            zoned days, weeks and months the hour or minute every
+                            bucket start in [from, to) is a multiple of, else the
+                            view's (query.c, zoned_read_gran; each level is checked) */
     bucket_spec bk;      /* the answer's buckets (granularity, tz) */
     char gran_text[16];  /* their name in the answer: "15m" ("auto" resolved) */
     tz *zone;            /* tz=...; NULL: UTC */

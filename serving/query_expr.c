@@ -30,9 +30,36 @@ static int resolve_dim(void *ud, const char *name, size_t len, expr_type *type)
     return -1;
 }
 
-/* Compile errors: "<what>: <message at l:c>". */
-static int fail_compile(qerror *err, const char *what, int rc, char *msg)
+/* Compiles (s, len) with resolver r into *out: 0, or the 400
+ * "<what><message at l:c>" (what: "where: ", "having: ", "metrics.x: ").
+ * *bare, when set by r's resolve: a quantiles metric named without a
+ * quantile, which gets its own message. */
+static int compile(qerror *err, const char *what, const char *s, size_t len,
+                   const expr_resolver *r, const char *const *bare, expr **out)
 {
+    static const char nul[] = "the expression holds a NUL byte";
+    char *src = strndup(s, len), *msg = NULL;
+    if (!src)
+        return query_fail_oom(err);
+    if (strlen(src) != len) {
+        free(src);
+        return query_fail(err, 400, what, nul, sizeof(nul) - 1, NULL);
+    }
+    int rc = expr_compile(src, r, out, &msg);
+    free(src);
+    if (rc == 0)
+        return 0;
+    if (rc == -EINVAL && bare && *bare) {
+        free(msg);
+        jbuf b;
+        jb_init(&b);
+        jb_lit(&b, "metric '");
+        jb_lit(&b, *bare);
+        jb_lit(&b, "' has quantiles: name one, such as '");
+        jb_lit(&b, *bare);
+        jb_lit(&b, ".p99'");
+        msg = jb_take(&b, NULL);
+    }
     if (rc == -ENOMEM || !msg) {
         free(msg);
         return query_fail_oom(err);
@@ -58,18 +85,10 @@ static bool condition_type(expr_type t)
 
 int qexpr_where(query *q, const char *s, size_t len, qerror *err)
 {
-    char *src = strndup(s, len), *msg = NULL;
-    if (!src)
-        return query_fail_oom(err);
-    if (strlen(src) != len) {
-        free(src);
-        return query_fail(err, 400, "where: the expression holds a NUL byte", NULL, 0, NULL);
-    }
     expr_resolver r = {resolve_dim, (void *)q->view, "dimension"};
-    int rc = expr_compile(src, &r, &q->where, &msg);
-    free(src);
+    int rc = compile(err, "where: ", s, len, &r, NULL, &q->where);
     if (rc < 0)
-        return fail_compile(err, "where: ", rc, msg);
+        return rc;
     if (!condition_type(expr_result_type(q->where)))
         return query_fail(err, 400, "where: not a condition (true or false)", NULL, 0, NULL);
     q->where_dims = calloc(q->view->ndims ? q->view->ndims : 1, sizeof(*q->where_dims));
@@ -217,33 +236,14 @@ static int resolve_metric(void *ud, const char *name, size_t len, expr_type *typ
     return -1;
 }
 
-/* Compiles src (a, len bytes) over the metrics; what: "having: ". */
+/* Compiles (s, len) over the metrics (and, for having, the
+ * post-aggregations). */
 static int compile_metrics(query *q, const char *what, const char *s, size_t len, bool posts,
                            expr **out, qerror *err)
 {
-    char *src = strndup(s, len), *msg = NULL;
-    if (!src)
-        return query_fail_oom(err);
-    if (strlen(src) != len) {
-        free(src);
-        return query_fail(err, 400, what, "the expression holds a NUL byte", 31, NULL);
-    }
     mres r = {.q = q, .posts = posts};
     expr_resolver res = {resolve_metric, &r, "metric"};
-    int rc = expr_compile(src, &res, out, &msg);
-    free(src);
-    if (rc == -EINVAL && r.bare_quantiles) {
-        free(msg);
-        jbuf b;
-        jb_init(&b);
-        jb_lit(&b, "metric '");
-        jb_lit(&b, r.bare_quantiles);
-        jb_lit(&b, "' has quantiles: name one, such as '");
-        jb_lit(&b, r.bare_quantiles);
-        jb_lit(&b, ".p99'");
-        msg = jb_take(&b, NULL);
-    }
-    return rc < 0 ? fail_compile(err, what, rc, msg) : 0;
+    return compile(err, what, s, len, &res, &r.bare_quantiles, out);
 }
 
 static bool name_ok(const char *s, size_t len)
@@ -291,7 +291,7 @@ int qexpr_post(query *q, const char *name, size_t nlen, const char *src, size_t 
         return query_fail_oom(err);
     int rc = compile_metrics(q, w, src, slen, false, &p->e, err);
     if (rc == 0 && (expr_result_type(p->e) == ET_BOOL || expr_result_type(p->e) == ET_STR))
-        rc = query_fail(err, 400, w, "not a number", 12, NULL);
+        rc = query_fail(err, 400, w, NULL, 0, "not a number");
     free(w);
     return rc;
 }

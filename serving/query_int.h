@@ -23,8 +23,8 @@ void qexpr_clear(query *q);
 /* Run time, on the query's thread. Whether a row with these values of
  * the view's dimensions passes the where (true without one). */
 bool qexpr_where_row(const query *q, const dimval *dims, expr_scratch *sc);
-/* Whether the where keeps rows whose dimension `dim` (the where's only
- * one) has value d. */
+/* Whether the where keeps rows whose value of its only dimension
+ * (where_dims[0]) is d. */
 bool qexpr_where_value(const query *q, const dimval *d, expr_scratch *sc);
 /* Computes the post-aggregations of a result row into post[nposts] (NaN:
  * null) and returns whether having keeps it. cells NULL: every metric is

@@ -372,7 +372,7 @@ static int scan_segment(const segment *s, void *ud)
     gran_t unit = info->unit[level];
     size_t row, end;
     seg_level_rows(s, level, from, to, &row, &end);
-    dimval wdims[16];
+    dimval wdims[QUERY_MAX_DIMS];
     while (row < end && rc == 0) {
         int64_t bucket;
         size_t bend = seg_bucket_end(s, level, row, &bucket);

@@ -97,6 +97,9 @@ static void test_utc(void)
     CHECK_INT(bucket_count(&b, 5, 5, 10), 0);
     b = spec("month", NULL);
     CHECK_INT(bucket_count(&b, T("2026-01-15T00:00:00Z"), T("2027-01-01T00:00:00Z"), 100), 12);
+    CHECK_INT(bucket_count(&b, T("2025-11-30T23:59:59Z"), T("2026-01-01T00:00:01Z"), 100), 3);
+    CHECK_BUCKET(b, "1969-12-15T00:00:00Z", "1969-12-01T00:00:00Z", "1970-01-01T00:00:00Z");
+    CHECK_BUCKET(b, "0001-01-31T23:59:59Z", "0001-01-01T00:00:00Z", "0001-02-01T00:00:00Z");
 
     /* the unit segments may be read at */
     CHECK_INT(bucket_read_gran(&(bucket_spec){.unit = GRAN_MINUTE, .mult = 15}, GRAN_SECOND),
@@ -154,8 +157,16 @@ static void test_zones(void)
     CHECK_INT(bucket_count(&b, T("2026-03-28T23:00:00Z"), T("2026-03-30T22:00:00Z"), 10), 2);
     b = spec("week", be);
     CHECK_BUCKET(b, "2026-03-29T21:59:59Z", "2026-03-22T23:00:00Z", "2026-03-29T22:00:00Z");
+    /* counts of calendar buckets: by the local day (or month) starting them */
+    CHECK_INT(bucket_count(&b, T("2026-03-22T23:00:00Z"), T("2026-04-12T22:00:00Z"), 10), 3);
+    CHECK_INT(bucket_count(&b, T("2026-03-22T23:00:00Z"), T("2026-04-12T22:00:01Z"), 10), 4);
+    CHECK_INT(bucket_count(&b, T("2026-03-22T22:59:59Z"), T("2026-04-12T22:00:00Z"), 10), 4);
+    CHECK_INT(bucket_count(&b, T("2026-03-22T22:59:59Z"), T("2026-04-12T22:00:00Z"), 2), 3);
     b = spec("month", be);
+    CHECK_INT(bucket_count(&b, T("2025-12-31T23:00:00Z"), T("2026-12-31T23:00:00Z"), 100), 12);
+    CHECK_INT(bucket_count(&b, T("2025-12-31T22:59:59Z"), T("2026-12-31T23:00:01Z"), 100), 14);
     CHECK_BUCKET(b, "2026-03-31T21:59:59Z", "2026-02-28T23:00:00Z", "2026-03-31T22:00:00Z");
+    CHECK_BUCKET(b, "2026-12-31T23:00:00Z", "2026-12-31T23:00:00Z", "2027-01-31T23:00:00Z");
     CHECK_BUCKET(b, "2026-03-31T22:00:00Z", "2026-03-31T22:00:00Z", "2026-04-30T22:00:00Z");
     b = spec("2d", be);   /* pairs of local days from 1970-01-01: 03-28 and 03-29 */
     CHECK_BUCKET(b, "2026-03-29T12:00:00Z", "2026-03-27T23:00:00Z", "2026-03-29T22:00:00Z");
@@ -201,6 +212,12 @@ static void test_format(void)
     CHECK_STR(buf, "2026-11-23T00:00:00+05:30");
     time_format_rfc3339_offset(0, 0, buf, sizeof(buf));
     CHECK_STR(buf, "1970-01-01T00:00:00+00:00");
+    time_format_rfc3339_offset(0, -34200, buf, sizeof(buf));   /* Pacific/Marquesas */
+    CHECK_STR(buf, "1969-12-31T14:30:00-09:30");
+    /* a buffer too small is cut short: never local time marked Z */
+    char small[21];
+    time_format_rfc3339_offset(T("2026-03-28T23:00:00Z"), 3600, small, sizeof(small));
+    CHECK_STR(small, "2026-03-29T00:00:00+");
     /* local mean time (+00:53:28): not writable as an RFC 3339 offset */
     time_format_rfc3339_offset(0, 3208, buf, sizeof(buf));
     CHECK_STR(buf, "1970-01-01T00:00:00Z");

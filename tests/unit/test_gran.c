@@ -86,6 +86,39 @@ int main(void)
     check_bad("0000-01-01T00:00:00Z");
     check_bad("yesterday");
 
+    /* durations: one positive integer and one unit, up to 100 years
+     * (100 * 366 days = 3162240000 s) in every unit */
+    static const struct { const char *s; int64_t secs; } durs[] = {
+        {"45s", 45}, {"30m", 1800}, {"12h", 43200}, {"90d", 7776000}, {"2w", 1209600},
+        {"3162240000s", 3162240000}, {"52704000m", 3162240000}, {"878400h", 3162240000},
+        {"36600d", 3162240000}, {"5228w", 3161894400}};
+    for (size_t i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+        int64_t secs = -1;
+        CHECK_INT(duration_parse(durs[i].s, &secs), 0);
+        CHECK_INT(secs, durs[i].secs);
+    }
+    static const char *const bad_durs[] = {
+        "3162240001s", "52704001m", "878401h", "36601d", "5229w", "99999999999999999999d",
+        "", "0d", "05d", "d", "90", "90dd", "90 d", " 90d", "-1d", "1.5h", "90D", "90y"};
+    for (size_t i = 0; i < sizeof(bad_durs) / sizeof(bad_durs[0]); i++) {
+        int64_t secs = -1;
+        if (duration_parse(bad_durs[i], &secs) != -EINVAL || secs != -1) {
+            fprintf(stderr, "accepted bad duration '%s'\n", bad_durs[i]);
+            check_failures++;
+        }
+    }
+    CHECK_INT(duration_parse(NULL, &(int64_t){0}), -EINVAL);
+    /* what both durations and bucket multiples are read with: len bytes */
+    int64_t cn = 0, cu = 0;
+    CHECK_INT(count_unit_parse("15mx", 3, &cn, &cu), 0);
+    CHECK(cn == 15 && cu == 60);
+    CHECK_INT(count_unit_parse("2w", 2, &cn, &cu), 0);
+    CHECK(cn == 2 && cu == 604800);
+    CHECK_INT(count_unit_parse("1000000000000s", 14, &cn, &cu), 0);
+    CHECK_INT(cn, COUNT_UNIT_MAX);
+    CHECK_INT(count_unit_parse("1000000000001s", 14, &cn, &cu), -EINVAL);
+    CHECK_INT(count_unit_parse("15m", 2, &cn, &cu), -EINVAL);
+
     char buf[32];
     time_format_rfc3339(1795428000, buf, sizeof(buf));
     CHECK_STR(buf, "2026-11-23T10:00:00Z");
