@@ -323,8 +323,8 @@ static void keep_restart_only(const config *old, config *next, char *changed, si
 }
 
 /* Waits until rt's consumer thread has its partitions assigned (at most
- * about 2 s, or until it failed), so that the swap does not turn /readyz
- * to "not consuming Kafka" for that moment. */
+ * 10 s, or until it failed), so that the swap does not turn /readyz to
+ * "not consuming Kafka" for that moment. */
 static void wait_consuming(runtime *rt)
 {
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 5 * 1000000L};
