@@ -951,15 +951,18 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         return -ENOTSUP;
     }
     serving *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        *errmsg = strdup("out of memory");
         return -ENOMEM;
+    }
+    pthread_mutex_init(&s->gen_mu, NULL);   /* first: serving_free destroys them */
+    pthread_cond_init(&s->gen_cv, NULL);
     if ((rc = keep_fixed(&s->fixed, cfg)) < 0) {
+        *errmsg = strdup("out of memory");
         serving_free(s);
         return rc;
     }
     s->started_ms = api_now_ms();
-    pthread_mutex_init(&s->gen_mu, NULL);
-    pthread_cond_init(&s->gen_cv, NULL);
     if ((rc = qpool_new((size_t)cfg->serving_query_threads, (size_t)cfg->serving_query_queue,
                         &s->pool)) < 0) {
         *errmsg = strdup("cannot start the query threads");
@@ -974,6 +977,7 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
     if ((rc = write_messages(s, cfg)) < 0 ||
         (rc = conns_new((size_t)cfg->http_max_connections, (size_t)cfg->http_max_connections_per_ip,
                         &s->conns)) < 0) {
+        *errmsg = strdup("out of memory");
         serving_free(s);
         return rc;
     }
