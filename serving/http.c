@@ -1063,13 +1063,14 @@ void serving_stop(serving *s)
     serving_free(s);
 }
 
-/* The first setting serving_swap cannot change (it was read when the
- * server started), or NULL. */
+/* Both NULL, or the same text. */
 static bool same_text(const char *a, const char *b)
 {
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/* The first setting serving_swap cannot change (it was read when the
+ * server started), or NULL. */
 const char *serving_swap_blocker(const serving *s, const config *next)
 {
     const fixed_settings *f = &s->fixed;
