@@ -322,9 +322,10 @@ static void keep_restart_only(const config *old, config *next, char *changed, si
     }
 }
 
-/* Waits until rt's consumer thread has its partitions assigned (at most
- * 10 s, or until it failed), so that the swap does not turn /readyz to
- * "not consuming Kafka" for that moment. */
+/* Waits until rt's consumer thread has its partitions assigned (its
+ * metadata request takes at most about 2 s; this gives up after 10 s) or
+ * failed, so that the swap does not turn /readyz to "not consuming Kafka"
+ * for that moment. */
 static void wait_consuming(runtime *rt)
 {
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 5 * 1000000L};
@@ -357,6 +358,7 @@ static bool reload_beside(lambdad *d, config *next, const char *changed)
         rt = runtime_up(old->cfg, d->restart_required);
         if (!rt)
             return false;
+        log_notice("Running the previous config again (fingerprint %s)", rt->cfg->fingerprint);
         notify_send("READY=1\nSTATUS=Config reload failed; running the previous config");
     }
     wait_consuming(rt);
@@ -398,6 +400,7 @@ static bool reload_restart(lambdad *d, config *next, const char *changed, const 
     log_error("Reload failed; going back to the previous config");
     snprintf(d->restart_required, sizeof(d->restart_required), "%s", keep);
     if (start_all(d, old) == 0) {
+        log_notice("Running the previous config again (fingerprint %s)", old->fingerprint);
         notify_send("READY=1\nSTATUS=Config reload failed; running the previous config");
         return true;
     }

@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -100,7 +101,7 @@ class ReloadTest(unittest.TestCase):
         """SIGHUP, then waits for the n-th line of a finished reload."""
         self.d.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: self.d.logtext().count("Reloaded ") + self.d.logtext().count(
-            "running the previous config") >= n, 60, "reload %d" % n)
+            "Running the previous config again") >= n, 60, "reload %d" % n)
 
     def recompute_with(self, token):
         return self.d.request("POST", "/v1/admin/recompute", b"",
@@ -183,6 +184,62 @@ class ReloadTest(unittest.TestCase):
         d.port = new_port
         wait_until(lambda: d.status_of("/readyz") == 200, 30, "the new port")
         self.check(first, "on the new port")
+
+    def test_a_config_that_cannot_start_falls_back(self):
+        """A config that passes the checks but whose layers cannot start (a
+        CA file librdkafka reads only when its client is created): the
+        previous config is started again beside the frozen one, clients see
+        no error, and consuming goes on."""
+        d = self.d
+        d.start()
+        first = events(200, T0)
+        produce(self.broker.bootstrap, "web", first)
+        d.wait_archived(200)
+        self.hammer = Hammer(d.port)
+        self.hammer.start()
+        good = d.cfg["kafka"]
+        d.rewrite_config(kafka=dict(good, options={"fetch.wait.max.ms": "10",
+                                                   "security.protocol": "ssl",
+                                                   "ssl.ca.location": self.wd.file("no-such-ca.pem")}))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "Running the previous config again" in d.logtext() or
+                   "Could not restart" in d.logtext(), 60, "the fallback")
+        self.assertIn("Failed to start consuming Kafka: cannot create Kafka consumer: ssl.ca.location failed", d.logtext())
+        self.assertIn("Reload failed; going back to the previous config", d.logtext())
+        self.assertNotIn("Reloaded ", d.logtext())
+        more = events(100, T0 + 86400)
+        produce(self.broker.bootstrap, "web", more)
+        d.wait_archived(300)
+        self.check(first + more, "after the fallback")
+        self.hammer.stopping.set()
+        self.hammer.join(60)
+        self.assertGreater(self.hammer.answers, 0)
+        self.assertEqual(sorted(set(self.hammer.problems)), [], "clients saw errors")
+
+    def test_a_listen_address_in_use_falls_back(self):
+        """The restart path: the new address is taken, so the server and
+        layers start again from the previous config on the previous port."""
+        d = self.d
+        d.start()
+        first = events(100, T0)
+        produce(self.broker.bootstrap, "web", first)
+        d.wait_archived(100)
+        taken = socket.socket()
+        try:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            d.rewrite_config(http=dict(d.cfg["http"], listen="127.0.0.1:%d" % port))
+            d.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: "Running the previous config again" in d.logtext() or
+                       "Could not restart" in d.logtext(), 60, "the fallback")
+        finally:
+            taken.close()
+        self.assertIn("Failed to start the HTTP server: cannot listen on 127.0.0.1:%d: "
+                      "Address already in use" % port, d.logtext())
+        self.assertIn("Reload failed; going back to the previous config", d.logtext())
+        wait_until(lambda: d.status_of("/readyz") == 200, 30, "the previous port")
+        self.check(first, "on the previous port")
 
 
 if __name__ == "__main__":
