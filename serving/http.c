@@ -156,7 +156,8 @@ typedef struct {
 
 typedef struct {
     uint64_t body_bytes;     /* request body read so far */
-    char *body;              /* kept for routes that take one (api_takes_body), NUL-terminated */
+    bool takes_body;         /* api_takes_body(), asked once: the body is kept in body */
+    char *body;              /* NUL-terminated; NULL until the first piece */
     size_t body_cap;
     bool spooled;            /* api_spools_body: the body goes to spool_fd */
     int spool_fd;            /* -1 until the first piece */
@@ -602,7 +603,7 @@ static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const 
     /* refuse an announced oversized body before reading it */
     const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (api_spools_body(method, path)) {
+    if (st->takes_body && api_spools_body(method, path)) {   /* a POST route */
         st->spooled = true;
         return cl ? check_spool_room(s, con, st, strtoull(cl, NULL, 10)) : MHD_YES;
     }
@@ -628,6 +629,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         st->spool_fd = -1;
         clock_gettime(CLOCK_MONOTONIC, &st->t0);
         st->route = api_route(path);
+        /* only POST routes take a body: a GET costs no route lookup */
+        st->takes_body = strcmp(method, "POST") == 0 && api_takes_body(method, path);
         st->gen = gen_acquire(s);
         *req_cls = st;   /* freed by on_completed */
         metrics_gauge_add(&m_in_flight, NULL, 1);
@@ -644,7 +647,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         *upload_data_size = 0;
         if (st->body_bytes + n > (uint64_t)st->gen->api.cfg->http_max_body_bytes)
             return MHD_NO;       /* a chunked body past the limit: close */
-        if (api_takes_body(method, path)) {
+        if (st->takes_body) {
             size_t need = (size_t)st->body_bytes + n + 1;   /* at most max_body_bytes + 1 */
             if (need > st->body_cap) {
                 size_t cap = st->body_cap ? st->body_cap * 2 : 4096;
@@ -668,7 +671,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     MHD_get_connection_values_n(con, MHD_GET_ARGUMENT_KIND, collect_param, &params);
     api_request rq = {.method = method, .path = path, .p = params.p, .np = params.n,
                       .no_cache = wants_no_cache(con),
-                      .body = st->body ? st->body : (api_takes_body(method, path) ? "" : NULL),
+                      .body = st->body ? st->body : (st->takes_body ? "" : NULL),
                       .body_len = st->body ? (size_t)st->body_bytes : 0,
                       .if_none_match = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
                                                                    MHD_HTTP_HEADER_IF_NONE_MATCH)};
@@ -951,15 +954,18 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
         return -ENOTSUP;
     }
     serving *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        *errmsg = strdup("out of memory");
         return -ENOMEM;
+    }
+    pthread_mutex_init(&s->gen_mu, NULL);   /* first: serving_free destroys them */
+    pthread_cond_init(&s->gen_cv, NULL);
     if ((rc = keep_fixed(&s->fixed, cfg)) < 0) {
+        *errmsg = strdup("out of memory");
         serving_free(s);
         return rc;
     }
     s->started_ms = api_now_ms();
-    pthread_mutex_init(&s->gen_mu, NULL);
-    pthread_cond_init(&s->gen_cv, NULL);
     if ((rc = qpool_new((size_t)cfg->serving_query_threads, (size_t)cfg->serving_query_queue,
                         &s->pool)) < 0) {
         *errmsg = strdup("cannot start the query threads");
@@ -974,6 +980,7 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
     if ((rc = write_messages(s, cfg)) < 0 ||
         (rc = conns_new((size_t)cfg->http_max_connections, (size_t)cfg->http_max_connections_per_ip,
                         &s->conns)) < 0) {
+        *errmsg = strdup("out of memory");
         serving_free(s);
         return rc;
     }
@@ -1056,13 +1063,14 @@ void serving_stop(serving *s)
     serving_free(s);
 }
 
-/* The first setting serving_swap cannot change (it was read when the
- * server started), or NULL. */
+/* Both NULL, or the same text. */
 static bool same_text(const char *a, const char *b)
 {
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/* The first setting serving_swap cannot change (it was read when the
+ * server started), or NULL. */
 const char *serving_swap_blocker(const serving *s, const config *next)
 {
     const fixed_settings *f = &s->fixed;

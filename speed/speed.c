@@ -45,7 +45,6 @@ METRIC_COUNTER(m_kafka_errors, "lambdad_kafka_errors_total",
 const char *const speed_reject_reasons[SPEED_REJECT_REASONS] = {
     REJECT_INVALID_JSON, REJECT_NOT_OBJECT, REJECT_MISSING_TIME, REJECT_BAD_TIME, REJECT_RETENTION,
 };
-#define reject_reasons speed_reject_reasons
 
 #define BATCH_MAX 4096            /* messages taken from the queue per call */
 #define POLL_MAX_MS 100           /* longest wait for messages */
@@ -412,7 +411,6 @@ static void check_offset_jump(speed *s, speed_part *p, int64_t offset)
     note_lost_offsets(s, p, offset, lo);
 }
 
-/* Adds one Kafka message to the open transaction. Returns 0 or -ENOMEM. */
 /* Keeps a reject's particulars for /v1/status (speed_get_rejects). Speed
  * thread; takes err_lock briefly. Rejects are rare: the copy costs
  * nothing that matters. */
@@ -431,6 +429,7 @@ static void note_reject(speed *s, const char *topic, const rd_kafka_message_t *m
     pthread_mutex_unlock(&s->err_lock);
 }
 
+/* Adds one Kafka message to the open transaction. Returns 0 or -ENOMEM. */
 static int take_message(speed *s, const rd_kafka_message_t *m)
 {
     const config *cfg = s->cfg;
@@ -467,7 +466,7 @@ static int take_message(speed *s, const rd_kafka_message_t *m)
         for (int k = 0; k < SPEED_REJECT_REASONS; k++)
             if (reason == speed_reject_reasons[k] || strcmp(reason, speed_reject_reasons[k]) == 0) {
                 s->reject_tally[si][k]++;
-                note_reject(s, topic, m, reject_reasons[k], detail, payload);
+                note_reject(s, topic, m, speed_reject_reasons[k], detail, payload);
                 break;
             }
     } else {

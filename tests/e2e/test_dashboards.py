@@ -45,6 +45,10 @@ MAX_ROWS = 200
 FIRST = [event(i) for i in range(300)]
 SECOND = [event(i) for i in range(300, 602)]   # 602 = 86 * 7: US and null tie
 BAD = ['{"ts": "soon", "page": "/x"}', "not json at all"]
+# Then in one partition (so in this order): one of each other reason, past
+# the five latest_rejects keeps, the last longer than the 199 bytes kept,
+# cut inside a character (2-byte "é": 8 + 191 bytes keep 95 and a half).
+MORE_BAD = ["42", '{"page": "/y"}', '["a"]', "not json" + "\u00e9" * 150]
 
 
 def call(port, method, path, body=None, headers=None):
@@ -86,6 +90,8 @@ class DashboardsTest(unittest.TestCase):
         cls.d.run_batch()
         produce(cls.broker.bootstrap, "pageviews", SECOND + BAD[1:])
         cls.d.wait_archived(602, 2)
+        produce(cls.broker.bootstrap, "pageviews", MORE_BAD, partition=0)
+        cls.d.wait_archived(602, 2 + len(MORE_BAD))
         cls.all = FIRST + SECOND
 
     @classmethod
@@ -379,14 +385,21 @@ class DashboardsTest(unittest.TestCase):
 
     def test_status_rejects(self):
         sp = self.d.status()["speed"]
-        self.assertEqual(sp["rejects_by_reason"], {"invalid_json": 1, "not_an_object": 0,
-                                                   "missing_time": 0, "bad_time": 1,
+        self.assertEqual(sp["rejects_by_reason"], {"invalid_json": 2, "not_an_object": 2,
+                                                   "missing_time": 1, "bad_time": 1,
                                                    "retention": 0})
         latest = sp["latest_rejects"]
+        # the five latest, newest first: BAD[0] (the first) is gone
+        long_kept = "not json" + "\u00e9" * 95 + "\ufffd"
         self.assertEqual([(r["reason"], r["payload"], r["payload_bytes"], r["topic"]) for r in latest],
-                         [("invalid_json", BAD[1], len(BAD[1]), "pageviews"),
-                          ("bad_time", BAD[0], len(BAD[0]), "pageviews")])
+                         [("invalid_json", long_kept, 8 + 2 * 150, "pageviews"),
+                          ("not_an_object", MORE_BAD[2], len(MORE_BAD[2]), "pageviews"),
+                          ("missing_time", MORE_BAD[1], len(MORE_BAD[1]), "pageviews"),
+                          ("not_an_object", MORE_BAD[0], len(MORE_BAD[0]), "pageviews"),
+                          ("invalid_json", BAD[1], len(BAD[1]), "pageviews")])
         self.assertTrue(all(r["detail"] for r in latest), latest)
+        self.assertEqual([r["partition"] for r in latest[:4]], [0] * 4)
+        self.assertEqual([latest[i]["offset"] - latest[i + 1]["offset"] for i in range(3)], [1] * 3)
 
 
 class DeployedDashboardsTest(unittest.TestCase):

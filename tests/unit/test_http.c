@@ -4,7 +4,9 @@
  * queries on the query pool: slow queries (a view whose scan goes on until
  * released) leave the cheap routes answering, a full queue and the time
  * budget give their exact 503s, Cache-Control: no-cache computes afresh,
- * and the server stops with queries running and queued.
+ * and the server stops with queries running and queued; serving_swap
+ * moves requests to a new config and source while a query finishes on
+ * the old ones.
  * Sockets have receive timeouts, so a hung server fails the test instead
  * of hanging it; nothing asserts on speed, and threads are ordered by
  * events (a scan has started, the pool reports a queued query), never by
@@ -1024,6 +1026,139 @@ static void test_pool_client_gone(void)
     port = main_port;
 }
 
+/* ---- serving_swap ---- */
+
+/* The source a swap moves to: the same rows, another watermark. */
+static int scan_next(void *ud, size_t view_idx, int64_t from, int64_t to, gran_t gran,
+                     int (*seg_fn)(const segment *, void *),
+                     int (*fn)(const vrow *, void *), void *fnud, serving_watermark *wm)
+{
+    int r = fake_scan(ud, view_idx, from, to, gran, seg_fn, fn, fnud, wm);
+    wm->batch_seq = 10;
+    wm->unreadable_events = 2;
+    return r;
+}
+
+static const serving_source src_next = {
+    .scan_view = scan_next, .status = fake_status, .ready = fake_ready,
+    .recompute = fake_recompute, .metrics = fake_metrics, .version = fake_version,
+};
+
+typedef struct {
+    serving *s;
+    const config *c;
+    atomic_bool done;
+    int rc;
+} swap_call;
+
+static void *run_swap(void *p)
+{
+    swap_call *a = p;
+    a->rc = serving_swap(a->s, a->c, &src_next);
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+/* Each setting the server reads at start only is named by
+ * serving_swap_blocker when it changes; the others are not. */
+static void test_swap_blockers(serving *s, const config *c)
+{
+    config n = *c;
+    CHECK(serving_swap_blocker(s, &n) == NULL);
+    n.http_cors_origin = "*";
+    n.http_max_body_bytes = 10;
+    n.http_max_rows = 5;
+    n.http_query_timeout_ms = 1;
+    n.serving_answer_cache_mb = 1;
+    n.nviews = 1;
+    CHECK(serving_swap_blocker(s, &n) == NULL);
+#define BLOCKS(field, value, name) do { \
+    config b = *c; b.field = value; CHECK_STR(serving_swap_blocker(s, &b), name); } while (0)
+    BLOCKS(http_host, "::1", "http.listen");
+    BLOCKS(http_port, 8080, "http.listen");
+    BLOCKS(http_tls_cert, "PEM", "http.tls");
+    BLOCKS(http_tls_key, "PEM", "http.tls");
+    BLOCKS(http_threads, 3, "http.threads");
+    BLOCKS(http_max_connections, 1, "http.limits.max_connections");
+    BLOCKS(http_max_connections_per_ip, 1, "http.limits.max_connections_per_ip");
+    BLOCKS(http_max_query_bytes, 1, "http.limits.max_query_bytes");
+    BLOCKS(http_connection_timeout_s, 1, "http.limits.connection_timeout_s");
+    BLOCKS(serving_query_threads, 1, "serving.query_threads");
+    BLOCKS(serving_query_queue, 1, "serving.query_queue");
+#undef BLOCKS
+}
+
+/* A swap while a query runs: requests from then on read the next config
+ * (its views, body limit, CORS origin) and source (its watermark, also in
+ * the headers), the running query ends on the previous ones, and
+ * serving_swap returns only after it. */
+static void test_swap(void)
+{
+    config c = cfg;
+    c.nviews = 2;
+    c.http_query_timeout_ms = 600000;
+    slow_reset(false);
+    int main_port = port;
+    serving *s = start_with(&c);
+    if (!s)
+        return;
+    test_swap_blockers(s, &c);
+    config next = c;
+    next.nviews = 1;   /* no "slow" view */
+    next.http_max_body_bytes = 10;
+    next.http_cors_origin = "https://dash.example";
+
+    int q = send_get("/v1/views/slow/query?granularity=all", NULL);
+    CHECK(slow_wait_started(1));
+    swap_call a = {.s = s, .c = &next};
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, run_swap, &a), 0);
+    /* the swap made the next config current (each look is a request) */
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    response r = {0};
+    do {
+        response_clear(&r);
+        r = get("/v1/views/slow/query");
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (r.status != 404 && now.tv_sec - t0.tv_sec < 30);
+    CHECK_STR(r.body, ERR(404, "unknown view 'slow'"));
+    CHECK_STR(header(&r, "Access-Control-Allow-Origin"), "https://dash.example");
+    response_clear(&r);
+    CHECK(!atomic_load(&a.done));   /* the slow query still reads the previous generation */
+
+    r = get("/v1/views/pages/query?metrics=views&granularity=all");
+    CHECK_RESP(r, 200, "{\"view\":\"pages\",\"granularity\":\"all\",\"rows\":["
+                       "{\"dims\":{},\"metrics\":{\"views\":3}}],\"watermark\":{\"batch_seq\":10,"
+                       "\"batch_at\":null,\"live_events\":4,\"unreadable_events\":2}}");
+    CHECK_STR(header(&r, "X-Lambdad-Batch-Seq"), "10");
+    CHECK_STR(header(&r, "X-Lambdad-Live-Events"), "4");
+    CHECK_STR(header(&r, "X-Lambdad-Unreadable-Events"), "2");
+    CHECK(header(&r, "X-Lambdad-Batch-At") == NULL);
+    response_clear(&r);
+    static const char big[] = "POST /grafana/tag-keys HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                              "Content-Length: 11\r\n\r\n";
+    r = request(big, strlen(big));
+    CHECK_RESP(r, 413, ERR(413, "request body too large (limit 10 bytes)"));
+    response_clear(&r);
+
+    slow_reset(true);
+    r = recv_close(q);
+    CHECK_INT(r.status, 200);
+    static const char slow_head[] = "{\"view\":\"slow\",\"granularity\":\"all\",\"rows\":[{";
+    CHECK(r.body && strncmp(r.body, slow_head, strlen(slow_head)) == 0);
+    CHECK(r.body && strstr(r.body, "\"watermark\":{\"batch_seq\":9,\"batch_at\":null,"
+                                   "\"live_events\":4}}"));
+    CHECK_STR(header(&r, "X-Lambdad-Batch-Seq"), "9");
+    CHECK(header(&r, "Access-Control-Allow-Origin") == NULL);
+    response_clear(&r);
+    CHECK_INT(pthread_join(t, NULL), 0);
+    CHECK(atomic_load(&a.done));
+    CHECK_INT(a.rc, 0);
+    serving_stop(s);
+    port = main_port;
+}
+
 /* Cache-Control: no-cache computes the answer afresh (a scan, counted as
  * a miss) although an answer at the current version is cached. */
 static void test_no_cache(void)
@@ -1132,6 +1267,7 @@ int main(void)
     test_pool_timeout();
     test_pool_stop();
     test_pool_client_gone();
+    test_swap();
 
     serving_stop(s);
     serving_stop(NULL);
