@@ -40,10 +40,11 @@ int batch_new(const config *cfg, vstate *vs, batch **out, char **errmsg)
     b->vals = calloc(maxfields, sizeof(*b->vals));
     b->unit = calloc(nv, sizeof(*b->unit));
     b->needs_full = calloc(nv, sizeof(*b->needs_full));
+    b->rebuild = calloc(nv, sizeof(*b->rebuild));
     b->vst = calloc(nv, sizeof(*b->vst));
     b->cut = calloc(nv, sizeof(*b->cut));
     b->store_path = str_printf("%s-views", cfg->archive_path);
-    if (!b->dec || !b->vals || !b->unit || !b->needs_full || !b->vst || !b->cut || !b->store_path) {
+    if (!b->dec || !b->vals || !b->unit || !b->needs_full || !b->rebuild || !b->vst || !b->cut || !b->store_path) {
         batch_free(b);
         *errmsg = strdup("out of memory");
         return -ENOMEM;
@@ -287,6 +288,30 @@ void batch_request(batch *b, long view_idx)
     pthread_mutex_unlock(&b->mu);
 }
 
+void batch_request_partition(batch *b, size_t view_idx, int64_t start)
+{
+    pthread_mutex_lock(&b->mu);
+    struct rebuild_list *l = view_idx < b->cfg->nviews ? &b->rebuild[view_idx] : NULL;
+    bool known = false;
+    for (size_t i = 0; l && i < l->n && !known; i++)
+        known = l->starts[i] == start;
+    if (l && !known && l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 4;
+        int64_t *ns = realloc(l->starts, ncap * sizeof(*ns));
+        if (ns) {
+            l->starts = ns;
+            l->cap = ncap;
+        }
+    }
+    if (l && !known && l->n < l->cap)
+        l->starts[l->n++] = start;
+    else if (l && !known)   /* out of memory: the whole view is rebuilt instead */
+        b->needs_full[view_idx] = b->vst[view_idx].needs_full = true;
+    b->run_requested = true;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
 void batch_stop(batch *b)
 {
     if (!b || !b->started)
@@ -321,6 +346,9 @@ void batch_free(batch *b)
     free(b->vals);
     free(b->unit);
     free(b->needs_full);
+    for (size_t v = 0; b->rebuild && v < b->cfg->nviews; v++)
+        free(b->rebuild[v].starts);
+    free(b->rebuild);
     free(b->vst);
     free(b->cut);
     free(b->store_path);
@@ -341,5 +369,8 @@ void batch_get_view_status(batch *b, size_t v, batch_view_status *st)
     pthread_mutex_lock(&b->mu);
     *st = b->vst[v];
     st->needs_full = b->needs_full[v];
+    st->damaged_waiting = b->rebuild[v].n;
+    for (size_t i = 0; i < b->rebuild[v].n && i < BATCH_DAMAGED_LIST; i++)
+        st->damaged_starts[i] = b->rebuild[v].starts[i];
     pthread_mutex_unlock(&b->mu);
 }

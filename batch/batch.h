@@ -52,6 +52,10 @@ int batch_start(batch *b, char **errmsg);
 /* Asks for a run now. view_idx < 0: an incremental run of every view;
  * otherwise that view is also recomputed in full. Any thread. */
 void batch_request(batch *b, long view_idx);
+/* Asks for a run that rebuilds partition `start` of view view_idx from the
+ * archive, its segment having been found damaged (vstate_mark_damaged);
+ * the view's other partitions are left as they are. Any thread. */
+void batch_request_partition(batch *b, size_t view_idx, int64_t start);
 /* Stops the thread, abandoning a run in progress (nothing of it is kept;
  * P stays and the next start recovers it from the archive). */
 void batch_stop(batch *b);
@@ -86,6 +90,9 @@ typedef struct {
     char maint_error[256];        /* the last maintenance failure, empty when it worked */
 } batch_status;
 
+/* How many waiting damaged partitions a view's status lists. */
+#define BATCH_DAMAGED_LIST 10
+
 typedef struct {
     int64_t R;                    /* seq the published batch view covers */
     /* The last run that recomputed any partition of this view: */
@@ -100,6 +107,9 @@ typedef struct {
     int64_t partitions_total;     /* partitions recomputed, since start */
     bool needs_full;              /* waiting for a full recompute */
     int64_t oldest;               /* start of its oldest batch partition, INT64_MIN: none */
+    int64_t damaged_rebuilt;      /* partitions rebuilt because their segment was damaged */
+    size_t damaged_waiting;       /* damaged partitions waiting for their rebuild */
+    int64_t damaged_starts[BATCH_DAMAGED_LIST];   /* the first of them */
 } batch_view_status;
 
 void batch_get_status(batch *b, batch_status *st);

@@ -39,6 +39,13 @@ struct batch {
     pthread_cond_t cv;
     bool run_requested;
     bool *needs_full;         /* per view: a full recompute is due */
+    /* Per view: starts of partitions whose segment was found damaged, to
+     * rebuild (batch_request_partition); a run plans the first `n` it saw
+     * and removes them once it has swapped their new segments in. */
+    struct rebuild_list {
+        int64_t *starts;
+        size_t n, cap;
+    } *rebuild;
     batch_status st;
     batch_view_status *vst;   /* per view */
 };

@@ -15,6 +15,8 @@
  *             transaction (begun before the scan, committed after it)
  *   swap      publish the new versions and drop P, under the state's mutex
  *
+ * A partition whose segment was found damaged (batch_request_partition)
+ * is planned like one P touches: only it is rebuilt, not its view.
  * Untouched partitions keep their segments, shared with the previous
  * version: P holds every event in (R_prev, R], so a partition without one
  * in P is unchanged.
@@ -265,6 +267,56 @@ static int build_complete(batch *b, size_t v, work *w, int64_t upto, char **errm
     return 0;
 }
 
+/* Is the segment of partition start in version cur marked damaged? */
+static bool damaged_at(const bversion *cur, int64_t start)
+{
+    for (size_t i = 0; i < cur->nsegs; i++)
+        if (cur->segs[i]->start == start)
+            return __atomic_load_n(&cur->segs[i]->damaged, __ATOMIC_ACQUIRE);
+    return false;
+}
+
+/* Plans the rebuild of view v's partitions whose segment was found
+ * damaged (b->rebuild): sets *taken to how many requests this run
+ * answers (removed at its swap) and *repaired to how many of them are
+ * still damaged (a run may have replaced one since it was asked for). */
+static int plan_repairs(batch *b, size_t v, work *w, size_t *taken, size_t *repaired)
+{
+    const bversion *cur = vstate_batch(b->vs, v);
+    int r = 0;
+    pthread_mutex_lock(&b->mu);
+    struct rebuild_list *l = &b->rebuild[v];
+    *taken = l->n;
+    *repaired = 0;
+    for (size_t i = 0; i < l->n && r == 0; i++) {
+        if (!damaged_at(cur, l->starts[i]))
+            continue;
+        ++*repaired;
+        if (!w->full && work_slot(w, l->starts[i]) < 0)
+            r = -ENOMEM;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return r;
+}
+
+/* After the swap: forgets the rebuild requests the run answered, counts
+ * and logs the repaired partitions. */
+static void done_repairs(batch *b, size_t v, size_t taken, size_t repaired)
+{
+    if (taken == 0)
+        return;
+    pthread_mutex_lock(&b->mu);
+    struct rebuild_list *l = &b->rebuild[v];
+    /* requests only ever append, so the run's are the first `taken` */
+    memmove(l->starts, l->starts + taken, (l->n - taken) * sizeof(*l->starts));
+    l->n -= taken;
+    b->vst[v].damaged_rebuilt += (int64_t)repaired;
+    pthread_mutex_unlock(&b->mu);
+    if (repaired)
+        log_notice("Batch: rebuilt %zu damaged partition(s) of view '%s' from the archive",
+                   repaired, b->cfg->views[v].name);
+}
+
 /* Does view v rebuild the partition holding time partition t? Full views
  * rebuild every partition (their table is made here). */
 static bool wants(batch *b, size_t v, work *w, int64_t t)
@@ -411,7 +463,9 @@ int batch_run(batch *b, const bool *full, char **errmsg)
     bversion **next = calloc(nv ? nv : 1, sizeof(*next));
     bversion **old = calloc(nv ? nv : 1, sizeof(*old));
     size_t *nstarts = calloc(nv ? nv : 1, sizeof(*nstarts));
-    int r = w && next && old && nstarts ? 0 : -ENOMEM;
+    size_t *taken = calloc(nv ? nv : 1, sizeof(*taken));
+    size_t *repaired = calloc(nv ? nv : 1, sizeof(*repaired));
+    int r = w && next && old && nstarts && taken && repaired ? 0 : -ENOMEM;
 
     if (r == 0 && (r = vstate_seal(b->vs, &R)) < 0) {
         /* L is half moved: answers could be wrong. Stop; a restart
@@ -427,6 +481,10 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         if (!w[v].full) {
             touch_ctx tc = {.unit_start = INT64_MIN, .unit = b->unit[v], .w = &w[v]};
             r = vstate_pending_foreach(b->vs, v, touch_row, &tc);
+        }
+        if (r == 0)
+            r = plan_repairs(b, v, &w[v], &taken[v], &repaired[v]);
+        if (r == 0 && !w[v].full) {
             drop_before(&w[v], b->cut[v]);
             /* Every touched partition gets a table, filled by the scan. */
             for (size_t i = 0; r == 0 && i < w[v].n; i++)
@@ -504,8 +562,10 @@ int batch_run(batch *b, const bool *full, char **errmsg)
         b->st.last_error[0] = '\0';
         pthread_mutex_unlock(&b->mu);
         vstate_swap(b->vs, next, R, at, old);   /* takes next[] */
-        for (size_t v = 0; v < nv; v++)
+        for (size_t v = 0; v < nv; v++) {
             bversion_unref(old[v]);   /* shared segments keep their other references */
+            done_repairs(b, v, taken[v], repaired[v]);
+        }
         /* The dropped P and replaced partitions can be most of the heap:
          * give it back to the system, or RSS stays at its high mark. */
         malloc_trim(0);
@@ -525,5 +585,7 @@ int batch_run(batch *b, const bool *full, char **errmsg)
     free(next);
     free(old);
     free(nstarts);
+    free(taken);
+    free(repaired);
     return r;
 }

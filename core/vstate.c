@@ -2,7 +2,8 @@
  * immutable, reference-counted tables (see vstate.h).
  *
  * Locking: `mu` guards the pointers (batch[], the run lists pending[] and
- * live[], the delta ring), the available flags and the watermark; it is
+ * live[], the delta ring), the available flags, the watermark and the
+ * marking of damaged segments (their flag is read without it); it is
  * held only to copy or move pointers and take references, never while a
  * table is read or built. Tables are immutable once they are in here.
  * Threads: the speed thread appends runs (vstate_apply), the batch thread
@@ -444,6 +445,26 @@ void vstate_set_available(vstate *vs, size_t v, bool available)
     pthread_mutex_unlock(&vs->mu);
 }
 
+bool vstate_mark_damaged(vstate *vs, size_t v, int64_t id)
+{
+    bool first = false;
+    pthread_mutex_lock(&vs->mu);
+    const bversion *b = v < vs->nviews ? vs->batch[v] : NULL;
+    for (size_t i = 0; b && i < b->nsegs && !first; i++) {
+        bseg *s = b->segs[i];
+        if (s->id == id && !__atomic_load_n(&s->damaged, __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(&s->damaged, true, __ATOMIC_RELEASE);
+            first = true;
+        }
+    }
+    if (first) {   /* answers over that partition turn into 503s */
+        new_epoch(vs);
+        atomic_fetch_add(&vs->version, 1);
+    }
+    pthread_mutex_unlock(&vs->mu);
+    return first;
+}
+
 void vstate_set_batch_watermark(vstate *vs, int64_t R, int64_t at)
 {
     pthread_mutex_lock(&vs->mu);
@@ -604,6 +625,13 @@ int vstate_scan(vstate *vs, size_t v, int64_t from, int64_t to,
         fill_watermark(vs, wm);
     pthread_mutex_unlock(&vs->mu);
 
+    /* A damaged partition is being rebuilt: no answer without it (checked
+     * before any segment is read, so a 503 costs nothing). */
+    for (size_t i = 0; r == 0 && b && i < b->nsegs; i++) {
+        const bseg *seg = b->segs[i];
+        if (seg->end > from && seg->start < to && __atomic_load_n(&seg->damaged, __ATOMIC_ACQUIRE))
+            r = -EAGAIN;
+    }
     for (size_t i = 0; r == 0 && b && i < b->nsegs; i++) {
         const bseg *seg = b->segs[i];
         if (seg->end <= from || seg->start >= to)
@@ -674,6 +702,7 @@ void vstate_get_view_stats(vstate *vs, size_t v, vstate_view_stats *st)
     for (size_t i = 0; i < b->nsegs; i++) {
         st->batch_rows += b->segs[i]->nrows;
         st->batch_bytes += b->segs[i]->bytes;
+        st->damaged_parts += __atomic_load_n(&b->segs[i]->damaged, __ATOMIC_ACQUIRE);
     }
     add_runs(&vs->pending[v], &st->pending_rows, &st->pending_bytes, &st->live_runs);
     add_runs(&vs->live[v], &st->live_rows, &st->live_bytes, &st->live_runs);

@@ -37,6 +37,7 @@ typedef struct bseg {
     int64_t nrows, bytes;    /* rows of its finest level, bytes stored */
     int refs;                /* holders beyond the first (a new one has one); atomic */
     struct vstate *gc;       /* set when superseded: where its id goes at the end */
+    bool damaged;            /* found unreadable (vstate_mark_damaged); atomic */
 } bseg;
 
 bseg *bseg_new(int64_t id, int64_t start, int64_t end, int64_t nrows, int64_t bytes);
@@ -97,6 +98,12 @@ void vstate_take_garbage(vstate *vs, int64_t **ids, size_t *n);
 /* Marks view v answerable or not (a view whose definition changed stays
  * unavailable until its full recompute is swapped in). */
 void vstate_set_available(vstate *vs, size_t v, bool available);
+/* Marks view v's current segment id damaged (it cannot be read back):
+ * from now on every scan over its partition answers -EAGAIN, until a
+ * batch run replaces the segment; the view's other partitions keep
+ * answering. true for the first caller only (who logs it and asks for the
+ * rebuild); false when it was marked already or is no longer current. */
+bool vstate_mark_damaged(vstate *vs, size_t v, int64_t id);
 /* Sets the watermark of loaded, persisted batch views (at start). */
 void vstate_set_batch_watermark(vstate *vs, int64_t R, int64_t at);
 
@@ -115,7 +122,9 @@ typedef struct {
 /* From a snapshot and outside any lock: calls seg_fn for each of view v's
  * batch segments that may hold a bucket in [from, to), then fn for every
  * row of P and L (rows with equal keys may repeat). Returns -EAGAIN when
- * the view is not available, else 0 or the first non-zero callback value. */
+ * the view is not available or one of those segments is damaged (its
+ * partition is being rebuilt), else 0 or the first non-zero callback
+ * value. */
 int vstate_scan(vstate *vs, size_t v, int64_t from, int64_t to,
                 int (*seg_fn)(const bseg *seg, void *ud),
                 int (*fn)(const vrow *row, void *ud), void *ud, vstate_watermark *wm);
@@ -125,6 +134,7 @@ typedef struct {
     int64_t pending_rows, pending_bytes;
     int64_t live_rows, live_bytes;
     int64_t live_runs;           /* tables in P and L (merged in the background) */
+    int64_t damaged_parts;       /* current segments marked damaged, awaiting their rebuild */
     bool available;
 } vstate_view_stats;
 

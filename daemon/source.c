@@ -22,7 +22,7 @@
 
 METRIC_COUNTER(m_damaged, "lambdad_segments_damaged_total",
                "Batch segments found damaged (or of another format) when read; each makes its "
-               "view rebuilt from the archive.");
+               "partition rebuilt from the archive.");
 
 typedef struct {
     daemon_source *ds;
@@ -35,19 +35,22 @@ typedef struct {
 } scan_ctx;
 
 /* A segment that cannot be read back (damaged, another format or shape):
- * the view is rebuilt from the archive and answers 503 until then. */
+ * its partition is rebuilt from the archive, and queries over it answer
+ * 503 until then (the view's other partitions keep answering). The first
+ * query to find it logs it and asks for the rebuild. */
 static void segment_damaged(daemon_source *ds, size_t v, const bseg *bs, int r)
 {
+    if (!vstate_mark_damaged(ds->vs, v, bs->id))
+        return;   /* found already, or replaced meanwhile */
     char start[32];
     time_format_rfc3339(bs->start, start, sizeof(start));
-    log_error("Segment %lld of view '%s' (partition %s) cannot be read (%s); rebuilding the view "
-              "from the archive, it answers 503 until then", (long long)bs->id,
-              ds->cfg->views[v].name, start,
+    log_error("Segment %lld of view '%s' (partition %s) cannot be read (%s); rebuilding that "
+              "partition from the archive, queries over it answer 503 until then",
+              (long long)bs->id, ds->cfg->views[v].name, start,
               r == -EPROTONOSUPPORT ? "another format version" : r == -EINVAL ? "another shape" :
               r == -ENOENT ? "missing" : "damaged");
     metrics_counter_add(&m_damaged, NULL, 1);
-    vstate_set_available(ds->vs, v, false);
-    batch_request(ds->b, (long)v);
+    batch_request_partition(ds->b, v, bs->start);
 }
 
 static int with_segment(const bseg *bs, void *ud)
@@ -155,6 +158,11 @@ static void add_batch(daemon_source *ds, json_t *obj)
         json_object_set_new(o, "rows_scanned_total", json_integer(s.rows_scanned_total));
         json_object_set_new(o, "partitions_total", json_integer(s.partitions_total));
         json_object_set_new(o, "needs_full", json_boolean(s.needs_full));
+        json_t *dmg = json_array();
+        for (size_t i = 0; i < s.damaged_waiting && i < BATCH_DAMAGED_LIST; i++)
+            json_array_append_new(dmg, time_or_null(s.damaged_starts[i]));
+        json_object_set_new(o, "damaged_partitions", dmg);
+        json_object_set_new(o, "damaged_rebuilt", json_integer(s.damaged_rebuilt));
         json_object_set_new(o, "next_run_at", time_or_null(bs.next_run_at));
         json_object_set_new(o, "batch_partitions", json_integer(st.batch_parts));
         json_object_set_new(o, "batch_rows", json_integer(st.batch_rows));
@@ -501,6 +509,9 @@ METRIC_GAUGE(m_view_rows, "lambdad_view_rows",
 METRIC_GAUGE(m_view_bytes, "lambdad_view_bytes", "Memory held, by view and layer.", "view", "layer");
 METRIC_GAUGE(m_view_available, "lambdad_view_available",
              "1 when the view can be queried, 0 while it waits for a full recompute.", "view");
+METRIC_GAUGE(m_view_damaged, "lambdad_view_damaged_partitions",
+             "Partitions whose segment was found damaged, answering 503 until their rebuild "
+             "from the archive.", "view");
 METRIC_GAUGE(m_freshness, "lambdad_freshness_seconds",
              "Now minus the event time of the newest archived event (-1 before the first).");
 METRIC_GAUGE(m_batch_seq, "lambdad_batch_seq", "R: the archive seq the batch views cover.");
@@ -558,6 +569,7 @@ static void metrics_views(daemon_source *ds)
         metrics_gauge_set(&m_view_bytes, METRIC_LABELS(name, "pending"), (double)st.pending_bytes);
         metrics_gauge_set(&m_view_bytes, METRIC_LABELS(name, "live"), (double)st.live_bytes);
         metrics_gauge_set(&m_view_available, METRIC_LABELS(name), st.available ? 1 : 0);
+        metrics_gauge_set(&m_view_damaged, METRIC_LABELS(name), (double)st.damaged_parts);
     }
 }
 

@@ -1,8 +1,9 @@
 """The views file across versions and damage: a views file written by an
 older lambdad (format 1: no format key, 40-byte cells) is emptied at start
 and every view rebuilt from the archive; a segment damaged on disk is
-found when a query reads it, and its view is rebuilt from the archive
-(503 meanwhile, never a wrong answer). The start never fails and the
+found when a query reads it, and only its partition is rebuilt from the
+archive (queries over that partition answer 503 meanwhile, the others
+keep answering, never a wrong answer). The start never fails and the
 answers are exact before and after."""
 import json
 import os
@@ -22,8 +23,8 @@ VIEW = {"name": "by_country", "stream": "pageviews", "granularity": "minute",
 Q = {"granularity": "hour", "group_by": "country"}
 
 
-def events(n):
-    return [json.dumps({"ts": 1763892000 + i * 7, "country": ["DE", "FR", "US"][i % 3],
+def events(n, step=7):
+    return [json.dumps({"ts": 1763892000 + i * step, "country": ["DE", "FR", "US"][i % 3],
                         "bytes": i, "ms": 0.1 * (i % 10)}) for i in range(n)]
 
 
@@ -57,9 +58,9 @@ class UpgradeTest(unittest.TestCase):
             self.broker.stop()
             self.wd.cleanup()
 
-    def archive_events(self, n):
+    def archive_events(self, n, step=7):
         """Starts the daemon, archives n events, returns them."""
-        evs = events(n)
+        evs = events(n, step)
         self.d.start()
         produce(self.broker.bootstrap, "pageviews", evs)
         self.d.wait_archived(n)
@@ -108,35 +109,61 @@ class UpgradeTest(unittest.TestCase):
                                       " AND current = 1").fetchone()[0], 0)
         db.close()
 
-    def test_damaged_segment_is_rebuilt(self):
+    def test_damaged_segment_is_rebuilt_alone(self):
+        # 3000 events 90 s apart from 2025-11-23T10:00Z: four day partitions.
         d = self.d
-        evs = self.archive_events(3000)
-        d.request("POST", "/v1/admin/recompute", b"")
-        wait_until(lambda: d.status()["batch"]["runs"] >= 1, 60, "a batch run")
+        evs = self.archive_events(3000, step=90)
+        d.run_batch()
         d.stop()
         views_file = d.cfg["archive"]["path"] + "-views"
         db = sqlite3.connect(views_file)
-        sid, blob = db.execute("SELECT id, data FROM segdata ORDER BY id LIMIT 1").fetchone()
+        before = db.execute("SELECT s.id, s.start, d.data FROM segments s JOIN segdata d USING (id)"
+                            " WHERE s.view = 'by_country' AND s.current = 1 ORDER BY s.start").fetchall()
+        self.assertEqual([r[1] for r in before], [1763856000 + k * 86400 for k in range(4)])
+        sid, start, blob = before[1]   # 2025-11-24
         bad = bytearray(blob)
-        bad[len(bad) // 2] ^= 0x10   # one bit, in the compressed body
+        bad[len(bad) // 2] ^= 0x10   # one bit, in the compressed minute rows
         db.execute("UPDATE segdata SET data = ? WHERE id = ?", (bytes(bad), sid))
         db.commit()
         db.close()
 
         d.start()
-        want = expected(evs, STREAM, VIEW, **Q)
-        # A query at the view's granularity reads the whole segment
-        # (coarser ones read only the roll-ups stored first, which this
-        # bit does not touch): the view is rebuilt, and every answer is
-        # either a 503 or the exact one.
-        status = d.status_of("/v1/views/by_country/query?granularity=minute")
-        self.assertEqual(status, 503)
-        wait_until(lambda: "cannot be read (damaged); rebuilding the view" in d.logtext(), 30,
-                   "the damaged segment to be found")
-        wait_until(lambda: d.status_of("/v1/views/by_country/query?granularity=hour&group_by=country") == 200,
-                   60, "the rebuilt view to answer")
-        assert_rows(d.query("by_country", **Q)["rows"], want, "after the rebuild")
-        self.assertIn("lambdad_segments_damaged_total 1", d.get_text("/metrics"))
+        # A query at the view's granularity reads the whole segment (coarser
+        # ones read only the roll-ups stored first, which this bit does not
+        # touch): it answers 503, and that partition alone is rebuilt.
+        status, body, _ = d.request("GET", "/v1/views/by_country/query?granularity=minute")
+        self.assertEqual((status, body), (503, {"error": {
+            "status": 503, "message": "view is not available yet (recovering or recomputing); retry shortly"}}))
+        self.assertIn("Segment %d of view 'by_country' (partition 2025-11-24T00:00:00Z) cannot be "
+                      "read (damaged); rebuilding that partition from the archive" % sid, d.logtext())
+        # The other partitions answer meanwhile (and exactly).
+        day3 = {"granularity": "minute", "from": "2025-11-25T00:00:00Z", "to": "2025-11-26T00:00:00Z"}
+        assert_rows(d.query("by_country", **day3)["rows"], expected(evs, STREAM, VIEW, **day3),
+                    "another partition while the damaged one is rebuilt")
+        st = wait_until(lambda: (lambda s: s if s["views"]["by_country"]["damaged_rebuilt"] >= 1
+                                 and not s["batch"]["running"] else None)(d.status()),
+                        60, "the damaged partition to be rebuilt")
+        v = st["views"]["by_country"]
+        self.assertEqual((v["damaged_rebuilt"], v["damaged_partitions"], v["last_partitions"],
+                          v["partitions_total"], v["last_full"], v["full_recomputes"]),
+                         (1, [], 1, 1, False, 0))
+        self.assertEqual(st["segments"]["damaged"], 1)
+        for q in (Q, {"granularity": "minute"}):
+            assert_rows(d.query("by_country", **q)["rows"], expected(evs, STREAM, VIEW, **q),
+                        "after the rebuild, %s" % q)
+        metrics = d.get_text("/metrics")
+        self.assertIn("lambdad_segments_damaged_total 1\n", metrics)
+        self.assertIn('lambdad_view_damaged_partitions{view="by_country"} 0\n', metrics)
+        self.assertEqual(d.logtext().count("cannot be read"), 1)
+        # The views file: the other three segments are the same rows with
+        # the same bytes; the damaged one has a successor.
+        db = sqlite3.connect(views_file)
+        after = db.execute("SELECT s.id, s.start, d.data FROM segments s JOIN segdata d USING (id)"
+                           " WHERE s.view = 'by_country' AND s.current = 1 ORDER BY s.start").fetchall()
+        db.close()
+        self.assertEqual([after[k] for k in (0, 2, 3)], [before[k] for k in (0, 2, 3)])
+        self.assertEqual(after[1][1], start)
+        self.assertNotEqual(after[1][0], sid)
 
 
 if __name__ == "__main__":
