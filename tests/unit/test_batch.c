@@ -1,7 +1,8 @@
 /* Unit tests: the answer state's seal and swap (nothing counted twice or
  * lost at any step), snapshots pinned across swaps, the background merger
  * of live runs, superseded segments handed to the batch thread only once
- * nothing holds them, and the views file's segment index. */
+ * nothing holds them, a damaged segment's partition answering -EAGAIN
+ * alone, and the views file's segment index. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -254,6 +255,60 @@ static void test_garbage(void)
     vstate_free(vs);   /* current segments are not garbage */
 }
 
+static int64_t total_in(vstate *vs, int64_t from, int64_t to, int *rc)
+{
+    int64_t t = 0;
+    *rc = vstate_scan(vs, 0, from, to, sum_seg, sum_rows, &t, NULL);
+    return t;
+}
+
+/* A damaged segment makes scans over its partition answer -EAGAIN (before
+ * any segment is read) and leaves the other partitions answering; only
+ * the first to find it is told so; its successor answers again. */
+static void test_damaged_partition(void)
+{
+    vstate *vs = vstate_new(&view, 1);
+    bseg *segs[3] = {seg_with("a", 0, 1, 0, 86400), seg_with("b", 86400, 2, 86400, 172800),
+                     seg_with("c", 172800, 4, 172800, 259200)};
+    int64_t bad = segs[1]->id;
+    swap_in(vs, version_of(3, segs), 1);
+    uint64_t v0 = vstate_version(vs);
+    CHECK(vstate_mark_damaged(vs, 0, bad));
+    CHECK(!vstate_mark_damaged(vs, 0, bad));          /* once */
+    CHECK(!vstate_mark_damaged(vs, 0, 9999));         /* not a current segment */
+    CHECK(vstate_version(vs) == v0 + 1);              /* answers changed (to 503s) */
+    int rc;
+    int64_t t = total_in(vs, INT64_MIN, INT64_MAX, &rc);
+    CHECK_INT(rc, -EAGAIN);
+    CHECK_INT(t, 0);                                  /* nothing read, nothing half-summed */
+    t = total_in(vs, 100000, 100001, &rc);            /* inside the damaged day */
+    CHECK_INT(rc, -EAGAIN);
+    t = total_in(vs, 0, 86400, &rc);                  /* the day before */
+    CHECK_INT(rc, 0);
+    CHECK_INT(t, 1);
+    t = total_in(vs, 172800, INT64_MAX, &rc);         /* the day after */
+    CHECK_INT(rc, 0);
+    CHECK_INT(t, 4);
+    vstate_view_stats st;
+    vstate_get_view_stats(vs, 0, &st);
+    CHECK_INT(st.damaged_parts, 1);
+    CHECK(st.available);
+    /* the rebuild: a new segment for that day, the others shared */
+    bseg *next[3] = {bseg_ref(segs[0]), seg_with("b", 86400, 2, 86400, 172800), bseg_ref(segs[2])};
+    swap_in(vs, version_of(3, next), 2);
+    CHECK_INT(total(vs), 7);
+    vstate_get_view_stats(vs, 0, &st);
+    CHECK_INT(st.damaged_parts, 0);
+    int64_t *ids;
+    size_t n;
+    vstate_take_garbage(vs, &ids, &n);
+    CHECK_INT(n, 1);
+    if (n == 1)
+        CHECK_INT(ids[0], bad);
+    free(ids);
+    vstate_free(vs);
+}
+
 static void test_store(void)
 {
     char dir[] = "/tmp/lambdad-test-batch-XXXXXX";
@@ -343,6 +398,7 @@ int main(void)
     test_snapshot_pins();
     test_merger();
     test_garbage();
+    test_damaged_partition();
     test_store();
     for (int i = 0; i < MAX_SEGS; i++)
         vtable_free(seg_rows_of[i]);
