@@ -15,7 +15,8 @@
  * (bstore_delete_segments, from the state's garbage list), or at the next
  * open. A file of another format (1: no 'format' key and 40-byte cells; 2:
  * one row blob per partition; 3: segments of version 1, core/segment.h) is
- * emptied at open: every view is then rebuilt from the archive. Batch thread only (and at start).
+ * emptied at open, and given the page size of a new file (VIEWS_PAGE_SIZE):
+ * every view is then rebuilt from the archive. Batch thread only (and at start).
  */
 #include "batch/store.h"
 
@@ -26,8 +27,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 /* The format this code writes; see the top of this file. */
 #define VIEWS_FORMAT 4
+/* SQLite's page size for a new views file. Each segment is one blob whose
+ * last page is half empty on average: 2 KB pages waste half what 4 KB
+ * ones do (the file of 10M events over a year: 73.7 MB instead of 74.5;
+ * 1 KB pages saved only 0.2 MB more, for twice the page reads). */
+#define VIEWS_PAGE_SIZE 2048
 
 struct bstore {
     sqlite3 *db;
@@ -80,9 +89,11 @@ int bstore_open(const char *path, bstore **out, char **errmsg)
     }
     sqlite3_busy_timeout(s->db, 5000);
     int r = exec(s,
+                 /* both only take effect in a new file (an emptied older one
+                  * is converted by check_format) */
+                 "PRAGMA page_size=" STR(VIEWS_PAGE_SIZE) ";"
                  /* incremental: space freed by deleted segments goes back to
-                  * the file system (bstore_delete_segments); only a new file
-                  * takes it, an older one keeps its mode */
+                  * the file system (bstore_delete_segments) */
                  "PRAGMA auto_vacuum=INCREMENTAL;"
                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                  "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
@@ -189,9 +200,17 @@ static int check_format(bstore *s, char **errmsg)
         return fail(errmsg, -ENOMEM, "out of memory");
     r = exec(s, sql, errmsg);
     free(sql);
-    if (r < 0)
+    if (r < 0) {
         bstore_rollback(s);
-    return r;
+        return r;
+    }
+    /* The file is empty now: give it this code's page size and vacuum
+     * mode, as a new file has them, while rewriting it costs nothing.
+     * Best effort: any page size works, and a reader still open on the
+     * file (a reload's previous runtime) keeps SQLite from leaving WAL. */
+    sqlite3_exec(s->db, "PRAGMA journal_mode=DELETE; PRAGMA page_size=" STR(VIEWS_PAGE_SIZE) ";"
+                        "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, NULL);
+    return exec(s, "PRAGMA journal_mode=WAL", errmsg);
 }
 
 int bstore_get_watermark(bstore *s, int64_t *R, int64_t *at, char **errmsg)

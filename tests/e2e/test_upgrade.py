@@ -41,6 +41,7 @@ def write_format1(path):
     db.execute("INSERT INTO views VALUES ('by_country', 'ffffffffffffffff', 'day')")
     db.execute("INSERT INTO parts VALUES ('by_country', 1763856000, 1, ?)", (b"\x28\xb5\x2f\xfd" + b"\x00" * 40,))
     db.commit()
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 4096   # what a reset converts
     db.close()
 
 
@@ -105,6 +106,9 @@ class UpgradeTest(unittest.TestCase):
         assert_rows(d.query("by_country", **Q)["rows"], want, "after the first batch run")
         db = sqlite3.connect(views_file)
         self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0], 4)
+        # emptied, it got a new file's pages: 2 KB, incremental vacuum
+        self.assertEqual(db.execute("PRAGMA page_size").fetchone()[0], 2048)
+        self.assertEqual(db.execute("PRAGMA auto_vacuum").fetchone()[0], 2)
         self.assertGreater(db.execute("SELECT count(*) FROM segments WHERE view = 'by_country'"
                                       " AND current = 1").fetchone()[0], 0)
         db.close()
@@ -117,6 +121,7 @@ class UpgradeTest(unittest.TestCase):
         d.stop()
         views_file = d.cfg["archive"]["path"] + "-views"
         db = sqlite3.connect(views_file)
+        self.assertEqual(db.execute("PRAGMA page_size").fetchone()[0], 2048)   # a new file's
         before = db.execute("SELECT s.id, s.start, d.data FROM segments s JOIN segdata d USING (id)"
                             " WHERE s.view = 'by_country' AND s.current = 1 ORDER BY s.start").fetchall()
         self.assertEqual([r[1] for r in before], [1763856000 + k * 86400 for k in range(4)])
