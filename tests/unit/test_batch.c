@@ -82,6 +82,18 @@ static void swap_in(vstate *vs, bversion *nv, int64_t R)
     bversion_unref(old[0]);
 }
 
+/* The garbage is exactly segment id. */
+static void check_garbage_is(vstate *vs, int64_t id)
+{
+    int64_t *ids;
+    size_t n;
+    vstate_take_garbage(vs, &ids, &n);
+    CHECK_INT(n, 1);
+    if (n == 1)
+        CHECK_INT(ids[0], id);
+    free(ids);
+}
+
 static void test_seal_swap(void)
 {
     vstate *vs = vstate_new(&view, 1);
@@ -201,13 +213,7 @@ static void test_snapshot_pins(void)
     CHECK(c.swapped);
     CHECK_INT(c.seen, 7 + 3 + 2);                    /* the snapshot, not the new state */
     CHECK_INT(total(vs), 1000 + 2 + 500);            /* the new state */
-    int64_t *ids;
-    size_t n;
-    vstate_take_garbage(vs, &ids, &n);               /* the scan is over: now it may go */
-    CHECK_INT(n, 1);
-    if (n == 1)
-        CHECK_INT(ids[0], c.old_id);
-    free(ids);
+    check_garbage_is(vs, c.old_id);   /* the scan is over: now it may go */
     vstate_free(vs);
 }
 
@@ -244,13 +250,7 @@ static void test_garbage(void)
     swap_in(vs, version_of(2, first), 1);
     bseg *second[2] = {bseg_ref(keep), seg_with("n", 86400, 2, 86400, 172800)};
     swap_in(vs, version_of(2, second), 2);
-    int64_t *ids;
-    size_t n;
-    vstate_take_garbage(vs, &ids, &n);
-    CHECK_INT(n, 1);
-    if (n == 1)
-        CHECK_INT(ids[0], gone_id);
-    free(ids);
+    check_garbage_is(vs, gone_id);
     CHECK_INT(total(vs), 3);
     vstate_free(vs);   /* current segments are not garbage */
 }
@@ -299,13 +299,7 @@ static void test_damaged_partition(void)
     CHECK_INT(total(vs), 7);
     vstate_get_view_stats(vs, 0, &st);
     CHECK_INT(st.damaged_parts, 0);
-    int64_t *ids;
-    size_t n;
-    vstate_take_garbage(vs, &ids, &n);
-    CHECK_INT(n, 1);
-    if (n == 1)
-        CHECK_INT(ids[0], bad);
-    free(ids);
+    check_garbage_is(vs, bad);
     vstate_free(vs);
 }
 
