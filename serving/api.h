@@ -21,6 +21,7 @@ typedef struct {
     int64_t started_ms;       /* CLOCK_MONOTONIC ms at start, for uptime_s */
     struct qcache *cache;     /* exact answers per state version; NULL: none */
     struct qpool *pool;       /* the query pool, for its figures; NULL: none */
+    struct cluster *cluster;  /* the other shards (serving/cluster.h); NULL: none */
     const atomic_bool *stopping;           /* set when the server stops; NULL: never */
     atomic_uint_fast64_t *query_timeouts;  /* queries abandoned past their deadline */
 } api_ctx;
@@ -48,6 +49,7 @@ typedef struct {
     const char *content_type; /* NULL: application/json */
     bool has_wm;              /* a query's answer: wm goes into X-Lambdad-* headers */
     serving_watermark wm;
+    char *missing_shards;     /* malloc'd: X-Lambdad-Missing-Shards of a partial answer */
     /* The web UI's assets: Cache-Control (NULL: no-store), an ETag, and
      * whether the answer is an HTML page (it gets the page's security
      * headers: Content-Security-Policy, X-Frame-Options, Referrer-Policy). */

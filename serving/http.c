@@ -88,6 +88,7 @@
 #include "serving/qcache.h"
 #include "serving/qpool.h"
 #include "serving/api.h"
+#include "serving/cluster.h"
 #include "serving/auth.h"
 #include "serving/conns.h"
 
@@ -280,6 +281,8 @@ static enum MHD_Result send_reply(const serving *s, struct MHD_Connection *con,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->has_wm)
         add_watermark_headers(resp, &r->wm);
+    if (r->missing_shards)
+        MHD_add_response_header(resp, "X-Lambdad-Missing-Shards", r->missing_shards);
     if (r->status == 503 || r->status == 429)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (r->status == 401)
@@ -595,10 +598,14 @@ static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const 
         return send_error(s, con, st, 413, s->msg_query, false);
     if (cfg->http_cors_origin && strcmp(method, "OPTIONS") == 0)
         return send_preflight(s, con, st);
-    if (cfg->http_auth_token && auth_required(path, cfg->http_auth_protect) &&
-        !auth_header_ok(MHD_lookup_connection_value(con, MHD_HEADER_KIND,
-                                                    MHD_HTTP_HEADER_AUTHORIZATION),
-                        cfg->http_auth_token))
+    const char *authz = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_AUTHORIZATION);
+    /* The peers' route takes the cluster's token when there is one
+     * (serving/cluster.h), else what the other query routes take. */
+    bool internal = auth_internal(path) && cfg->cluster_token;
+    if (internal ? !auth_header_ok(authz, cfg->cluster_token)
+                 : cfg->http_auth_token && auth_required(path, cfg->http_auth_protect) &&
+                       !auth_header_ok(authz, cfg->http_auth_token))
         return send_error(s, con, st, 401, "missing or invalid bearer token", false);
     /* refuse an announced oversized body before reading it */
     const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
@@ -883,6 +890,7 @@ static void gen_free(generation *g)
     if (!g)
         return;
     qcache_free(g->api.cache);
+    cluster_free(g->api.cluster);
     free(g->msg_body);
     free(g);
 }
@@ -900,7 +908,7 @@ static generation *gen_new(serving *s, const config *cfg, const serving_source *
     if (asprintf(&g->msg_body, "request body too large (limit %d bytes)",
                  cfg->http_max_body_bytes) < 0)
         g->msg_body = NULL;
-    if (!g->api.cache || !g->msg_body) {
+    if (!g->api.cache || !g->msg_body || cluster_new(cfg, &g->api.cluster) < 0) {
         gen_free(g);
         return NULL;
     }
