@@ -97,6 +97,7 @@ void partial_encode(const query *q, const vtable *t, const char *shard,
         goto out;
     }
     vtable_foreach(t, collect, &c);
+    size_t start = w->len;
     qsort_r(c.rows, c.n, sizeof(enc_row), cmp_rows, &ng);
     bw_put(w, magic, sizeof(magic));
     bw_u64(w, partial_layout_hash(q));
@@ -118,6 +119,8 @@ void partial_encode(const query *q, const vtable *t, const char *shard,
         }
         agg_row_encode(q->layout, r->cells, w);
     }
+    if (!w->oom)
+        bw_u64(w, checksum64(w->p + start, w->len - start, 0));
 out:
     free(c.rows);
     free(c.dims);
@@ -168,13 +171,17 @@ out:
 int partial_merge(const query *q, const void *body, size_t len, vtable *t, partial_info *info,
                   const char **why)
 {
-    bytes_r r = br_init(body, len);
+    const unsigned char *b = body;
     *info = (partial_info){0};
-    const unsigned char *m = br_take(&r, sizeof(magic));
-    if (!m || memcmp(m, magic, 3) != 0)
+    if (len < sizeof(magic) + 8 + 8 || memcmp(b, magic, 3) != 0)
         return fail(why, "not a partial answer");
-    if (m[3] != magic[3])
+    if (b[3] != magic[3])
         return fail(why, "a partial answer of another version of lambdad");
+    len -= 8;
+    bytes_r tail = br_init(b + len, 8);
+    if (br_u64(&tail) != checksum64(b, len, 0))
+        return fail(why, "damaged in transit (checksum mismatch)");
+    bytes_r r = br_init(b + sizeof(magic), len - sizeof(magic));
     if (br_u64(&r) != partial_layout_hash(q))
         return fail(why, "its view differs (name, granularity, dimensions or metrics): the "
                          "instances' configs disagree");

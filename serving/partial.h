@@ -15,7 +15,10 @@
  *              svarint bucket (epoch s; 0 for granularity=all)
  *              per group_by dimension: varint 0 (null) or length + 1, bytes
  *              per selected metric: its state's canonical encoding
+ *   u64      checksum64 (core/checksum.h) of every byte before it
  *
+ * TCP's own checksum lets corruptions through often enough at scale, and a
+ * flipped bit in a state would be a wrong number, not an error.
  * Pure code on the calling thread; the encoder reads a table nobody
  * writes, the decoder writes the caller's table.
  */
@@ -48,8 +51,8 @@ typedef struct {
 
 /* Merges the rows of a partial answer for q into t (in q's layout) and
  * fills *info. 0; -EBADMSG with *why (static text) when the bytes are
- * not a partial answer of this query (malformed, another version, or
- * another view layout); -ENOMEM. Rows merged before a failure stay in t:
+ * not a partial answer of this query (malformed, damaged, another
+ * version, or another view layout); -ENOMEM. Rows merged before a failure stay in t:
  * the caller drops t then. */
 int partial_merge(const query *q, const void *body, size_t len, vtable *t, partial_info *info,
                   const char **why);
