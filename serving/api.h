@@ -33,6 +33,8 @@ typedef struct {
     bool no_cache;               /* Cache-Control: no-cache */
     int64_t deadline_ms;         /* CLOCK_MONOTONIC ms past which a query is abandoned;
                                     0: http.limits.query_timeout_ms from now */
+    int64_t budget_ms;           /* a peer's request: the ms its query has left (the
+                                    deadline is the earlier); 0: none */
     const char *body;            /* the request body of a route that takes one
                                     (api_takes_body), NUL-terminated; else NULL */
     size_t body_len;

@@ -244,6 +244,8 @@ typedef struct {
     bool done, ok;
     partial_info info;
     size_t at;                       /* the replica asked now: index into s->replicas */
+    struct curl_slist budget;        /* its X-Lambdad-Budget-Ms header, before f->headers */
+    char budget_text[64];
 } part;
 
 struct fanout {
@@ -370,7 +372,14 @@ static bool ask_next(fanout *f, part *pt)
                      left && left < f->c->connect_ms ? left : f->c->connect_ms);
     if (left)
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, f->headers);
+    /* the peer stops at our deadline too: nobody waits for it after */
+    struct curl_slist *headers = f->headers;
+    if (left) {
+        snprintf(pt->budget_text, sizeof(pt->budget_text), "X-Lambdad-Budget-Ms: %ld", left);
+        pt->budget = (struct curl_slist){.data = pt->budget_text, .next = f->headers};
+        headers = &pt->budget;
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, pt);
     curl_easy_setopt(h, CURLOPT_PRIVATE, pt);

@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "core/agg.h"
+#include "core/failpoint.h"
 #include "core/vtable.h"
 #include "serving/cluster.h"
 #include "serving/partial.h"
@@ -1108,6 +1109,7 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
             err.status = 500;
             goto fail;
         }
+        failpoint_pause("fanout_sent");   /* test_cluster: two fan-outs waiting at once */
     } else if (cache && src->version) {
         cache_key(&key, view, view_len, p, np);
         use_cache = !key.oom;

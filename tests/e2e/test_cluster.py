@@ -13,6 +13,7 @@ import os
 import random
 import re
 import sys
+import threading
 import unittest
 import urllib.error
 import urllib.parse
@@ -254,6 +255,30 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual((s, body["error"]["message"]),
                          (400, "invalid partial 'maybe' (expected true or false)"))
 
+    def test_3_concurrent_fan_outs(self):
+        """More fan-out queries at once than any instance has query threads,
+        to every instance: each waits for the others' partial answers, which
+        run on a pool of their own, so none waits for another's thread."""
+        path = self.path("by_page", {"granularity": "hour", "group_by": "page,country"})
+        want = expected(self.payloads, STREAM, BY_PAGE, granularity="hour",
+                        group_by="page,country")
+        members = [self.members[n] for n in ("a", "b", "c", "a2")]
+        results = []
+
+        def worker(d):
+            for _ in range(3):
+                s, b = d.get(path)
+                results.append((d.shard, s, b["rows"] if s == 200 else b))
+        threads = [threading.Thread(target=worker, args=(members[i % 4],)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(results), 36)
+        for shard, s, rows in results:
+            self.assertEqual(s, 200, (shard, rows))
+            assert_rows(rows, want, "concurrent fan-out on %s" % shard)
+
     def test_3_replicas_hold_the_same_bits(self):
         for q in ("granularity=minute&group_by=page,country",
                   "granularity=all&group_by=page&metrics=users,lat"):
@@ -302,6 +327,67 @@ class ClusterTest(unittest.TestCase):
         self.assertRegex(metrics, r'lambdad_fanout_queries_total\{result="partial"\} [1-9]')
         self.assertTrue(re.search(r'lambdad_peer_requests_total\{peer="%s",result="error"\} '
                                   r'[1-9]' % re.escape(url_a2), metrics), metrics)
+
+
+class MutualFanOutTest(unittest.TestCase):
+    """Two shards with one query thread each, each asked a question at the
+    same moment: each question holds its instance's query thread while it
+    waits for the other's partial answer. The partial answers run on a pool
+    of their own, so both answer at once (with one pool, each partial
+    answer would wait behind the other instance's question until the
+    deadline). The pause point holds each instance's first fan-out after
+    its requests went out, until both are there."""
+
+    def test_both_answer(self):
+        wd = Workdir("cluster-mutual")
+        broker = Devbroker(["web:2"])
+        daemons = []
+        try:
+            shards = {"x": 0, "y": 1}
+            for name in shards:
+                d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[BY_PAGE], name=name,
+                           extra={"kafka": {"group_id": name,
+                                            "partitions": {"web": [shards[name]]}},
+                                  "serving": {"query_threads": 1}})
+                d.shard = name
+                daemons.append(d)
+            for d in daemons:
+                other = daemons[1] if d is daemons[0] else daemons[0]
+                d.release = wd.file(d.shard + ".release")
+                d.rewrite_config(cluster={"shard": d.shard, "peers": [
+                    {"url": "http://127.0.0.1:%d" % other.port, "shard": other.shard}]})
+                d.start(env={"LAMBDAD_PAUSEPOINT": "fanout_sent:" + d.release})
+            evs = events(200, 5)
+            produce(broker.bootstrap, "web", evs[:100], partition=0)
+            produce(broker.bootstrap, "web", evs[100:], partition=1)
+            for d in daemons:
+                d.wait_archived(100)
+            path = "/v1/views/by_page/query?granularity=all&group_by=country"
+            answers = {}
+            threads = [threading.Thread(target=lambda d=d: answers.update({d.shard: d.get(path)}))
+                       for d in daemons]
+            for t in threads:
+                t.start()
+            for d in daemons:
+                wait_until(lambda: os.path.exists(d.release + ".reached"), 30,
+                           "%s's fan-out to be sent" % d.shard)
+            for d in daemons:
+                open(d.release, "w").close()
+            for t in threads:
+                t.join(60)
+            want = expected(evs, STREAM, BY_PAGE, granularity="all", group_by="country")
+            for name in shards:
+                s, b = answers[name]
+                self.assertEqual(s, 200, (name, b))
+                assert_rows(b["rows"], want, "question to %s" % name)
+        finally:
+            try:
+                for d in daemons:
+                    if d.proc and d.proc.poll() is None:
+                        self.assertEqual(d.stop(), 0, d.logtext())
+            finally:
+                broker.stop()
+                wd.cleanup()
 
 
 if __name__ == "__main__":
