@@ -1,7 +1,9 @@
 /* cluster.c - see cluster.h. libcurl (its multi interface) rather than a
  * hand-written client: parallel requests on one thread, connect and total
- * timeouts, HTTPS, keep-alive connections shared by the pool threads
- * through a share handle. */
+ * timeouts, HTTPS, keep-alive connections. Each query pool thread keeps
+ * one multi handle for its life, so its connections to the peers stay
+ * open from one query to the next (libcurl's shared connection cache is
+ * not safe across threads, per its KNOWN_BUGS). */
 #include "serving/cluster.h"
 
 #include <curl/curl.h>
@@ -59,8 +61,6 @@ struct cluster {
     size_t npeers;
     shard *shards;                   /* the other shards */
     size_t nshards;
-    CURLSH *share;
-    pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
 };
 
 static int64_t now_ms(void)
@@ -70,27 +70,37 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void share_lock(CURL *h, curl_lock_data data, curl_lock_access a, void *ud)
+/* This thread's multi handle (and with it its connections), made on
+ * first use and cleaned up when the thread ends. */
+static pthread_key_t multi_key;
+static pthread_once_t multi_once = PTHREAD_ONCE_INIT;
+
+static void multi_destroy(void *m)
 {
-    (void)h;
-    (void)a;
-    pthread_mutex_lock(&((cluster *)ud)->share_lock[data]);
+    curl_multi_cleanup(m);
 }
 
-static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+static void multi_key_make(void)
 {
-    (void)h;
-    pthread_mutex_unlock(&((cluster *)ud)->share_lock[data]);
+    if (pthread_key_create(&multi_key, multi_destroy) != 0)
+        abort();   /* only when the process is out of keys: nothing can go on */
+}
+
+static CURLM *thread_multi(void)
+{
+    pthread_once(&multi_once, multi_key_make);
+    CURLM *m = pthread_getspecific(multi_key);
+    if (!m && (m = curl_multi_init()) && pthread_setspecific(multi_key, m) != 0) {
+        curl_multi_cleanup(m);
+        m = NULL;
+    }
+    return m;
 }
 
 void cluster_free(cluster *c)
 {
     if (!c)
         return;
-    if (c->share)
-        curl_share_cleanup(c->share);
-    for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&c->share_lock[i]);
     for (size_t i = 0; i < c->npeers; i++) {
         free(c->peers[i].url);
         free(c->peers[i].shard);
@@ -144,8 +154,6 @@ int cluster_new(const config *cfg, cluster **out)
     cluster *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&c->share_lock[i], NULL);
     c->connect_ms = cfg->cluster_connect_timeout_ms;
     c->retry_ms = cfg->cluster_retry_after_ms;
     const char *token = cfg->cluster_token ? cfg->cluster_token : cfg->http_auth_token;
@@ -163,14 +171,7 @@ int cluster_new(const config *cfg, cluster **out)
             metrics_gauge_set(&m_peer_up, METRIC_LABELS(p->url, p->shard), 1);
         }
     }
-    ok = ok && group_by_shard(c) == 0 && (c->share = curl_share_init());
-    if (ok) {
-        curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
-        curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-        curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
-        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    }
+    ok = ok && group_by_shard(c) == 0;
     if (!ok) {
         cluster_free(c);
         return -ENOMEM;
@@ -367,7 +368,6 @@ static bool ask_next(fanout *f, part *pt)
     }
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_SHARE, f->c->share);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      left && left < f->c->connect_ms ? left : f->c->connect_ms);
     if (left)
@@ -408,7 +408,7 @@ int fanout_start(cluster *c, const char *view, size_t view_len, const qparam *p,
     f->headers = h;
     if (h && c->auth)
         f->headers = h = curl_slist_append(h, c->auth);
-    if (!h || !(f->path = build_path(view, view_len, p, np)) || !(f->m = curl_multi_init()) ||
+    if (!h || !(f->path = build_path(view, view_len, p, np)) || !(f->m = thread_multi()) ||
         !(f->parts = calloc(c->nshards, sizeof(*f->parts)))) {
         fanout_free(f);
         return -ENOMEM;
@@ -694,9 +694,7 @@ void fanout_free(fanout *f)
         free(pt->error);
         free(pt->asked);
     }
-    free(f->parts);
-    if (f->m)
-        curl_multi_cleanup(f->m);
+    free(f->parts);   /* f->m is the thread's: kept with its connections */
     curl_slist_free_all(f->headers);
     free(f->path);
     free(f->missing);

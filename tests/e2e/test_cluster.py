@@ -378,7 +378,7 @@ class MutualFanOutTest(unittest.TestCase):
             want = expected(evs, STREAM, BY_PAGE, granularity="all", group_by="country")
             for name in shards:
                 s, b = answers[name]
-                self.assertEqual(s, 200, (name, b))
+                self.assertEqual(s, 200, (name, b, "\n".join(d.logtext()[-2500:] for d in daemons)))
                 assert_rows(b["rows"], want, "question to %s" % name)
         finally:
             try:
