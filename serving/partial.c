@@ -146,8 +146,8 @@ static int merge_rows(const query *q, bytes_r *r, uint64_t n, vtable *t, const c
         int64_t bucket = br_svarint(r);
         for (size_t g = 0; g < q->ngroup; g++) {
             uint64_t len = br_varint(r);
-            const unsigned char *s = len > 1 ? br_take(r, len - 1) : NULL;
-            dims[g] = (dimval){.s = (const char *)s, .len = len ? (uint32_t)(len - 1) : 0,
+            const char *s = len > 1 ? (const char *)br_take(r, len - 1) : "";
+            dims[g] = (dimval){.s = s ? s : "", .len = len ? (uint32_t)(len - 1) : 0,
                                .null = len == 0};
             if (len > UINT32_MAX)
                 r->bad = true;
