@@ -301,6 +301,7 @@ void config_free(config *c)
     free(c->peers);
     free(c->cluster_shard);
     free(c->cluster_token_file);
+    free(c->cluster_ca_file);
     if (c->cluster_token)
         explicit_bzero(c->cluster_token, strlen(c->cluster_token));
     free(c->cluster_token);

@@ -92,6 +92,8 @@ typedef struct {
     size_t npeers;
     char *cluster_token_file;   /* cluster.token_file: the peers' shared bearer token */
     char *cluster_token;        /* its text (a secret: config_free wipes it); NULL: none */
+    char *cluster_ca_file;      /* cluster.ca_file: CAs that sign https peers' certificates;
+                                   NULL: the system's */
     int cluster_connect_timeout_ms;   /* default 1000 */
     int cluster_retry_after_ms;       /* a failed peer is skipped this long, default 5000 */
 

@@ -5,6 +5,7 @@
  *   "cluster": {"shard": "a",
  *               "peers": [{"url": "http://10.0.0.2:8080", "shard": "b"}],
  *               "token_file": "/etc/lambdad/cluster.token",
+ *               "ca_file": "/etc/lambdad/cluster-ca.pem",
  *               "connect_timeout_ms": 1000, "retry_after_ms": 5000}
  *
  * A peer whose shard is another one owns other Kafka partitions, so an
@@ -14,8 +15,10 @@
  */
 #include "config/config_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_PEERS 256
 #define MAX_URL 1024
@@ -97,10 +100,25 @@ static void check_cluster_token(cfg_ctx *ctx, const char *path, json_t *v, void 
         c->cluster_token = cfg_load_token(ctx, path, c->cluster_token_file);
 }
 
+/* Read at load like the other files: a path that cannot be read is an
+ * error now, not a failed TLS handshake at the first query. */
+static void check_ca_file(cfg_ctx *ctx, const char *path, json_t *v, void *target)
+{
+    config *c = target;
+    if (!v || !cfg_check_string(ctx, path, v))
+        return;
+    const char *f = json_string_value(v);
+    if (access(f, R_OK) != 0)
+        cfg_err(ctx, path, "cannot read %s: %s", f, strerror(errno));
+    else
+        c->cluster_ca_file = cfg_strdup(ctx, f);
+}
+
 const cfg_key cfg_cluster_keys[] = {
     KEY_NAME("shard", config, cluster_shard),
     KEY_CUSTOM("peers", check_peers),
     KEY_CUSTOM("token_file", check_cluster_token),
+    KEY_CUSTOM("ca_file", check_ca_file),
     KEY_INT("connect_timeout_ms", config, cluster_connect_timeout_ms, 1, 600000, 1000),
     KEY_INT("retry_after_ms", config, cluster_retry_after_ms, 0, 3600000, 5000),
     { 0 },

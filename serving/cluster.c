@@ -56,6 +56,7 @@ typedef struct {
 struct cluster {
     char *self;                      /* this instance's shard */
     char *auth;                      /* "Authorization: Bearer ..." or NULL */
+    char *ca_file;                   /* cluster.ca_file, or NULL: the system's CAs */
     long connect_ms, retry_ms;
     peer *peers;
     size_t npeers;
@@ -115,6 +116,7 @@ void cluster_free(cluster *c)
         explicit_bzero(c->auth, strlen(c->auth));
     free(c->auth);
     free(c->self);
+    free(c->ca_file);
     free(c);
 }
 
@@ -158,6 +160,7 @@ int cluster_new(const config *cfg, cluster **out)
     c->retry_ms = cfg->cluster_retry_after_ms;
     const char *token = cfg->cluster_token ? cfg->cluster_token : cfg->http_auth_token;
     bool ok = (c->self = strdup(cfg->cluster_shard)) &&
+              (!cfg->cluster_ca_file || (c->ca_file = strdup(cfg->cluster_ca_file))) &&
               (!token || (c->auth = str_printf("Authorization: Bearer %s", token))) &&
               (c->peers = calloc(cfg->npeers, sizeof(*c->peers))) &&
               (c->shards = calloc(cfg->npeers, sizeof(*c->shards)));
@@ -380,6 +383,8 @@ static bool ask_next(fanout *f, part *pt)
         headers = &pt->budget;
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    if (f->c->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, f->c->ca_file);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, pt);
     curl_easy_setopt(h, CURLOPT_PRIVATE, pt);

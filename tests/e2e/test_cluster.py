@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import ssl
 import sys
 import threading
 import unittest
@@ -20,7 +21,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, Devbroker, Workdir, produce, wait_until  # noqa: E402
+from harness import Daemon, Devbroker, Workdir, make_cert, produce, wait_until  # noqa: E402
 from model import assert_rows, expected  # noqa: E402
 
 START = 1772668800   # 2026-03-05T00:00:00Z
@@ -380,6 +381,76 @@ class MutualFanOutTest(unittest.TestCase):
                 s, b = answers[name]
                 self.assertEqual(s, 200, (name, b, "\n".join(d.logtext()[-2500:] for d in daemons)))
                 assert_rows(b["rows"], want, "question to %s" % name)
+        finally:
+            try:
+                for d in daemons:
+                    if d.proc and d.proc.poll() is None:
+                        self.assertEqual(d.stop(), 0, d.logtext())
+            finally:
+                broker.stop()
+                wd.cleanup()
+
+
+class SecureClusterTest(unittest.TestCase):
+    """Two shards over HTTPS (a private CA: cluster.ca_file) with their own
+    token (cluster.token_file) beside http.auth protecting every route:
+    clients use the API token, peers the cluster token, and the internal
+    route takes only the cluster token."""
+
+    def test_https_and_tokens(self):
+        wd = Workdir("cluster-tls")
+        broker = Devbroker(["web:2"])
+        daemons = []
+        try:
+            cert, key = make_cert(wd)
+            for name, text in (("api.token", "api-T0ken\n"), ("cluster.token", "peer-T0ken\n")):
+                with open(wd.file(name), "w") as f:
+                    f.write(text)
+            for i, name in enumerate(("x", "y")):
+                d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[BY_PAGE], name=name,
+                           extra={"kafka": {"group_id": name, "partitions": {"web": [i]}},
+                                  "http": {"tls": {"cert_file": cert, "key_file": key},
+                                           "auth": {"token_file": wd.file("api.token"),
+                                                    "protect": "all"}}})
+                d.shard = name
+                daemons.append(d)
+            for d in daemons:
+                other = daemons[1] if d is daemons[0] else daemons[0]
+                d.rewrite_config(cluster={
+                    "shard": d.shard, "token_file": wd.file("cluster.token"), "ca_file": cert,
+                    "peers": [{"url": "https://127.0.0.1:%d" % other.port, "shard": other.shard}]})
+                d.start(wait_ready=False)
+            ctx = ssl.create_default_context(cafile=cert)
+
+            def get(d, path, token):
+                req = urllib.request.Request("https://127.0.0.1:%d%s" % (d.port, path),
+                                             headers={"Authorization": "Bearer " + token})
+                try:
+                    with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+                        return r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    return e.code, e.read()
+            for d in daemons:
+                wait_until(lambda: get(d, "/readyz", "")[0] == 200, 30, "%s ready" % d.shard)
+            evs = events(300, 9)
+            produce(broker.bootstrap, "web", evs[:150], partition=0)
+            produce(broker.bootstrap, "web", evs[150:], partition=1)
+            for d in daemons:
+                wait_until(lambda: json.loads(get(d, "/v1/status", "api-T0ken")[1])
+                           ["archive"]["events"] == 150, 60, "%s archived" % d.shard)
+            want = expected(evs, STREAM, BY_PAGE, granularity="all", group_by="page")
+            path = "/v1/views/by_page/query?granularity=all&group_by=page"
+            for d in daemons:
+                s, body = get(d, path, "api-T0ken")
+                self.assertEqual(s, 200, body)
+                assert_rows(json.loads(body)["rows"], want, "over https from " + d.shard)
+            internal = "/v1/internal/views/by_page/partial?granularity=all"
+            unauthorized = (401, b'{"error":{"status":401,"message":"missing or invalid bearer '
+                                 b'token"}}')
+            self.assertEqual(get(daemons[1], internal, "api-T0ken"), unauthorized)
+            self.assertEqual(get(daemons[1], internal, ""), unauthorized)
+            self.assertEqual(get(daemons[1], internal, "peer-T0ken")[0], 200)
+            self.assertEqual(get(daemons[1], path, "peer-T0ken"), unauthorized)
         finally:
             try:
                 for d in daemons:

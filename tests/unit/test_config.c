@@ -821,6 +821,8 @@ static void test_cluster(void)
                   "cluster.port: unknown key",
                   "cluster.connect_timeout_ms: must be an integer between 1 and 600000",
                   "cluster.token_file: cannot read /nonexistent/t: No such file or directory");
+    EXPECT_ERRORS("{\"cluster\":{\"ca_file\":\"/nonexistent/ca.pem\"}," MIN "}",
+                  "cluster.ca_file: cannot read /nonexistent/ca.pem: No such file or directory");
     EXPECT_ERRORS("{" OWN "\"cluster\":{\"shard\":\"a\",\"peers\":["
                   "{\"url\":\"ftp://h:1\",\"shard\":\"b\"},"
                   "{\"url\":\"http://h:1/api\",\"shard\":\"b\"},"
