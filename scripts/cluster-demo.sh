@@ -79,4 +79,4 @@ Stop shard a's first instance (kill the lambdad of $DIR/a.json) and its replica 
 stop both and a query names the missing shard, or add partial=true.
 Logs, configs and archives: $DIR. Press Ctrl-C to stop.
 MSG
-wait "${pids[1]}"
+wait "${pids[-1]}"   # the generator: until Ctrl-C, whichever instance is stopped
