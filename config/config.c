@@ -172,6 +172,7 @@ static int load_text(const char *text, size_t len, config **out, config_errors *
         goto fail;
     cfg_ctx ctx = { .errs = errs, .root = root };
     cfg_object(&ctx, NULL, root, cfg_top_keys, c);
+    cfg_cluster_rules(&ctx, c);
     cfg_ctx_clear(&ctx);
     if (ctx.oom)
         goto fail;
@@ -293,6 +294,17 @@ void config_free(config *c)
         free(c->owned[i].partitions);
     }
     free(c->owned);
+    for (size_t i = 0; c->peers && i < c->npeers; i++) {
+        free(c->peers[i].url);
+        free(c->peers[i].shard);
+    }
+    free(c->peers);
+    free(c->cluster_shard);
+    free(c->cluster_token_file);
+    free(c->cluster_ca_file);
+    if (c->cluster_token)
+        explicit_bzero(c->cluster_token, strlen(c->cluster_token));
+    free(c->cluster_token);
     free(c->archive_path);
     free(c->http_host);
     free(c->http_auth_token_file);

@@ -23,6 +23,12 @@ typedef struct {
     size_t npartitions;
 } config_owned;
 
+/* cluster.peers[i] */
+typedef struct {
+    char *url;     /* "http://host:port", no trailing '/' */
+    char *shard;   /* the shard it serves; ours: a replica of this instance */
+} config_peer;
+
 /* http.auth.protect: which routes need the bearer token */
 enum { CFG_PROTECT_ADMIN = 0, CFG_PROTECT_ALL = 1 };
 
@@ -79,6 +85,17 @@ typedef struct {
     int http_max_connections_per_ip;   /* default 64 */
     int http_connection_timeout_s;     /* idle timeout, default 30 */
     int http_query_timeout_ms;  /* a query running longer is abandoned (503), default 10000 */
+
+    /* cluster (scale-out) */
+    char *cluster_shard;        /* cluster.shard: this instance's shard; NULL: none */
+    config_peer *peers;         /* cluster.peers: empty = a single instance */
+    size_t npeers;
+    char *cluster_token_file;   /* cluster.token_file: the peers' shared bearer token */
+    char *cluster_token;        /* its text (a secret: config_free wipes it); NULL: none */
+    char *cluster_ca_file;      /* cluster.ca_file: CAs that sign https peers' certificates;
+                                   NULL: the system's */
+    int cluster_connect_timeout_ms;   /* default 1000 */
+    int cluster_retry_after_ms;       /* a failed peer is skipped this long, default 5000 */
 
     stream_def *streams;
     size_t nstreams;

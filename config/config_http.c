@@ -136,34 +136,37 @@ static const cfg_key auth_keys[] = {
     { 0 },
 };
 
-/* The token: the file's text without its trailing newline(s), one word of
- * printable ASCII (what an Authorization header can carry). */
-static void load_token(cfg_ctx *ctx, const char *path, config *c)
+/* A bearer token: the file's text without its trailing newline(s), one
+ * word of printable ASCII (what an Authorization header can carry); NULL
+ * after reporting at kpath. Also the cluster's token (config_cluster.c). */
+char *cfg_load_token(cfg_ctx *ctx, const char *kpath, const char *fpath)
 {
-    char *kpath = cfg_path_key(ctx, path, "token_file");
     size_t len = 0;
-    char *t = kpath ? read_file(ctx, kpath, c->http_auth_token_file, TOKEN_MAX_BYTES, &len) : NULL;
+    char *t = read_file(ctx, kpath, fpath, TOKEN_MAX_BYTES, &len);
     if (!t)
-        goto out;
+        return NULL;
     while (len && (t[len - 1] == '\n' || t[len - 1] == '\r'))
         t[--len] = '\0';
     bool ok = len > 0;
     for (size_t i = 0; i < len && ok; i++)
         ok = t[i] > 0x20 && t[i] < 0x7f;
-    if (len == 0) {
-        cfg_err(ctx, kpath, "%s is empty", c->http_auth_token_file);
-    } else if (!ok) {
+    if (len == 0)
+        cfg_err(ctx, kpath, "%s is empty", fpath);
+    else if (!ok)
         cfg_err(ctx, kpath, "%s must hold one token of printable ASCII characters without spaces",
-                c->http_auth_token_file);
-    } else {
-        c->http_auth_token = t;   /* the config owns it now */
-        t = NULL;
-    }
-    if (t) {
-        explicit_bzero(t, len);
-        free(t);
-    }
-out:
+                fpath);
+    else
+        return t;   /* the caller's config owns it now */
+    explicit_bzero(t, len);
+    free(t);
+    return NULL;
+}
+
+static void load_token(cfg_ctx *ctx, const char *path, config *c)
+{
+    char *kpath = cfg_path_key(ctx, path, "token_file");
+    if (kpath)
+        c->http_auth_token = cfg_load_token(ctx, kpath, c->http_auth_token_file);
     free(kpath);
 }
 

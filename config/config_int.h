@@ -113,6 +113,15 @@ void cfg_err(cfg_ctx *ctx, const char *path, const char *fmt, ...)
 char *cfg_path_key(cfg_ctx *ctx, const char *parent, const char *key);
 char *cfg_path_idx(cfg_ctx *ctx, const char *parent, size_t i);
 
+/* The bearer token in the file fpath (config_http.c): malloc'd, or NULL
+ * after reporting at kpath. The caller wipes it when freeing it. */
+char *cfg_load_token(cfg_ctx *ctx, const char *kpath, const char *fpath);
+
+/* The cluster section's table (config_cluster.c) and its rule that
+ * needs kafka.partitions, checked once the whole document is read. */
+extern const cfg_key cfg_cluster_keys[];
+void cfg_cluster_rules(cfg_ctx *ctx, config *c);
+
 /* strdup that flags ctx->oom. */
 char *cfg_strdup(cfg_ctx *ctx, const char *s);
 

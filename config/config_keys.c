@@ -555,6 +555,7 @@ const cfg_key cfg_top_keys[] = {
     KEY_SECTION("batch", batch_keys),
     KEY_SECTION("serving", serving_keys),
     KEY_SECTION("http", cfg_http_keys),
+    KEY_SECTION("cluster", cfg_cluster_keys),
     KEY_CUSTOM("streams", check_streams, REQUIRED),
     KEY_CUSTOM("views", check_views, REQUIRED),
     { 0 },

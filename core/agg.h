@@ -109,6 +109,16 @@ typedef struct agg_ops {
 
 extern const agg_ops agg_count, agg_sum, agg_min, agg_max, agg_avg, agg_distinct, agg_quantiles;
 
+/* a + b for the event counts of states (>= 0 each, as their decoders
+ * check), stopping at INT64_MAX: no count a real stream reaches, but one
+ * that damaged or hostile bytes can claim, and an overflow would be
+ * undefined. Still commutative and associative for counts >= 0. */
+static inline int64_t agg_count_add(int64_t a, int64_t b)
+{
+    int64_t sum;
+    return __builtin_add_overflow(a, b, &sum) ? INT64_MAX : sum;
+}
+
 /* The ops of a metric type (never NULL for a valid type). */
 const agg_ops *agg_ops_of(metric_type t);
 

@@ -36,7 +36,7 @@ static int avg_merge(void *dst, const void *src, const agg_params *p)
 {
     avg_state *d = dst;
     const avg_state *s = src;
-    d->n += s->n;
+    d->n = agg_count_add(d->n, s->n);
     xsum_add(&d->sum, &s->sum);
     return 0;
 }

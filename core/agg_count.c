@@ -18,7 +18,7 @@ static int count_add(void *st, const agg_params *p, const field_value *fv)
 
 static int count_merge(void *dst, const void *src, const agg_params *p)
 {
-    *(int64_t *)dst += *(const int64_t *)src;
+    *(int64_t *)dst = agg_count_add(*(int64_t *)dst, *(const int64_t *)src);
     return 0;
 }
 

@@ -236,8 +236,9 @@ static int store_decode(store *s, const agg_params *p, bytes_r *r)
         } else {
             uint64_t gap = br_varint(r);
             if (gap >= (uint64_t)p->max_buckets)
-                r->bad = true;
-            key += (int64_t)gap + 1;
+                r->bad = true;   /* and not added: it could overflow the key */
+            else
+                key += (int64_t)gap + 1;
         }
         uint64_t c = br_varint(r);
         if (c == 0 || key < lowest || key > highest)

@@ -8,6 +8,7 @@
  * are alive, STOPPING).
  */
 #include <errno.h>
+#include <curl/curl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -183,6 +184,12 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* inherited by every thread */
     signal(SIGPIPE, SIG_IGN);
+    /* before any thread: the fan-out to peers (serving/cluster.c) uses libcurl */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("Cannot initialize libcurl");
+        config_free(cfg);
+        return 1;
+    }
     int nr = notify_init();
     if (nr < 0)
         log_warn("NOTIFY_SOCKET is set but unusable (%s); not notifying systemd", strerror(-nr));
@@ -195,6 +202,7 @@ int main(int argc, char **argv)
     if (lock_archive(cfg->archive_path, &lock) < 0) {
         config_free(cfg);
         notify_close();
+        curl_global_cleanup();
         return 1;
     }
     const char *brokers = cfg->brokers;
@@ -228,6 +236,7 @@ int main(int argc, char **argv)
 out:
     archlock_release(&lock);
     notify_close();
+    curl_global_cleanup();
     if (exit_code == 0)
         log_info("Stopped cleanly");
     return exit_code;

@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets (build-fuzz: clang, -Dfuzz=true) and runs
 # each for SECONDS (default 20) from its seed corpus in tests/fuzz/<target>/.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     all seven targets by default
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     all eight targets by default
 #
 # New inputs the fuzzer finds go to a scratch corpus, build-fuzz/corpus/
 # <target>/, kept between runs (so longer runs build on each other) and
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_event fuzz_query fuzz_config fuzz_chunk fuzz_segment fuzz_expr fuzz_csv)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_event fuzz_query fuzz_config fuzz_chunk fuzz_segment fuzz_expr fuzz_csv fuzz_partial)
 build=${FUZZ_BUILD:-build-fuzz}
 
 if [ ! -f "$build/build.ninja" ]; then

@@ -10,7 +10,9 @@
  * Grafana) live in their own files (dash.h).
  */
 #include "serving/api.h"
+#include "serving/cluster.h"
 #include "serving/dash.h"
+#include "serving/partial.h"
 #include "serving/qcache.h"
 #include "serving/qpool.h"
 
@@ -45,6 +47,7 @@ int64_t api_now_ms(void)
 void api_reply_clear(api_reply *r)
 {
     free(r->body);
+    free(r->missing_shards);
     *r = (api_reply){0};
 }
 
@@ -147,7 +150,7 @@ static void h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
     const char *view = rq->path + strlen("/v1/views/");
     size_t view_len = strlen(view) - strlen("/query");
     query_opts o = {.no_cache = rq->no_cache, .deadline_ms = rq->deadline_ms,
-                    .stop = ctx->stopping};
+                    .stop = ctx->stopping, .cluster = ctx->cluster};
     free(r->body);
     r->body = NULL;
     r->status = query_handle_cached(ctx->cfg, ctx->src, ctx->cache, view, view_len, rq->p,
@@ -159,9 +162,36 @@ static void h_query(const api_ctx *ctx, const api_request *rq, api_reply *r)
     if (r->status == 200) {   /* errors stay JSON */
         r->has_wm = true;
         r->wm = o.wm;
+        r->missing_shards = o.missing_shards;
+        o.missing_shards = NULL;
         if (o.csv)
             r->content_type = "text/csv; charset=utf-8";
     }
+    free(o.missing_shards);
+}
+
+/* GET /v1/internal/views/{view}/partial: this shard's part of a fan-out
+ * query (serving/partial.h), for the instance that fans out. */
+static void h_partial(const api_ctx *ctx, const api_request *rq, api_reply *r)
+{
+    const char *view = rq->path + strlen("/v1/internal/views/");
+    size_t view_len = strlen(view) - strlen("/partial");
+    if (!ctx->cfg->cluster_shard) {
+        error_cat(r, 404, "this instance is not part of a cluster (no cluster.shard)",
+                  (char *)NULL);
+        return;
+    }
+    query_opts o = {.deadline_ms = rq->deadline_ms, .stop = ctx->stopping};
+    free(r->body);
+    r->body = NULL;
+    r->status = query_handle_partial(ctx->cfg, ctx->src, ctx->cfg->cluster_shard, view,
+                                     view_len, rq->p, rq->np, &o, &r->body, &r->len);
+    if (o.expired && ctx->query_timeouts)
+        atomic_fetch_add(ctx->query_timeouts, 1);
+    if (!r->body)
+        r->status = 500;
+    if (r->status == 200)
+        r->content_type = PARTIAL_CONTENT_TYPE;
 }
 
 /* The "serving" part of /v1/status: the answer cache and the query pool
@@ -216,6 +246,8 @@ static void h_status(const api_ctx *ctx, const api_request *rq, api_reply *r)
         if (ctx->src->status)
             ctx->src->status(ctx->src->ud, obj);
         status_serving(ctx, obj);
+        if (ctx->cluster)
+            cluster_status(ctx->cluster, obj);
         text = json_dumps(obj, JSON_COMPACT);
         json_decref(obj);
     }
@@ -464,6 +496,7 @@ typedef enum {
     M_EXACT,     /* path equals pattern */
     M_QUERY,     /* "/v1/views/" + one non-empty segment + "/query" */
     M_VALUES,    /* "/v1/views/" + segment + "/values/" + segment (non-empty) */
+    M_PARTIAL,   /* "/v1/internal/views/" + one non-empty segment + "/partial" */
     M_UI,        /* "/ui/" + one non-empty segment */
     M_ANY,       /* the final catch-all */
 } match_kind;
@@ -488,6 +521,8 @@ static const route routes[] = {
     {"/v1/admin/import", M_EXACT, h_import, true, true},
     {"/metrics", M_EXACT, h_metrics, false, false},
     {"/v1/views/{view}/values/{dimension}", M_VALUES, dash_h_values, false, true},
+    /* a shard's part of a fan-out query (cluster.c asks it of peers) */
+    {"/v1/internal/views/{view}/partial", M_PARTIAL, h_partial, false, true},
     /* the web UI (ui.c) */
     {"/", M_EXACT, ui_h_index, false, false},
     {"/ui/{asset}", M_UI, ui_h_asset, false, false},
@@ -504,19 +539,25 @@ static const route routes[] = {
     {NULL, M_ANY, h_not_found, false, false},
 };
 
+/* path is pre + a non-empty name without '/' + suf */
+static bool one_name_between(const char *path, const char *pre, const char *suf)
+{
+    size_t len = strlen(path), lp = strlen(pre), ls = strlen(suf);
+    if (len <= lp + ls || strncmp(path, pre, lp) != 0 || strcmp(path + len - ls, suf) != 0)
+        return false;
+    return memchr(path + lp, '/', len - lp - ls) == NULL;
+}
+
 static bool matches(const route *rt, const char *path)
 {
-    static const char pre[] = "/v1/views/", suf[] = "/query";
+    static const char pre[] = "/v1/views/";
     switch (rt->kind) {
     case M_EXACT:
         return strcmp(path, rt->pattern) == 0;
-    case M_QUERY: {
-        size_t len = strlen(path), lp = strlen(pre), ls = strlen(suf);
-        if (len <= lp + ls || strncmp(path, pre, lp) != 0 || strcmp(path + len - ls, suf) != 0)
-            return false;
-        const char *slash = memchr(path + lp, '/', len - lp - ls);
-        return slash == NULL;
-    }
+    case M_QUERY:
+        return one_name_between(path, pre, "/query");
+    case M_PARTIAL:
+        return one_name_between(path, "/v1/internal/views/", "/partial");
     case M_VALUES: {
         static const char mid[] = "/values/";
         if (strncmp(path, pre, strlen(pre)) != 0)

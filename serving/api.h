@@ -21,6 +21,7 @@ typedef struct {
     int64_t started_ms;       /* CLOCK_MONOTONIC ms at start, for uptime_s */
     struct qcache *cache;     /* exact answers per state version; NULL: none */
     struct qpool *pool;       /* the query pool, for its figures; NULL: none */
+    struct cluster *cluster;  /* the other shards (serving/cluster.h); NULL: none */
     const atomic_bool *stopping;           /* set when the server stops; NULL: never */
     atomic_uint_fast64_t *query_timeouts;  /* queries abandoned past their deadline */
 } api_ctx;
@@ -32,6 +33,8 @@ typedef struct {
     bool no_cache;               /* Cache-Control: no-cache */
     int64_t deadline_ms;         /* CLOCK_MONOTONIC ms past which a query is abandoned;
                                     0: http.limits.query_timeout_ms from now */
+    int64_t budget_ms;           /* a peer's request: the ms its query has left (the
+                                    deadline is the earlier); 0: none */
     const char *body;            /* the request body of a route that takes one
                                     (api_takes_body), NUL-terminated; else NULL */
     size_t body_len;
@@ -48,6 +51,7 @@ typedef struct {
     const char *content_type; /* NULL: application/json */
     bool has_wm;              /* a query's answer: wm goes into X-Lambdad-* headers */
     serving_watermark wm;
+    char *missing_shards;     /* malloc'd: X-Lambdad-Missing-Shards of a partial answer */
     /* The web UI's assets: Cache-Control (NULL: no-store), an ETag, and
      * whether the answer is an HTML page (it gets the page's security
      * headers: Content-Security-Policy, X-Frame-Options, Referrer-Policy). */

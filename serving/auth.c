@@ -46,3 +46,8 @@ bool auth_required(const char *path, int protect)
                !ui_asset_path(path);
     return strncmp(path, "/v1/admin", 9) == 0 && (path[9] == '\0' || path[9] == '/');
 }
+
+bool auth_internal(const char *path)
+{
+    return strncmp(path, "/v1/internal/", 13) == 0;
+}

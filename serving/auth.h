@@ -25,3 +25,6 @@ bool auth_header_ok(const char *header, const char *token);
  * test is on the path prefix, so routes added under /v1/admin/ later are
  * covered without a change here. */
 bool auth_required(const char *path, int protect);
+/* Whether path is the peers' (/v1/internal/...): with cluster.token_file
+ * it takes that token, whatever http.auth says. */
+bool auth_internal(const char *path);

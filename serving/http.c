@@ -22,6 +22,10 @@
  * Queries (api_pooled) run on the query pool (qpool.h,
  * serving.query_threads), never on these threads, so however many heavy
  * queries run, /healthz, /readyz, /metrics and /v1/status answer at once.
+ * The peers' partial answers (/v1/internal/...) run on a pool of their
+ * own of the same size: a fan-out query holds its pool thread while it
+ * waits for its peers, so two instances fanning out to each other with
+ * one pool would wait for each other's threads until their deadlines.
  * The last call of a query's request suspends its connection and submits
  * a job (a copy of the request); a pool thread runs it, stores the reply
  * in the job, sets job->finished and resumes the connection, which makes
@@ -88,6 +92,7 @@
 #include "serving/qcache.h"
 #include "serving/qpool.h"
 #include "serving/api.h"
+#include "serving/cluster.h"
 #include "serving/auth.h"
 #include "serving/conns.h"
 
@@ -133,6 +138,7 @@ struct serving {
     generation *gen;         /* the current one */
     conns *conns;
     qpool *pool;
+    qpool *peer_pool;                      /* the peers' partial answers */
     atomic_bool stopping;                  /* serving_stop began: queries end */
     atomic_uint_fast64_t query_timeouts;   /* for /v1/status */
     int64_t started_ms;                    /* for uptime_s */
@@ -280,6 +286,8 @@ static enum MHD_Result send_reply(const serving *s, struct MHD_Connection *con,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->has_wm)
         add_watermark_headers(resp, &r->wm);
+    if (r->missing_shards)
+        MHD_add_response_header(resp, "X-Lambdad-Missing-Shards", r->missing_shards);
     if (r->status == 503 || r->status == 429)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (r->status == 401)
@@ -401,6 +409,19 @@ static bool wants_no_cache(struct MHD_Connection *con)
     return false;
 }
 
+/* X-Lambdad-Budget-Ms of a peer's request (serving/cluster.c): the ms
+ * its query has left, so that this part ends when nobody waits for it
+ * any more. 0: none or not a number. */
+static int64_t peer_budget_ms(struct MHD_Connection *con, const char *path)
+{
+    const char *v = auth_internal(path) ? MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                                       "X-Lambdad-Budget-Ms")
+                                        : NULL;
+    char *end;
+    long long ms = v ? strtoll(v, &end, 10) : 0;
+    return v && *v && !*end && ms > 0 && ms <= 3600000 ? ms : 0;
+}
+
 /* A copy of the request for a pool thread: libmicrohttpd's strings belong
  * to the connection, the job's to the job. NULL when out of memory. */
 static http_job *job_new(serving *s, struct MHD_Connection *con, const api_request *rq,
@@ -445,8 +466,10 @@ static http_job *job_new(serving *s, struct MHD_Connection *con, const api_reque
     j->rq.no_cache = rq->no_cache;
     j->rq.has_body_fd = rq->has_body_fd;
     j->rq.body_fd = rq->body_fd;   /* the req_state's, closed after the job */
-    j->rq.deadline_ms = (int64_t)st->t0.tv_sec * 1000 + st->t0.tv_nsec / 1000000 +
-                        st->gen->api.cfg->http_query_timeout_ms;
+    int64_t budget = st->gen->api.cfg->http_query_timeout_ms;
+    if (rq->budget_ms && rq->budget_ms < budget)
+        budget = rq->budget_ms;
+    j->rq.deadline_ms = (int64_t)st->t0.tv_sec * 1000 + st->t0.tv_nsec / 1000000 + budget;
     j->s = s;
     j->api = &st->gen->api;
     j->con = con;
@@ -466,7 +489,7 @@ static enum MHD_Result submit_query(serving *s, struct MHD_Connection *con, req_
     /* Suspended before the job is visible to a pool thread, so that its
      * resume always comes after. */
     MHD_suspend_connection(con);
-    int rc = qpool_submit(s->pool, &j->base);
+    int rc = qpool_submit(auth_internal(rq->path) ? s->peer_pool : s->pool, &j->base);
     if (rc < 0) {
         /* Not queued: answered by the call that follows the resume, like
          * any job, so every reply to a suspended connection takes one path. */
@@ -595,10 +618,14 @@ static enum MHD_Result on_headers(serving *s, struct MHD_Connection *con, const 
         return send_error(s, con, st, 413, s->msg_query, false);
     if (cfg->http_cors_origin && strcmp(method, "OPTIONS") == 0)
         return send_preflight(s, con, st);
-    if (cfg->http_auth_token && auth_required(path, cfg->http_auth_protect) &&
-        !auth_header_ok(MHD_lookup_connection_value(con, MHD_HEADER_KIND,
-                                                    MHD_HTTP_HEADER_AUTHORIZATION),
-                        cfg->http_auth_token))
+    const char *authz = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_AUTHORIZATION);
+    /* The peers' route takes the cluster's token when there is one
+     * (serving/cluster.h), else what the other query routes take. */
+    bool internal = auth_internal(path) && cfg->cluster_token;
+    if (internal ? !auth_header_ok(authz, cfg->cluster_token)
+                 : cfg->http_auth_token && auth_required(path, cfg->http_auth_protect) &&
+                       !auth_header_ok(authz, cfg->http_auth_token))
         return send_error(s, con, st, 401, "missing or invalid bearer token", false);
     /* refuse an announced oversized body before reading it */
     const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
@@ -671,6 +698,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     MHD_get_connection_values_n(con, MHD_GET_ARGUMENT_KIND, collect_param, &params);
     api_request rq = {.method = method, .path = path, .p = params.p, .np = params.n,
                       .no_cache = wants_no_cache(con),
+                      .budget_ms = peer_budget_ms(con, path),
                       .body = st->body ? st->body : (st->takes_body ? "" : NULL),
                       .body_len = st->body ? (size_t)st->body_bytes : 0,
                       .if_none_match = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
@@ -883,6 +911,7 @@ static void gen_free(generation *g)
     if (!g)
         return;
     qcache_free(g->api.cache);
+    cluster_free(g->api.cluster);
     free(g->msg_body);
     free(g);
 }
@@ -900,7 +929,7 @@ static generation *gen_new(serving *s, const config *cfg, const serving_source *
     if (asprintf(&g->msg_body, "request body too large (limit %d bytes)",
                  cfg->http_max_body_bytes) < 0)
         g->msg_body = NULL;
-    if (!g->api.cache || !g->msg_body) {
+    if (!g->api.cache || !g->msg_body || cluster_new(cfg, &g->api.cluster) < 0) {
         gen_free(g);
         return NULL;
     }
@@ -929,6 +958,7 @@ static void gen_release(serving *s, generation *g)
 static void serving_free(serving *s)
 {
     qpool_free(s->pool);
+    qpool_free(s->peer_pool);
     gen_free(s->gen);
     pthread_mutex_destroy(&s->gen_mu);
     pthread_cond_destroy(&s->gen_cv);
@@ -967,7 +997,9 @@ int serving_start(const config *cfg, const serving_source *src, serving **out, c
     }
     s->started_ms = api_now_ms();
     if ((rc = qpool_new((size_t)cfg->serving_query_threads, (size_t)cfg->serving_query_queue,
-                        &s->pool)) < 0) {
+                        &s->pool)) < 0 ||
+        (rc = qpool_new((size_t)cfg->serving_query_threads, (size_t)cfg->serving_query_queue,
+                        &s->peer_pool)) < 0) {
         *errmsg = strdup("cannot start the query threads");
         serving_free(s);
         return rc;
@@ -1058,6 +1090,7 @@ void serving_stop(serving *s)
      * (and its connection resumed at once). */
     atomic_store(&s->stopping, true);
     qpool_stop(s->pool);
+    qpool_stop(s->peer_pool);
     if (s->mhd)
         MHD_stop_daemon(s->mhd);   /* closes every connection: the slots are released */
     serving_free(s);

@@ -27,12 +27,12 @@
 
 enum {
     P_FROM, P_TO, P_TZ, P_GRAN, P_MAX_POINTS, P_FILL, P_GROUP_BY, P_FILTER, P_WHERE, P_METRICS,
-    P_QUANTILES, P_HAVING, P_ORDER_BY, P_ORDER, P_LIMIT, P_FORMAT, P_N
+    P_QUANTILES, P_HAVING, P_ORDER_BY, P_ORDER, P_LIMIT, P_FORMAT, P_PARTIAL, P_N
 };
 
 static const char *const param_names[P_N] = {
     "from", "to", "tz", "granularity", "max_points", "fill", "group_by", "filter", "where",
-    "metrics", "quantiles", "having", "order_by", "order", "limit", "format",
+    "metrics", "quantiles", "having", "order_by", "order", "limit", "format", "partial",
 };
 
 /* granularity=auto: the finest of these (that the view allows) giving at
@@ -685,6 +685,13 @@ int query_parse(const config *cfg, const char *view, size_t view_len, const qpar
             q->csv = true;
         else if (!eq(VAL(P_FORMAT), "json"))
             return fail(err, 400, "invalid format '", VAL(P_FORMAT), "' (expected json or csv)");
+    }
+    if (given[P_PARTIAL]) {
+        if (eq(VAL(P_PARTIAL), "true"))
+            q->allow_partial = true;
+        else if (!eq(VAL(P_PARTIAL), "false"))
+            return fail(err, 400, "invalid partial '", VAL(P_PARTIAL),
+                        "' (expected true or false)");
     }
 #undef VAL
     q->layout = agg_layout_new(v->metrics, q->metrics, q->nmetrics);

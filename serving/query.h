@@ -116,6 +116,8 @@ typedef struct {
     bool asc;
     size_t limit;        /* 0: none */
     bool csv;            /* format=csv: the answer is CSV (serving/query_csv.c) */
+    bool allow_partial;  /* partial=true: a fan-out answers without a shard that has no
+                            healthy replica (serving/cluster.h) */
     size_t max_rows;     /* http.limits.max_rows: a larger answer is a 413; 0: none */
     /* The time budget: past deadline_ms (CLOCK_MONOTONIC ms; 0: none) the
      * query is abandoned with a 503 naming timeout_ms
@@ -167,10 +169,23 @@ typedef struct {
     int64_t deadline_ms;       /* CLOCK_MONOTONIC ms (the request's arrival +
                                   http.limits.query_timeout_ms); 0: from now */
     const atomic_bool *stop;   /* set when the server stops; NULL: never */
+    struct cluster *cluster;   /* the other shards to ask (serving/cluster.h); NULL:
+                                  this instance answers alone */
     bool expired;              /* out: abandoned past its deadline (a 503) */
     bool csv;                  /* out: the answer is CSV (format=csv) */
     serving_watermark wm;      /* out: the answer's watermark (status 200) */
+    char *missing_shards;      /* out: of a partial=true answer, the shards missing
+                                  (comma-separated, malloc'd; the caller frees) */
 } query_opts;
+
+/* The partial answer of this instance's shard (named shard) for a fan-out
+ * (GET /v1/internal/views/{view}/partial, serving/partial.h): the result
+ * table's rows and states before anything is rendered. Errors as
+ * query_handle (JSON); a 200's body is binary. Never cached, never fans
+ * out further. */
+int query_handle_partial(const config *cfg, const serving_source *src, const char *shard,
+                         const char *view, size_t view_len, const qparam *p, size_t np,
+                         query_opts *o, char **body, size_t *len);
 
 /* The same, with the exact answer cache (serving/qcache.h; NULL: none) and
  * the request's options (NULL: defaults). */

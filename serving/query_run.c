@@ -24,7 +24,10 @@
 #include <time.h>
 
 #include "core/agg.h"
+#include "core/failpoint.h"
 #include "core/vtable.h"
+#include "serving/cluster.h"
+#include "serving/partial.h"
 #include "serving/qcache.h"
 #include "core/metrics.h"
 
@@ -636,7 +639,8 @@ static void render_csv(jbuf *b, const query *q, const result *res, size_t n)
     jb_free(&scratch);
 }
 
-static void render(jbuf *b, const query *q, const result *res, const serving_watermark *wm)
+static void render(jbuf *b, const query *q, const result *res, const serving_watermark *wm,
+                   const fanout *fo)
 {
     if (q->csv) {
         render_csv(b, q, res, q->limit && q->limit < res->nrows ? q->limit : res->nrows);
@@ -668,7 +672,12 @@ static void render(jbuf *b, const query *q, const result *res, const serving_wat
         jb_lit(b, ",\"unreadable_events\":");
         jb_int(b, wm->unreadable_events);
     }
-    jb_lit(b, "}}");
+    if (fo)
+        fanout_render_shards(fo, b);
+    jb_lit(b, "}");
+    if (fo)
+        fanout_render_partial(fo, b);
+    jb_lit(b, "}");
 }
 
 /* The 503 of a query abandoned past its deadline (-ETIME) or because the
@@ -886,9 +895,35 @@ static int fail_run(qerror *err, int rc, const char *what)
  * source cannot say what changed, every row is scanned. On success the
  * result table and the watermark are left in *e for the caller to cache
  * (e->body is not touched). */
-static int run_from(const query *q, const serving_source *src, jbuf *out, qerror *err,
-                    qcache_entry *e, bool *advanced, serving_watermark *wm_out)
+/* What a run takes and gives besides the query: all optional. */
+typedef struct {
+    qcache_entry *e;            /* move this cached answer forward (see run_from) */
+    bool *advanced;             /* out: it was moved forward */
+    serving_watermark *wm_out;  /* out: the answer's watermark */
+    fanout *fo;                 /* the other shards' parts, merged after the scan */
+    const char *partial_shard;  /* set: answer this shard's partial (serving/partial.h)
+                                   into partial_out instead of rendering */
+    bytes_w *partial_out;
+} run_io;
+
+static int fail_too_many(const query *q, qerror *err)
 {
+    qerror_clear(err);
+    err->status = 413;
+    jbuf b;
+    jb_init(&b);
+    jb_lit(&b, "answer has more than ");
+    jb_int(&b, (int64_t)q->max_rows);
+    jb_lit(&b, " rows (http.limits.max_rows); add a limit or narrow the query "
+               "(from/to, filter, group_by or a coarser granularity)");
+    err->msg = jb_take(&b, &err->len);
+    return -E2BIG;
+}
+
+static int run_from(const query *q, const serving_source *src, jbuf *out, qerror *err,
+                    const run_io *io)
+{
+    qcache_entry *e = io->e;
     serving_watermark wm = {0};
     result res = {.q = q};
     scan_ctx ctx = {.q = q, .bk = q->bk, .calendar = q->zone && bucket_width(&q->bk) == 0 &&
@@ -914,8 +949,8 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         if (rc == -ESTALE) {
             vtable_free(ctx.t);
             ctx.t = NULL;
-        } else if (advanced) {
-            *advanced = true;
+        } else if (io->advanced) {
+            *io->advanced = true;
         }
     }
     if (rc == -ESTALE) {
@@ -937,16 +972,7 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         goto out;
     }
     if (rc == SCAN_TOO_MANY) {
-        qerror_clear(err);
-        err->status = 413;
-        jbuf b;
-        jb_init(&b);
-        jb_lit(&b, "answer has more than ");
-        jb_int(&b, (int64_t)q->max_rows);
-        jb_lit(&b, " rows (http.limits.max_rows); add a limit or narrow the query "
-                   "(from/to, filter, group_by or a coarser granularity)");
-        err->msg = jb_take(&b, &err->len);
-        rc = -E2BIG;
+        rc = fail_too_many(q, err);
         goto out;
     }
     if (rc == -EAGAIN) {
@@ -964,6 +990,25 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         rc = fail_run(err, rc < 0 ? rc : -EIO, "cannot scan view");
         goto out;
     }
+    if (io->partial_out) {
+        partial_encode(q, ctx.t, io->partial_shard, &wm, io->partial_out);
+        if (io->partial_out->oom)
+            rc = fail_run(err, -ENOMEM, "cannot encode the partial answer");
+        goto out;
+    }
+    if (io->fo) {
+        rc = fanout_finish(io->fo, q, ctx.t, &wm, err);
+        if (rc == -ECANCELED || (rc == -EAGAIN && query_expired(q))) {
+            rc = fail_expired(q, err);
+            goto out;
+        }
+        if (rc < 0)
+            goto out;
+        if (ctx.cap && vtable_rows(ctx.t) > ctx.cap) {
+            rc = fail_too_many(q, err);
+            goto out;
+        }
+    }
     rc = vtable_foreach(ctx.t, collect_row, &res);
     if (rc) {
         rc = fail_run(err, rc, "cannot collect rows");
@@ -978,11 +1023,11 @@ static int run_from(const query *q, const serving_source *src, jbuf *out, qerror
         rc = fail_expired(q, err);
         goto out;
     }
-    render(out, q, &res, &wm);
+    render(out, q, &res, &wm, io->fo);
     if (out->oom)
         rc = fail_run(err, -ENOMEM, "cannot render answer");
-    if (rc == 0 && wm_out)
-        *wm_out = wm;
+    if (rc == 0 && io->wm_out)
+        *io->wm_out = wm;
     if (rc == 0 && e) {
         e->wm = wm;
         vtable_free(e->table);   /* a cached table not moved forward (no scan_since) */
@@ -1001,7 +1046,8 @@ out:
 
 int query_run(const query *q, const serving_source *src, jbuf *out, qerror *err)
 {
-    return run_from(q, src, out, err, NULL, NULL, NULL);
+    run_io io = {0};
+    return run_from(q, src, out, err, &io);
 }
 
 int query_handle(const config *cfg, const serving_source *src, const char *view,
@@ -1025,6 +1071,20 @@ static void cache_key(jbuf *key, const char *view, size_t view_len, const qparam
     }
 }
 
+/* The error answer of err (or "out of memory"): its status. */
+static int error_body(qerror *err, char **body, size_t *len)
+{
+    jbuf b;
+    jb_init(&b);
+    int status = err->status ? err->status : 500;
+    if (err->msg)
+        jb_error(&b, status, err->msg, err->len);
+    else
+        jb_error(&b, status, "out of memory", strlen("out of memory"));
+    *body = jb_take(&b, len);
+    return status;
+}
+
 int query_handle_cached(const config *cfg, const serving_source *src, qcache *cache,
                         const char *view, size_t view_len, const qparam *p, size_t np,
                         query_opts *o, char **body, size_t *len)
@@ -1036,13 +1096,21 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
     jb_init(&key);
     int status = 200, rc;
     qcache_entry e = {0};   /* e.ticket != 0: this request has the question checked out */
+    fanout *fo = NULL;
     bool advanced = false, use_cache = false;
     if (query_parse(cfg, view, view_len, p, np, &q, &err) < 0)
         goto fail;
     q.deadline_ms = o && o->deadline_ms ? o->deadline_ms
                                         : q.timeout_ms > 0 ? now_ms() + q.timeout_ms : 0;
     q.stop = o ? o->stop : NULL;
-    if (cache && src->version) {
+    /* A fan-out's answer depends on the peers' states too: not cached. */
+    if (o && cluster_fans_out(o->cluster)) {
+        if (fanout_start(o->cluster, view, view_len, p, np, q.deadline_ms, &fo) < 0) {
+            err.status = 500;
+            goto fail;
+        }
+        failpoint_pause("fanout_sent");   /* test_cluster: two fan-outs waiting at once */
+    } else if (cache && src->version) {
         cache_key(&key, view, view_len, p, np);
         use_cache = !key.oom;
     }
@@ -1067,7 +1135,8 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
         }
     }
     serving_watermark wm = {0};
-    rc = run_from(&q, src, &b, &err, use_cache ? &e : NULL, &advanced, &wm);
+    run_io io = {.e = use_cache ? &e : NULL, .advanced = &advanced, .wm_out = &wm, .fo = fo};
+    rc = run_from(&q, src, &b, &err, &io);
     if (rc < 0) {
         if (rc == -ETIME && o)
             o->expired = true;
@@ -1077,6 +1146,8 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
     if (o) {
         o->csv = q.csv;
         o->wm = wm;
+        if (fo && fanout_missing(fo))
+            o->missing_shards = strdup(fanout_missing(fo));
     }
     if (use_cache) {
         qcache_count(cache, advanced ? 1 : 2);
@@ -1097,17 +1168,49 @@ int query_handle_cached(const config *cfg, const serving_source *src, qcache *ca
     goto done;
 fail:
     jb_free(&b);
-    status = err.status ? err.status : 500;
-    if (err.msg)
-        jb_error(&b, status, err.msg, err.len);
-    else
-        jb_error(&b, status, "out of memory", strlen("out of memory"));
-    *body = jb_take(&b, len);
+    status = error_body(&err, body, len);
 done:
     if (use_cache)
         qcache_release(cache, key.p, key.len, &e);   /* still checked out: let others in */
     qcache_entry_clear(&e);
+    fanout_free(fo);
     jb_free(&key);
+    query_clear(&q);
+    qerror_clear(&err);
+    return status;
+}
+
+int query_handle_partial(const config *cfg, const serving_source *src, const char *shard,
+                         const char *view, size_t view_len, const qparam *p, size_t np,
+                         query_opts *o, char **body, size_t *len)
+{
+    query q;
+    qerror err = {0};
+    jbuf unused;
+    jb_init(&unused);
+    bytes_w w = {0};
+    int status = 200;
+    if (query_parse(cfg, view, view_len, p, np, &q, &err) < 0) {
+        status = error_body(&err, body, len);
+        goto out;
+    }
+    q.deadline_ms = o && o->deadline_ms ? o->deadline_ms
+                                        : q.timeout_ms > 0 ? now_ms() + q.timeout_ms : 0;
+    q.stop = o ? o->stop : NULL;
+    run_io io = {.partial_shard = shard, .partial_out = &w};
+    int rc = run_from(&q, src, &unused, &err, &io);
+    if (rc < 0) {
+        if (rc == -ETIME && o)
+            o->expired = true;
+        status = error_body(&err, body, len);
+        goto out;
+    }
+    *body = (char *)w.p;   /* handed over: bytes_w's buffer is malloc'd */
+    *len = w.len;
+    w = (bytes_w){0};
+out:
+    bw_free(&w);
+    jb_free(&unused);
     query_clear(&q);
     qerror_clear(&err);
     return status;

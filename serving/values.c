@@ -64,7 +64,7 @@ int dash_query(const api_ctx *ctx, const api_request *rq, const char *view, size
                const qparam *p, size_t np, json_t **answer, api_reply *r)
 {
     query_opts o = {.no_cache = rq->no_cache, .deadline_ms = rq->deadline_ms,
-                    .stop = ctx->stopping};
+                    .stop = ctx->stopping, .cluster = ctx->cluster};
     char *body = NULL;
     size_t len = 0;
     *answer = NULL;

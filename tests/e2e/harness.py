@@ -64,6 +64,26 @@ def wait_until(fn, timeout=30.0, what="condition", interval=0.05):
     raise AssertionError("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def need(tool, package):
+    path = shutil.which(tool)
+    if not path:
+        raise AssertionError("%s is not installed (Debian package %s; scripts/deps.sh installs it)"
+                             % (tool, package))
+    return path
+
+
+def make_cert(wd):
+    """A self-signed certificate for 127.0.0.1 and its key, in wd."""
+    need("openssl", "openssl")
+    cert, key = wd.file("cert.pem"), wd.file("key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError("openssl failed: %s" % r.stderr)
+    return cert, key
+
+
 class Workdir:
     def __init__(self, name):
         self.path = tempfile.mkdtemp(prefix="lambdad-e2e-%s-" % name)

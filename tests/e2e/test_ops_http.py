@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -21,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import LAMBDAD, Daemon, Devbroker, Workdir, produce, stop_all, wait_until  # noqa: E402
+from harness import make_cert, need, LAMBDAD, Daemon, Devbroker, Workdir, produce, stop_all, wait_until  # noqa: E402
 
 VIEW = {"name": "by_page", "stream": "pageviews", "granularity": "minute",
         "dimensions": ["page"], "metrics": [{"name": "views", "type": "count"}]}
@@ -38,14 +37,6 @@ def events(n, pages=None, start=T0):
 
 def err(status, msg):
     return {"error": {"status": status, "message": msg}}
-
-
-def need(tool, package):
-    path = shutil.which(tool)
-    if not path:
-        raise AssertionError("%s is not installed (Debian package %s; scripts/deps.sh installs it)"
-                             % (tool, package))
-    return path
 
 
 def call(port, method, path, body=None, headers=None, source=None, tls_ctx=None, conn=None):
@@ -226,17 +217,6 @@ class AuthAdminTest(unittest.TestCase):
         self.assertEqual(jcall(p, "GET", "/v1/admin/nothing")[0], 401)
         self.assertEqual(jcall(p, "GET", "/v1/admin/nothing",
                                headers={"Authorization": "Bearer admin-T0ken"})[0], 404)
-
-
-def make_cert(wd):
-    need("openssl", "openssl")
-    cert, key = wd.file("cert.pem"), wd.file("key.pem")
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", key, "-out", cert], capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        raise AssertionError("openssl failed: %s" % r.stderr)
-    return cert, key
 
 
 class SecureTest(unittest.TestCase):

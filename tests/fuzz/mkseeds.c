@@ -1,4 +1,5 @@
-/* mkseeds.c - writes the binary seed inputs of fuzz_segment and fuzz_chunk
+/* mkseeds.c - writes the binary seed inputs of fuzz_segment, fuzz_chunk
+ * and fuzz_partial
  * from the project's own builders, so the fuzzers start from real
  * segments and chunks. Run once (`build-fuzz/tests/fuzz/mkseeds
  * tests/fuzz`); its output is committed, and it runs again only when a
@@ -14,7 +15,9 @@
 #include "core/agg.h"
 #include "core/segment.h"
 #include "core/vtable.h"
+#include "tests/fuzz/fuzz_partial.h"
 #include "tests/fuzz/fuzz_seg.h"
+#include "serving/partial.h"
 
 static const char *outdir;
 
@@ -232,6 +235,48 @@ static void chunks(void)
     write_file("fuzz_chunk", "roundtrip-extremes", rt, (size_t)(p - rt));
 }
 
+/* Partial answers of each fuzz_partial query over a few rows (a null
+ * dimension, every metric with values), cut as fuzz_partial.h says. */
+static void partials(void)
+{
+    partial_setup();
+    for (int i = 0; i < PARTIAL_QUERIES; i++) {
+        const query *q = &partial_q[i];
+        vtable *t = vtable_new(q->ngroup, q->layout);
+        FUZZ_ASSERT(t);
+        const char *vals[] = {"/a", "DE", "/b", NULL};
+        for (int r = 0; r < 6; r++) {
+            dimval d[2];
+            for (size_t g = 0; g < q->ngroup; g++) {
+                const char *v = vals[(r + (int)g) % 4];
+                d[g] = (dimval){.s = v, .len = v ? (uint32_t)strlen(v) : 0, .null = !v};
+            }
+            void *row = vtable_upsert(t, 1795428000 + 3600 * (r % 3), d);
+            FUZZ_ASSERT(row);
+            for (size_t m = 0; m < q->layout->n; m++) {
+                field_value fv = {.kind = FV_NUMBER, .num = 1.5 * r + (double)m, .str = "", .len = 0};
+                q->layout->slot[m].ops->add(agg_state(q->layout, row, m), &q->layout->slot[m].params,
+                                            &fv);
+            }
+        }
+        serving_watermark wm = {.batch_seq = 9, .batch_at = 1795428000, .live_events = 4};
+        bytes_w w = {0};
+        partial_encode(q, t, "shard-a", &wm, &w);
+        FUZZ_ASSERT(!w.oom && w.len > 20);
+        /* byte 0: the query; then the answer without magic, hash and checksum */
+        uint8_t *b = malloc(w.len);
+        FUZZ_ASSERT(b);
+        b[0] = (uint8_t)i;
+        memcpy(b + 1, w.p + 12, w.len - 12 - 8);
+        char name[32];
+        snprintf(name, sizeof(name), "rows-%zu-groups", q->ngroup);
+        write_file("fuzz_partial", name, b, 1 + w.len - 12 - 8);
+        free(b);
+        bw_free(&w);
+        vtable_free(t);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -241,5 +286,6 @@ int main(int argc, char **argv)
     outdir = argv[1];
     segments();
     chunks();
+    partials();
     return 0;
 }

@@ -98,6 +98,9 @@ static void test_defaults(void)
     CHECK(c->http_auth_token == NULL);
     CHECK_INT(c->http_auth_protect, CFG_PROTECT_ADMIN);
     CHECK(c->http_tls_cert_file == NULL && c->http_tls_key_file == NULL);
+    CHECK(c->cluster_shard == NULL && c->npeers == 0 && c->cluster_token == NULL);
+    CHECK_INT(c->cluster_connect_timeout_ms, 1000);
+    CHECK_INT(c->cluster_retry_after_ms, 5000);
     CHECK(c->http_tls_cert == NULL && c->http_tls_key == NULL);
     CHECK(c->http_cors_origin == NULL);
     CHECK_INT(c->http_max_body_bytes, 1048576);
@@ -770,6 +773,75 @@ out:
     free(key);
 }
 
+#define OWN "\"kafka\":{\"partitions\":{\"t\":[0,1]}},"
+
+static void test_cluster(void)
+{
+    char buf[2048];
+    char *tok = write_temp("peer-token\n");
+    CHECK(tok != NULL);
+    if (!tok)
+        return;
+    /* a shard with two peers: a replica of itself and another shard */
+    snprintf(buf, sizeof(buf),
+             "{" OWN "\"cluster\":{\"shard\":\"a\",\"token_file\":\"%s\","
+             "\"connect_timeout_ms\":250,\"retry_after_ms\":0,"
+             "\"peers\":[{\"url\":\"http://10.0.0.2:8080/\",\"shard\":\"a\"},"
+             "{\"url\":\"https://b.example:8443\",\"shard\":\"b\"}]}," MIN "}", tok);
+    config *c = LOAD_OK(buf);
+    if (c) {
+        CHECK_STR(c->cluster_shard, "a");
+        CHECK_INT(c->npeers, 2);
+        CHECK_STR(c->peers[0].url, "http://10.0.0.2:8080");   /* its '/' dropped */
+        CHECK_STR(c->peers[0].shard, "a");
+        CHECK_STR(c->peers[1].url, "https://b.example:8443");
+        CHECK_STR(c->cluster_token, "peer-token");
+        CHECK_INT(c->cluster_connect_timeout_ms, 250);
+        CHECK_INT(c->cluster_retry_after_ms, 0);
+    }
+    config_free(c);
+    /* replicas of one shard may each read every partition */
+    c = LOAD_OK("{\"cluster\":{\"shard\":\"all\",\"peers\":[{\"url\":\"http://h:1\","
+                "\"shard\":\"all\"}]}," MIN "}");
+    config_free(c);
+    /* other shards need kafka.partitions; peers need a shard of our own */
+    EXPECT_ERRORS("{\"cluster\":{\"shard\":\"a\",\"peers\":[{\"url\":\"http://h:1\","
+                  "\"shard\":\"a\"},{\"url\":\"http://h:2\",\"shard\":\"b\"}]}," MIN "}",
+                  "kafka.partitions: required when cluster.peers has another shard ('b' at "
+                  "http://h:2): an instance that reads every partition would count its peers' "
+                  "events again");
+    EXPECT_ERRORS("{" OWN "\"cluster\":{\"peers\":[{\"url\":\"http://h:1\",\"shard\":\"b\"}]},"
+                  MIN "}",
+                  "cluster.shard: required when cluster.peers is set (the name of the shard "
+                  "this instance serves)");
+    EXPECT_ERRORS("{" OWN "\"cluster\":{\"shard\":\"a b\",\"peers\":{},\"port\":1,"
+                  "\"connect_timeout_ms\":0,\"token_file\":\"/nonexistent/t\"}," MIN "}",
+                  "cluster.shard: must be 1 to 64 characters of A-Z a-z 0-9 _ . -",
+                  "cluster.peers: must be an array",
+                  "cluster.port: unknown key",
+                  "cluster.connect_timeout_ms: must be an integer between 1 and 600000",
+                  "cluster.token_file: cannot read /nonexistent/t: No such file or directory");
+    EXPECT_ERRORS("{\"cluster\":{\"ca_file\":\"/nonexistent/ca.pem\"}," MIN "}",
+                  "cluster.ca_file: cannot read /nonexistent/ca.pem: No such file or directory");
+    EXPECT_ERRORS("{" OWN "\"cluster\":{\"shard\":\"a\",\"peers\":["
+                  "{\"url\":\"ftp://h:1\",\"shard\":\"b\"},"
+                  "{\"url\":\"http://h:1/api\",\"shard\":\"b\"},"
+                  "{\"url\":\"http://\",\"shard\":\"b\"},"
+                  "{\"url\":\"http://h:2\"},"
+                  "{\"url\":\"http://h:3\",\"shard\":\"c\"},"
+                  "{\"url\":\"http://h:3/\",\"shard\":\"c\"}]}," MIN "}",
+                  "cluster.peers[0].url: must be http://HOST[:PORT] or https://HOST[:PORT] "
+                  "without a path",
+                  "cluster.peers[1].url: must be http://HOST[:PORT] or https://HOST[:PORT] "
+                  "without a path",
+                  "cluster.peers[2].url: must be http://HOST[:PORT] or https://HOST[:PORT] "
+                  "without a path",
+                  "cluster.peers[3].shard: required",
+                  "cluster.peers[5]: peer http://h:3 is listed twice (also cluster.peers[4])");
+    unlink(tok);
+    free(tok);
+}
+
 static void test_http_limits(void)
 {
     config *c = LOAD_OK("{\"http\":{\"limits\":{\"max_body_bytes\":0,\"max_query_bytes\":65536,"
@@ -1334,6 +1406,7 @@ int main(void)
     test_view_stream();
     test_listen();
     test_partitions();
+    test_cluster();
     test_limits();
     test_http_security();
     test_http_limits();
