@@ -339,6 +339,12 @@ int main(void)
     test_drop(dir, src);
     test_damage(dir);
     test_unrecorded(dir);
+    struct run h = run_tool("extract", "--help", NULL);
+    CHECK_INT(h.rc, 0);
+    CHECK(h.out && strstr(h.out, "       lambdad-archive extract --partition TOPIC:P[,P...] SRC DST\n"
+                                 "       lambdad-archive drop --partition TOPIC:P[,P...] ARCHIVE\n"));
+    CHECK(h.out && strstr(h.out, "  extract  make the new archive DST"));
+    run_free(&h);
     free(src);
     char *cmd = NULL;
     if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
