@@ -29,9 +29,12 @@ class Devbroker:
         self.log.close()
 
 
-def example_config(workdir, boot, archive, port, batch_interval_s=None, sketches=False):
+def example_config(workdir, boot, archive, port, batch_interval_s=None, sketches=False,
+                   cluster=None, name="lambdad"):
     """Writes the demo's config (config/lambdad.example.json) pointed at
-    broker boot, archive and 127.0.0.1:port into workdir; returns its path."""
+    broker boot, archive and 127.0.0.1:port into workdir; returns its path.
+    cluster: {"shard", "partitions", "peers"} makes it one instance of
+    several (README "Running several instances")."""
     with open(EXAMPLE_CONFIG) as f:
         text = f.read()
     subs = [(r'"brokers": *"[^"]*"', '"brokers": "%s"' % boot),
@@ -43,11 +46,17 @@ def example_config(workdir, boot, archive, port, batch_interval_s=None, sketches
         subs.append((r'(\{"name": "slowest", "type": "max", "field": "ms"\})',
                      r'\1, {"name": "users", "type": "distinct", "field": "user"}, '
                      r'{"name": "latency", "type": "quantiles", "field": "ms"}'))
+    if cluster:
+        subs.append((r'"group_id": *"lambdad"', '"group_id": "%s"' % name))
+        subs.append((r'"partitions": *\{\}', '"partitions": {"pageviews": %s}'
+                     % json.dumps(cluster["partitions"])))
+        subs.append((r'"cluster": *\{', '"cluster": {"shard": "%s", "peers": %s,'
+                     % (cluster["shard"], json.dumps(cluster["peers"]))))
     for pat, rep in subs:
         text, n = re.subn(pat, rep, text, count=1)
         if n != 1:
             raise BenchError("cannot set %s in %s" % (pat, EXAMPLE_CONFIG))
-    path = os.path.join(workdir, "lambdad.json")
+    path = os.path.join(workdir, name + ".json")
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -57,12 +66,14 @@ class Lambdad:
     """lambdad with the demo's config (config/lambdad.example.json: 3 views,
     durable archive, commit every 50 ms) pointed at a devbroker."""
 
-    def __init__(self, b, workdir, boot, archive=None, batch_interval_s=None, sketches=False):
-        self.b, self.port = b, free_port()
-        self.archive = archive or os.path.join(workdir, "archive.db")
+    def __init__(self, b, workdir, boot, archive=None, batch_interval_s=None, sketches=False,
+                 cluster=None, name="lambdad", port=None):
+        self.b, self.port = b, port or free_port()
+        self.archive = archive or os.path.join(workdir, "archive.db" if name == "lambdad"
+                                                        else name + ".db")
         self.config = example_config(workdir, boot, self.archive, self.port, batch_interval_s,
-                                     sketches)
-        self.log_path = os.path.join(workdir, "lambdad.log")
+                                     sketches, cluster, name)
+        self.log_path = os.path.join(workdir, name + ".log")
         self.log = open(self.log_path, "ab")
         self.p = spawn([b.bin["lambdad"], "-c", self.config], stdout=self.log, stderr=self.log)
         self.http = Client(self.port)

@@ -330,7 +330,26 @@ class ClusterTest(unittest.TestCase):
                                   r'[1-9]' % re.escape(url_a2), metrics), metrics)
 
 
-class MutualFanOutTest(unittest.TestCase):
+class TwoShards(unittest.TestCase):
+    """A test of its own small cluster: a workdir, a devbroker topic "web"
+    of 2 partitions, and the daemons the test starts, all stopped after."""
+
+    def setUp(self):
+        self.wd = Workdir("cluster-" + self._testMethodName)
+        self.broker = Devbroker(["web:2"])
+        self.daemons = []
+
+    def tearDown(self):
+        try:
+            for d in self.daemons:
+                if d.proc and d.proc.poll() is None:
+                    self.assertEqual(d.stop(), 0, d.logtext())
+        finally:
+            self.broker.stop()
+            self.wd.cleanup()
+
+
+class MutualFanOutTest(TwoShards):
     """Two shards with one query thread each, each asked a question at the
     same moment: each question holds its instance's query thread while it
     waits for the other's partial answer. The partial answers run on a pool
@@ -340,125 +359,103 @@ class MutualFanOutTest(unittest.TestCase):
     its requests went out, until both are there."""
 
     def test_both_answer(self):
-        wd = Workdir("cluster-mutual")
-        broker = Devbroker(["web:2"])
-        daemons = []
-        try:
-            shards = {"x": 0, "y": 1}
-            for name in shards:
-                d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[BY_PAGE], name=name,
-                           extra={"kafka": {"group_id": name,
-                                            "partitions": {"web": [shards[name]]}},
-                                  "serving": {"query_threads": 1}})
-                d.shard = name
-                daemons.append(d)
-            for d in daemons:
-                other = daemons[1] if d is daemons[0] else daemons[0]
-                d.release = wd.file(d.shard + ".release")
-                d.rewrite_config(cluster={"shard": d.shard, "peers": [
-                    {"url": "http://127.0.0.1:%d" % other.port, "shard": other.shard}]})
-                d.start(env={"LAMBDAD_PAUSEPOINT": "fanout_sent:" + d.release})
-            evs = events(200, 5)
-            produce(broker.bootstrap, "web", evs[:100], partition=0)
-            produce(broker.bootstrap, "web", evs[100:], partition=1)
-            for d in daemons:
-                d.wait_archived(100)
-            path = "/v1/views/by_page/query?granularity=all&group_by=country"
-            answers = {}
-            threads = [threading.Thread(target=lambda d=d: answers.update({d.shard: d.get(path)}))
-                       for d in daemons]
-            for t in threads:
-                t.start()
-            for d in daemons:
-                wait_until(lambda: os.path.exists(d.release + ".reached"), 30,
-                           "%s's fan-out to be sent" % d.shard)
-            for d in daemons:
-                open(d.release, "w").close()
-            for t in threads:
-                t.join(60)
-            want = expected(evs, STREAM, BY_PAGE, granularity="all", group_by="country")
-            for name in shards:
-                s, b = answers[name]
-                self.assertEqual(s, 200, (name, b, "\n".join(d.logtext()[-2500:] for d in daemons)))
-                assert_rows(b["rows"], want, "question to %s" % name)
-        finally:
-            try:
-                for d in daemons:
-                    if d.proc and d.proc.poll() is None:
-                        self.assertEqual(d.stop(), 0, d.logtext())
-            finally:
-                broker.stop()
-                wd.cleanup()
+        wd, broker, daemons = self.wd, self.broker, self.daemons
+        shards = {"x": 0, "y": 1}
+        for name in shards:
+            d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[BY_PAGE], name=name,
+                       extra={"kafka": {"group_id": name,
+                                        "partitions": {"web": [shards[name]]}},
+                              "serving": {"query_threads": 1}})
+            d.shard = name
+            daemons.append(d)
+        for d in daemons:
+            other = daemons[1] if d is daemons[0] else daemons[0]
+            d.release = wd.file(d.shard + ".release")
+            d.rewrite_config(cluster={"shard": d.shard, "peers": [
+                {"url": "http://127.0.0.1:%d" % other.port, "shard": other.shard}]})
+            d.start(env={"LAMBDAD_PAUSEPOINT": "fanout_sent:" + d.release})
+        evs = events(200, 5)
+        produce(broker.bootstrap, "web", evs[:100], partition=0)
+        produce(broker.bootstrap, "web", evs[100:], partition=1)
+        for d in daemons:
+            d.wait_archived(100)
+        path = "/v1/views/by_page/query?granularity=all&group_by=country"
+        answers = {}
+        threads = [threading.Thread(target=lambda d=d: answers.update({d.shard: d.get(path)}))
+                   for d in daemons]
+        for t in threads:
+            t.start()
+        for d in daemons:
+            wait_until(lambda: os.path.exists(d.release + ".reached"), 30,
+                       "%s's fan-out to be sent" % d.shard)
+        for d in daemons:
+            open(d.release, "w").close()
+        for t in threads:
+            t.join(60)
+        want = expected(evs, STREAM, BY_PAGE, granularity="all", group_by="country")
+        for name in shards:
+            s, b = answers[name]
+            self.assertEqual(s, 200, (name, b, "\n".join(d.logtext()[-2500:] for d in daemons)))
+            assert_rows(b["rows"], want, "question to %s" % name)
 
 
-class SecureClusterTest(unittest.TestCase):
+class SecureClusterTest(TwoShards):
     """Two shards over HTTPS (a private CA: cluster.ca_file) with their own
     token (cluster.token_file) beside http.auth protecting every route:
     clients use the API token, peers the cluster token, and the internal
     route takes only the cluster token."""
 
     def test_https_and_tokens(self):
-        wd = Workdir("cluster-tls")
-        broker = Devbroker(["web:2"])
-        daemons = []
-        try:
-            cert, key = make_cert(wd)
-            for name, text in (("api.token", "api-T0ken\n"), ("cluster.token", "peer-T0ken\n")):
-                with open(wd.file(name), "w") as f:
-                    f.write(text)
-            for i, name in enumerate(("x", "y")):
-                d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[BY_PAGE], name=name,
-                           extra={"kafka": {"group_id": name, "partitions": {"web": [i]}},
-                                  "http": {"tls": {"cert_file": cert, "key_file": key},
-                                           "auth": {"token_file": wd.file("api.token"),
-                                                    "protect": "all"}}})
-                d.shard = name
-                daemons.append(d)
-            for d in daemons:
-                other = daemons[1] if d is daemons[0] else daemons[0]
-                d.rewrite_config(cluster={
-                    "shard": d.shard, "token_file": wd.file("cluster.token"), "ca_file": cert,
-                    "peers": [{"url": "https://127.0.0.1:%d" % other.port, "shard": other.shard}]})
-                d.start(wait_ready=False)
-            ctx = ssl.create_default_context(cafile=cert)
+        wd, broker, daemons = self.wd, self.broker, self.daemons
+        cert, key = make_cert(wd)
+        for name, text in (("api.token", "api-T0ken\n"), ("cluster.token", "peer-T0ken\n")):
+            with open(wd.file(name), "w") as f:
+                f.write(text)
+        for i, name in enumerate(("x", "y")):
+            d = Daemon(wd, broker.bootstrap, streams=[STREAM], views=[BY_PAGE], name=name,
+                       extra={"kafka": {"group_id": name, "partitions": {"web": [i]}},
+                              "http": {"tls": {"cert_file": cert, "key_file": key},
+                                       "auth": {"token_file": wd.file("api.token"),
+                                                "protect": "all"}}})
+            d.shard = name
+            daemons.append(d)
+        for d in daemons:
+            other = daemons[1] if d is daemons[0] else daemons[0]
+            d.rewrite_config(cluster={
+                "shard": d.shard, "token_file": wd.file("cluster.token"), "ca_file": cert,
+                "peers": [{"url": "https://127.0.0.1:%d" % other.port, "shard": other.shard}]})
+            d.start(wait_ready=False)
+        ctx = ssl.create_default_context(cafile=cert)
 
-            def get(d, path, token):
-                req = urllib.request.Request("https://127.0.0.1:%d%s" % (d.port, path),
-                                             headers={"Authorization": "Bearer " + token})
-                try:
-                    with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
-                        return r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    return e.code, e.read()
-            for d in daemons:
-                wait_until(lambda: get(d, "/readyz", "")[0] == 200, 30, "%s ready" % d.shard)
-            evs = events(300, 9)
-            produce(broker.bootstrap, "web", evs[:150], partition=0)
-            produce(broker.bootstrap, "web", evs[150:], partition=1)
-            for d in daemons:
-                wait_until(lambda: json.loads(get(d, "/v1/status", "api-T0ken")[1])
-                           ["archive"]["events"] == 150, 60, "%s archived" % d.shard)
-            want = expected(evs, STREAM, BY_PAGE, granularity="all", group_by="page")
-            path = "/v1/views/by_page/query?granularity=all&group_by=page"
-            for d in daemons:
-                s, body = get(d, path, "api-T0ken")
-                self.assertEqual(s, 200, body)
-                assert_rows(json.loads(body)["rows"], want, "over https from " + d.shard)
-            internal = "/v1/internal/views/by_page/partial?granularity=all"
-            unauthorized = (401, b'{"error":{"status":401,"message":"missing or invalid bearer '
-                                 b'token"}}')
-            self.assertEqual(get(daemons[1], internal, "api-T0ken"), unauthorized)
-            self.assertEqual(get(daemons[1], internal, ""), unauthorized)
-            self.assertEqual(get(daemons[1], internal, "peer-T0ken")[0], 200)
-            self.assertEqual(get(daemons[1], path, "peer-T0ken"), unauthorized)
-        finally:
+        def get(d, path, token):
+            req = urllib.request.Request("https://127.0.0.1:%d%s" % (d.port, path),
+                                         headers={"Authorization": "Bearer " + token})
             try:
-                for d in daemons:
-                    if d.proc and d.proc.poll() is None:
-                        self.assertEqual(d.stop(), 0, d.logtext())
-            finally:
-                broker.stop()
-                wd.cleanup()
+                with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+                    return r.status, r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+        for d in daemons:
+            wait_until(lambda: get(d, "/readyz", "")[0] == 200, 30, "%s ready" % d.shard)
+        evs = events(300, 9)
+        produce(broker.bootstrap, "web", evs[:150], partition=0)
+        produce(broker.bootstrap, "web", evs[150:], partition=1)
+        for d in daemons:
+            wait_until(lambda: json.loads(get(d, "/v1/status", "api-T0ken")[1])
+                       ["archive"]["events"] == 150, 60, "%s archived" % d.shard)
+        want = expected(evs, STREAM, BY_PAGE, granularity="all", group_by="page")
+        path = "/v1/views/by_page/query?granularity=all&group_by=page"
+        for d in daemons:
+            s, body = get(d, path, "api-T0ken")
+            self.assertEqual(s, 200, body)
+            assert_rows(json.loads(body)["rows"], want, "over https from " + d.shard)
+        internal = "/v1/internal/views/by_page/partial?granularity=all"
+        unauthorized = (401, b'{"error":{"status":401,"message":"missing or invalid bearer '
+                             b'token"}}')
+        self.assertEqual(get(daemons[1], internal, "api-T0ken"), unauthorized)
+        self.assertEqual(get(daemons[1], internal, ""), unauthorized)
+        self.assertEqual(get(daemons[1], internal, "peer-T0ken")[0], 200)
+        self.assertEqual(get(daemons[1], path, "peer-T0ken"), unauthorized)
 
 
 if __name__ == "__main__":
