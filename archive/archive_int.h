@@ -96,6 +96,7 @@ int arch_scan_parts(arch *a, const char *stream, const int32_t *parts, size_t np
  * totals; prepared per use (maintenance is rare). */
 typedef struct {
     sqlite3_stmt *del_chunk, *del_data, *totals;
+    int64_t last_seq;          /* the seq of the last chunk deleted */
 } chunk_deleter;
 
 int chunk_deleter_init(arch *a, chunk_deleter *d, char **errmsg);

@@ -121,23 +121,43 @@ static bool topic_map_has(const topic_map *m, const char *stream)
     return false;
 }
 
-/* Every stream with Kafka events (partition >= 0) must have its topic
- * recorded: otherwise its chunks could be any topic's. */
+/* Whether stream has Kafka events (imported ones have partitions < 0). */
+static int has_kafka_events(arch *a, const char *stream, bool *yes, char **errmsg)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(a->db, "SELECT 1 FROM chunks WHERE stream = ?1 AND part >= 0"
+                                " LIMIT 1", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return arch_sqlfail(a, errmsg, rc, "list streams");
+    sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *yes = rc == SQLITE_ROW;
+    int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : arch_sqlfail(a, errmsg, rc, "list streams");
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* Every stream with Kafka events must have its topic recorded: otherwise
+ * its chunks could be any topic's. The streams come from the index; only
+ * one without a record has its chunks looked at. */
 static int check_streams_recorded(arch *a, const topic_map *m, char **errmsg)
 {
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(a->db, "SELECT DISTINCT stream FROM chunks WHERE part >= 0"
-                                " ORDER BY stream", -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(a->db, "SELECT DISTINCT stream FROM chunks ORDER BY stream", -1,
+                                &st, NULL);
     if (rc != SQLITE_OK)
         return arch_sqlfail(a, errmsg, rc, "list streams");
     int r = 0;
     while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *s = (const char *)sqlite3_column_text(st, 0);
-        if (s && !topic_map_has(m, s))
-            r = arch_fail(errmsg, -ENOKEY,
-                          "archive %s does not record which Kafka topic stream '%s' reads (it "
-                          "was last written by an older lambdad): start this lambdad on it "
-                          "once, then run this again", a->path, s);
+        bool kafka = false;
+        if (!s || topic_map_has(m, s) || (r = has_kafka_events(a, s, &kafka, errmsg)) < 0 ||
+            !kafka)
+            continue;
+        r = arch_fail(errmsg, -ENOKEY,
+                      "archive %s does not record which Kafka topic stream '%s' reads (it "
+                      "was last written by an older lambdad): start this lambdad on it "
+                      "once, then run this again", a->path, s);
     }
     if (r == 0 && rc != SQLITE_DONE)
         r = arch_sqlfail(a, errmsg, rc, "list streams");
@@ -399,18 +419,24 @@ static int delete_rows(arch *a, const char *sql, const char *key, int32_t part,
 static int drop_stream_part(arch *a, chunk_deleter *d, const char *stream, int32_t part,
                             arch_move_stats *st, int64_t *payload, char **errmsg)
 {
+    /* in seq (rowid) order from the last batch's end: no index has the
+     * partition, and each batch starting over would read the whole table */
     sqlite3_stmt *sel;
     int rc = sqlite3_prepare_v2(a->db, "SELECT seq, n, payload_bytes FROM chunks"
-                                " WHERE stream = ?1 AND part = ?2 LIMIT ?3", -1, &sel, NULL);
+                                " WHERE seq > ?4 AND stream = ?1 AND part = ?2"
+                                " ORDER BY seq LIMIT ?3", -1, &sel, NULL);
     if (rc != SQLITE_OK)
         return arch_sqlfail(a, errmsg, rc, "drop partition");
     sqlite3_bind_text(sel, 1, stream, -1, SQLITE_STATIC);
     sqlite3_bind_int(sel, 2, part);
     sqlite3_bind_int(sel, 3, CHUNK_DELETE_BATCH);
+    d->last_seq = 0;
     arch_drop_stats ds = {0};
     int r = 0;
-    for (bool more = true; r == 0 && more;)
+    for (bool more = true; r == 0 && more;) {
+        sqlite3_bind_int64(sel, 4, d->last_seq);
         r = chunk_delete_rows(a, d, sel, &ds, payload, &more, errmsg);
+    }
     sqlite3_finalize(sel);
     st->chunks += ds.chunks;
     st->events += ds.events;

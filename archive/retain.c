@@ -75,6 +75,8 @@ int chunk_delete_rows(arch *a, chunk_deleter *d, sqlite3_stmt *sel, arch_drop_st
         sqlite3_bind_int64(d->del_data, 1, seqs[i]);
         if ((r = arch_step(a, d->del_chunk, "delete chunk", errmsg)) == 0)
             r = arch_step(a, d->del_data, "delete chunk data", errmsg);
+        if (r == 0)
+            d->last_seq = seqs[i];
     }
     if (r == 0 && chunks) {
         sqlite3_bind_int64(d->totals, 1, events);

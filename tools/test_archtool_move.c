@@ -326,6 +326,51 @@ static void test_unrecorded(const char *dir)
     free(out);
 }
 
+/* More than one destination transaction (extract commits every 50000
+ * events) and more than one batch of deleted chunks (512): 600 commits of
+ * one event of web:3 and one of web:0 each, then 50001 events of web:3. */
+static void test_large(const char *dir)
+{
+    char *db = path_in(dir, "l.db"), *out = path_in(dir, "l-out.db"), want[1024];
+    arch *a = NULL;
+    char *err = NULL;
+    arch_txn *t = arch_txn_new();
+    CHECK_INT(arch_open(db, 0, 3, &a, &err), 0);
+    CHECK_INT(arch_record_stream_topic(a, "web", "web", &err), 0);
+    for (int i = 0; i < 600; i++) {
+        CHECK_INT(add(t, "web", 3, i, 1000 + i), 0);
+        CHECK_INT(add(t, "web", 0, i, 1000 + i), 0);
+        CHECK_INT(arch_txn_set_offset(t, "web", 3, i + 1), 0);
+        CHECK_INT(arch_txn_set_offset(t, "web", 0, i + 1), 0);
+        CHECK_INT(arch_commit(a, t, NULL, &err), 0);
+        arch_txn_reset(t);
+    }
+    for (int i = 600; i < 50601; i++)
+        CHECK_INT(add(t, "web", 3, i, 5000), 0);
+    CHECK_INT(arch_txn_set_offset(t, "web", 3, 50601), 0);
+    CHECK_INT(arch_commit(a, t, NULL, &err), 0);
+    arch_txn_free(t);
+    arch_close(a);
+    free(err);
+
+    snprintf(want, sizeof want, "%s: web:3 from %s: 50601 events in 2 chunks, 0 rejects; next "
+             "offsets web:3=50601\n", out, db);
+    expect(run_tool("extract", "-p", "web:3", db, out, NULL), 0, want, "");
+    snprintf(want, sizeof want, "%s: 2 chunks (2 with a checksum), 50601 events, 0 rejects: ok\n",
+             out);
+    expect(run_tool("verify", out, NULL), 0, want, "");
+    CHECK_INT(sql_int(out, "SELECT n FROM chunks WHERE seq = 1"), 50000);
+    CHECK_INT(sql_int(out, "SELECT first_offset FROM chunks WHERE seq = 2"), 50000);
+    snprintf(want, sizeof want, "%s: dropped web:3: 50601 events in 601 chunks, 0 rejects, 1 "
+             "next offset\n", db);
+    expect(run_tool("drop", "-p", "web:3", db, NULL), 0, want, "");
+    snprintf(want, sizeof want, "%s: 600 chunks (600 with a checksum), 600 events, 0 rejects: "
+             "ok\n", db);
+    expect(run_tool("verify", db, NULL), 0, want, "");
+    free(db);
+    free(out);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test_archtool_move.XXXXXX";
@@ -339,6 +384,7 @@ int main(void)
     test_drop(dir, src);
     test_damage(dir);
     test_unrecorded(dir);
+    test_large(dir);
     struct run h = run_tool("extract", "--help", NULL);
     CHECK_INT(h.rc, 0);
     CHECK(h.out && strstr(h.out, "       lambdad-archive extract --partition TOPIC:P[,P...] SRC DST\n"
