@@ -11,13 +11,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/bytes.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/strutil.h"
 #include "core/gran.h"
+#include "serving/api.h"
 #include "serving/partial.h"
 
 METRIC_COUNTER(m_peer_requests, "lambdad_peer_requests_total",
@@ -63,13 +63,6 @@ struct cluster {
     shard *shards;                   /* the other shards */
     size_t nshards;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* This thread's multi handle (and with it its connections), made on
  * first use and cleaned up when the thread ends. */
@@ -200,7 +193,7 @@ static void peer_outcome(peer *p, const char *error, int64_t ms, long retry_ms)
     pthread_mutex_unlock(&p->lock);
     if (error) {
         atomic_fetch_add(&p->failures, 1);
-        atomic_store(&p->down_until, now_ms() + retry_ms);
+        atomic_store(&p->down_until, api_now_ms() + retry_ms);
         if (was_up)   /* once per change, not per query */
             log_warn("Cluster: peer %s (shard '%s') failed: %s; skipped for %ld ms", p->url,
                      p->shard, error, retry_ms);
@@ -216,7 +209,7 @@ static void peer_outcome(peer *p, const char *error, int64_t ms, long retry_ms)
 void cluster_status(cluster *c, json_t *obj)
 {
     json_t *peers = json_array();
-    int64_t now = now_ms();
+    int64_t now = api_now_ms();
     for (size_t i = 0; peers && i < c->npeers; i++) {
         peer *p = &c->peers[i];
         pthread_mutex_lock(&p->lock);
@@ -312,7 +305,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 static peer *pick_replica(fanout *f, part *pt)
 {
     shard *s = pt->s;
-    int64_t now = now_ms();
+    int64_t now = api_now_ms();
     unsigned start = atomic_fetch_add(&s->next, 1);
     peer *oldest = NULL;
     size_t oldest_k = 0;
@@ -355,7 +348,7 @@ static bool ask_next(fanout *f, part *pt)
     pt->tried++;
     pt->body.len = 0;
     pt->body.oom = false;
-    pt->started_ms = now_ms();
+    pt->started_ms = api_now_ms();
     char *url = str_printf("%s%s", p->url, f->path);
     CURL *h = url ? curl_easy_init() : NULL;
     if (!h) {
@@ -408,7 +401,7 @@ int fanout_start(cluster *c, const char *view, size_t view_len, const qparam *p,
         return -ENOMEM;
     f->c = c;
     f->deadline_ms = deadline_ms;
-    f->started_ms = now_ms();
+    f->started_ms = api_now_ms();
     struct curl_slist *h = curl_slist_append(NULL, "Accept: " PARTIAL_CONTENT_TYPE);
     f->headers = h;
     if (h && c->auth)
@@ -478,7 +471,7 @@ static int on_done(fanout *f, part *pt, CURLcode res, const query *q, vtable *t,
     curl_multi_remove_handle(f->m, pt->h);
     curl_easy_cleanup(pt->h);
     pt->h = NULL;
-    int64_t ms = now_ms() - pt->started_ms;
+    int64_t ms = api_now_ms() - pt->started_ms;
     char what[MAX_ERROR_TEXT] = "";
     int rc = 0;
     if (res != CURLE_OK) {
@@ -597,7 +590,7 @@ int fanout_finish(fanout *f, const query *q, vtable *t, serving_watermark *wm, q
         if (rc == 0 && !all_done(f))
             curl_multi_poll(f->m, NULL, 0, 100, NULL);
     }
-    metrics_observe(&m_fanout_seconds, NULL, (double)(now_ms() - f->started_ms) / 1000.0);
+    metrics_observe(&m_fanout_seconds, NULL, (double)(api_now_ms() - f->started_ms) / 1000.0);
     if (rc < 0) {
         metrics_counter_add(&m_fanout_queries, METRIC_LABELS("failed"), 1);
         return rc;
