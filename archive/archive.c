@@ -34,6 +34,8 @@
  *       total_payload_bytes, updated in the same transaction as every
  *       commit, so opening the archive reads four rows instead of
  *       counting every chunk.
+ *       "topic.<stream>": the Kafka topic the stream reads, recorded by
+ *       the daemon at start (move.c: a partition's chunks by topic).
  *   damaged_chunks(seq INTEGER PRIMARY KEY, stream, part, tpart,
  *                  first_offset, last_offset, n, reason, found_at)
  *       Chunks that a scan found damaged (damage.c), so a restart still

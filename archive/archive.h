@@ -248,6 +248,57 @@ int arch_import_begin(arch *a, const char *stream, const char *hash, const char 
 void arch_txn_set_import(arch_txn *t, int64_t id, int64_t from_records, int64_t records,
                          int64_t lines, bool done);
 
+/* ---- moving Kafka partitions between archives (move.c) --------------- *
+ *
+ * Chunks are kept by stream and Kafka partition, offsets and rejects by
+ * topic and partition: the daemon records which topic each stream reads
+ * (arch_record_stream_topic, meta key "topic.<stream>") so that a
+ * partition's chunks can be told from another topic's. Imported events
+ * (partition -id) belong to no Kafka partition and are never selected. */
+
+typedef struct {
+    const char *topic;
+    int32_t partition;         /* >= 0 */
+} arch_part;
+
+typedef struct {
+    int64_t chunks, events, rejects, offsets;   /* copied or deleted */
+    int64_t damage_records;    /* drop: damaged-chunk records deleted with their chunks */
+} arch_move_stats;
+
+/* Records that stream reads topic (writer; its own short transaction, and
+ * only when the record differs). 0 or a negative code with *errmsg. */
+int arch_record_stream_topic(arch *a, const char *stream, const char *topic, char **errmsg);
+
+/* Whether a holds each of parts (a stored next offset: every partition
+ * lambdad consumed has one) and records the topic of every stream with
+ * Kafka events. 0, or -ENOENT and *errmsg naming the first missing
+ * partition and listing those a holds ("archive a.db holds no partition
+ * web:7 (it holds web:0,1,2,3)"), or -ENOKEY when a stream's topic is not
+ * recorded. Reads only. */
+int arch_parts_check(arch *a, const arch_part *parts, size_t n, char **errmsg);
+
+/* Copies everything of parts from src (any handle; read in one read
+ * transaction, so a daemon may be writing it) into dst, a new empty
+ * archive opened for writing: their events (fresh seqs, in src's seq
+ * order; chunks cut anew, checksummed and counted in the totals), their
+ * rejects (with their original time), their next offsets, the archive's
+ * time-partition unit and the topic records of their streams. A damaged
+ * chunk of parts stops it with -EBADMSG (its events cannot be copied, and
+ * the copied offsets would claim them). dst may hold part of the copy
+ * after a failure: the caller discards it. Fills *st from dst's totals. 0
+ * or a negative code with *errmsg. */
+int arch_extract(arch *src, arch *dst, const arch_part *parts, size_t n, arch_move_stats *st,
+                 char **errmsg);
+
+/* Deletes everything of parts from a (a writer handle; the caller makes
+ * sure no daemon uses the archive): their chunks with their data and
+ * damaged-chunk records, their rejects and their next offsets, and takes
+ * them off the stored totals, in one transaction. Fills *st. 0 or a
+ * negative code with *errmsg (then nothing is deleted). */
+int arch_drop_parts(arch *a, const arch_part *parts, size_t n, arch_move_stats *st,
+                    char **errmsg);
+
 /* ---- settings fixed for the archive's lifetime (table meta) ---------- */
 
 /* The value stored under key: 0 and *value (malloc'd), -ENOENT when none,

@@ -83,6 +83,34 @@ void chunk_row_read(sqlite3_stmt *st, chunk_header *h);
 int chunk_load(chunk_loader *l, const chunk_header *h, const void **raw, bool *checksummed,
                const char **why, char **errmsg);
 
+/* arch_scan over every seq, limited to the chunks of the Kafka partitions
+ * parts[0..nparts) of stream (the others are skipped on their row, their
+ * data unread); nothing when nparts is 0. For partition moves (move.c). */
+int arch_scan_parts(arch *a, const char *stream, const int32_t *parts, size_t nparts,
+                    int (*fn)(const arch_event *ev, void *ud),
+                    int (*on_damage)(const arch_damage *d, void *ud), void *ud, char **errmsg);
+
+/* ---- retain.c: deleting chunks (retention, partition drops) ----------- */
+
+/* The statements that delete a chunk, its data and its share of the
+ * totals; prepared per use (maintenance is rare). */
+typedef struct {
+    sqlite3_stmt *del_chunk, *del_data, *totals;
+    int64_t last_seq;          /* the seq of the last chunk deleted */
+} chunk_deleter;
+
+int chunk_deleter_init(arch *a, chunk_deleter *d, char **errmsg);
+void chunk_deleter_release(chunk_deleter *d);   /* accepts a zeroed one */
+/* Inside the caller's open write transaction: deletes the chunks named by
+ * the first up to CHUNK_DELETE_BATCH rows of sel (columns seq, n,
+ * payload_bytes; sel is reset after), with their data, and takes them off
+ * the stored totals. Adds what it deleted to *st and *payload (the handle's
+ * totals are the caller's, after its COMMIT); *more when the batch was
+ * full (run sel again). 0 or a negative code with *errmsg. */
+enum { CHUNK_DELETE_BATCH = 512 };
+int chunk_delete_rows(arch *a, chunk_deleter *d, sqlite3_stmt *sel, arch_drop_stats *st,
+                      int64_t *payload, bool *more, char **errmsg);
+
 /* Sets *errmsg (when errmsg is not NULL) to a malloc'd formatted text
  * (NULL if even that fails) and returns rc. */
 int arch_fail(char **errmsg, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -85,7 +85,7 @@ static int insert_reject(arch *a, const txn_reject *j, int64_t at_ms, char **err
     /* raw is never NULL (it points into the reject's allocation), so an
      * empty payload stays an empty blob rather than NULL */
     sqlite3_bind_blob64(st, 6, j->raw, j->len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 7, at_ms);
+    sqlite3_bind_int64(st, 7, j->at_ms ? j->at_ms : at_ms);
     return arch_step(a, st, "insert reject", errmsg);
 }
 

@@ -2,7 +2,7 @@
  * incremental vacuum and WAL checkpoints.
  *
  * arch_drop_before deletes whole time partitions in short write
- * transactions (at most DROP_BATCH chunks each, with the totals), so the
+ * transactions (at most CHUNK_DELETE_BATCH chunks each, with the totals), so the
  * speed thread's commits never wait long for it; a crash between two of
  * them leaves some of the old partitions, which the next call drops.
  * Freed pages go to SQLite's freelist; with auto_vacuum=INCREMENTAL
@@ -24,51 +24,96 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#define DROP_BATCH 512
-
-static int drop_some(arch *a, sqlite3_stmt *sel, sqlite3_stmt *del_c, sqlite3_stmt *del_d,
-                     sqlite3_stmt *tot, arch_drop_stats *st, bool *more, char **errmsg)
+int chunk_deleter_init(arch *a, chunk_deleter *d, char **errmsg)
 {
-    int64_t chunks = 0, events = 0, payload = 0;
+    *d = (chunk_deleter){0};
+    int rc = sqlite3_prepare_v2(a->db, "DELETE FROM chunks WHERE seq = ?1", -1, &d->del_chunk,
+                                NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->db, "DELETE FROM chunk_data WHERE seq = ?1", -1,
+                                &d->del_data, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->db,
+                                "UPDATE meta SET value = value - CASE key"
+                                " WHEN 'total_events' THEN ?1 WHEN 'total_chunks' THEN ?2"
+                                " ELSE ?3 END WHERE key IN ('total_events', 'total_chunks',"
+                                " 'total_payload_bytes')", -1, &d->totals, NULL);
+    if (rc != SQLITE_OK) {
+        int r = arch_sqlfail(a, errmsg, rc, "prepare to delete chunks");
+        chunk_deleter_release(d);
+        return r;
+    }
+    return 0;
+}
+
+void chunk_deleter_release(chunk_deleter *d)
+{
+    sqlite3_finalize(d->del_chunk);
+    sqlite3_finalize(d->del_data);
+    sqlite3_finalize(d->totals);
+    *d = (chunk_deleter){0};
+}
+
+int chunk_delete_rows(arch *a, chunk_deleter *d, sqlite3_stmt *sel, arch_drop_stats *st,
+                      int64_t *payload, bool *more, char **errmsg)
+{
+    /* the rows first, then the deletes: no row is deleted under the
+     * statement that walks them */
+    int64_t seqs[CHUNK_DELETE_BATCH];
+    int64_t chunks = 0, events = 0, bytes = 0;
+    int r = 0, rc = SQLITE_DONE;
+    while (chunks < CHUNK_DELETE_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        seqs[chunks++] = sqlite3_column_int64(sel, 0);
+        events += sqlite3_column_int64(sel, 1);
+        bytes += sqlite3_column_int64(sel, 2);
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = arch_sqlfail(a, errmsg, rc, "find chunks");
+    sqlite3_reset(sel);
+    for (int64_t i = 0; r == 0 && i < chunks; i++) {
+        sqlite3_bind_int64(d->del_chunk, 1, seqs[i]);
+        sqlite3_bind_int64(d->del_data, 1, seqs[i]);
+        if ((r = arch_step(a, d->del_chunk, "delete chunk", errmsg)) == 0)
+            r = arch_step(a, d->del_data, "delete chunk data", errmsg);
+        if (r == 0)
+            d->last_seq = seqs[i];
+    }
+    if (r == 0 && chunks) {
+        sqlite3_bind_int64(d->totals, 1, events);
+        sqlite3_bind_int64(d->totals, 2, chunks);
+        sqlite3_bind_int64(d->totals, 3, bytes);
+        r = arch_step(a, d->totals, "update totals", errmsg);
+    }
+    if (r < 0)
+        return r;
+    st->chunks += chunks;
+    st->events += events;
+    *payload += bytes;
+    *more = chunks == CHUNK_DELETE_BATCH;
+    return 0;
+}
+
+/* One short transaction of retention: up to CHUNK_DELETE_BATCH chunks. */
+static int drop_some(arch *a, sqlite3_stmt *sel, chunk_deleter *d, arch_drop_stats *st,
+                     bool *more, char **errmsg)
+{
+    arch_drop_stats got = {0};
+    int64_t payload = 0;
     int r = arch_step(a, a->st_begin, "retention: begin", errmsg);
     if (r < 0)
         return r;
-    /* the rows first, then the deletes: no row is deleted under the
-     * statement that walks them */
-    int64_t seqs[DROP_BATCH];
-    int rc = SQLITE_DONE;
-    while (chunks < DROP_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-        seqs[chunks++] = sqlite3_column_int64(sel, 0);
-        events += sqlite3_column_int64(sel, 1);
-        payload += sqlite3_column_int64(sel, 2);
-    }
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        r = arch_sqlfail(a, errmsg, rc, "retention: find chunks");
-    sqlite3_reset(sel);
-    for (int64_t i = 0; r == 0 && i < chunks; i++) {
-        sqlite3_bind_int64(del_c, 1, seqs[i]);
-        sqlite3_bind_int64(del_d, 1, seqs[i]);
-        if ((r = arch_step(a, del_c, "retention: delete chunk", errmsg)) == 0)
-            r = arch_step(a, del_d, "retention: delete chunk data", errmsg);
-    }
-    if (r == 0 && chunks) {
-        sqlite3_bind_int64(tot, 1, events);
-        sqlite3_bind_int64(tot, 2, chunks);
-        sqlite3_bind_int64(tot, 3, payload);
-        r = arch_step(a, tot, "retention: update totals", errmsg);
-    }
+    r = chunk_delete_rows(a, d, sel, &got, &payload, more, errmsg);
     if (r == 0)
         r = arch_step(a, a->st_commit, "retention: commit", errmsg);
     if (r < 0) {
         arch_rollback(a);
         return r;
     }
-    a->tot.chunks -= chunks;
-    a->tot.events -= events;
+    a->tot.chunks -= got.chunks;
+    a->tot.events -= got.events;
     a->tot.payload_bytes -= payload;
-    st->chunks += chunks;
-    st->events += events;
-    *more = chunks == DROP_BATCH;
+    st->chunks += got.chunks;
+    st->events += got.events;
     return 0;
 }
 
@@ -79,39 +124,30 @@ int arch_drop_before(arch *a, const char *stream, int64_t before, int64_t upto,
         *errmsg = NULL;
     if (a->readonly)
         return arch_fail(errmsg, -EROFS, "archive %s is open read-only", a->path);
-    sqlite3_stmt *sel = NULL, *del_c = NULL, *del_d = NULL, *tot = NULL;
+    sqlite3_stmt *sel = NULL;
+    chunk_deleter d;
+    int r = chunk_deleter_init(a, &d, errmsg);
+    if (r < 0)
+        return r;
     int rc = sqlite3_prepare_v2(a->db, "SELECT seq, n, payload_bytes FROM chunks"
                                 " INDEXED BY chunks_stream_tpart"
                                 " WHERE stream = ?1 AND tpart < ?2 AND seq <= ?3 LIMIT ?4",
                                 -1, &sel, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(a->db, "DELETE FROM chunks WHERE seq = ?1", -1, &del_c, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(a->db, "DELETE FROM chunk_data WHERE seq = ?1", -1, &del_d, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(a->db,
-                                "UPDATE meta SET value = value - CASE key"
-                                " WHEN 'total_events' THEN ?1 WHEN 'total_chunks' THEN ?2"
-                                " ELSE ?3 END WHERE key IN ('total_events', 'total_chunks',"
-                                " 'total_payload_bytes')", -1, &tot, NULL);
-    int r = 0;
     if (rc != SQLITE_OK) {
         r = arch_sqlfail(a, errmsg, rc, "retention: prepare");
     } else {
         sqlite3_bind_text(sel, 1, stream, -1, SQLITE_STATIC);
         sqlite3_bind_int64(sel, 2, before);
         sqlite3_bind_int64(sel, 3, upto);
-        sqlite3_bind_int(sel, 4, DROP_BATCH);
+        sqlite3_bind_int(sel, 4, CHUNK_DELETE_BATCH);
         for (bool more = true; r == 0 && more;) {
-            r = drop_some(a, sel, del_c, del_d, tot, st, &more, errmsg);
+            r = drop_some(a, sel, &d, st, &more, errmsg);
             if (r == 0 && more && go_on && !go_on(ud))
                 r = -ECANCELED;
         }
     }
     sqlite3_finalize(sel);
-    sqlite3_finalize(del_c);
-    sqlite3_finalize(del_d);
-    sqlite3_finalize(tot);
+    chunk_deleter_release(&d);
     return r;
 }
 

@@ -179,7 +179,22 @@ typedef struct {
     int (*on_damage)(const arch_damage *d, void *ud);
     void *ud;
     char **errmsg;
+    const int32_t *parts;      /* nparts > 0: only chunks of these Kafka partitions */
+    size_t nparts;
 } scan_ctx;
+
+/* Whether the chunk row at st is of one of s's partitions (checked before
+ * its data is read: the other chunks cost their row only). */
+static bool part_wanted(const scan_ctx *s, sqlite3_stmt *st)
+{
+    if (!s->nparts)
+        return true;
+    int64_t part = sqlite3_column_int64(st, 1);
+    for (size_t i = 0; i < s->nparts; i++)
+        if (s->parts[i] == part)
+            return true;
+    return false;
+}
 
 /* Records and reports damaged chunk h. */
 static int damaged(scan_ctx *s, const chunk_header *h, const char *why)
@@ -227,18 +242,16 @@ static int scan_chunk(scan_ctx *s, sqlite3_stmt *st)
     return r;
 }
 
-int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
-              int64_t tpart_lo, int64_t tpart_hi,
-              int (*fn)(const arch_event *ev, void *ud),
-              int (*on_damage)(const arch_damage *d, void *ud), void *ud, char **errmsg)
+static int scan_run(scan_ctx *s, int64_t seq_lo, int64_t seq_hi, int64_t tpart_lo,
+                    int64_t tpart_hi)
 {
+    arch *a = s->a;
+    char **errmsg = s->errmsg;
     if (errmsg)
         *errmsg = NULL;
     bool by_tpart = tpart_lo <= tpart_hi;
-    scan_ctx s = { .a = a, .stream = stream, .fn = fn, .on_damage = on_damage, .ud = ud,
-                   .errmsg = errmsg };
     sqlite3_stmt *st = NULL;
-    int r = chunk_loader_init(&s.ld, a, errmsg);
+    int r = chunk_loader_init(&s->ld, a, errmsg);
     if (r < 0)
         goto out;
     int rc = sqlite3_prepare_v2(a->db, by_tpart ? arch_sql_scan_by_tpart : arch_sql_scan_by_seq,
@@ -247,7 +260,7 @@ int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
         r = arch_sqlfail(a, errmsg, rc, "scan");
         goto out;
     }
-    sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, s->stream, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, seq_lo);
     sqlite3_bind_int64(st, 3, seq_hi);
     if (by_tpart) {
@@ -255,14 +268,35 @@ int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
         sqlite3_bind_int64(st, 5, tpart_hi);
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if ((r = scan_chunk(&s, st)) != 0)
+        if (part_wanted(s, st) && (r = scan_chunk(s, st)) != 0)
             goto out;
     if (rc != SQLITE_DONE)
         r = arch_sqlfail(a, errmsg, rc, "scan");
 out:
-    chunk_loader_release(&s.ld);
+    chunk_loader_release(&s->ld);
     sqlite3_finalize(st);
     return r;
+}
+
+int arch_scan(arch *a, const char *stream, int64_t seq_lo, int64_t seq_hi,
+              int64_t tpart_lo, int64_t tpart_hi,
+              int (*fn)(const arch_event *ev, void *ud),
+              int (*on_damage)(const arch_damage *d, void *ud), void *ud, char **errmsg)
+{
+    scan_ctx s = { .a = a, .stream = stream, .fn = fn, .on_damage = on_damage, .ud = ud,
+                   .errmsg = errmsg };
+    return scan_run(&s, seq_lo, seq_hi, tpart_lo, tpart_hi);
+}
+
+int arch_scan_parts(arch *a, const char *stream, const int32_t *parts, size_t nparts,
+                    int (*fn)(const arch_event *ev, void *ud),
+                    int (*on_damage)(const arch_damage *d, void *ud), void *ud, char **errmsg)
+{
+    if (!nparts)
+        return 0;
+    scan_ctx s = { .a = a, .stream = stream, .fn = fn, .on_damage = on_damage, .ud = ud,
+                   .errmsg = errmsg, .parts = parts, .nparts = nparts };
+    return scan_run(&s, 0, INT64_MAX, 1, 0);
 }
 
 static const char *text_or_empty(sqlite3_stmt *st, int col)

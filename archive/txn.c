@@ -235,7 +235,14 @@ int arch_txn_add_reject(arch_txn *t, const char *topic, int32_t partition, int64
     r->len = len;
     r->part = partition;
     r->offset = offset;
+    r->at_ms = 0;
     return 0;
+}
+
+void txn_reject_set_time(arch_txn *t, int64_t at_ms)
+{
+    if (t->nrejects)
+        t->rejects[t->nrejects - 1].at_ms = at_ms;
 }
 
 int arch_txn_set_offset(arch_txn *t, const char *topic, int32_t partition, int64_t next_offset)

@@ -17,6 +17,7 @@ typedef struct {
     size_t len;
     int32_t part;
     int64_t offset;
+    int64_t at_ms;        /* when it was rejected; 0: the commit's time */
 } txn_reject;
 
 typedef struct {
@@ -48,6 +49,10 @@ struct arch_txn {
 
     txn_import imp;
 };
+
+/* Gives the reject added last its original time (a partition's rejects
+ * copied to another archive keep theirs, move.c). */
+void txn_reject_set_time(arch_txn *t, int64_t at_ms);
 
 /* imports.c: stores t->imp in arch_commit's open transaction; -ESTALE when
  * the stored progress is not t->imp.from_records. */

@@ -135,6 +135,10 @@ static runtime *runtime_open(config *cfg, const char *restart_required, int64_t 
                  "read (see /v1/status; lambdad-archive verify checks the whole archive)",
                  cfg->archive_path, (long long)dmg.chunks, (long long)dmg.events);
     r = check_partition_unit(cfg, w, &err);
+    /* which topic each stream reads: lambdad-archive extract and drop
+     * find a Kafka partition's chunks by it */
+    for (size_t i = 0; r == 0 && i < cfg->nstreams; i++)
+        r = arch_record_stream_topic(w, cfg->streams[i].name, cfg->streams[i].topic, &err);
     arch_stats ast;
     if (r == 0 && (r = arch_get_stats(w, &ast)) < 0)
         err = strdup("cannot read its statistics");

@@ -5,6 +5,7 @@
  *                        [--meta] ARCHIVE
  *   lambdad-archive stats ARCHIVE
  *   lambdad-archive verify ARCHIVE
+ *   lambdad-archive extract|drop --partition TOPIC:P[,P...] ... (archtool_move.c)
  *
  * The archive stores events in zstd-compressed chunks that no other tool can
  * read; `dump` prints them as JSON lines (one accepted event per line, in
@@ -22,7 +23,7 @@
  *
  * Runs on the caller's thread; the only shared state is getopt's.
  */
-#include "tools/archtool.h"
+#include "tools/archtool_int.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -35,17 +36,18 @@
 #include "archive/archive.h"
 #include "core/gran.h"
 
-#define PROG "lambdad-archive"
-
-static void usage(FILE *f)
+void archtool_usage(FILE *f)
 {
     fprintf(f,
             "Usage: " PROG " dump [--stream NAME] [--from T] [--to T] [--from-seq N] [--to-seq N]\n"
             "                            [--meta] ARCHIVE\n"
             "       " PROG " stats ARCHIVE\n"
             "       " PROG " verify ARCHIVE\n"
+            "       " PROG " extract --partition TOPIC:P[,P...] SRC DST\n"
+            "       " PROG " drop --partition TOPIC:P[,P...] ARCHIVE\n"
             "\n"
-            "Reads a lambdad archive (read-only; safe while lambdad runs).\n"
+            "Reads a lambdad archive (dump, stats, verify, extract: read-only, safe while\n"
+            "lambdad runs), or moves Kafka partitions out of one (extract, drop).\n"
             "\n"
             "  dump     print the accepted events as JSON lines, in archive order (seq,\n"
             "           then Kafka offset within a chunk), one stream after the other\n"
@@ -64,6 +66,20 @@ static void usage(FILE *f)
             "           event times against the row and the time partition), the stored\n"
             "           totals and SQLite's integrity; print each problem, then a summary;\n"
             "           exit 0 when the archive is clean, 1 when not\n"
+            "  extract  make the new archive DST of the events, rejects and next offsets of\n"
+            "           the Kafka partitions given, read from SRC as one snapshot (fresh\n"
+            "           seqs, chunks checked and rewritten): a lambdad started on DST with\n"
+            "           kafka.partitions set to them resumes where SRC stood. DST, DST-wal,\n"
+            "           DST-shm and DST-views must not exist. Imported events (lambdad\n"
+            "           import) belong to no partition: not copied. A damaged chunk of the\n"
+            "           partitions stops it (its events cannot be copied)\n"
+            "  drop     delete the events, rejects, next offsets and damaged-chunk records\n"
+            "           of the partitions given from ARCHIVE, in one transaction, and\n"
+            "           remove ARCHIVE-views (lambdad rebuilds its views at its next start);\n"
+            "           ARCHIVE's lambdad must be stopped (drop takes its lock). Imported\n"
+            "           events stay\n"
+            "    -p, --partition TOPIC:P[,P...]  the partitions (repeat for other topics);\n"
+            "                       every one must be in the archive\n"
             "\n"
             "  -h, --help           this text\n"
             "\n"
@@ -259,7 +275,7 @@ static int cmd_dump(int argc, char **argv, FILE *out, FILE *err)
             }
             break;
         case O_META: meta = true; break;
-        case 'h': usage(out); return 0;
+        case 'h': archtool_usage(out); return 0;
         default:
             fprintf(err, PROG ": dump: bad option '%s' (see --help)\n", argv[optind - 1]);
             return 2;
@@ -304,7 +320,7 @@ static int cmd_stats(int argc, char **argv, FILE *out, FILE *err)
 {
     if (argc != 2 || argv[1][0] == '-') {
         if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-            usage(out);
+            archtool_usage(out);
             return 0;
         }
         fprintf(err, PROG ": stats: expected one ARCHIVE\n");
@@ -345,7 +361,7 @@ static int cmd_verify(int argc, char **argv, FILE *out, FILE *err)
 {
     if (argc != 2 || argv[1][0] == '-') {
         if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-            usage(out);
+            archtool_usage(out);
             return 0;
         }
         fprintf(err, PROG ": verify: expected one ARCHIVE\n");
@@ -397,12 +413,12 @@ int archtool_main(int argc, char **argv, FILE *out, FILE *err)
     optind = 0; /* GNU getopt: full re-initialisation for every call */
     opterr = 0; /* our own messages, to err */
     if (argc < 2) {
-        usage(err);
+        archtool_usage(err);
         return 2;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
-        usage(out);
+        archtool_usage(out);
         return 0;
     }
     if (!strcmp(cmd, "dump"))
@@ -411,6 +427,10 @@ int archtool_main(int argc, char **argv, FILE *out, FILE *err)
         return cmd_stats(argc - 1, argv + 1, out, err);
     if (!strcmp(cmd, "verify"))
         return cmd_verify(argc - 1, argv + 1, out, err);
-    fprintf(err, PROG ": unknown command '%s' (dump, stats, verify)\n", cmd);
+    if (!strcmp(cmd, "extract"))
+        return archtool_extract(argc - 1, argv + 1, out, err);
+    if (!strcmp(cmd, "drop"))
+        return archtool_drop(argc - 1, argv + 1, out, err);
+    fprintf(err, PROG ": unknown command '%s' (dump, stats, verify, extract, drop)\n", cmd);
     return 2;
 }

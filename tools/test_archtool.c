@@ -4,6 +4,7 @@
  * and every usage error's exact message and exit status. */
 #include "tools/archtool.h"
 #include "tests/unit/check.h"
+#include "tools/test_archtool.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -11,38 +12,6 @@
 #include <unistd.h>
 
 #include "archive/archive.h"
-
-struct run {
-    int rc;
-    char *out, *err;
-};
-
-/* Runs archtool_main with the NULL-terminated arguments after argv[0]. */
-static struct run run_tool(const char *first, ...)
-{
-    char *argv[16];
-    int argc = 0;
-    argv[argc++] = (char *)"lambdad-archive";
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && argc < 15; a = va_arg(ap, const char *))
-        argv[argc++] = (char *)a;
-    va_end(ap);
-    argv[argc] = NULL;
-    struct run r = {0, NULL, NULL};
-    size_t ol, el;
-    FILE *out = open_memstream(&r.out, &ol), *err = open_memstream(&r.err, &el);
-    r.rc = archtool_main(argc, argv, out, err);
-    fclose(out);
-    fclose(err);
-    return r;
-}
-
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
-}
 
 static int add(arch_txn *t, const char *stream, int32_t part, int64_t off, int64_t ts_ms,
                const char *payload)
@@ -84,44 +53,6 @@ done:
     arch_txn_free(t);
     arch_close(a);
     return r;
-}
-
-/* Runs SQL on the archive directly: the damage a disk or a person does. */
-static void sql(const char *path, const char *stmt)
-{
-    sqlite3 *db;
-    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
-    char *err = NULL;
-    CHECK_INT(sqlite3_exec(db, stmt, NULL, NULL, &err), SQLITE_OK);
-    if (err)
-        fprintf(stderr, "sql: %s: %s\n", stmt, err);
-    sqlite3_free(err);
-    sqlite3_close(db);
-}
-
-/* Flips one bit in the middle of chunk seq's stored blob. */
-static void flip_bit(const char *path, int seq)
-{
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_INT(sqlite3_prepare_v2(db, "SELECT data FROM chunk_data WHERE seq = ?1", -1, &st, NULL),
-              SQLITE_OK);
-    sqlite3_bind_int(st, 1, seq);
-    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_bytes(st, 0);
-    unsigned char *b = malloc((size_t)n);
-    memcpy(b, sqlite3_column_blob(st, 0), (size_t)n);
-    sqlite3_finalize(st);
-    b[n / 2] ^= 0x08;
-    CHECK_INT(sqlite3_prepare_v2(db, "UPDATE chunk_data SET data = ?1 WHERE seq = ?2", -1, &st,
-                                 NULL), SQLITE_OK);
-    sqlite3_bind_blob(st, 1, b, n, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, seq);
-    CHECK_INT(sqlite3_step(st), SQLITE_DONE);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    free(b);
 }
 
 static const char LINE1[] = "{\"ts\":1,\"a\":\"x\"}\n";
@@ -309,7 +240,7 @@ int main(void)
     run_free(&r);
     r = run_tool("frob", db, NULL);
     CHECK_INT(r.rc, 2);
-    CHECK_STR(r.err, "lambdad-archive: unknown command 'frob' (dump, stats, verify)\n");
+    CHECK_STR(r.err, "lambdad-archive: unknown command 'frob' (dump, stats, verify, extract, drop)\n");
     run_free(&r);
     r = run_tool("dump", "-s", "pv", "--from", "yesterday", db, NULL);
     CHECK_INT(r.rc, 2);
