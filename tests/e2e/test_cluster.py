@@ -422,7 +422,10 @@ class SecureClusterTest(TwoShards):
         for d in daemons:
             other = daemons[1] if d is daemons[0] else daemons[0]
             d.rewrite_config(cluster={
+                # a TLS handshake under ASan on a loaded machine can take longer than
+                # the default 1 s connect timeout: this test is about TLS and tokens
                 "shard": d.shard, "token_file": wd.file("cluster.token"), "ca_file": cert,
+                "connect_timeout_ms": 15000,
                 "peers": [{"url": "https://127.0.0.1:%d" % other.port, "shard": other.shard}]})
             d.start(wait_ready=False)
         ctx = ssl.create_default_context(cafile=cert)
