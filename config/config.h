@@ -49,7 +49,7 @@ typedef struct {
     char *archive_path;         /* default "/var/lib/lambdad/archive.db" */
     int commit_interval_ms;     /* default 50, 1..60000 */
     int commit_max_events;      /* default 100000, 1..10000000 */
-    int compression_level;      /* zstd level, default 3, 1..19 */
+    int compression_level;      /* zstd level, default 1, 1..19 */
     int64_t archive_retention_s;   /* archive.retention, 0 (default): keep forever */
     int compact_level;          /* archive.compaction_level: zstd level of merged chunks, default 9 */
 

@@ -523,7 +523,7 @@ static const cfg_key archive_keys[] = {
     KEY_STR("path", config, archive_path, "/var/lib/lambdad/archive.db"),
     KEY_INT("commit_interval_ms", config, commit_interval_ms, 1, 60000, 50),
     KEY_INT("commit_max_events", config, commit_max_events, 1, 10000000, 100000),
-    KEY_INT("compression_level", config, compression_level, 1, 19, 3),
+    KEY_INT("compression_level", config, compression_level, 1, 19, 1),
     KEY_CUSTOM("retention", check_archive_retention),
     KEY_INT("compaction_level", config, compact_level, 1, 19, 9),
     { 0 },

@@ -88,7 +88,7 @@ static void test_defaults(void)
     CHECK_STR(c->archive_path, "/var/lib/lambdad/archive.db");
     CHECK_INT(c->commit_interval_ms, 50);
     CHECK_INT(c->commit_max_events, 100000);
-    CHECK_INT(c->compression_level, 3);
+    CHECK_INT(c->compression_level, 1);
     CHECK_INT(c->batch_interval_s, 300);
     CHECK_INT(c->batch_partition, GRAN_DAY);
     CHECK_STR(c->http_host, "127.0.0.1");
